@@ -1,0 +1,175 @@
+"""Encode and decode log events in the two wire formats the platform speaks.
+
+* Avro single-object encoding (no Schema Registry): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
+  fingerprint of the writer schema + Avro binary body. The writer schema is found by fingerprint
+  among the versions in ``schemas/avro``.
+* Confluent framing (Schema Registry configured): ``00`` + 4-byte big-endian schema id + body. The
+  writer schema is fetched from the registry by id (and cached).
+
+Decoding always resolves to the newest reader schema, so a consumer sees one record shape whatever
+version wrote the message. Anything else raises :class:`DecodeError` with a machine-readable reason.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from incident_contracts import avro_schemas
+from incident_contracts.avro_schemas import SchemaVersion
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = 0
+SINGLE_OBJECT_HEADER = 10
+CONFLUENT_HEADER = 5
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+class DecodeReason(StrEnum):
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    TRUNCATED = "truncated"
+    BAD_MAGIC = "bad_magic"
+    UNKNOWN_FINGERPRINT = "unknown_fingerprint"
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"
+    MALFORMED_BODY = "malformed_body"
+    TRAILING_BYTES = "trailing_bytes"
+
+
+class CodecError(Exception):
+    """Base of the codec's errors."""
+
+
+class EncodeError(CodecError):
+    """A record does not fit the schema."""
+
+
+class DecodeError(CodecError):
+    """A message is not a log event in a wire format we accept."""
+
+    def __init__(self, reason: DecodeReason, detail: str):
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+SchemaLookup = Callable[[int], SchemaVersion | None]
+"""Finds the writer schema of a Confluent-framed message by its registry id (None when unknown)."""
+
+
+@dataclass
+class Codec:
+    """Encoder/decoder for LogEvent. Without a registry it writes single-object encoding.
+
+    ``registry_id`` and ``registry_lookup`` enable the Confluent format: the id of the writer schema
+    as registered, and a function resolving ids seen on the wire to schemas.
+    """
+
+    writer: SchemaVersion | None = None
+    registry_id: int | None = None
+    registry_lookup: SchemaLookup | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        self.writer = self.writer or avro_schemas.latest()
+        self.reader = avro_schemas.latest()
+        self._by_fp = avro_schemas.by_fingerprint()
+        self._header = (
+            struct.pack(">bI", CONFLUENT_MAGIC, self.registry_id)
+            if self.registry_id is not None
+            else SINGLE_OBJECT_MAGIC + self.writer.fingerprint
+        )
+
+    # --- encoding -----------------------------------------------------------------------------
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        try:
+            schemaless_writer(buffer, self.writer.parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"record does not fit LogEvent v{self.writer.version}: {exc}") from exc
+        return buffer.getvalue()
+
+    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        return [self.encode(r) for r in records]
+
+    # --- decoding -----------------------------------------------------------------------------
+    def writer_schema_of(self, message: bytes | None) -> tuple[SchemaVersion, int]:
+        """The writer schema of a message and the offset where its Avro body starts."""
+        if not message:
+            raise DecodeError(DecodeReason.EMPTY, "message has no bytes")
+        if len(message) > self.max_message_bytes:
+            raise DecodeError(DecodeReason.TOO_LARGE,
+                              f"{len(message)} bytes exceeds the {self.max_message_bytes}-byte limit")
+        first = message[0]
+        if message[:2] == SINGLE_OBJECT_MAGIC:
+            if len(message) < SINGLE_OBJECT_HEADER:
+                raise DecodeError(DecodeReason.TRUNCATED,
+                                  f"single-object header needs {SINGLE_OBJECT_HEADER} bytes, got {len(message)}")
+            fp = bytes(message[2:SINGLE_OBJECT_HEADER])
+            schema = self._by_fp.get(fp)
+            if schema is None:
+                raise DecodeError(DecodeReason.UNKNOWN_FINGERPRINT,
+                                  f"fingerprint {fp.hex()} matches no schema in schemas/avro")
+            return schema, SINGLE_OBJECT_HEADER
+        if first == CONFLUENT_MAGIC:
+            if len(message) < CONFLUENT_HEADER:
+                raise DecodeError(DecodeReason.TRUNCATED,
+                                  f"Confluent header needs {CONFLUENT_HEADER} bytes, got {len(message)}")
+            schema_id = struct.unpack(">I", message[1:CONFLUENT_HEADER])[0]
+            schema = self.registry_lookup(schema_id) if self.registry_lookup else None
+            if schema is None:
+                raise DecodeError(DecodeReason.UNKNOWN_SCHEMA_ID,
+                                  f"schema id {schema_id} is not known to the schema registry"
+                                  if self.registry_lookup else
+                                  f"Confluent-framed message (schema id {schema_id}) but no SCHEMA_REGISTRY_URL set")
+            return schema, CONFLUENT_HEADER
+        raise DecodeError(DecodeReason.BAD_MAGIC,
+                          f"first bytes {bytes(message[:2]).hex()} are neither C301 (Avro single-object) "
+                          "nor 00 (Confluent)")
+
+    def decode(self, message: bytes | None) -> dict[str, Any]:
+        """Decode one message into a dict shaped like the newest schema."""
+        schema, start = self.writer_schema_of(message)
+        assert message is not None
+        stream = io.BytesIO(message)
+        stream.seek(start)
+        if start == len(message):
+            raise DecodeError(DecodeReason.TRUNCATED, "header present but the Avro body is empty")
+        try:
+            record = schemaless_reader(stream, schema.parsed, self.reader.parsed)
+        except (EOFError, StopIteration) as exc:
+            raise DecodeError(DecodeReason.TRUNCATED, f"Avro body ends early ({exc or 'end of data'})") from exc
+        except Exception as exc:  # fastavro raises many types on corrupt input
+            raise DecodeError(DecodeReason.MALFORMED_BODY,
+                              f"Avro body does not decode with v{schema.version}: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(message):
+            raise DecodeError(DecodeReason.TRAILING_BYTES,
+                              f"{len(message) - stream.tell()} bytes left after the record")
+        return record  # type: ignore[return-value]
+
+
+def default_codec(schema_registry_url: str = "") -> Codec:
+    """The codec the settings ask for: Confluent framing with a registry, single-object otherwise."""
+    if not schema_registry_url:
+        return Codec()
+    from incident_contracts.registry import SchemaRegistry
+
+    registry = SchemaRegistry(schema_registry_url)
+    schema_id = registry.register(avro_schemas.latest())
+    return Codec(registry_id=schema_id, registry_lookup=registry.lookup)
+
+
+def decoding_codec(schema_registry_url: str = "") -> Codec:
+    """A codec for readers: accepts both formats; resolves registry ids only when a registry is set."""
+    if not schema_registry_url:
+        return Codec()
+    from incident_contracts.registry import SchemaRegistry
+
+    return Codec(registry_lookup=SchemaRegistry(schema_registry_url).lookup)

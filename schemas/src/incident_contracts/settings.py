@@ -1,0 +1,214 @@
+"""The one place configuration is read: environment variables, then `.env`, then defaults.
+
+Every variable is listed, with its default and a comment, in `.env.example`; a test keeps the two in
+step. A wrong value fails at start with a message naming the variable, the bad value and what is
+expected, instead of surfacing later as an obscure error deep inside Kafka, Spark or Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+_SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
+_HOST_PORT = re.compile(r"^[\w.\-]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class StartingOffsets(StrEnum):
+    EARLIEST = "earliest"
+    LATEST = "latest"
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
+
+
+def project_root() -> Path:
+    """The checkout's root: PROJECT_ROOT if set, else the nearest parent holding `.env.example`."""
+    explicit = os.environ.get("PROJECT_ROOT")
+    if explicit:
+        return Path(explicit).resolve()
+    for candidate in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        if (candidate / ".env.example").is_file() and (candidate / "schemas").is_dir():
+            return candidate
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    """All configuration of the platform. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- general ---------------------------------------------------------------------------
+    log_level: LogLevel = LogLevel.INFO
+    environment: str = "prod"
+    data_dir: Path = Path("data")
+    runtime_dir: Path = Path("runtime")
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_logs: str = "logs.events"
+    kafka_topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 2
+    kafka_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    kafka_compression: Compression = Compression.LZ4
+    kafka_consumer_group: str = "incident-stream"
+    schema_registry_url: str = ""
+    kafka_ui_url: str = ""
+
+    # --- Spark -----------------------------------------------------------------------------
+    spark_master: str = "local[*]"
+    spark_ui_port: Port = 4040
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: Annotated[int, Field(ge=1, le=10_000)] = 4
+    stream_trigger_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    stream_max_records_per_trigger: Annotated[int, Field(ge=1)] = 500_000
+    stream_starting_offsets: StartingOffsets = StartingOffsets.EARLIEST
+    stream_fail_on_data_loss: bool = True
+    stream_idle_stop_seconds: Annotated[float, Field(ge=0)] = 0.0
+    checkpoint_dir: Path | None = None
+
+    # --- Airflow ---------------------------------------------------------------------------
+    airflow_port: Port = 8070
+    airflow_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+
+    # --- dashboard -------------------------------------------------------------------------
+    dashboard_port: Port = 8501
+    dashboard_cache_ttl_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+
+    # --- Gemini ----------------------------------------------------------------------------
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str = ""
+    gemini_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+    @field_validator("spark_master")
+    @classmethod
+    def _check_spark_master(cls, value: str) -> str:
+        if not _SPARK_MASTER.match(value.strip()):
+            raise ValueError("expected local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL")
+        return value.strip()
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("expected HOST:PORT[,HOST:PORT...]")
+        for server in servers:
+            if not _HOST_PORT.match(server) or not 1 <= int(server.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"{server!r} is not HOST:PORT with a port from 1 to 65535")
+        return ",".join(servers)
+
+    @field_validator("schema_registry_url", "gemini_base_url", "kafka_ui_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http:// or https:// URL, or empty")
+        return value
+
+    @field_validator("spark_driver_memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if not re.match(r"^\d+[kmgt]?$", value.strip().lower()):
+            raise ValueError("expected a JVM memory size such as 512m or 2g")
+        return value.strip().lower()
+
+    @field_validator("gemini_api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    # --- derived paths ---------------------------------------------------------------------
+    def table_path(self, table: str) -> Path:
+        """Folder of one Parquet table under the data directory."""
+        return self.data_dir / table
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.checkpoint_dir or (self.data_dir / "_checkpoints")
+
+    @property
+    def uses_schema_registry(self) -> bool:
+        return bool(self.schema_registry_url)
+
+    def resolved(self) -> Settings:
+        """A copy with relative directories made absolute against the project root, created if missing."""
+        root = project_root()
+        updates: dict[str, Path] = {}
+        for name in ("data_dir", "runtime_dir", "checkpoint_dir"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            path = path if path.is_absolute() else (root / path)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SettingsError(
+                    f"{name.upper()}={path}: the directory does not exist and cannot be created ({exc.strerror}). "
+                    f"Point {name.upper()} at a writable folder."
+                ) from exc
+            if not os.access(path, os.W_OK):
+                raise SettingsError(f"{name.upper()}={path}: the directory is not writable. Fix its permissions "
+                                    f"or point {name.upper()} elsewhere.")
+            updates[name] = path
+        return self.model_copy(update=updates)
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["Invalid configuration (environment variables or .env):"]
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper() or "?"
+        value = error.get("input")
+        shown = "<hidden>" if "KEY" in variable else repr(value)
+        lines.append(f"  {variable}={shown}: {error['msg']}")
+    lines.append("See .env.example for every variable, its default and what it accepts.")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read, validate and resolve the settings; raise SettingsError naming the variable on a bad value."""
+    env_file = os.environ.get("ENV_FILE") or str(project_root() / ".env")
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    return settings.resolved()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, loaded once."""
+    return load_settings()
