@@ -1,0 +1,175 @@
+"""The service catalog: which services exist, their tier, owner, hosts and dependencies.
+
+One YAML file (`schemas/catalog/services.yaml`, or CATALOG_FILE) that a user edits. The log generator
+reads the traffic profile of each service from it; the Spark job enriches events with tier and owner
+and links incidents along dependencies; the dashboard and the analysis show the topology.
+Validation happens on load and names the service and field at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Kind = Literal["http", "database", "cache", "queue", "worker"]
+
+
+class CatalogError(ValueError):
+    """The catalog file is missing or invalid; the message says where."""
+
+
+class LatencyProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p50_ms: float = Field(gt=0)
+    p95_ms: float = Field(gt=0)
+    p99_ms: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyProfile:
+        if not self.p50_ms <= self.p95_ms <= self.p99_ms:
+            raise ValueError("latency percentiles must satisfy p50_ms <= p95_ms <= p99_ms")
+        return self
+
+
+class ServiceSpec(BaseModel):
+    """One service. Traffic fields drive the generator; the rest is catalog metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Kind = "http"
+    tier: int = Field(ge=1, le=3, description="1 = customer-facing critical, 3 = internal/best effort")
+    owner: str
+    description: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    hosts: list[str] = Field(min_length=1)
+    # traffic profile (used by the log generator)
+    weight: float = Field(default=1.0, gt=0, description="share of the total event rate, relative")
+    baseline_error_rate: float = Field(default=0.005, ge=0, le=1)
+    latency: LatencyProfile = LatencyProfile(p50_ms=20, p95_ms=80, p99_ms=200)
+    endpoints: list[str] = Field(default_factory=lambda: ["/health"])
+    logger: str | None = None
+    flapping: bool = Field(default=False, description="noisy but harmless: must never page")
+    extra: dict[str, Any] = Field(default_factory=dict, description="free-form data for generators/runbooks")
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = 1
+    environment: str = "prod"
+    services: list[ServiceSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        names = [s.name for s in self.services]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"duplicate service names: {sorted(duplicates)}")
+        known = set(names)
+        for service in self.services:
+            unknown = set(service.depends_on) - known
+            if unknown:
+                raise ValueError(f"service {service.name!r} depends on unknown services {sorted(unknown)}")
+            if service.name in service.depends_on:
+                raise ValueError(f"service {service.name!r} depends on itself")
+        self._check_acyclic()
+        return self
+
+    def _check_acyclic(self) -> None:
+        graph = {s.name: s.depends_on for s in self.services}
+        state: dict[str, int] = {}
+
+        def visit(node: str, path: list[str]) -> None:
+            if state.get(node) == 2:
+                return
+            if state.get(node) == 1:
+                raise ValueError(f"dependency cycle: {' -> '.join([*path, node])}")
+            state[node] = 1
+            for dep in graph[node]:
+                visit(dep, [*path, node])
+            state[node] = 2
+
+        for name in graph:
+            visit(name, [])
+
+    # --- queries ---------------------------------------------------------------------------
+    def get(self, name: str) -> ServiceSpec | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+    def dependencies_of(self, name: str, transitive: bool = False) -> list[str]:
+        """Services `name` calls (directly, or all the way down)."""
+        spec = self.get(name)
+        if spec is None:
+            return []
+        if not transitive:
+            return list(spec.depends_on)
+        seen: list[str] = []
+        stack = list(spec.depends_on)
+        while stack:
+            dep = stack.pop()
+            if dep not in seen:
+                seen.append(dep)
+                stack.extend(self.get(dep).depends_on if self.get(dep) else [])
+        return seen
+
+    def dependents_of(self, name: str, transitive: bool = False) -> list[str]:
+        """Services that call `name` (directly, or anywhere upstream)."""
+        direct = [s.name for s in self.services if name in s.depends_on]
+        if not transitive:
+            return direct
+        seen: list[str] = []
+        stack = list(direct)
+        while stack:
+            up = stack.pop()
+            if up not in seen:
+                seen.append(up)
+                stack.extend(s.name for s in self.services if up in s.depends_on)
+        return seen
+
+
+def default_catalog_path() -> Path:
+    explicit = os.environ.get("CATALOG_FILE")
+    if explicit:
+        return Path(explicit)
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "catalog" / "services.yaml", here.parent / "catalog" / "services.yaml"):
+        if candidate.is_file():
+            return candidate
+    return here.parents[2] / "catalog" / "services.yaml"
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate the catalog; raise CatalogError saying which file, service and field are wrong."""
+    path = Path(path) if path else default_catalog_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"service catalog {path} not found; set CATALOG_FILE or restore "
+                           "schemas/catalog/services.yaml") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"service catalog {path} is not valid YAML: {exc}") from None
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = list(error["loc"])
+            if len(loc) >= 2 and loc[0] == "services" and isinstance(loc[1], int):
+                services = (raw or {}).get("services") or []
+                name = services[loc[1]].get("name", f"#{loc[1]}") if loc[1] < len(services) else f"#{loc[1]}"
+                loc = [f"services[{name}]", *loc[2:]]
+            problems.append(f"  {'.'.join(map(str, loc)) or '(file)'}: {error['msg']}")
+        raise CatalogError(f"service catalog {path} is invalid:\n" + "\n".join(problems)) from None
+
+
+@cache
+def default_catalog() -> Catalog:
+    return load_catalog()
