@@ -28,6 +28,10 @@ class TopicMissing(RuntimeError):
     """The topic does not exist on the broker."""
 
 
+# librdkafka logs every failed connection attempt to stderr; probes report failures as exceptions instead.
+QUIET = {"log_level": 0, "log.connection.close": False}
+
+
 def _unreachable(bootstrap: str, timeout: float, exc: object) -> BrokerUnavailable:
     return BrokerUnavailable(
         f"Kafka broker at {bootstrap} did not answer within {timeout:.0f}s ({exc}). "
@@ -36,7 +40,8 @@ def _unreachable(bootstrap: str, timeout: float, exc: object) -> BrokerUnavailab
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000,
+                        **QUIET})
 
 
 def check_broker(bootstrap: str, timeout: float = 5.0) -> dict[str, int]:
@@ -140,6 +145,7 @@ def _probe_consumer(bootstrap: str) -> Consumer:
         "fetch.max.bytes": 1 << 20,
         "max.partition.fetch.bytes": 1 << 20,
         "socket.connection.setup.timeout.ms": 5000,
+        **QUIET,
     })
 
 

@@ -1,0 +1,76 @@
+# Incident intelligence: the embedded local stack and the developer workflow.
+# `make` lists the targets. Configuration: .env (see .env.example).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(PYTHON) -m uv
+STAMP := $(VENV)/.setup-stamp
+WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml)
+
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+
+.PHONY: help setup test-tools up down status logs demo test test-fast lint format clean stream trigger-dag bench
+
+help: ## List the targets
+	@echo "Incident intelligence - make targets"
+	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	@echo "Variables: SCENARIO, RATE, DURATION, SEED (trigger-dag, demo); ONCE=1 (stream); QUICK=1 (bench); YES=1 (clean)"
+
+$(STAMP): $(WORKSPACE_FILES)
+	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "installing uv..."; $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; }
+	@echo "installing the locked environment into $(VENV) (first time: about a minute)..."
+	@$(UV) sync --frozen --all-packages
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Install everything into .venv from uv.lock (run automatically by the other targets)
+
+test-tools: ## Install the system tools the tests drive (headless Chromium, docker-compose validator)
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt)..."; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+up: $(STAMP) ## Start the embedded stack (broker, Airflow, dashboard) in the background
+	@$(BIN)/incident-stack up $(SERVICES)
+
+down: $(STAMP) ## Stop exactly the processes `make up` started
+	@$(BIN)/incident-stack down
+
+status: $(STAMP) ## Show each service, its URL, whether it answers, and the last pipeline run
+	@$(BIN)/incident-stack status
+
+logs: $(STAMP) ## Follow all service logs (make logs-broker / logs-airflow / logs-dashboard for one)
+	@$(BIN)/incident-stack logs -f
+
+logs-%: $(STAMP)
+	@$(BIN)/incident-stack logs -f $*
+
+demo: $(STAMP) ## Start the stack and run the whole pipeline once on a mixed scenario
+	@$(BIN)/incident-stack up
+	@$(BIN)/incident-stack demo
+
+test: $(STAMP) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run only the fast unit tests
+	@$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Lint with ruff
+	@$(BIN)/ruff check .
+
+format: $(STAMP) ## Format and autofix with ruff
+	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean: $(STAMP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
+	@$(BIN)/incident-stack clean $(if $(YES),--yes,)
+
+-include compose.mk

@@ -1,0 +1,72 @@
+"""Environment of the embedded Airflow: its home, DAGs folder, port, size, and connections from settings.
+
+Connections are given as AIRFLOW_CONN_* variables built from the project's settings, so nobody
+creates them by hand and they always match the broker and Spark master the rest of the stack uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from incident_contracts.settings import Settings, project_root
+
+
+def spark_connection(settings: Settings) -> dict:
+    """`spark_default`: SparkSubmitHook takes the master from host (and port for spark://)."""
+    master = settings.spark_master
+    if master.startswith("spark://"):
+        host, _, port = master.rpartition(":")
+        return {"conn_type": "spark", "host": host, "port": int(port),
+                "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"}}
+    return {"conn_type": "spark", "host": master, "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"}}
+
+
+def kafka_connection(settings: Settings) -> dict:
+    """`kafka_default`: the broker (and registry) the pipeline talks to, visible in the Airflow UI."""
+    extra = {"bootstrap.servers": settings.kafka_bootstrap_servers, "topic": settings.kafka_topic_logs}
+    if settings.schema_registry_url:
+        extra["schema.registry.url"] = settings.schema_registry_url
+    return {"conn_type": "generic", "host": settings.kafka_bootstrap_servers, "extra": extra}
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.runtime_dir / "airflow"
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Variables that configure the embedded Airflow (added to the project's own settings variables)."""
+    home = airflow_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project_root() / "airflow" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{settings.airflow_port}",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection(settings)),
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka_connection(settings)),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
+def admin_password(settings: Settings) -> str | None:
+    """The generated password of the `admin` user, once Airflow has started."""
+    path = airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,132 @@
+"""Background processes with pid files: start once, recognise our own, stop exactly what we started.
+
+A pid file records the pid and the process's start time (from /proc), so a recycled pid that now
+belongs to an unrelated process is never mistaken for ours and never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot, or None when it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Field 22 (starttime); the command name (field 2) may contain spaces, so split after ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    state = fields[0]
+    if state == "Z":
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    name: str
+    pid: int
+    start_ticks: int
+    command: list[str]
+    log_file: str
+
+    def alive(self) -> bool:
+        return _start_ticks(self.pid) == self.start_ticks
+
+
+class ProcessTable:
+    """pid files under RUNTIME_DIR/pids, logs under RUNTIME_DIR/logs."""
+
+    def __init__(self, runtime_dir: Path):
+        self.pid_dir = runtime_dir / "pids"
+        self.log_dir = runtime_dir / "logs"
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def _pid_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.json"
+
+    def get(self, name: str) -> ManagedProcess | None:
+        """The recorded process if it is still the one we started; stale records are removed."""
+        path = self._pid_file(name)
+        try:
+            record = ManagedProcess(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        if record.alive():
+            return record
+        path.unlink(missing_ok=True)
+        return None
+
+    def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> ManagedProcess:
+        log_path = self.log_file(name)
+        with open(log_path, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env, cwd=cwd, start_new_session=True)
+        ticks = None
+        for _ in range(50):
+            ticks = _start_ticks(process.pid)
+            if ticks is not None:
+                break
+            time.sleep(0.01)
+        record = ManagedProcess(name, process.pid, ticks or 0, command, str(log_path))
+        self._pid_file(name).write_text(json.dumps(record.__dict__))
+        return record
+
+    def stop(self, name: str, timeout: float = 20.0) -> bool:
+        """SIGTERM the process group, then SIGKILL after `timeout`. Returns False if nothing was running."""
+        record = self.get(name)
+        if record is None:
+            return False
+        try:
+            os.killpg(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (record.alive() or _group_alive(record.pid)):
+            time.sleep(0.2)
+        if record.alive() or _group_alive(record.pid):
+            try:
+                os.killpg(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.3)
+        self._pid_file(name).unlink(missing_ok=True)
+        return True
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.pid_dir.glob("*.json"))
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process of the group is alive (children can outlive their leader)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg succeeds for zombies too; look for a live member.
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False

@@ -1,0 +1,120 @@
+"""The services of the embedded stack: how to start each, where it answers, and how to tell it is healthy."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from incident_contracts.kafka import BrokerUnavailable, check_broker
+from incident_contracts.settings import Settings, project_root
+
+from incident_stack.broker import broker_command
+
+DASHBOARD_ENTRY = Path("dashboard") / "app.py"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The resolved settings as environment variables, so every child sees the same configuration."""
+    env: dict[str, str] = {"PROJECT_ROOT": str(project_root())}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if name == "gemini_api_key":
+            value = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
+        env[name.upper()] = str(value.value if hasattr(value, "value") else value)
+    return env
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (OSError, ValueError):
+        return False
+
+
+def broker_host_port(settings: Settings) -> tuple[str, int]:
+    first = settings.kafka_bootstrap_servers.split(",")[0]
+    host, port = first.rsplit(":", 1)
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    description: str
+    port: Callable[[Settings], int]
+    url: Callable[[Settings], str]
+    command: Callable[[Settings], list[str]]
+    healthy: Callable[[Settings], bool]
+    extra_env: Callable[[Settings], dict[str, str]] = lambda s: {}
+    start_timeout: float = 60.0
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(settings_env(settings))
+        env.update(self.extra_env(settings))
+        return env
+
+
+def _broker_healthy(settings: Settings) -> bool:
+    try:
+        check_broker(settings.kafka_bootstrap_servers, timeout=2)
+        return True
+    except BrokerUnavailable:
+        return False
+
+
+def _airflow_env(settings: Settings) -> dict[str, str]:
+    from incident_airflow.environment import airflow_env
+
+    return airflow_env(settings)
+
+
+def _dashboard_command(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(project_root() / DASHBOARD_ENTRY),
+            "--server.port", str(settings.dashboard_port), "--server.address", "127.0.0.1",
+            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+
+
+SERVICES: dict[str, Service] = {
+    "broker": Service(
+        name="broker",
+        description="Kafka-compatible broker (tansu, in-memory storage)",
+        port=lambda s: broker_host_port(s)[1],
+        url=lambda s: f"kafka://{s.kafka_bootstrap_servers}",
+        command=lambda s: broker_command(*broker_host_port(s)),
+        healthy=_broker_healthy,
+        start_timeout=30,
+    ),
+    "airflow": Service(
+        name="airflow",
+        description="Apache Airflow (standalone: api-server, scheduler, dag-processor, triggerer)",
+        port=lambda s: s.airflow_port,
+        url=lambda s: f"http://127.0.0.1:{s.airflow_port}",
+        command=lambda s: [str(Path(sys.executable).parent / "airflow"), "standalone"],
+        healthy=lambda s: http_ok(f"http://127.0.0.1:{s.airflow_port}/api/v2/monitor/health"),
+        extra_env=_airflow_env,
+        start_timeout=180,
+    ),
+    "dashboard": Service(
+        name="dashboard",
+        description="Streamlit dashboard",
+        port=lambda s: s.dashboard_port,
+        url=lambda s: f"http://127.0.0.1:{s.dashboard_port}",
+        command=_dashboard_command,
+        healthy=lambda s: http_ok(f"http://127.0.0.1:{s.dashboard_port}/_stcore/health"),
+        start_timeout=60,
+    ),
+}
+
+ORDER = ("broker", "airflow", "dashboard")
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or "127.0.0.1"
