@@ -144,6 +144,11 @@ class Settings(BaseSettings):
             raise ValueError("expected a JVM memory size such as 512m or 2g")
         return value.strip().lower()
 
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("gemini_api_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
