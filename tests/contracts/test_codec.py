@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from incident_contracts import avro_schemas
-from incident_contracts.codec import Codec, DecodeError, DecodeReason, EncodeError, default_codec, decoding_codec
+from incident_contracts.codec import (
+    Codec,
+    DecodeError,
+    DecodeReason,
+    EncodeError,
+    decoding_codec,
+    default_codec,
+)
 from incident_contracts.registry import RegistryUnavailable
 
 LEVELS = avro_schemas.level_symbols()

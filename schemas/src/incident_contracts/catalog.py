@@ -9,14 +9,17 @@ Validation happens on load and names the service and field at fault.
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Kind = Literal["http", "database", "cache", "queue", "worker"]
+Runtime = Literal["jvm", "python", "go", "node", "native"]
+_ENDPOINT = re.compile(r"^((GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) )?/\S*$")
 
 
 class CatalogError(ValueError):
@@ -53,8 +56,18 @@ class ServiceSpec(BaseModel):
     latency: LatencyProfile = LatencyProfile(p50_ms=20, p95_ms=80, p99_ms=200)
     endpoints: list[str] = Field(default_factory=lambda: ["/health"])
     logger: str | None = None
+    runtime: Runtime = Field(default="python", description="language runtime: shapes stack traces and GC lines")
     flapping: bool = Field(default=False, description="noisy but harmless: must never page")
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form data for generators/runbooks")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: list[str]) -> list[str]:
+        for endpoint in value:
+            if not _ENDPOINT.match(endpoint):
+                raise ValueError(f"endpoint {endpoint!r} must be '/path' or 'METHOD /path' (GET, POST, PUT, "
+                                 "PATCH, DELETE, HEAD or OPTIONS)")
+        return value
 
 
 class Catalog(BaseModel):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from incident_contracts.kafka import TopicSpec, ensure_topics
 from incident_contracts.settings import Settings, SettingsError, load_settings
-
 from incident_stack.processes import ProcessTable
 from incident_stack.services import ORDER, SERVICES, Service
 

@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from incident_contracts.codec import default_codec, decoding_codec
+from incident_contracts.codec import decoding_codec, default_codec
 from incident_contracts.kafka import end_offsets
 from incident_contracts.settings import Settings
 

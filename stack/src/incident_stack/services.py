@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 from incident_contracts.kafka import BrokerUnavailable, check_broker
 from incident_contracts.settings import Settings, project_root
-
 from incident_stack.broker import broker_command
 
 DASHBOARD_ENTRY = Path("dashboard") / "app.py"
