@@ -70,6 +70,9 @@ lint: $(STAMP) ## Lint with ruff
 format: $(STAMP) ## Format and autofix with ruff
 	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
+bench: $(STAMP) ## Run every benchmark and print one table (QUICK=1: a reduced run in a few minutes)
+	@$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
+
 clean: $(STAMP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
 	@$(BIN)/incident-stack clean $(if $(YES),--yes,)
 

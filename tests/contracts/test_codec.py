@@ -8,6 +8,7 @@ import struct
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from fastavro import schemaless_reader
@@ -157,7 +158,7 @@ def test_encoding_a_record_that_does_not_fit_raises_encode_error() -> None:
 
 
 class _FakeRegistry(BaseHTTPRequestHandler):
-    schemas: dict[int, str] = {}
+    schemas: ClassVar[dict[int, str]] = {}
 
     def log_message(self, *args: object) -> None:
         pass

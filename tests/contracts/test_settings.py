@@ -53,7 +53,7 @@ def test_uncreatable_directory_fails_naming_the_variable(isolated_env: Path,
     blocker = isolated_env / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("DATA_DIR", str(blocker / "data"))
-    with pytest.raises(SettingsError, match="DATA_DIR=.*cannot be created"):
+    with pytest.raises(SettingsError, match=r"DATA_DIR=.*cannot be created"):
         load_settings()
 
 

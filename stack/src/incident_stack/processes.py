@@ -6,6 +6,7 @@ belongs to an unrelated process is never mistaken for ours and never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,18 +91,14 @@ class ProcessTable:
         record = self.get(name)
         if record is None:
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(record.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (record.alive() or _group_alive(record.pid)):
             time.sleep(0.2)
         if record.alive() or _group_alive(record.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(record.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             time.sleep(0.3)
         self._pid_file(name).unlink(missing_ok=True)
         return True
