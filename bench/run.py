@@ -98,7 +98,9 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict:
         result = json.loads(out.read_text())
     else:
         result = {"benchmark": script.stem, "metrics": [], "context": {}}
-    result.update(exit_code=code, seconds=round(elapsed, 1), script=script.name)
+    result["title"] = result.get("benchmark")
+    result.update(benchmark=script.stem.removesuffix("_bench"), exit_code=code, seconds=round(elapsed, 1),
+                  script=script.name)
     if code != 0:
         result["error"] = f"{script.name} exited with {code} after {elapsed:.0f}s"
     return result
