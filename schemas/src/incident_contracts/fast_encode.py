@@ -42,6 +42,7 @@ LAYOUT: tuple[tuple[str, Any], ...] = (
     ("attributes", {"type": "map", "values": "string"}),
 )
 
+LEVEL_SYMBOLS: tuple[str, ...] = tuple(LAYOUT[5][1]["symbols"])
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _CACHE_LIMIT = 8192
@@ -73,6 +74,66 @@ def _string(value: str) -> bytes:
     data = value.encode("utf-8")
     n = len(data)
     return (_SMALL_LEN[n] if n < 64 else _varint(n << 1)) + data
+
+
+def encode_long(value: int) -> bytes:
+    """Avro long/int: zigzag varint."""
+    return _long(value)
+
+
+def encode_string(value: str) -> bytes:
+    """Avro string: length + UTF-8."""
+    return _string(value)
+
+
+def encode_optional_string(value: str | None) -> bytes:
+    """A ["null", "string"] union."""
+    return b"\x00" if value is None else b"\x02" + _string(value)
+
+
+def encode_attributes(attributes: Mapping[str, str]) -> bytes:
+    """The attributes map as fastavro writes it: one block with the count, then 0."""
+    if not attributes:
+        return b"\x00"
+    parts = [_long(len(attributes))]
+    for key, value in attributes.items():
+        parts.append(_string(key))
+        parts.append(_string(value))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def level_index(level: str) -> int:
+    return LEVEL_SYMBOLS.index(level)
+
+
+def body_segment(service: str, environment: str, host: str, level: str, logger: str | None,
+                 message: str) -> bytes:
+    """Fields service .. message, encoded (the part between the timestamp and the trace id)."""
+    return b"".join((_string(service), _string(environment), _string(host), _long(level_index(level)),
+                     encode_optional_string(logger), _string(message)))
+
+
+def trace_segment(trace_id: str | None, span_id: str | None) -> bytes:
+    return encode_optional_string(trace_id) + encode_optional_string(span_id)
+
+
+def tail_segment(http_method: str | None, http_path: str | None, http_status: int | None,
+                 latency_ms: float | None, error_type: str | None, attributes: Mapping[str, str]) -> bytes:
+    """Fields http_method .. attributes, encoded (the part after the span id)."""
+    return b"".join((
+        encode_optional_string(http_method),
+        encode_optional_string(http_path),
+        b"\x00" if http_status is None else b"\x02" + _long(http_status),
+        b"\x00" if latency_ms is None else b"\x02" + _pack_double(latency_ms),
+        encode_optional_string(error_type),
+        encode_attributes(attributes),
+    ))
+
+
+def head_segment(event_id: str, timestamp: int) -> bytes:
+    """Fields event_id and timestamp, encoded (what follows the wire header)."""
+    return _string(event_id) + _long(timestamp)
 
 
 def layout_matches(schema: avro_schemas.SchemaVersion) -> bool:
@@ -109,8 +170,7 @@ class FastEncoder:
         assert self.codec.writer is not None
         # The fast path is only valid for the exact layout above, written as the newest version.
         self.fast = self.codec.writer.version == latest.version and layout_matches(self.codec.writer)
-        symbols = LAYOUT[5][1]["symbols"]
-        self._levels = {name: _varint(i << 1) for i, name in enumerate(symbols)}
+        self._levels = {name: _varint(i << 1) for i, name in enumerate(LEVEL_SYMBOLS)}
         self._cache: dict[str, bytes] = {}
         self._last_ts: int | None = None
         self._last_ts_bytes = b""
@@ -153,7 +213,7 @@ class FastEncoder:
             return self.codec.encode(record)
         try:
             return self._encode_fast(record)
-        except (_Fallback, KeyError, UnicodeEncodeError):
+        except (_Fallback, KeyError, TypeError, UnicodeEncodeError):
             return self.codec.encode(record)
 
     def encode_many(self, records: list[Mapping[str, Any]]) -> list[bytes]:

@@ -17,12 +17,13 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 _PARTITION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _MANIFEST_DIR = "_spark_metadata"
+_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def hour_partitions_between(start: datetime, end: datetime) -> set[tuple[str, in
     current = start
     while current <= end:
         pairs.add((current.strftime("%Y-%m-%d"), current.hour))
-        current = current.replace(tzinfo=UTC) + _HOUR
+        current += _HOUR
     return pairs
 
 
@@ -147,7 +148,3 @@ def prune_by_hour(files: list[FileEntry], start: datetime, end: datetime) -> lis
             kept.append(entry)
     return kept
 
-
-from datetime import timedelta  # noqa: E402  (kept next to its single use)
-
-_HOUR = timedelta(hours=1)

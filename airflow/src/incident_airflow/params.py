@@ -1,0 +1,125 @@
+"""Parameters of a pipeline run: the Airflow Params (validated at trigger time) and their checked form.
+
+Airflow validates each Param against its JSON schema when a run is triggered, so a wrong type or
+an out-of-range number is refused before the run starts. What a schema cannot express (a scenario
+name that must exist, a replay file that must be readable, scenario and replay being exclusive) is
+checked by :func:`parse_run_request`, which the first task calls; its errors are final (no retry).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from incident_contracts.settings import project_root
+
+DEFAULT_SCENARIO = "mixed"
+DEFAULT_RATE = 200
+DEFAULT_DURATION = 30
+MAX_RATE = 200_000
+MAX_DURATION = 3600
+REPLAY_FORMATS = ("auto", "json", "logfmt", "apache", "nginx", "syslog", "plain")
+
+
+class BadParams(ValueError):
+    """The run's parameters cannot work; retrying the same run will not help."""
+
+
+def scenario_names() -> list[str]:
+    """Scenarios the log generator knows, then its modes (`mixed`, `none`): the trigger form's choices."""
+    from log_generator.scenarios import MODES, SCENARIOS
+
+    return [*MODES, *sorted(SCENARIOS)]
+
+
+def dag_params() -> dict[str, Any]:
+    """The DAG's Params: defaults, types and limits shown in the Airflow trigger form."""
+    from airflow.sdk import Param
+
+    return {
+        "scenario": Param(DEFAULT_SCENARIO, type="string", enum=scenario_names(),
+                          title="Scenario", description="Synthetic incident scenario the log generator plays."),
+        "rate": Param(DEFAULT_RATE, type="integer", minimum=1, maximum=MAX_RATE,
+                      title="Rate", description="Events per second produced to Kafka."),
+        "duration": Param(DEFAULT_DURATION, type="integer", minimum=1, maximum=MAX_DURATION,
+                          title="Duration", description="Seconds the generator produces for."),
+        "seed": Param(None, type=["null", "integer"], minimum=0,
+                      title="Seed", description="Random seed; the same seed replays the same events."),
+        "replay_file": Param(None, type=["null", "string"],
+                             title="Replay file",
+                             description="Path to a real log file to replay instead of a scenario "
+                                         "(relative paths are resolved against the project root)."),
+        "replay_format": Param("auto", type="string", enum=list(REPLAY_FORMATS),
+                               title="Replay format", description="Format of the replay file."),
+    }
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What one pipeline run produces: a scenario for `duration` seconds, or a replay of a file."""
+
+    scenario: str
+    rate: int
+    duration: int
+    seed: int | None
+    replay_file: str | None = None
+    replay_format: str = "auto"
+
+    @property
+    def is_replay(self) -> bool:
+        return self.replay_file is not None
+
+    def describe(self) -> str:
+        if self.is_replay:
+            return f"replay of {self.replay_file} ({self.replay_format}) at up to {self.rate} events/s"
+        seed = "random seed" if self.seed is None else f"seed {self.seed}"
+        return f"scenario {self.scenario!r} at {self.rate} events/s for {self.duration}s ({seed})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_int(params: dict[str, Any], name: str, low: int, high: int | None) -> int:
+    """A whole number within limits; also accepts "42" and 42.0 (what a form or a CLI may send)."""
+    value = params.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        number = int(value.strip())
+    else:
+        raise BadParams(f"param {name}={value!r}: expected a whole number")
+    if number < low or (high is not None and number > high):
+        limit = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise BadParams(f"param {name}={number}: must be {limit}")
+    return number
+
+
+def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None = None) -> RunRequest:
+    """Check a run's params and return them typed; raise BadParams naming the param and the fix."""
+    replay = params.get("replay_file")
+    replay = str(replay).strip() if replay not in (None, "") else None
+    replay_format = str(params.get("replay_format") or "auto")
+    if replay_format not in REPLAY_FORMATS:
+        raise BadParams(f"param replay_format={replay_format!r}: expected one of {', '.join(REPLAY_FORMATS)}")
+    scenario = str(params.get("scenario") or DEFAULT_SCENARIO)
+    rate = _as_int(params, "rate", 1, MAX_RATE)
+    duration = _as_int(params, "duration", 1, MAX_DURATION)
+    seed_value = params.get("seed")
+    seed = None if seed_value in (None, "") else _as_int(params, "seed", 0, None)
+    if replay is not None:
+        path = Path(replay)
+        if not path.is_absolute():
+            path = project_root() / path
+        if not path.is_file():
+            raise BadParams(f"param replay_file={replay!r}: no such file ({path}). Give a path to a log file "
+                            "readable by the Airflow worker, absolute or relative to the project root.")
+        return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed,
+                          replay_file=str(path), replay_format=replay_format)
+    known = known_scenarios if known_scenarios is not None else scenario_names()
+    if scenario not in known:
+        raise BadParams(f"param scenario={scenario!r}: unknown scenario; choose one of {', '.join(known)}")
+    return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed)

@@ -1,0 +1,23 @@
+"""Naming of a pipeline run's artefacts: a file-system-safe run key and the run's folder under DATA_DIR."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from incident_contracts.settings import Settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_key(airflow_run_id: str) -> str:
+    """A key for files and the generator's run id: `manual__2026-11-23T10:52:36.1+00:00` ->
+    `manual__2026-11-23T10-52-36.1-00-00` (letters, digits, `._-`; at most 128 characters)."""
+    key = _UNSAFE.sub("-", airflow_run_id).strip("-.")
+    key = key if key and key[0].isalnum() else f"run-{key}"
+    return key[:128]
+
+
+def run_dir(settings: Settings, key: str) -> Path:
+    """DATA_DIR/runs/<key>: the generator's manifest and the pipeline's reconciliation live here."""
+    return settings.data_dir / "runs" / key

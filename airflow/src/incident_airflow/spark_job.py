@@ -1,0 +1,172 @@
+"""Submitting the streaming job for one pipeline run, through `SparkSubmitOperator` and `spark_default`.
+
+The job runs bounded: it stops once the topic has been idle for a few seconds. It starts while the
+generator is still producing (they run in parallel), so a long pause in production could stop it
+early. The operator therefore checks, after the job exits, whether the produce task has finished
+and whether the tables cover the run's offset ranges; if not it submits the job again, which resumes
+from its checkpoint. The checkpoint is shared by all runs and locked while a job uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from incident_contracts.settings import Settings, project_root
+
+from incident_airflow.checkpoint_lock import checkpoint_lock
+from incident_airflow.run_tables import data_files
+
+log = logging.getLogger(__name__)
+
+SPARK_APPLICATION = Path("spark") / "submit_stream.py"
+CHECKPOINT_NAME = "incident_stream"
+IDLE_STOP_SECONDS = 6.0  # the pipeline's stop rule: no new record for this long
+PRODUCER_GRACE_SECONDS = 60.0  # after the job stops, wait this long for the produce task to finish
+MAX_SUBMISSIONS = 4
+LOCK_WAIT_SECONDS = 120.0
+# Task states after which the produce task will not write any more records in this try.
+PRODUCER_DONE = {"success"}
+PRODUCER_GAVE_UP = {"failed", "upstream_failed", "skipped", "removed"}
+
+
+def application_path() -> str:
+    return str(project_root() / SPARK_APPLICATION)
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    return settings.checkpoint_root / CHECKPOINT_NAME
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The pipeline's settings as environment variables for the job (no secrets: the job needs none)."""
+    env: dict[str, str] = {"PROJECT_ROOT": str(project_root())}
+    for name, value in settings.model_dump().items():
+        if value is None or name == "gemini_api_key":
+            continue
+        env[name.upper()] = str(value.value if hasattr(value, "value") else value)
+    return env
+
+
+def job_env(settings: Settings) -> dict[str, str]:
+    python = sys.executable
+    bin_dir = str(Path(python).parent)
+    return {
+        **settings_env(settings),
+        "PYSPARK_PYTHON": python,
+        "PYSPARK_DRIVER_PYTHON": python,
+        # spark-submit is found through PATH: the environment's own (pyspark ships it) comes first.
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+
+
+def job_arguments(settings: Settings, key: str, idle_stop: float) -> list[str]:
+    return ["--data-dir", str(settings.data_dir), "--checkpoint", str(checkpoint_dir(settings)),
+            "--idle-stop", f"{idle_stop:g}", "--run-id", key]
+
+
+def job_conf(settings: Settings) -> dict[str, str]:
+    return {"spark.ui.port": str(settings.spark_ui_port),
+            "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+            "spark.ui.showConsoleProgress": "false"}
+
+
+def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """{partition: highest offset + 1 found in events or dead_letter within the run's ranges}."""
+    import duckdb
+
+    files = data_files(settings.table_path("events")) + data_files(settings.table_path("dead_letter"))
+    found = {p: start for p, (start, _) in ranges.items()}
+    wanted = [(p, s, e) for p, (s, e) in ranges.items() if e > s]
+    if not files or not wanted:
+        return found
+    bounds = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {s} AND kafka_offset < {e})" for p, s, e in wanted)
+    sql = (f"SELECT kafka_partition, max(kafka_offset) + 1 FROM read_parquet($files, union_by_name = true) "
+           f"WHERE topic = $topic AND ({bounds}) GROUP BY 1")
+    with duckdb.connect() as con:
+        for partition, through in con.execute(sql, {"files": files, "topic": topic}).fetchall():
+            found[int(partition)] = int(through)
+    return found
+
+
+class StreamJobOperator(SparkSubmitOperator):
+    """Submit the streaming job until the run's records are processed (see the module docstring)."""
+
+    def __init__(self, *, producer_task_id: str, idle_stop: float = IDLE_STOP_SECONDS,
+                 max_submissions: int = MAX_SUBMISSIONS, **kwargs: Any):
+        self.producer_task_id = producer_task_id
+        self.idle_stop = idle_stop
+        self.max_submissions = max_submissions
+        super().__init__(application=application_path(), conn_id="spark_default", name="incident-stream",
+                         **kwargs)
+
+    def _producer_state(self, context: Any) -> str | None:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[self.producer_task_id], run_ids=[ti.run_id])
+        return (states.get(ti.run_id) or {}).get(self.producer_task_id)
+
+    def _wait_for_producer(self, context: Any) -> str | None:
+        deadline = time.monotonic() + PRODUCER_GRACE_SECONDS
+        state = self._producer_state(context)
+        while state not in PRODUCER_DONE | PRODUCER_GAVE_UP and time.monotonic() < deadline:
+            time.sleep(2)
+            state = self._producer_state(context)
+        return state
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from incident_airflow.pipeline import pipeline_settings
+        from incident_airflow.runs import run_key
+
+        settings = pipeline_settings()
+        key = run_key(context["run_id"])
+        # Resolved when the task runs (not when the DAG file is parsed), from the same settings as the
+        # other tasks, so the job reads the broker and writes the tables the rest of the run uses.
+        self.application_args = job_arguments(settings, key, self.idle_stop)
+        self.env_vars = job_env(settings)
+        self.conf = job_conf(settings)
+        self._driver_memory = settings.spark_driver_memory
+        owner = f"{context['ti'].dag_id} run {context['run_id']}"
+        started = time.monotonic()
+        submissions = 0
+        with checkpoint_lock(checkpoint_dir(settings), owner, wait_seconds=LOCK_WAIT_SECONDS):
+            self.log.info("Holding the checkpoint lock of %s.", checkpoint_dir(settings))
+            while True:
+                submissions += 1
+                self._hook = None  # a fresh spark-submit each time
+                self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
+                              "records).", submissions, self.idle_stop)
+                super().execute(context)
+                state = self._wait_for_producer(context)
+                if state in PRODUCER_GAVE_UP:
+                    self.log.warning("The produce task ended in state %s; not waiting for more records.", state)
+                    break
+                if state in PRODUCER_DONE:
+                    produced = context["ti"].xcom_pull(task_ids=self.producer_task_id)
+                    ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(e))
+                              for p, e in produced["end_offsets"].items()}
+                    through = processed_through(settings, produced["topic"], ranges)
+                    behind = {p: end - through[p] for p, (_, end) in ranges.items() if through[p] < end}
+                    if not behind:
+                        self.log.info("The job has processed every record of the run (up to offsets %s).",
+                                      {p: e for p, (_, e) in ranges.items()})
+                        break
+                    self.log.info("The generator has finished but the job stopped short of the run's end "
+                                  "offsets (records still to process per partition: %s).", behind)
+                else:
+                    self.log.info("The generator is still producing (produce task: %s) but the job went idle.",
+                                  state or "not started")
+                if submissions >= self.max_submissions:
+                    self.log.warning("Stopping after %d submissions; reconciliation will name what is missing.",
+                                     submissions)
+                    break
+                self.log.info("Submitting again: the job resumes from its checkpoint.")
+        result = {"seconds": round(time.monotonic() - started, 2), "submissions": submissions}
+        self.log.info("Streaming finished: %s", json.dumps(result))
+        return result

@@ -1,0 +1,222 @@
+"""Offline analyzer: a deterministic analysis from the runbook knowledge base, with no model and no network.
+
+Matching is BM25 over word unigrams and bigrams. The incident's side is its error signatures (the
+most frequent ones weigh more), sample lines, title and trigger, plus signal tokens derived from its
+numbers and topology (``sig_latency`` when p95 latency is far above baseline, ``sig_kind_database``
+when the service is a database, ...). A runbook's side is its title, keywords (weighted), symptoms,
+typical signatures, cause and the signal tokens in its front matter. The best runbook wins; when
+nothing scores well the generic triage runbook answers and the evidence is declared insufficient.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rank_bm25 import BM25Okapi
+
+from incident_dashboard.analysis.context import IncidentContext, _fmt_time, _num, _pct
+from incident_dashboard.analysis.models import (
+    ActionStep,
+    Category,
+    EvidenceItem,
+    Priority,
+    RootCause,
+    RootCauseAnalysis,
+    RunbookMatch,
+    TimelineEntry,
+)
+from incident_dashboard.analysis.runbooks import KnowledgeBase, Runbook
+
+OFFLINE_MODEL = "runbook-bm25"
+OFFLINE_VERSION = "offline-v1"
+MIN_SCORE = 2.0  # below this nothing matched convincingly
+KEYWORD_WEIGHT = 3
+
+_WORD = re.compile(r"[a-z][a-z0-9_]+|\d{3}")
+_PLACEHOLDER = {"num", "hex", "uuid", "ip", "path", "id", "time", "host", "service", "method"}
+_STOP = {"the", "and", "for", "from", "with", "after", "before", "was", "are", "not", "but", "this", "that",
+         "has", "have", "its", "into", "of", "to", "in", "on", "at", "by", "is", "it", "or", "be", "as", "an",
+         "all", "one", "per", "out", "off", "any", "via", "when", "each", "http", "https", "com", "java", "org",
+         "lang", "util", "error", "errors", "request", "requests", "service"}
+
+
+def tokenize(text: str) -> list[str]:
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and w not in _PLACEHOLDER]
+    return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+
+
+@dataclass
+class OfflineResult:
+    result: RootCauseAnalysis
+    matches: list[RunbookMatch]
+    runbook: Runbook
+    query: str
+
+
+def signals_of(context: IncidentContext) -> list[str]:
+    """Signal tokens from the incident's numbers and topology."""
+    inc = context.incident
+    tokens: list[str] = []
+    p95, base95 = _num(inc.get("latency_p95_ms")), _num(inc.get("baseline_latency_p95_ms"))
+    if p95 and base95 and p95 / base95 >= 3:
+        tokens.append("latency")
+    rate, base = _num(inc.get("error_rate")), _num(inc.get("baseline_error_rate"))
+    if rate is not None and (not base or rate / base >= 5):
+        tokens.append("error_rate")
+        if rate < 0.35:
+            tokens.append("error_rate_moderate")
+    if "new_signature" in str(inc.get("trigger") or ""):
+        tokens.append("new_signature")
+    if any(e.http_status and e.http_status >= 500 for e in context.events):
+        tokens.append("http_5xx")
+    topology = context.topology
+    tokens.append(f"kind_{topology.get('kind')}")
+    for dep in topology.get("depends_on", []):
+        tokens += ["depends_on", f"depends_on_{dep['kind']}"]
+    if inc.get("origin_service") or any(r.relation == "dependency" for r in context.related):
+        tokens.append("linked_upstream")
+    if len(inc.get("affected_hosts") or []) > 1:
+        tokens.append("hosts_multiple")
+    if any("restart" in (e.message or "").lower() for e in context.events):
+        tokens.append("restarts")
+    return [f"sig_{t}" for t in tokens]
+
+
+def incident_query(context: IncidentContext) -> str:
+    inc = context.incident
+    parts = [str(inc.get("title") or ""), str(inc.get("trigger") or "")]
+    for rank, sig in enumerate(context.signatures):
+        weight = 3 if rank < 2 else (2 if rank < 5 else 1)
+        parts += [sig.signature] * weight + [sig.sample]
+    parts += [e.message for e in context.events]
+    parts += [str(r) for r in inc.get("severity_reasons") or []]
+    parts += signals_of(context)
+    return "\n".join(p for p in parts if p)
+
+
+def _runbook_tokens(runbook: Runbook) -> list[str]:
+    tokens = tokenize(runbook.text)
+    for keyword in runbook.keywords:
+        tokens += tokenize(keyword) * KEYWORD_WEIGHT
+    tokens += [f"sig_{s}" for s in runbook.signals] * 2
+    return tokens
+
+
+def rank_runbooks(context: IncidentContext, kb: KnowledgeBase) -> tuple[list[RunbookMatch], str]:
+    candidates = kb.specific
+    query = incident_query(context)
+    query_tokens = tokenize(query)
+    bm25 = BM25Okapi([_runbook_tokens(r) for r in candidates])
+    scores = bm25.get_scores(query_tokens)
+    present = set(query_tokens)
+    matches = []
+    for runbook, score in zip(candidates, scores, strict=True):
+        terms = sorted({t for t in _runbook_tokens(runbook) if t in present and "_" not in t.removeprefix("sig_")})
+        matches.append(RunbookMatch(runbook_id=runbook.id, title=runbook.title, score=round(float(score), 3),
+                                    matched_terms=terms[:15]))
+    matches.sort(key=lambda m: -m.score)
+    return matches, query
+
+
+def analyze_offline(context: IncidentContext, kb: KnowledgeBase) -> OfflineResult:
+    matches, query = rank_runbooks(context, kb)
+    best = matches[0] if matches else None
+    second = matches[1].score if len(matches) > 1 else 0.0
+    if best is None or best.score < MIN_SCORE:
+        runbook, insufficient, confidence = kb.generic, True, 0.15
+    else:
+        runbook = kb.get(best.runbook_id) or kb.generic
+        margin = (best.score - second) / best.score
+        insufficient = margin < 0.1
+        confidence = round(min(0.85, 0.3 + 0.55 * margin + 0.01 * len(best.matched_terms)), 2)
+    result = _build(context, runbook, best if runbook is not kb.generic else None, matches, confidence, insufficient)
+    return OfflineResult(result, matches, runbook, query)
+
+
+def _substitute(text: str, context: IncidentContext) -> str:
+    topology = context.topology
+    service = context.incident["service"]
+    deps = topology.get("depends_on") or []
+    db = next((d["service"] for d in deps if d["kind"] == "database"), None)
+    cache = next((d["service"] for d in deps if d["kind"] == "cache"), None)
+    host = (context.incident.get("affected_hosts") or topology.get("hosts") or ["<host>"])[0]
+    values = {"<service>": service, "<service-host>": host, "<caller-host>": host,
+              "<dependency>": context.incident.get("origin_service") or (deps[0]["service"] if deps else "<dependency>"),
+              "<db-host>": db or (service if topology.get("kind") == "database" else "<db-host>"),
+              "<redis-host>": cache or (service if topology.get("kind") == "cache" else "<redis-host>")}
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | None, matches: list[RunbookMatch],
+           confidence: float, insufficient: bool) -> RootCauseAnalysis:
+    inc = context.incident
+    service = inc["service"]
+    owner = context.topology.get("owner") or inc.get("owner") or f"on-call for {service}"
+    terms = set(match.matched_terms) if match else set()
+    evidence: list[EvidenceItem] = []
+    for sig in context.signatures:
+        hit = sorted(terms & set(tokenize(sig.signature)))
+        if hit:
+            evidence.append(EvidenceItem(
+                finding=f"Signature {sig.id} ({sig.count} events) matches the '{runbook.title}' runbook on: "
+                        f"{', '.join(hit[:6])}.", citations=[sig.id]))
+    for event in context.events:
+        hit = sorted(terms & set(tokenize(event.message)))
+        if hit and len(evidence) < 8:
+            evidence.append(EvidenceItem(finding=f"Sample event {event.id} on {event.host or service} shows "
+                                                 f"{', '.join(hit[:4])}.", citations=[event.id]))
+    evidence += [EvidenceItem(finding=m.text, citations=[m.id]) for m in context.metrics[:3]]
+    upstream = [r for r in context.related if r.relation in ("dependency", "linked by the pipeline")]
+    for r in upstream[:3]:
+        evidence.append(EvidenceItem(
+            finding=f"{r.incident_id} on {r.service} ({r.relation}) was {r.status} at the same time.",
+            citations=[r.id]))
+    if not evidence:
+        evidence.append(EvidenceItem(finding="No signature or sample line matched a known failure pattern.",
+                                     citations=[], supports=False))
+
+    timeline = [TimelineEntry(time=_fmt_time(inc.get("first_seen")), event="First anomalous events seen.")]
+    timeline += [TimelineEntry(time=f.text.split(" ", 1)[0], event=f.text.split(" ", 1)[1], citations=[f.id])
+                 for f in context.lifecycle]
+    timeline += [TimelineEntry(time=_fmt_time(r.opened_at), event=f"{r.incident_id} opened on {r.service} ({r.relation}).",
+                               citations=[r.id]) for r in context.related]
+    timeline.sort(key=lambda t: t.time)
+
+    priorities = [Priority.NOW, Priority.HIGH]
+    steps = [ActionStep(order=i + 1, action=_substitute(step, context),
+                        priority=priorities[i] if i < len(priorities) else
+                        (Priority.LOW if i == len(runbook.remediation) - 1 else Priority.MEDIUM),
+                        owner=owner, rationale=f"runbook '{runbook.id}', step {i + 1}")
+             for i, step in enumerate(runbook.remediation)]
+    verification = [f"{c.purpose}: `{_substitute(c.command, context)}`" if c.purpose
+                    else f"`{_substitute(c.command, context)}`" for c in runbook.diagnosis]
+
+    origin = inc.get("origin_service")
+    statement = runbook.cause + (f" The pipeline links this incident to {origin}, the likely origin." if origin else "")
+    runner_up = next((m for m in matches if m.runbook_id != runbook.id), None)
+    rationale = (f"Offline match against the runbook knowledge base (BM25 score {match.score:.1f}"
+                 + (f"; runner-up '{runner_up.title}' {runner_up.score:.1f}" if runner_up else "")
+                 + f"). Matched terms: {', '.join(sorted(terms)[:10]) or 'none'}."
+                 if match else "No runbook matched the signatures and metrics well enough.")
+    try:
+        category = Category(runbook.category)
+    except ValueError:
+        category = Category.UNKNOWN
+    summary = (f"{inc.get('severity')} incident on {service} ({inc.get('status')}), opened "
+               f"{_fmt_time(inc.get('opened_at'))}: error rate {_pct(inc.get('error_rate'))} vs baseline "
+               f"{_pct(inc.get('baseline_error_rate'))}. "
+               + (f"The evidence matches the runbook '{runbook.title}'." if match
+                  else "The evidence does not match a known failure type; generic triage applies."))
+    missing = []
+    if insufficient:
+        missing.append("Signatures that point at a specific failure type (none matched a runbook clearly).")
+    missing.append("Deploy history, resource metrics (CPU, memory, disk) and traces are not in the event data.")
+    return RootCauseAnalysis(
+        summary=summary,
+        root_cause=RootCause(statement=statement, category=category, confidence=confidence,
+                             confidence_rationale=rationale),
+        evidence=evidence, timeline=timeline, action_plan=steps, verification=verification,
+        prevention=list(runbook.prevention), insufficient_evidence=insufficient, missing_information=missing)

@@ -1,0 +1,498 @@
+"""The dashboard's one data-access layer: every query the pages and the analysis run.
+
+Layout of the data (``DATA_DIR``, see ``incident_contracts.tables``):
+
+* ``incident_updates`` and ``metrics`` and ``dead_letter`` are small and append-only: they are
+  mirrored in full into DuckDB (:class:`~incident_dashboard.data.mirror.TableMirror`), and the
+  current state of every incident (its row with the highest ``update_seq``) is kept as a table;
+* ``events`` is large: it is mirrored as two rollups (per service and minute; per service, signature
+  and hour) that the Overview reads, while the incident page reads raw events of a few hourly
+  partitions directly.
+
+Results are cached for ``DASHBOARD_CACHE_TTL_SECONDS``, keyed by the query and the version of the
+tables it reads, and mirrors re-list their folder at most that often. A missing table reads as an
+empty one with the contract's columns; :meth:`Repository.status` says why it is empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from incident_contracts import tables as contract
+from incident_contracts.settings import Settings, get_settings
+from incident_dashboard.data.database import Database
+from incident_dashboard.data.files import prune_by_hour
+from incident_dashboard.data.mirror import MirrorStatus, TableMirror, Target, raw_select
+from incident_dashboard.data.ttl import TTLCache
+
+T = TypeVar("T")
+
+SEVERITIES = tuple(s.value for s in contract.Severity)
+STATUSES = tuple(s.value for s in contract.IncidentStatus)
+EVENT_HIVE_TYPES = {"event_date": "VARCHAR", "event_hour": "INTEGER"}
+DEAD_LETTER_HIVE_TYPES = {"dl_date": "VARCHAR"}
+RAW_PREVIEW_BYTES = 256
+
+SORTS = {
+    "severity": "severity_rank ASC, status = 'open' DESC, opened_at DESC",
+    "newest": "opened_at DESC",
+    "oldest": "opened_at ASC",
+    "longest": "active_until - opened_at DESC",
+    "anomaly": "anomaly_score DESC NULLS LAST",
+    "errors": "error_count DESC NULLS LAST",
+}
+
+LIST_COLUMNS = """incident_id, severity, status, service, environment, tier, owner, title, trigger,
+    opened_at, first_seen, last_seen, resolved_at, active_until, event_count, error_count, error_rate,
+    baseline_error_rate, latency_p95_ms, baseline_latency_p95_ms, anomaly_score, update_seq, update_time,
+    origin_service, origin_incident_id, len(coalesce(linked_incident_ids, [])) AS linked, top_signature"""
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """What the Incidents page asks for; None/empty means no restriction."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    severities: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    text: str = ""
+    sort: str = "severity"
+    limit: int = 500
+
+
+@dataclass
+class IncidentPage:
+    rows: pd.DataFrame
+    total: int
+
+
+@dataclass
+class Freshness:
+    latest_event_time: datetime | None = None
+    latest_ingest_time: datetime | None = None
+    latest_incident_update: datetime | None = None
+    latest_batch_time: datetime | None = None
+    latest_batch_lag: int | None = None
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def reference_time(self) -> datetime:
+        """'Now' for relative time windows: the newest data, so a stopped or replayed pipeline still
+        shows its last hours."""
+        known = [t for t in (self.latest_event_time, self.latest_incident_update) if t is not None]
+        return max(known) if known else self.checked_at
+
+    def age_seconds(self, moment: datetime | None) -> float | None:
+        return None if moment is None else (self.checked_at - moment).total_seconds()
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.to_pydatetime()
+
+
+def _events_minute(source: str, present: set[str]) -> str:
+    def col(name: str) -> str:
+        return name if name in present else "NULL"
+
+    return f"""
+        SELECT filename AS _file, service, date_trunc('minute', event_time) AS minute,
+               count(*) AS events, count_if({col('is_error')}) AS errors,
+               count_if({col('http_status')} >= 500) AS errors_5xx,
+               sum({col('latency_ms')}) AS latency_sum, count({col('latency_ms')}) AS latency_n,
+               max({col('latency_ms')}) AS latency_max,
+               max(event_time) AS max_event_time, max({col('ingest_time')}) AS max_ingest_time
+        FROM {source} GROUP BY ALL"""
+
+
+def _signatures_hour(source: str, present: set[str]) -> str:
+    def col(name: str) -> str:
+        return name if name in present else "NULL"
+
+    return f"""
+        SELECT filename AS _file, service, {col('signature_id')} AS signature_id,
+               date_trunc('hour', event_time) AS hour, any_value({col('signature')}) AS signature,
+               count(*) AS events, count_if({col('is_error')}) AS errors, max(event_time) AS last_seen
+        FROM {source} GROUP BY ALL"""
+
+
+class Repository:
+    """Queries over the tables of one data folder. Thread-safe; create through :func:`get_repository`."""
+
+    def __init__(self, data_dir: Path, cache_ttl: float = 5.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.cache = TTLCache(cache_ttl)
+        self.db = Database()
+        interval = cache_ttl
+        self.updates = TableMirror(self.db, "incident_updates", self.data_dir / "incident_updates",
+                                   contract.INCIDENT_UPDATES, [Target("incident_updates", raw_select())],
+                                   min_interval=interval)
+        self.events = TableMirror(self.db, "events", self.data_dir / "events", contract.EVENTS,
+                                  [Target("events_minute", _events_minute),
+                                   Target("signatures_hour", _signatures_hour)],
+                                  hive_types=EVENT_HIVE_TYPES, min_interval=interval)
+        self.dead_letter = TableMirror(
+            self.db, "dead_letter", self.data_dir / "dead_letter", contract.DEAD_LETTER,
+            [Target("dead_letter", raw_select({"raw_value": f"raw_value[1:{RAW_PREVIEW_BYTES}]"}))],
+            hive_types=DEAD_LETTER_HIVE_TYPES, min_interval=interval)
+        self.metrics = TableMirror(self.db, "metrics", self.data_dir / "metrics", contract.METRICS,
+                                   [Target("metrics", raw_select())], min_interval=interval)
+        self._mirrors = {m.table: m for m in (self.updates, self.events, self.dead_letter, self.metrics)}
+        self._current_version = -1
+        self._current_lock = threading.Lock()
+
+    # --- plumbing --------------------------------------------------------------------------
+    def _fresh(self, *tables: str) -> tuple[int, ...]:
+        versions = []
+        for name in tables:
+            versions.append(self._mirrors[name].refresh().version)
+        if "incident_updates" in tables:
+            self._ensure_current()
+        return tuple(versions)
+
+    def _cached(self, key: Hashable, tables: Sequence[str], compute: Callable[[], T]) -> T:
+        versions = self._fresh(*tables)
+        value = self.cache.get_or_compute((key, versions), compute)
+        if isinstance(value, pd.DataFrame):
+            return value.copy(deep=False)  # type: ignore[return-value]
+        return value
+
+    def _ensure_current(self) -> None:
+        """Rebuild the table of current incident states when the updates changed."""
+        version = self.updates.version
+        if version == self._current_version:
+            return
+        with self._current_lock:
+            if version == self._current_version:
+                return
+            with self.db.write_lock:
+                self.db.execute("""
+                    CREATE OR REPLACE TABLE incidents_current AS
+                    SELECT u.* EXCLUDE (_file),
+                        CASE severity WHEN 'P1' THEN 1 WHEN 'P2' THEN 2 WHEN 'P3' THEN 3 ELSE 4 END
+                            AS severity_rank,
+                        coalesce(top_signatures[1].signature, '') AS top_signature,
+                        coalesce(resolved_at, last_seen) AS active_until,
+                        lower(concat_ws(' ', incident_id, title, service, owner, trigger,
+                            array_to_string(list_transform(coalesce(top_signatures, []),
+                                lambda s: s.signature), ' '),
+                            array_to_string(coalesce(severity_reasons, []), ' '))) AS search_text
+                    FROM incident_updates u
+                    QUALIFY row_number() OVER (PARTITION BY incident_id
+                                               ORDER BY update_seq DESC, update_time DESC) = 1""")
+            self._current_version = version
+
+    def status(self, table: str) -> MirrorStatus:
+        """What is on disk for a table: missing folder, no files yet, files still being written."""
+        return self._mirrors[table].refresh()
+
+    def refresh_all(self, force: bool = False) -> None:
+        for mirror in self._mirrors.values():
+            mirror.refresh(force=force)
+        self._ensure_current()
+        if force:
+            self.cache.clear()
+
+    # --- freshness -------------------------------------------------------------------------
+    def freshness(self) -> Freshness:
+        def compute() -> Freshness:
+            event_row = self.db.rows("SELECT max(max_event_time), max(max_ingest_time) FROM events_minute")[0]
+            update_row = self.db.rows("SELECT max(update_time) FROM incident_updates")[0]
+            batch = self.db.rows("SELECT timestamp, lag FROM metrics ORDER BY timestamp DESC LIMIT 1")
+            return Freshness(
+                latest_event_time=_ts(event_row[0]), latest_ingest_time=_ts(event_row[1]),
+                latest_incident_update=_ts(update_row[0]),
+                latest_batch_time=_ts(batch[0][0]) if batch else None,
+                latest_batch_lag=int(batch[0][1]) if batch and batch[0][1] is not None else None)
+
+        return self._cached("freshness", ("events", "incident_updates", "metrics"), compute)
+
+    # --- incidents -------------------------------------------------------------------------
+    def incidents(self, flt: IncidentFilter) -> IncidentPage:
+        """Current state of the incidents matching the filter, sorted, at most ``flt.limit`` rows."""
+        where, params = self._incident_where(flt)
+        order = SORTS.get(flt.sort, SORTS["severity"])
+
+        def compute() -> IncidentPage:
+            total = self.db.rows(f"SELECT count(*) FROM incidents_current WHERE {where}", params)[0][0]
+            rows = self.db.df(f"SELECT {LIST_COLUMNS} FROM incidents_current WHERE {where} "
+                              f"ORDER BY {order}, incident_id LIMIT {int(flt.limit)}", params)
+            return IncidentPage(rows, int(total))
+
+        return self._cached(("incidents", flt), ("incident_updates",), compute)
+
+    @staticmethod
+    def _incident_where(flt: IncidentFilter) -> tuple[str, dict[str, Any]]:
+        clauses, params = ["TRUE"], {}
+        if flt.start is not None:
+            clauses.append("active_until >= $start")
+            params["start"] = flt.start
+        if flt.end is not None:
+            clauses.append("opened_at <= $end")
+            params["end"] = flt.end
+        for column, values in (("severity", flt.severities), ("status", flt.statuses),
+                               ("service", flt.services)):
+            if values:
+                clauses.append(f"{column} IN (SELECT unnest(${column}s))")
+                params[f"{column}s"] = list(values)
+        text = flt.text.strip().lower()
+        if text:
+            for i, word in enumerate(text.split()[:8]):
+                clauses.append(f"contains(search_text, $w{i})")
+                params[f"w{i}"] = word
+        return " AND ".join(clauses), params
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        """The current state of one incident with every column (lists included), or None."""
+        def compute() -> dict[str, Any] | None:
+            frame = self.db.df("SELECT * FROM incidents_current WHERE incident_id = $id", {"id": incident_id})
+            if frame.empty:
+                return None
+            return _row_dict(frame.iloc[0])
+
+        return self._cached(("incident", incident_id), ("incident_updates",), compute)
+
+    def incident_history(self, incident_id: str) -> pd.DataFrame:
+        """Every lifecycle row of one incident, oldest first."""
+        return self._cached(("history", incident_id), ("incident_updates",), lambda: self.db.df(
+            "SELECT * EXCLUDE (_file) FROM incident_updates WHERE incident_id = $id "
+            "ORDER BY update_seq, update_time", {"id": incident_id}))
+
+    def recent_incidents(self, limit: int = 200) -> pd.DataFrame:
+        """Newest incidents first (for pickers)."""
+        return self._cached(("recent", limit), ("incident_updates",), lambda: self.db.df(
+            "SELECT incident_id, severity, status, service, title, opened_at FROM incidents_current "
+            f"ORDER BY opened_at DESC LIMIT {int(limit)}"))
+
+    def services(self) -> list[str]:
+        def compute() -> list[str]:
+            rows = self.db.rows("SELECT DISTINCT service FROM incidents_current UNION "
+                                "SELECT DISTINCT service FROM events_minute ORDER BY 1")
+            return [r[0] for r in rows if r[0]]
+
+        return self._cached("services", ("incident_updates", "events"), compute)
+
+    def open_by_severity(self) -> pd.DataFrame:
+        """Open incidents per severity (every severity listed, zero included)."""
+        return self._cached("open_by_severity", ("incident_updates",), lambda: self.db.df("""
+            SELECT s.severity, count(c.incident_id) AS incidents
+            FROM (SELECT unnest($sev) AS severity) s
+            LEFT JOIN incidents_current c ON c.severity = s.severity AND c.status = 'open'
+            GROUP BY s.severity ORDER BY s.severity""", {"sev": list(SEVERITIES)}))
+
+    def incidents_over_time(self, start: datetime, end: datetime, bucket: str) -> pd.DataFrame:
+        """Incidents opened per time bucket and severity."""
+        return self._cached(("incidents_over_time", start, end, bucket), ("incident_updates",),
+                            lambda: self.db.df(f"""
+            SELECT time_bucket(INTERVAL '{bucket}', opened_at) AS bucket, severity, count(*) AS incidents
+            FROM incidents_current WHERE opened_at BETWEEN $start AND $end
+            GROUP BY ALL ORDER BY bucket""", {"start": start, "end": end}))
+
+    def incidents_by_service(self, start: datetime, end: datetime) -> pd.DataFrame:
+        return self._cached(("incidents_by_service", start, end), ("incident_updates",), lambda: self.db.df("""
+            SELECT service, severity, count(*) AS incidents FROM incidents_current
+            WHERE active_until >= $start AND opened_at <= $end GROUP BY ALL""", {"start": start, "end": end}))
+
+    def related_incidents(self, incident: dict[str, Any], services: Sequence[str]) -> pd.DataFrame:
+        """Incidents linked to this one, or in ``services`` (its dependencies and dependents) while it
+        was active (with 15 minutes of slack on both sides)."""
+        start = incident["opened_at"] - timedelta(minutes=15)
+        end = (incident.get("resolved_at") or incident["last_seen"]) + timedelta(minutes=15)
+        linked = [i for i in (incident.get("linked_incident_ids") or []) if i]
+        if incident.get("origin_incident_id"):
+            linked.append(incident["origin_incident_id"])
+        key = ("related", incident["incident_id"], tuple(sorted(services)), start, end, tuple(sorted(linked)))
+        return self._cached(key, ("incident_updates",), lambda: self.db.df(f"""
+            SELECT {LIST_COLUMNS},
+                   incident_id IN (SELECT unnest($linked)) AS explicitly_linked
+            FROM incidents_current
+            WHERE incident_id <> $id AND (
+                incident_id IN (SELECT unnest($linked))
+                OR $id IN (SELECT unnest(coalesce(linked_incident_ids, [])))
+                OR origin_incident_id = $id
+                OR (service IN (SELECT unnest($services)) AND active_until >= $start AND opened_at <= $end))
+            ORDER BY explicitly_linked DESC, opened_at""",
+            {"id": incident["incident_id"], "linked": linked or [""], "services": list(services) or [""],
+             "start": start, "end": end}))
+
+    def similar_incidents(self, incident: dict[str, Any], limit: int = 5) -> pd.DataFrame:
+        """Earlier incidents sharing signatures with this one (or, failing that, its service)."""
+        signature_ids = [s["signature_id"] for s in (incident.get("top_signatures") or []) if s]
+        key = ("similar", incident["incident_id"], tuple(signature_ids), limit)
+        return self._cached(key, ("incident_updates",), lambda: self.db.df(f"""
+            WITH scored AS (
+                SELECT {LIST_COLUMNS}, resolved_at - opened_at AS time_to_resolve,
+                    len(list_intersect(list_transform(coalesce(top_signatures, []), lambda s: s.signature_id),
+                                       $sigs)) AS shared_signatures,
+                    service = $service AS same_service
+                FROM incidents_current
+                WHERE incident_id <> $id AND opened_at < $opened)
+            SELECT * FROM scored WHERE shared_signatures > 0 OR same_service
+            ORDER BY shared_signatures DESC, same_service DESC, opened_at DESC LIMIT {int(limit)}""",
+            {"id": incident["incident_id"], "sigs": signature_ids or [""], "service": incident["service"],
+             "opened": incident["opened_at"]}))
+
+    # --- events: rollups -------------------------------------------------------------------
+    def traffic(self, start: datetime, end: datetime, bucket: str, by_service: bool = True) -> pd.DataFrame:
+        """Events, errors, error rate and mean/max latency per time bucket (and service)."""
+        group = "bucket, service" if by_service else "bucket"
+        select_service = "service," if by_service else ""
+        return self._cached(("traffic", start, end, bucket, by_service), ("events",), lambda: self.db.df(f"""
+            SELECT time_bucket(INTERVAL '{bucket}', minute) AS bucket, {select_service}
+                   sum(events)::BIGINT AS events, sum(errors)::BIGINT AS errors,
+                   sum(errors) / sum(events) AS error_rate, sum(errors_5xx)::BIGINT AS errors_5xx,
+                   sum(latency_sum) / nullif(sum(latency_n), 0) AS latency_mean_ms, max(latency_max) AS latency_max_ms
+            FROM events_minute WHERE minute BETWEEN $start AND $end
+            GROUP BY {group} ORDER BY {group}""", {"start": start, "end": end}))
+
+    def noisiest_services(self, start: datetime, end: datetime, limit: int = 10) -> pd.DataFrame:
+        return self._cached(("noisiest", start, end, limit), ("events",), lambda: self.db.df(f"""
+            SELECT service, sum(events)::BIGINT AS events, sum(errors)::BIGINT AS errors,
+                   sum(errors) / sum(events) AS error_rate
+            FROM events_minute WHERE minute BETWEEN $start AND $end
+            GROUP BY service ORDER BY errors DESC, events DESC LIMIT {int(limit)}""",
+            {"start": start, "end": end}))
+
+    def top_signatures(self, start: datetime, end: datetime, service: str | None = None,
+                       limit: int = 10, errors_only: bool = True) -> pd.DataFrame:
+        where = "hour BETWEEN date_trunc('hour', $start) AND $end"
+        params: dict[str, Any] = {"start": start, "end": end}
+        if service:
+            where += " AND service = $service"
+            params["service"] = service
+        having = "HAVING sum(errors) > 0" if errors_only else ""
+        return self._cached(("signatures", start, end, service, limit, errors_only), ("events",),
+                            lambda: self.db.df(f"""
+            SELECT service, signature_id, any_value(signature) AS signature, sum(events)::BIGINT AS events,
+                   sum(errors)::BIGINT AS errors, max(last_seen) AS last_seen
+            FROM signatures_hour WHERE {where} GROUP BY service, signature_id {having}
+            ORDER BY errors DESC, events DESC LIMIT {int(limit)}""", params))
+
+    def event_totals(self) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            row = self.db.rows("SELECT sum(events)::BIGINT, sum(errors)::BIGINT, min(minute), max(max_event_time) "
+                               "FROM events_minute")[0]
+            return {"events": int(row[0] or 0), "errors": int(row[1] or 0), "first": _ts(row[2]),
+                    "last": _ts(row[3])}
+
+        return self._cached("event_totals", ("events",), compute)
+
+    # --- events: raw -----------------------------------------------------------------------
+    def _event_files(self, start: datetime, end: datetime) -> list[str]:
+        self.events.refresh()
+        return [f.path for f in prune_by_hour(self.events.loaded_files(), start, end)]
+
+    def _event_source(self) -> str:
+        types = ", ".join(f"'{k}': {v}" for k, v in EVENT_HIVE_TYPES.items())
+        return f"read_parquet($files, union_by_name = true, hive_partitioning = true, hive_types = {{{types}}})"
+
+    def incident_window(self, services: Sequence[str], start: datetime, end: datetime,
+                        bucket_seconds: int = 60) -> pd.DataFrame:
+        """Per bucket and service: events, error rate, latency p50/p95 (raw events, few partitions)."""
+        files = self._event_files(start, end)
+        if not files or not services:
+            return pd.DataFrame(columns=["bucket", "service", "events", "errors", "error_rate",
+                                         "errors_5xx", "latency_p50_ms", "latency_p95_ms"])
+        key = ("window", tuple(services), start, end, bucket_seconds)
+        return self._cached(key, ("events",), lambda: self.db.df(f"""
+            SELECT time_bucket(INTERVAL '{int(bucket_seconds)} seconds', event_time) AS bucket, service,
+                   count(*) AS events, count_if(is_error) AS errors, count_if(is_error) / count(*) AS error_rate,
+                   count_if(http_status >= 500) AS errors_5xx,
+                   quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms
+            FROM {self._event_source()}
+            WHERE service IN (SELECT unnest($services)) AND event_time BETWEEN $start AND $end
+            GROUP BY ALL ORDER BY bucket""",
+            {"files": files, "services": list(services), "start": start, "end": end}))
+
+    def sample_events(self, service: str, start: datetime, end: datetime, signature_ids: Sequence[str] = (),
+                      per_signature: int = 3, limit: int = 30) -> pd.DataFrame:
+        """Error events of a service in a window: a few per listed signature, then other errors."""
+        files = self._event_files(start, end)
+        columns = ["event_time", "service", "host", "level", "message", "signature_id", "signature",
+                   "http_status", "latency_ms", "error_type", "trace_id", "event_id"]
+        if not files:
+            return pd.DataFrame(columns=columns)
+        key = ("samples", service, start, end, tuple(signature_ids), per_signature, limit)
+        return self._cached(key, ("events",), lambda: self.db.df(f"""
+            WITH errors AS (
+                SELECT {', '.join(columns)},
+                       row_number() OVER (PARTITION BY signature_id ORDER BY event_time) AS nth,
+                       array_position($sigs, signature_id) AS rank
+                FROM {self._event_source()}
+                WHERE service = $service AND event_time BETWEEN $start AND $end AND is_error)
+            SELECT {', '.join(columns)} FROM errors WHERE nth <= $per
+            ORDER BY rank NULLS LAST, event_time LIMIT {int(limit)}""",
+            {"files": files, "service": service, "start": start, "end": end,
+             "sigs": list(signature_ids) or [""], "per": per_signature}))
+
+    # --- pipeline --------------------------------------------------------------------------
+    def metrics_series(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        where, params = "TRUE", {}
+        if start is not None and end is not None:
+            where, params = "timestamp BETWEEN $start AND $end", {"start": start, "end": end}
+        return self._cached(("metrics", start, end), ("metrics",), lambda: self.db.df(f"""
+            SELECT query_name, batch_id, timestamp, num_input_rows, input_rows_per_second,
+                   processed_rows_per_second, batch_duration_ms, state_rows, state_memory_bytes, lag,
+                   latest_offsets, end_offsets
+            FROM metrics WHERE {where} ORDER BY timestamp""", params))
+
+    def dead_letter_summary(self) -> pd.DataFrame:
+        return self._cached("dl_summary", ("dead_letter",), lambda: self.db.df("""
+            SELECT reason, count(*) AS records, max(detected_at) AS last_seen, any_value(detail) AS example
+            FROM dead_letter GROUP BY reason ORDER BY records DESC"""))
+
+    def dead_letter_over_time(self, bucket: str = "10 minutes") -> pd.DataFrame:
+        return self._cached(("dl_time", bucket), ("dead_letter",), lambda: self.db.df(f"""
+            SELECT time_bucket(INTERVAL '{bucket}', detected_at) AS bucket, reason, count(*) AS records
+            FROM dead_letter GROUP BY ALL ORDER BY bucket"""))
+
+    def dead_letters(self, limit: int = 200, reason: str | None = None) -> pd.DataFrame:
+        where, params = ("reason = $reason", {"reason": reason}) if reason else ("TRUE", {})
+        return self._cached(("dl", limit, reason), ("dead_letter",), lambda: self.db.df(f"""
+            SELECT detected_at, reason, detail, topic, kafka_partition, kafka_offset, kafka_timestamp,
+                   value_size, hex(raw_value) AS raw_prefix_hex
+            FROM dead_letter WHERE {where} ORDER BY detected_at DESC LIMIT {int(limit)}""", params))
+
+
+def _row_dict(row: pd.Series) -> dict[str, Any]:
+    """A DataFrame row as plain Python values (timestamps as aware datetimes, arrays as lists)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, pd.Timestamp):
+            out[key] = _ts(value)
+        elif hasattr(value, "tolist") and not isinstance(value, str):
+            out[key] = value.tolist()
+        elif value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+            out[key] = None
+        else:
+            out[key] = value
+    return out
+
+
+_REPOSITORIES: dict[tuple[str, float], Repository] = {}
+_REPOSITORIES_LOCK = threading.Lock()
+
+
+def get_repository(settings: Settings | None = None) -> Repository:
+    """The process-wide repository of the configured data folder (one per DATA_DIR and TTL)."""
+    settings = settings or get_settings()
+    key = (str(Path(settings.data_dir).resolve()), float(settings.dashboard_cache_ttl_seconds))
+    with _REPOSITORIES_LOCK:
+        repo = _REPOSITORIES.get(key)
+        if repo is None:
+            repo = Repository(Path(key[0]), key[1])
+            _REPOSITORIES[key] = repo
+        return repo

@@ -1,0 +1,14 @@
+"""Incident detection: per-service baselines, an incident lifecycle, linking along dependencies.
+
+`detect(events, catalog, settings)` turns the events stream into the append-only incident_updates
+stream. The logic lives in plain Python (engine.py and what it uses) so it runs and is tested without
+Spark; processor.py hosts it in Spark's transformWithStateInPandas. README.md explains the design.
+"""
+
+from __future__ import annotations
+
+from incident_stream.detection.engine import EnvironmentDetector
+from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.stream import detect, params_from_settings
+
+__all__ = ["DetectionParams", "EnvironmentDetector", "detect", "params_from_settings"]

@@ -1,0 +1,201 @@
+"""The detector of one environment: events in, incident_updates rows out. Pure Python and pandas.
+
+It is what the Spark stateful processor runs for each environment key, and it runs as is in unit
+tests and offline replays. Time is event time only:
+
+* events are aggregated into buckets as they arrive (buckets.aggregate_frame);
+* the clock is the newest event time seen minus `allowed_lateness_s` (or Spark's watermark, if ahead);
+  every bucket that ends at or before the clock is final and is stepped, in order, through every
+  service's tracker; events for a bucket that is already final are counted as late and ignored;
+* after each bucket, incidents are linked along dependencies, severities are assessed and rows are
+  written for what changed.
+
+So the rows depend only on the events (and on their order only beyond the allowed lateness), not on
+how they were cut into micro-batches: reprocessing the same events gives the same rows and ids; only
+`update_time` (processing time, by contract) differs.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pandas as pd
+from incident_contracts.tables import UpdateType
+
+from incident_stream.detection import severity
+from incident_stream.detection.buckets import BucketAgg, aggregate_frame
+from incident_stream.detection.incident import Incident
+from incident_stream.detection.linking import DependencyGraph, Span, link
+from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.tracker import OPENED, RESOLVED, ServiceTracker
+
+STATE_VERSION = 1
+
+
+class EnvironmentDetector:
+    def __init__(self, environment: str, params: DetectionParams, graph: DependencyGraph,
+                 tiers: dict[str, int] | None = None) -> None:
+        self.environment = environment
+        self.params = params
+        self.graph = graph
+        self.tiers = tiers or {}
+        self.services: dict[str, ServiceTracker] = {}
+        self.pending: dict[tuple[str, int], BucketAgg] = {}
+        self.next_bucket: int | None = None  # first bucket not final yet
+        self.max_event_ms: int | None = None
+        self.late_events = 0
+        self.recent: list[dict] = []  # resolved incidents still linkable: {id, service, start, end}
+
+    # --- input ---------------------------------------------------------------------------------
+    def ingest(self, frame: pd.DataFrame) -> None:
+        if frame is None or frame.empty:
+            return
+        parts = aggregate_frame(frame, self.params.bucket_ms, self.params.slowest_kept)
+        for key, agg in parts.items():
+            if self.next_bucket is not None and key[1] < self.next_bucket:
+                self.late_events += agg.n
+                continue
+            mine = self.pending.get(key)
+            if mine is None:
+                self.pending[key] = agg
+            else:
+                mine.merge(agg, self.params.slowest_kept)
+        newest = int(frame["t_ms"].max())
+        self.max_event_ms = newest if self.max_event_ms is None else max(self.max_event_ms, newest)
+
+    # --- time ----------------------------------------------------------------------------------
+    def clock_ms(self, watermark_ms: int | None = None) -> int | None:
+        candidates = [c for c in (watermark_ms,) if c is not None and c > 0]
+        if self.max_event_ms is not None:
+            candidates.append(self.max_event_ms - self.params.lateness_ms)
+        return max(candidates) if candidates else None
+
+    def advance(self, now_ms: int, watermark_ms: int | None = None) -> list[dict]:
+        """Finalize every bucket that the clock has passed; return the rows this produced."""
+        clock = self.clock_ms(watermark_ms)
+        if clock is None:
+            return []
+        if self.next_bucket is None:
+            if not self.pending:
+                return []
+            self.next_bucket = min(b for _, b in self.pending)
+        b_ms = self.params.bucket_ms
+        settle = self.params.max_window + self.params.buckets(self.params.quiet_period_s) + 2
+        rows: list[dict] = []
+        while (self.next_bucket + 1) * b_ms <= clock:
+            k = self.next_bucket
+            horizon = clock // b_ms  # first bucket that is not final
+            upcoming = min((b for _, b in self.pending), default=horizon)
+            gap = min(upcoming, horizon) - k
+            if gap > settle and all(t.idle and not any(a.n for a in t.ring) for t in self.services.values()):
+                for tracker in self.services.values():
+                    tracker.skip(gap)
+                self.next_bucket = k + gap
+                self._forget(self.next_bucket)
+                continue
+            rows.extend(self._finalize(k, now_ms))
+            self.next_bucket = k + 1
+        return rows
+
+    # --- one final bucket -------------------------------------------------------------------------
+    def _finalize(self, k: int, now_ms: int) -> list[dict]:
+        for service, bucket in sorted(key for key in self.pending if key[1] == k):
+            if service not in self.services:
+                self.services[service] = ServiceTracker(service, self.environment, self.params, bucket)
+        transitions: dict[str, str] = {}
+        for service in sorted(self.services):
+            agg = self.pending.pop((service, k), None)
+            agg = agg.finalize() if agg is not None else BucketAgg()
+            for kind, inc in self.services[service].step(k, agg):
+                transitions[inc.incident_id] = kind
+                if kind == RESOLVED:
+                    self.recent.append({"id": inc.incident_id, "service": inc.service,
+                                        "start": inc.opened_at, "end": inc.resolved_at, "inc": inc})
+        rows = self._report(k, transitions, now_ms)
+        for entry in self.recent:
+            entry.pop("inc", None)
+        self._forget(k)
+        return rows
+
+    def _report(self, k: int, transitions: dict[str, str], now_ms: int) -> list[dict]:
+        p = self.params
+        now_event_ms = (k + 1) * p.bucket_ms
+        open_incidents = [t.incident for t in self.services.values() if t.incident is not None]
+        just_resolved = [e["inc"] for e in self.recent if "inc" in e]
+        if not open_incidents and not just_resolved:
+            return []
+        spans = [Span(i.incident_id, i.service, i.opened_at, now_event_ms) for i in open_incidents]
+        spans += [Span(e["id"], e["service"], e["start"], e["end"]) for e in self.recent]
+        links = link(spans, self.graph, int(p.link_slack_s * 1000))
+        rows = []
+        for inc in sorted(open_incidents + just_resolved, key=lambda i: (i.service, i.incident_id)):
+            lk = links[inc.incident_id]
+            inc.origin_service, inc.origin_incident_id = lk.origin_service, lk.origin_incident_id
+            inc.linked_ids, inc.dependents = list(lk.linked_incident_ids), list(lk.dependents_in_incident)
+            self._assess(inc)
+            kind = transitions.get(inc.incident_id)
+            if kind == OPENED:
+                update = UpdateType.OPENED
+            elif kind == RESOLVED:
+                update = UpdateType.RESOLVED
+            elif inc.emit_key() != inc.last_emit_key or (
+                    k - (inc.last_emit_bucket or k) >= p.buckets(p.update_interval_s)
+                    and inc.stats.n != inc.last_emit_events):
+                update = UpdateType.UPDATED
+            else:
+                continue
+            rows.append(inc.row(update, now_ms, p))
+            inc.last_emit_bucket, inc.last_emit_key, inc.last_emit_events = k, inc.emit_key(), inc.stats.n
+        return rows
+
+    def _assess(self, inc: Incident) -> None:
+        p = self.params
+        tier = self.tiers.get(inc.service)
+        if tier is None:
+            tier = severity.parse_tier(inc.stats.tier)
+        facts = severity.SeverityInput(
+            tier=tier, error_rate=inc.error_rate, baseline_error_rate=inc.baseline_error_rate,
+            latency_p95_ms=inc.latency_p95, baseline_latency_p95_ms=inc.baseline_latency_p95,
+            dependents_in_incident=tuple(inc.dependents),
+            duration_s=((inc.last_active + 1) * p.bucket_ms - inc.opened_at) / 1000)
+        level, reasons = severity.assess(facts)
+        if inc.severity is None or not severity.more_severe(inc.severity, level):
+            inc.severity, inc.severity_reasons = level, reasons
+        if inc.stats.tier is None and tier is not None:
+            inc.stats.tier = str(tier)
+
+    def _forget(self, k: int) -> None:
+        horizon_ms = (k + 1) * self.params.bucket_ms - int(self.params.link_slack_s * 1000) * 2
+        self.recent = [e for e in self.recent if e["end"] >= horizon_ms or "inc" in e]
+
+    # --- state -------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "v": STATE_VERSION, "env": self.environment, "next": self.next_bucket, "max": self.max_event_ms,
+            "late": self.late_events, "recent": self.recent,
+            "pending": [[s, b, a.to_json()] for (s, b), a in sorted(self.pending.items())],
+            "services": {name: t.to_json() for name, t in sorted(self.services.items())},
+        }
+
+    def to_bytes(self) -> bytes:
+        return zlib.compress(json.dumps(self.to_json(), separators=(",", ":")).encode(), 1)
+
+    @classmethod
+    def from_json(cls, data: dict, params: DetectionParams, graph: DependencyGraph,
+                  tiers: dict[str, int] | None = None) -> EnvironmentDetector:
+        if data.get("v") != STATE_VERSION:
+            raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; "
+                             "start the detection query from a fresh checkpoint")
+        d = cls(data["env"], params, graph, tiers)
+        d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
+        d.recent = data["recent"]
+        d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}
+        d.services = {name: ServiceTracker.from_json(name, d.environment, t, params)
+                      for name, t in data["services"].items()}
+        return d
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, params: DetectionParams, graph: DependencyGraph,
+                   tiers: dict[str, int] | None = None) -> EnvironmentDetector:
+        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers)

@@ -1,0 +1,43 @@
+"""The incident_updates contract as a Spark schema, and detector rows as a pandas frame of it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+from incident_contracts.tables import INCIDENT_UPDATES
+from pyspark.sql import types as T
+
+TIMESTAMP_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if pa.types.is_timestamp(f.type))
+
+
+def spark_type(arrow_type: pa.DataType) -> T.DataType:
+    """Spark type of a contract column (the types the contract uses)."""
+    simple = {pa.string(): T.StringType(), pa.int32(): T.IntegerType(), pa.int64(): T.LongType(),
+              pa.float64(): T.DoubleType(), pa.bool_(): T.BooleanType(), pa.binary(): T.BinaryType()}
+    if pa.types.is_timestamp(arrow_type):
+        return T.TimestampType()
+    if pa.types.is_list(arrow_type):
+        return T.ArrayType(spark_type(arrow_type.value_type), True)
+    if pa.types.is_struct(arrow_type):
+        return T.StructType([T.StructField(f.name, spark_type(f.type), True) for f in arrow_type])
+    if pa.types.is_map(arrow_type):
+        return T.MapType(spark_type(arrow_type.key_type), spark_type(arrow_type.item_type), True)
+    for arrow, spark in simple.items():
+        if arrow_type.equals(arrow):
+            return spark
+    raise TypeError(f"no Spark type for contract type {arrow_type}")
+
+
+def incident_updates_schema() -> T.StructType:
+    return T.StructType([T.StructField(f.name, spark_type(f.type), True) for f in INCIDENT_UPDATES])
+
+
+def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
+    """Detector rows (timestamps in epoch ms) as a frame with the contract's columns, in order."""
+    frame = pd.DataFrame(rows, columns=INCIDENT_UPDATES.names)
+    for column in TIMESTAMP_COLUMNS:
+        frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
+    frame["update_seq"] = frame["update_seq"].astype("int32")
+    for column in ("event_count", "error_count"):
+        frame[column] = frame[column].astype("int64")
+    return frame

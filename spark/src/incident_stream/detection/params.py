@@ -1,0 +1,90 @@
+"""Tunables of the incident detector, with the defaults the README explains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Every threshold of the detector in one place. Times are event time (seconds)."""
+
+    # --- time ------------------------------------------------------------------------------
+    bucket_s: float = 1.0  # event-time bucket: the unit of aggregation and of decisions
+    allowed_lateness_s: float = 2.0  # a bucket is final once event time has moved this far past its end
+    # --- baseline --------------------------------------------------------------------------
+    baseline_half_life_s: float = 600.0  # exponential forgetting of the per-service baseline
+    warmup_s: float = 60.0  # a service is watched this long before it may page
+    warmup_min_events: int = 30
+    prior_error_rate: float = 0.01  # what a service with little history is assumed to have
+    prior_events: float = 200.0  # weight of that prior, in events
+    # --- anomaly tests (each run on several trailing windows) ------------------------------
+    windows_buckets: tuple[int, ...] = (2, 10, 30)
+    open_score: float = 6.0  # significance (in noise units) needed to open
+    hold_score: float = 3.0  # hysteresis: an open incident stays "active" above this
+    min_errors: int = 5  # fewest errors in a window that can open an error-rate incident
+    error_rate_ratio: float = 3.0  # the window's error rate must be this many times the baseline...
+    error_rate_min_delta: float = 0.02  # ...and this much above it, absolute
+    hold_error_rate_ratio: float = 1.5
+    latency_quantile: float = 0.95
+    latency_min_samples: int = 20
+    latency_ratio: float = 2.0  # window p95 must be this many times the baseline p95...
+    latency_min_delta_ms: float = 20.0  # ...and this much slower, absolute
+    hold_latency_ratio: float = 1.3
+    latency_noise_floor: float = 0.15  # smallest noise assumed on log(p95)
+    # --- lifecycle -------------------------------------------------------------------------
+    confirm_buckets: int = 2  # consecutive anomalous buckets before an incident opens
+    quiet_period_s: float = 60.0  # resolve after this long without an active bucket
+    update_interval_s: float = 30.0  # an open incident reports at least this often while it changes
+    flap_window_s: float = 1800.0  # flap detection looks back this far...
+    flap_min_episodes: int = 3  # ...and calls a service flapping after this many short episodes
+    flap_episode_max_s: float = 120.0  # episodes shorter than this count as flaps
+    flap_sustain_s: float = 180.0  # a flapping service opens only when an anomaly lasts this long
+    link_slack_s: float = 60.0  # incidents this close in time can be linked
+    # --- output ----------------------------------------------------------------------------
+    max_signatures: int = 5
+    max_samples: int = 5
+    max_hosts: int = 20
+    slowest_kept: int = 5
+    message_max_chars: int = 300
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.bucket_s <= 0:
+            problems.append("bucket_s must be > 0")
+        if self.allowed_lateness_s < 0:
+            problems.append("allowed_lateness_s must be >= 0")
+        if not self.windows_buckets or min(self.windows_buckets) < 1:
+            problems.append("windows_buckets needs at least one window of >= 1 bucket")
+        if self.hold_score > self.open_score:
+            problems.append("hold_score must not exceed open_score (hysteresis)")
+        if self.confirm_buckets < 1:
+            problems.append("confirm_buckets must be >= 1")
+        if not 0 < self.latency_quantile < 1:
+            problems.append("latency_quantile must be between 0 and 1")
+        if problems:
+            raise ValueError("invalid DetectionParams: " + "; ".join(problems))
+
+    # --- derived, in buckets/milliseconds ------------------------------------------------------
+    @property
+    def bucket_ms(self) -> int:
+        return int(round(self.bucket_s * 1000))
+
+    @property
+    def lateness_ms(self) -> int:
+        return int(round(self.allowed_lateness_s * 1000))
+
+    def buckets(self, seconds: float) -> int:
+        """A duration in whole buckets (at least one)."""
+        return max(1, int(round(seconds / self.bucket_s)))
+
+    @property
+    def max_window(self) -> int:
+        return max(self.windows_buckets)
+
+    def with_overrides(self, **overrides: object) -> DetectionParams:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown DetectionParams fields: {sorted(unknown)}")
+        return replace(self, **overrides)

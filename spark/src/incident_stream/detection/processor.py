@@ -1,0 +1,73 @@
+"""The Spark stateful processor: one EnvironmentDetector per environment key, its state in RocksDB.
+
+Used with ``groupBy("environment").transformWithStateInPandas(..., timeMode="EventTime")``. Each
+micro-batch hands it the environment's new events as Arrow-backed pandas chunks; the detector state
+(buckets in progress, per-service baselines and incidents) is one compressed value per environment.
+An event-time timer at the next bucket boundary lets an environment that stopped sending events
+still close its buckets (and resolve incidents) as the watermark moves on other environments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.types import BinaryType, StructField, StructType
+
+from incident_stream.detection.engine import EnvironmentDetector
+from incident_stream.detection.linking import DependencyGraph
+from incident_stream.detection.output import rows_to_frame
+from incident_stream.detection.params import DetectionParams
+
+STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
+
+
+class IncidentDetectorProcessor(StatefulProcessor):
+    def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int]) -> None:
+        self.params = params
+        self.depends_on = {k: list(v) for k, v in depends_on.items()}
+        self.tiers = dict(tiers)
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.handle = handle
+        self.state = handle.getValueState("detector", STATE_SCHEMA)
+        self.graph = DependencyGraph(self.depends_on)
+
+    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        detector = self._load(key[0])
+        for chunk in rows:
+            detector.ingest(chunk)
+        yield from self._advance(detector, timerValues)
+
+    def handleExpiredTimer(self, key, timerValues, expiredTimerInfo) -> Iterator[pd.DataFrame]:
+        if not self.state.exists():
+            return
+        yield from self._advance(self._load(key[0]), timerValues)
+
+    def close(self) -> None:
+        pass
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _load(self, environment: str) -> EnvironmentDetector:
+        if self.state.exists():
+            return EnvironmentDetector.from_bytes(self.state.get()[0], self.params, self.graph, self.tiers)
+        return EnvironmentDetector(environment, self.params, self.graph, self.tiers)
+
+    def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
+        watermark = timerValues.getCurrentWatermarkInMs()
+        rows = detector.advance(now_ms=timerValues.getCurrentProcessingTimeInMs(),
+                                watermark_ms=watermark if watermark > 0 else None)
+        self._schedule(detector, watermark)
+        self.state.update((detector.to_bytes(),))
+        if rows:
+            yield rows_to_frame(rows)
+
+    def _schedule(self, detector: EnvironmentDetector, watermark_ms: int) -> None:
+        for expiry in list(self.handle.listTimers()):
+            self.handle.deleteTimer(expiry)
+        if detector.next_bucket is None:
+            return
+        due = (detector.next_bucket + 1) * self.params.bucket_ms
+        if due > watermark_ms:
+            self.handle.registerTimer(due)

@@ -1,0 +1,73 @@
+"""`detect`: the events stream in, the incident_updates stream out (append mode).
+
+Per event, only built-in Spark expressions run (projection, millisecond time, message cut); the rows
+then reach the stateful processor grouped by environment, as Arrow batches. See README.md for why
+the detector is one stateful operator with event-time buckets rather than windowed aggregations.
+"""
+
+from __future__ import annotations
+
+from incident_contracts.catalog import Catalog
+from incident_contracts.settings import Settings
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from incident_stream.detection.output import incident_updates_schema
+from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.processor import IncidentDetectorProcessor
+
+REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "is_error", "latency_ms", "message",
+                    "signature", "signature_id", "tier", "owner")
+
+
+def params_from_settings(settings: Settings) -> DetectionParams:
+    """DetectionParams with the user-configurable fields taken from the settings, when present."""
+    overrides = {}
+    for setting, field in (("detection_quiet_period_seconds", "quiet_period_s"),
+                           ("detection_open_score", "open_score"),
+                           ("detection_allowed_lateness_seconds", "allowed_lateness_s")):
+        value = getattr(settings, setting, None)
+        if value is not None:
+            overrides[field] = float(value)
+    return DetectionParams().with_overrides(**overrides)
+
+
+def detect(events: DataFrame, catalog: Catalog, settings: Settings,
+           params: DetectionParams | None = None) -> DataFrame:
+    """Incident lifecycle rows (opened / updated / resolved) for a stream (or batch) of events.
+
+    `events` has the columns of incident_contracts.tables.EVENTS (at least REQUIRED_COLUMNS). The
+    result has exactly the columns of INCIDENT_UPDATES and is meant for append output mode.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"detect() needs the events columns {missing}, which the input lacks; pass the "
+                         "decoded and enriched events stream (columns of incident_contracts.tables.EVENTS)")
+    params = params or params_from_settings(settings)
+    prepared = events.select(
+        F.col("environment").cast("string").alias("environment"),
+        F.col("event_time"),
+        F.unix_millis(F.col("event_time")).alias("t_ms"),
+        F.col("service").cast("string").alias("service"),
+        F.coalesce(F.col("host").cast("string"), F.lit("unknown")).alias("host"),
+        F.coalesce(F.col("is_error").cast("boolean"), F.lit(False)).alias("is_error"),
+        F.col("latency_ms").cast("double").alias("latency_ms"),
+        F.coalesce(F.col("signature").cast("string"), F.lit("")).alias("signature"),
+        F.coalesce(F.col("signature_id").cast("string"), F.lit("")).alias("signature_id"),
+        F.substring(F.col("message").cast("string"), 1, params.message_max_chars).alias("message"),
+        F.col("tier").cast("string").alias("tier"),
+        F.col("owner").cast("string").alias("owner"),
+    ).where(F.col("event_time").isNotNull() & F.col("service").isNotNull() & F.col("environment").isNotNull())
+    if events.isStreaming:
+        prepared = prepared.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
+    processor = IncidentDetectorProcessor(
+        params,
+        depends_on={s.name: list(s.depends_on) for s in catalog.services},
+        tiers={s.name: s.tier for s in catalog.services},
+    )
+    return prepared.groupBy("environment").transformWithStateInPandas(
+        statefulProcessor=processor,
+        outputStructType=incident_updates_schema(),
+        outputMode="append",
+        timeMode="EventTime",
+    )

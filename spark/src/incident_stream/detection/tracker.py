@@ -1,0 +1,167 @@
+"""The lifecycle of one service, one final bucket at a time: normal -> candidate -> open -> resolved.
+
+* normal: every bucket is tested (anomaly.evaluate). A bucket at "open" level starts a candidate run.
+* candidate: after `confirm_buckets` consecutive open-level buckets the incident opens. Its id comes
+  from the first bucket of the run. A service that has flapped (`flap_min_episodes` short episodes in
+  `flap_window_s`) must instead stay anomalous for `flap_sustain_s`.
+* open: buckets at "hold" level or above keep it active and add to it; quieter buckets are kept aside
+  and only added if it becomes active again.
+* resolved: after `quiet_period_s` without an active bucket; resolved_at is the end of the last active
+  bucket.
+
+The baseline learns from every bucket during the warm-up (so a service that is bursty by nature
+learns its burstiness); after it, only from buckets that are normal and outside any candidate run or
+incident, with the noise contribution of a bucket capped, which keeps an incident (or its onset) from
+becoming the new normal.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from incident_contracts.tables import IncidentStatus
+
+from incident_stream.detection.anomaly import ANOMALOUS, ELEVATED, NORMAL, evaluate
+from incident_stream.detection.baseline import Baseline
+from incident_stream.detection.buckets import BucketAgg
+from incident_stream.detection.incident import Incident, incident_id
+from incident_stream.detection.params import DetectionParams
+
+OPENED, RESOLVED = "opened", "resolved"
+
+
+class ServiceTracker:
+    def __init__(self, service: str, environment: str, params: DetectionParams, first_bucket: int) -> None:
+        self.service = service
+        self.environment = environment
+        self.params = params
+        self.first_bucket = first_bucket
+        self.ring: deque[BucketAgg] = deque(maxlen=params.max_window)
+        self.baseline = Baseline(params)
+        self.incident: Incident | None = None
+        self.run_start: int | None = None  # first bucket of the current open-level run
+        self.run_len = 0
+        self.streak_start: int | None = None  # first bucket of the current elevated-or-worse streak
+        self.episodes: list[list[int]] = []  # [start, end] buckets of recent anomalous episodes
+
+    # --- one bucket ------------------------------------------------------------------------------
+    def step(self, bucket: int, agg: BucketAgg) -> list[tuple[str, Incident]]:
+        p = self.params
+        self.ring.append(agg)
+        ev = evaluate(list(self.ring), self.baseline, p)
+        self.baseline.tick(agg.n)
+        if ev.level >= ELEVATED:
+            self.streak_start = bucket if self.streak_start is None else self.streak_start
+        else:
+            self.streak_start = None
+        if self.incident is not None:
+            return self._step_open(bucket, agg, ev)
+        warm = self.baseline.warm
+        if ev.level == ANOMALOUS and warm:
+            if self.run_start is None:
+                self.run_start, self.run_len = bucket, 0
+            self.run_len += 1
+            if self.run_len >= self._needed(bucket):
+                return [(OPENED, self._open(bucket, ev))]
+            return []
+        if self.run_start is not None:
+            self._record_episode(self.run_start, bucket - 1)
+            self.run_start, self.run_len = None, 0
+        if not warm:
+            self.baseline.learn_level(agg.n, agg.errors, agg.lat)
+            self.baseline.learn_noise(ev.err_residuals, ev.lat_residuals)
+        elif ev.level == NORMAL:
+            self.baseline.learn_level(agg.n, agg.errors, agg.lat)
+            self.baseline.learn_noise(ev.err_residuals, ev.lat_residuals, clip=self.params.hold_score)
+        return []
+
+    def skip(self, buckets: int) -> None:
+        """Let `buckets` empty buckets pass at once (a long gap in the data, nothing open)."""
+        self.ring.clear()
+        self.baseline.tick(0, buckets)
+        self.streak_start = None
+
+    @property
+    def idle(self) -> bool:
+        return self.incident is None and self.run_start is None
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _needed(self, bucket: int) -> int:
+        p = self.params
+        if self.flapping(bucket):
+            return max(p.confirm_buckets, p.buckets(p.flap_sustain_s))
+        return p.confirm_buckets
+
+    def flapping(self, bucket: int) -> bool:
+        p = self.params
+        horizon = bucket - p.buckets(p.flap_window_s)
+        short = p.buckets(p.flap_episode_max_s)
+        recent = [e for e in self.episodes if e[1] >= horizon and e[1] - e[0] + 1 <= short]
+        return len(recent) >= p.flap_min_episodes
+
+    def _record_episode(self, start: int, end: int) -> None:
+        p = self.params
+        self.episodes.append([start, end])
+        horizon = end - p.buckets(p.flap_window_s)
+        self.episodes = [e for e in self.episodes if e[1] >= horizon][-4 * p.flap_min_episodes:]
+
+    def _open(self, bucket: int, ev) -> Incident:
+        p = self.params
+        opened_at = self.run_start * p.bucket_ms
+        streak = self.run_start if self.streak_start is None else min(self.run_start, self.streak_start)
+        evidence_from = streak - (min(p.windows_buckets) - 1)
+        inc = Incident(
+            incident_id=incident_id(self.environment, self.service, opened_at), service=self.service,
+            environment=self.environment, opened_at=opened_at, first_seen=opened_at,
+            last_seen=opened_at, last_active=bucket,
+            baseline_error_rate=self.baseline.error_rate(), baseline_latency_p95=self.baseline.latency_p95())
+        first_bucket_in_ring = bucket - len(self.ring) + 1
+        for i, agg in enumerate(self.ring):
+            if first_bucket_in_ring + i >= evidence_from:
+                inc.absorb_active(agg, first_bucket_in_ring + i, ev.triggers, ev.score, p)
+        inc.first_seen = _first_bad_time(inc, opened_at)
+        inc.last_seen = max(inc.last_seen, inc.first_seen)
+        self.incident = inc
+        self.run_start, self.run_len = None, 0
+        return inc
+
+    def _step_open(self, bucket: int, agg: BucketAgg, ev) -> list[tuple[str, Incident]]:
+        p = self.params
+        inc = self.incident
+        if ev.level >= ELEVATED:
+            inc.absorb_active(agg, bucket, ev.triggers, ev.score, p)
+        else:
+            inc.absorb_quiet(agg, p)
+        if bucket - inc.last_active >= p.buckets(p.quiet_period_s):
+            inc.status = IncidentStatus.RESOLVED.value
+            inc.resolved_at = (inc.last_active + 1) * p.bucket_ms
+            inc.tail = BucketAgg()
+            self._record_episode(inc.opened_at // p.bucket_ms, inc.last_active)
+            self.incident = None
+            return [(RESOLVED, inc)]
+        return []
+
+    # --- state -------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {"first": self.first_bucket, "ring": [a.to_json() for a in self.ring],
+                "base": self.baseline.to_json(), "inc": self.incident.to_json() if self.incident else None,
+                "run": [self.run_start, self.run_len], "streak": self.streak_start, "eps": self.episodes}
+
+    @classmethod
+    def from_json(cls, service: str, environment: str, data: dict, params: DetectionParams) -> ServiceTracker:
+        t = cls(service, environment, params, data["first"])
+        t.ring.extend(BucketAgg.from_json(a) for a in data["ring"])
+        t.baseline = Baseline.from_json(data["base"], params)
+        t.incident = Incident.from_json(data["inc"]) if data["inc"] else None
+        t.run_start, t.run_len = data["run"]
+        t.streak_start = data["streak"]
+        t.episodes = [list(e) for e in data["eps"]]
+        return t
+
+
+def _first_bad_time(inc: Incident, default: int) -> int:
+    """Earliest error (or, for a latency incident, slow request) in the incident's evidence."""
+    times = [inc.stats.first_err] if inc.stats.first_err is not None else []
+    if not times:
+        times = [s[1] for s in inc.stats.slow]
+    return min(times) if times else default

@@ -1,0 +1,83 @@
+"""DAG integrity: both DAG files import cleanly, have no cycles, and declare tags, params and retries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+
+PIPELINE = "incident_processing_pipeline"
+TRIAGE = "incident_triage"
+
+
+@pytest.fixture(scope="module")
+def dagbag(dags_folder):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(dags_folder))
+
+
+def test_dag_files_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert {PIPELINE, TRIAGE} <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_id", [PIPELINE, TRIAGE])
+def test_no_cycles_tags_and_owner(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    dag.check_cycle()
+    assert "incident-intelligence" in dag.tags
+    assert dag.max_active_runs == 1
+    assert not dag.catchup
+    assert all(task.owner == "incident-intelligence" for task in dag.tasks)
+
+
+def test_pipeline_shape(dagbag):
+    dag = dagbag.dags[PIPELINE]
+    assert dag.timetable.summary == "None"  # manual trigger only
+    downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert downstream["validate_params"] == {"prepare_topic"}
+    assert downstream["prepare_topic"] == {"produce_logs", "wait_for_producer"}
+    assert downstream["wait_for_producer"] == {"process_stream"}
+    assert downstream["produce_logs"] >= {"reconcile"}
+    assert downstream["process_stream"] >= {"reconcile"}
+    assert downstream["reconcile"] >= {"publish_incidents"}
+    assert "produce_logs" not in downstream["process_stream"] and "process_stream" not in downstream["produce_logs"]
+    assert downstream["summarize"] == set()
+    spark = dag.get_task("process_stream")
+    assert spark.task_type == "StreamJobOperator" and spark._conn_id == "spark_default"
+    assert [a.name for a in dag.get_task("publish_incidents").outlets] == ["incident_updates", "events", "dead_letter"]
+
+
+def test_retries_only_where_a_retry_can_help(dagbag):
+    dag = dagbag.dags[PIPELINE]
+    retries = {t.task_id: t.retries for t in dag.tasks}
+    assert retries["validate_params"] == 0  # bad params stay bad
+    assert retries["reconcile"] == 0  # a gap in the data does not close by itself
+    assert retries["prepare_topic"] >= 2 and retries["produce_logs"] >= 2  # the broker may be briefly down
+    assert retries["process_stream"] >= 1
+    broker_task = dag.get_task("prepare_topic")
+    assert broker_task.retry_exponential_backoff
+    assert broker_task.max_retry_delay <= timedelta(minutes=5)
+
+
+def test_params_refuse_bad_values(dagbag):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = dagbag.dags[PIPELINE].params
+    assert set(params) == {"scenario", "rate", "duration", "seed", "replay_file", "replay_format"}
+    good = ParamsDict({**params, "scenario": "memory_leak", "rate": 50, "duration": 10, "seed": 3})
+    assert good.validate()["scenario"] == "memory_leak"
+    for name, bad in [("rate", 0), ("rate", "many"), ("duration", 100_000), ("scenario", "nope"), ("seed", -5)]:
+        attempt = ParamsDict({**params, name: bad})
+        with pytest.raises(ParamValidationError):
+            attempt.validate()
+
+
+def test_triage_is_scheduled_on_the_incidents_asset(dagbag):
+    dag = dagbag.dags[TRIAGE]
+    assets = [a.name for a in dag.timetable.asset_condition.iter_assets().values()] if hasattr(
+        dag.timetable.asset_condition, "iter_assets") else []
+    assert assets == ["incident_updates"]

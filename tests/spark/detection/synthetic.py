@@ -1,0 +1,76 @@
+"""Small synthetic event streams for the detector tests: steady services plus injected episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+T0_MS = 1_790_000_000_000  # a fixed, bucket-aligned start
+
+
+@dataclass
+class Profile:
+    rate: float  # events per second
+    error_rate: float = 0.005
+    p50_ms: float = 20.0
+    p95_ms: float = 80.0
+    hosts: tuple[str, ...] = ("h1", "h2")
+    tier: str | None = "2"
+    owner: str = "team"
+
+
+@dataclass
+class Episode:
+    service: str
+    start_s: float
+    end_s: float
+    error_rate: float | None = None  # overrides the profile while active
+    latency_factor: float = 1.0
+    signature: str = "ConnectionPoolTimeout: pool exhausted after <n> ms"
+    hosts: tuple[str, ...] | None = None  # errors only on these hosts
+
+
+@dataclass
+class Scenario:
+    profiles: dict[str, Profile]
+    duration_s: float
+    episodes: list[Episode] = field(default_factory=list)
+    environment: str = "prod"
+
+
+def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataFrame:
+    """All events of the scenario, sorted by time, with the detector's input columns."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, prof in sorted(scenario.profiles.items()):
+        count = rng.poisson(prof.rate * scenario.duration_s)
+        t = np.sort(rng.uniform(0, scenario.duration_s, count))
+        err_p = np.full(count, prof.error_rate)
+        lat_factor = np.ones(count)
+        sig = np.array(["GET /api <path> 500 upstream error"] * count, dtype=object)
+        host = rng.choice(np.array(prof.hosts, dtype=object), count)
+        for ep in scenario.episodes:
+            if ep.service != name:
+                continue
+            active = (t >= ep.start_s) & (t < ep.end_s)
+            if ep.hosts is not None:
+                active &= np.isin(host, np.array(ep.hosts, dtype=object))
+            if ep.error_rate is not None:
+                err_p[active] = ep.error_rate
+                sig[active] = ep.signature
+            lat_factor[active] *= ep.latency_factor
+        is_error = rng.uniform(size=count) < err_p
+        sigma = np.log(prof.p95_ms / prof.p50_ms) / 1.645
+        latency = prof.p50_ms * np.exp(rng.normal(0, sigma, count)) * lat_factor
+        message = np.where(is_error, "ERROR " + sig, "request ok")
+        signature = np.where(is_error, sig, "request ok")
+        frames.append(pd.DataFrame({
+            "t_ms": (start_ms + t * 1000).astype(np.int64),
+            "service": name, "environment": scenario.environment, "host": host, "is_error": is_error,
+            "latency_ms": latency, "signature": signature,
+            "signature_id": pd.Series(signature).map(lambda s: f"sig-{abs(hash(s)) % 10**8:08d}").to_numpy(),
+            "message": message, "tier": prof.tier, "owner": prof.owner,
+        }))
+    return pd.concat(frames, ignore_index=True).sort_values(["t_ms", "service"], kind="stable").reset_index(drop=True)
