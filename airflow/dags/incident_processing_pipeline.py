@@ -1,7 +1,8 @@
 """incident_processing_pipeline: produce logs, stream them through Spark, prove nothing was lost.
 
-    validate_params -> prepare_topic -> produce_logs ---------------------------> reconcile -> publish_incidents -> summarize
-                                     \\-> wait_for_producer -> process_stream --/
+    validate_params -> prepare_topic -> produce_logs ----------------------------> reconcile
+                                     \\-> wait_for_producer -> process_stream ---/
+    reconcile -> publish_incidents -> summarize
 
 The task logic lives in the `incident_airflow` package; this file only wires it.
 """

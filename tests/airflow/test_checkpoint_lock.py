@@ -12,10 +12,9 @@ from incident_airflow.checkpoint_lock import CheckpointBusy, checkpoint_lock, lo
 
 
 def test_second_holder_is_refused_with_the_first_named(tmp_path):
-    with checkpoint_lock(tmp_path, "run A"):
-        with pytest.raises(CheckpointBusy, match=r"in use by run A \(pid"):
-            with checkpoint_lock(tmp_path, "run B", wait_seconds=0.3, poll_seconds=0.1):
-                pass
+    with checkpoint_lock(tmp_path, "run A"), pytest.raises(CheckpointBusy, match=r"in use by run A \(pid"), \
+            checkpoint_lock(tmp_path, "run B", wait_seconds=0.3, poll_seconds=0.1):
+        pass
     with checkpoint_lock(tmp_path, "run B"):
         pass
 
@@ -28,9 +27,9 @@ def test_lock_held_by_another_process_is_released_when_it_dies(tmp_path):
         "    print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(CheckpointBusy, match="streaming job"):
-            with checkpoint_lock(tmp_path, "run B", wait_seconds=0.2, poll_seconds=0.1):
-                pass
+        with pytest.raises(CheckpointBusy, match="streaming job"), \
+                checkpoint_lock(tmp_path, "run B", wait_seconds=0.2, poll_seconds=0.1):
+            pass
     finally:
         holder.kill()
         holder.wait()

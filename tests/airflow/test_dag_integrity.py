@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
 import pytest
-
 
 PIPELINE = "incident_processing_pipeline"
 TRIAGE = "incident_triage"
@@ -35,9 +35,9 @@ def test_no_cycles_tags_and_owner(dagbag, dag_id):
 
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags[PIPELINE]
-    assert dag.timetable.summary == "None"  # manual trigger only
+    assert dag.schedule is None and type(dag.timetable).__name__ == "NullTimetable"  # manual trigger only
     downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
-    assert downstream["validate_params"] == {"prepare_topic"}
+    assert downstream["validate_params"] >= {"prepare_topic"}
     assert downstream["prepare_topic"] == {"produce_logs", "wait_for_producer"}
     assert downstream["wait_for_producer"] == {"process_stream"}
     assert downstream["produce_logs"] >= {"reconcile"}
@@ -63,21 +63,22 @@ def test_retries_only_where_a_retry_can_help(dagbag):
 
 
 def test_params_refuse_bad_values(dagbag):
-    from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError
 
     params = dagbag.dags[PIPELINE].params
     assert set(params) == {"scenario", "rate", "duration", "seed", "replay_file", "replay_format"}
-    good = ParamsDict({**params, "scenario": "memory_leak", "rate": 50, "duration": 10, "seed": 3})
+    good = copy.deepcopy(params)
+    for name, value in {"scenario": "memory_leak", "rate": 50, "duration": 10, "seed": 3}.items():
+        good[name] = value
     assert good.validate()["scenario"] == "memory_leak"
-    for name, bad in [("rate", 0), ("rate", "many"), ("duration", 100_000), ("scenario", "nope"), ("seed", -5)]:
-        attempt = ParamsDict({**params, name: bad})
-        with pytest.raises(ParamValidationError):
+    for name, bad in [("rate", 0), ("rate", "many"), ("duration", 100_000), ("scenario", "nope"), ("seed", -5),
+                      ("replay_format", "xml")]:
+        attempt = copy.deepcopy(params)
+        with pytest.raises(ParamValidationError, match=name):
+            attempt[name] = bad
             attempt.validate()
 
 
 def test_triage_is_scheduled_on_the_incidents_asset(dagbag):
     dag = dagbag.dags[TRIAGE]
-    assets = [a.name for a in dag.timetable.asset_condition.iter_assets().values()] if hasattr(
-        dag.timetable.asset_condition, "iter_assets") else []
-    assert assets == ["incident_updates"]
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["incident_updates"]

@@ -14,9 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from incident_contracts.settings import Settings
-
 from incident_airflow.environment import admin_password
+from incident_contracts.settings import Settings
 
 ADMIN_USER = "admin"
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from incident_contracts.settings import Settings
-
 from incident_airflow.api_client import AirflowApi, AirflowApiError
+from incident_contracts.settings import Settings
 
 DAG_ID = "incident_processing_pipeline"
 

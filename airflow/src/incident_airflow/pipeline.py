@@ -12,15 +12,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from incident_contracts.kafka import TopicSpec, check_broker, end_offsets, ensure_topics, partitions_of
-from incident_contracts.settings import Settings, load_settings
-
 from incident_airflow import producer
 from incident_airflow.params import RunRequest
 from incident_airflow.reconcile import ProducerReport, Reconciliation, reconcile
 from incident_airflow.run_tables import incidents_updated_since, offsets_in_ranges
 from incident_airflow.runs import run_dir
 from incident_airflow.summary import RunSummary, build_summary
+from incident_contracts.kafka import TopicSpec, check_broker, end_offsets, ensure_topics, partitions_of
+from incident_contracts.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,7 @@ KAFKA_CONN_ID = "kafka_default"
 # Rows stamped earlier than this before the run started belong to an earlier life of the topic.
 CLOCK_MARGIN = timedelta(seconds=5)
 ESCALATE_SEVERITIES = ("P1", "P2")
+OFFSETS_FILE = "offsets.json"  # the run's offset ranges and the generator's summary, in the run folder
 
 
 class ReconciliationFailed(RuntimeError):
@@ -99,14 +99,21 @@ def produce(settings: Settings, request: RunRequest, key: str) -> dict[str, Any]
              "%d new records (%s per partition).", summary.get("delivered"), summary.get("events_sent"),
              summary.get("failed"), summary.get("duration_s") or 0.0, summary.get("actual_rate") or 0.0,
              topic, end, sum(grown.values()), grown)
+    if summary.get("interrupted"):
+        raise producer.ProducerFailed("the generator was interrupted before the end of the run (the task was "
+                                      "asked to stop); the run's records are incomplete")
     failed = int(summary.get("failed") or 0)
     if failed:
         raise producer.ProducerFailed(
             f"{failed} of {summary.get('events_sent')} events could not be delivered to {bootstrap}; the broker "
             "may have been unavailable. The task is retried; if it keeps failing check the broker (`make status`).")
-    return {"topic": topic, "run_key": key, "started_at": _iso(started_at), "finished_at": _iso(datetime.now(UTC)),
-            "start_offsets": {str(p): o for p, o in start.items()},
-            "end_offsets": {str(p): o for p, o in end.items()}, "generator": summary}
+    produced = {"topic": topic, "run_key": key, "started_at": _iso(started_at),
+                "finished_at": _iso(datetime.now(UTC)), "start_offsets": {str(p): o for p, o in start.items()},
+                "end_offsets": {str(p): o for p, o in end.items()}, "generator": summary}
+    folder = run_dir(settings, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OFFSETS_FILE).write_text(json.dumps(produced, indent=2, default=str))
+    return produced
 
 
 # --- reconcile ---------------------------------------------------------------------------------
@@ -119,7 +126,7 @@ def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
     events = offsets_in_ranges(settings.table_path("events"), topic, ranges, since, "ingest_time")
     dead = offsets_in_ranges(settings.table_path("dead_letter"), topic, ranges, since, "detected_at")
     generator = produced.get("generator") or {}
-    per_partition = generator.get("per_partition")
+    per_partition = generator.get("partitions")
     report = ProducerReport(
         delivered=int(generator.get("delivered", 0)), failed=int(generator.get("failed") or 0),
         per_partition={int(p): int(n) for p, n in per_partition.items()} if per_partition else None,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from incident_contracts.settings import Settings
-
 from incident_airflow.params import RunRequest
+from incident_contracts.settings import Settings
 
 
 class ProducerFailed(RuntimeError):
@@ -15,10 +14,10 @@ class ProducerFailed(RuntimeError):
 
 
 def _as_dict(summary: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(summary):
-        data = dataclasses.asdict(summary)
-    elif hasattr(summary, "to_dict"):
+    if hasattr(summary, "to_dict"):
         data = summary.to_dict()
+    elif dataclasses.is_dataclass(summary):
+        data = dataclasses.asdict(summary)
     else:
         data = dict(summary)
     return {k: (str(v) if k.endswith("_path") and v is not None else v) for k, v in data.items()}

@@ -22,8 +22,9 @@ def _clip(note: str) -> str:
 
 def _orm_session_open() -> bool:
     """True when this process may use the metadata database (in-process runs); Airflow blocks it in workers."""
-    from airflow import settings
     from airflow.sdk.execution_time.supervisor import BlockedDBSession
+
+    from airflow import settings
 
     session = getattr(settings, "Session", None)
     return session is not None and session is not BlockedDBSession

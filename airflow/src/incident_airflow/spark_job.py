@@ -19,10 +19,9 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from incident_contracts.settings import Settings, project_root
-
 from incident_airflow.checkpoint_lock import checkpoint_lock
 from incident_airflow.run_tables import data_files
+from incident_contracts.settings import Settings, project_root
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def job_env(settings: Settings) -> dict[str, str]:
     python = sys.executable
     bin_dir = str(Path(python).parent)
-    return {
+    env = {
         **settings_env(settings),
         "PYSPARK_PYTHON": python,
         "PYSPARK_DRIVER_PYTHON": python,
         # spark-submit is found through PATH: the environment's own (pyspark ships it) comes first.
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }
+    if settings.spark_master.startswith("local"):
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"  # one machine: no need to look up a routable address
+    return env
 
 
 def job_arguments(settings: Settings, key: str, idle_stop: float) -> list[str]:
@@ -87,7 +89,8 @@ def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[in
     wanted = [(p, s, e) for p, (s, e) in ranges.items() if e > s]
     if not files or not wanted:
         return found
-    bounds = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {s} AND kafka_offset < {e})" for p, s, e in wanted)
+    bounds = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {s} AND kafka_offset < {e})"
+                         for p, s, e in wanted)
     sql = (f"SELECT kafka_partition, max(kafka_offset) + 1 FROM read_parquet($files, union_by_name = true) "
            f"WHERE topic = $topic AND ({bounds}) GROUP BY 1")
     with duckdb.connect() as con:

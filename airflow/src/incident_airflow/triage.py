@@ -2,7 +2,8 @@
 
 The incident ids come from the asset events that triggered the triage run (the pipeline's publish
 task lists them in the event's extra). The analysis itself is the dashboard's: Gemini when a key is
-configured, the offline analyzer otherwise; a stored analysis is reused, so re-running is cheap.
+configured, the offline analyzer otherwise or when Gemini fails; a stored analysis is reused, so
+re-running is cheap.
 """
 
 from __future__ import annotations
@@ -43,12 +44,10 @@ def default_analyzer() -> Callable[..., Any]:
 
 
 def _describe(analysis: Any) -> str:
-    for name in ("summary", "root_cause", "title"):
-        value = getattr(analysis, name, None) or (analysis.get(name) if isinstance(analysis, dict) else None)
-        if value:
-            text = str(value)
-            return text if len(text) <= 160 else text[:157] + "..."
-    return type(analysis).__name__
+    result = getattr(analysis, "result", None)
+    summary = str(getattr(result, "summary", "") or "")
+    summary = summary if len(summary) <= 200 else summary[:197] + "..."
+    return f"{getattr(analysis, 'label', type(analysis).__name__)}: {summary}"
 
 
 def triage(incident_ids: list[str], settings: Settings, analyzer: Callable[..., Any] | None = None) -> TriageResult:
@@ -62,7 +61,7 @@ def triage(incident_ids: list[str], settings: Settings, analyzer: Callable[..., 
     log.info("Analysing %d P1/P2 incidents with %s.", len(incident_ids), source)
     for incident_id in incident_ids:
         try:
-            analysis = analyzer(incident_id, settings=settings, force=False)
+            analysis = analyzer(incident_id, settings=settings, force=False, fallback_to_offline=True)
         except Exception as exc:  # one bad incident must not hide the others
             log.warning("Incident %s: analysis failed: %s", incident_id, exc)
             result.failed[incident_id] = str(exc)

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from incident_contracts.settings import Settings, SettingsError, load_settings
-
 from incident_airflow.api_client import AirflowApi, AirflowApiError
 from incident_airflow.last_run import DAG_ID
+from incident_contracts.settings import Settings, SettingsError, load_settings
 
 FINISHED = {"success", "failed"}
 TASK_ORDER = ("validate_params", "prepare_topic", "produce_logs", "wait_for_producer", "process_stream",
@@ -71,7 +70,7 @@ def trigger_run(api: AirflowApi, conf: dict[str, Any], out: Callable[[str], None
 
 
 def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
-    return {t["task_id"]: (t.get("state") or "waiting") for t in api.task_instances(DAG_ID, run_id)}
+    return {t["task_id"]: t.get("state") for t in api.task_instances(DAG_ID, run_id) if t.get("state")}
 
 
 def wait_for_run(api: AirflowApi, run_id: str, timeout: float, poll: float = 3.0,
@@ -105,9 +104,12 @@ def report_finished(api: AirflowApi, run: dict, out: Callable[[str], None] = pri
     if note:
         out("\n".join(line.replace("**", "") for line in note.splitlines()))
     if run["state"] != "success":
-        failed = [t for t, s in _task_states(api, run_id).items() if s in ("failed", "upstream_failed")]
+        states = _task_states(api, run_id)
+        failed = [t for t in TASK_ORDER if states.get(t) == "failed"]
+        skipped = [t for t in TASK_ORDER if states.get(t) in ("upstream_failed", "skipped")]
         if failed:
-            out(f"Failed tasks: {', '.join(failed)} - their logs: {api.run_url(DAG_ID, run_id)}")
+            out(f"Failed: {', '.join(failed)}" + (f" (so not run: {', '.join(skipped)})" if skipped else ""))
+            out(f"Their logs: {api.run_url(DAG_ID, run_id)}")
         return 1
     return 0
 

@@ -16,23 +16,32 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
-from incident_contracts.fast_encode import body_segment, tail_segment
 
+from incident_contracts.fast_encode import (
+    LEVEL_SYMBOLS,
+    encode_attributes,
+    encode_long,
+    encode_optional_string,
+    encode_string,
+    level_index,
+)
 from log_generator.placeholders import Context
-from log_generator.scenarios import Effect, Line
+from log_generator.scenarios import Effect
 from log_generator.schedule import Incident, Schedule, target_constants
 from log_generator.templates import LineTemplate, TemplateSet, compile_text
 from log_generator.topology import ServiceModel, Topology
 
 TICK_MS = 1000
 POOL_SIZE = 128
-REFRESH = 16  # one pick in REFRESH renders a new variant
+REFRESH = 64  # one pick in REFRESH renders a new variant
 ACCESS_SHARE = 0.72  # of a service's normal lines, for services that log requests
+_DOUBLE = struct.Struct("<d").pack
 _HASH = 0x9E3779B97F4A7C15
 _MASK24 = (1 << 24) - 1
 OK_STATUSES = ((200, 870), (201, 40), (204, 20), (304, 25), (400, 14), (401, 9), (404, 17), (409, 5))
@@ -63,15 +72,31 @@ class Variant:
     __slots__ = ("a", "ab", "attributes", "b", "error_type", "host", "latency", "level", "logger", "message",
                  "method", "path", "service", "status", "traced")
 
-    def __init__(self, service: str, environment: str, host: str, level: str, logger: str | None, message: str,
-                 traced: bool, method: str | None, path: str | None, status: int | None, latency: float | None,
-                 error_type: str | None, attributes: dict[str, str] | None):
+    def __init__(self, service: str, host: str, level: str, logger: str | None, message: str, traced: bool,
+                 method: str | None, path: str | None, status: int | None, latency: float | None,
+                 error_type: str | None, attributes: dict[str, str] | None, a: bytes, b: bytes):
         self.service, self.host, self.level, self.logger, self.message = service, host, level, logger, message
         self.traced, self.method, self.path, self.status = traced, method, path, status
         self.latency, self.error_type, self.attributes = latency, error_type, attributes
-        self.a = body_segment(service, environment, host, level, logger, message)
-        self.b = tail_segment(method, path, status, latency, error_type, attributes or {})
-        self.ab = self.a + b"\x00\x00" + self.b  # untraced: null trace and span ids
+        self.a = a  # service .. message, encoded
+        self.b = b  # http_method .. attributes, encoded
+        self.ab = a + b"\x00\x00" + b  # untraced: null trace and span ids
+
+
+class _Segments:
+    """Encoded pieces of a spec that do not change from line to line."""
+
+    def __init__(self, service: ServiceModel, environment: str, logger: str | None, error_type: str | None,
+                 attributes: dict[str, str] | None):
+        self.source = {h: encode_string(service.name) + encode_string(environment) + encode_string(h)
+                       for h in service.hosts}
+        logger_bytes = encode_optional_string(logger)
+        self.level_logger = {lv: encode_long(level_index(lv)) + logger_bytes for lv in LEVEL_SYMBOLS}
+        self.suffix = encode_optional_string(error_type) + encode_attributes(attributes or {})
+
+
+def _latency_bytes(lat: float | None) -> bytes:
+    return b"\x00" if lat is None else b"\x02" + _DOUBLE(lat)
 
 
 class TextSpec:
@@ -83,13 +108,17 @@ class TextSpec:
         self.service = service
         self.template = template
         self.render_text = compile_text(template.text, ctx)
-        self.environment = environment
         self.latency_factor = latency_factor
         self.latency_range = latency_range
         self.uses_latency = template.uses_latency
         self.traced = template.trace if template.trace is not None else service.has_access
         self.logger = template.logger or service.logger
         self.attributes = attributes
+        seg = _Segments(service, environment, self.logger, template.error_type, attributes)
+        self.source = seg.source
+        self.head = seg.level_logger[template.level]
+        self.tail_const = b"\x00\x00\x00"  # no method, path, status
+        self.suffix = seg.suffix
 
     def latency(self, r: int) -> float:
         u = _quantile(r)
@@ -99,11 +128,13 @@ class TextSpec:
         return round(self.service.latency.sample(u) * self.latency_factor, 3)
 
     def render(self, r: int, host: str) -> Variant:
-        lat = self.latency(r) if self.uses_latency else 0.0
+        lat = self.latency(r) if self.uses_latency else None
         t = self.template
-        return Variant(self.service.name, self.environment, host, t.level, self.logger,
-                       self.render_text(r, lat, host, None, None), self.traced, None, None, None,
-                       lat if self.uses_latency else None, t.error_type, self.attributes)
+        message = self.render_text(r, lat or 0.0, host, None, None)
+        a = self.source[host] + self.head + encode_string(message)
+        b = self.tail_const + _latency_bytes(lat) + self.suffix
+        return Variant(self.service.name, host, t.level, self.logger, message, self.traced, None, None, None,
+                       lat, t.error_type, self.attributes, a, b)
 
 
 class AccessSpec:
@@ -113,7 +144,6 @@ class AccessSpec:
                  latency_factor: float = 1.0, latency_range: tuple[float, float] | None = None,
                  attributes: dict[str, str] | None = None):
         self.service = service
-        self.environment = environment
         self.statuses = statuses
         self.latency_factor = latency_factor
         self.latency_range = latency_range
@@ -126,8 +156,14 @@ class AccessSpec:
                          access=True)
             for ep in self.endpoints
         ]
+        self.methods = [b"\x02" + encode_string(ep.method) for ep in self.endpoints]
         style = service.access_style
         self.logger = service.logger if style in ("gateway", "native") else ACCESS_LOGGERS.get(style, service.logger)
+        seg = _Segments(service, environment, self.logger, None, attributes)
+        self.source = seg.source
+        self.level_logger = seg.level_logger
+        self.suffix = seg.suffix
+        self.status_bytes = {s: b"\x02" + encode_long(s) for s in set(statuses)}
 
     def render(self, r: int, host: str) -> Variant:
         i = (r >> 7) % len(self.endpoints)
@@ -142,8 +178,11 @@ class AccessSpec:
             lat = round(self.service.latency.sample(u) * self.latency_factor, 3)
         level = "ERROR" if status >= 500 else "WARN" if status >= 400 else "INFO"
         message = self.renderers[i](r, lat, host, status, path)
-        return Variant(self.service.name, self.environment, host, level, self.logger, message, True,
-                       endpoint.method, path, status, lat, None, self.attributes)
+        a = self.source[host] + self.level_logger[level] + encode_string(message)
+        b = b"".join((self.methods[i], b"\x02", encode_string(path), self.status_bytes[status],
+                      b"\x02", _DOUBLE(lat), self.suffix))
+        return Variant(self.service.name, host, level, self.logger, message, True, endpoint.method, path, status,
+                       lat, None, self.attributes, a, b)
 
 
 class Pool:

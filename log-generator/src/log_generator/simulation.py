@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from incident_contracts.catalog import Catalog, default_catalog, default_catalog_path, load_catalog
-
 from log_generator import wire
 from log_generator.engine import Block, Engine, event_id_prefix
 from log_generator.ground_truth import GroundTruth

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from incident_contracts.catalog import Catalog, ServiceSpec
-
 from log_generator.placeholders import Context, Endpoint, camel
 
 Z95 = NormalDist().inv_cdf(0.95)

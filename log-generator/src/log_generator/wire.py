@@ -10,8 +10,8 @@ the dict `records` builds (a test checks it).
 from __future__ import annotations
 
 import numpy as np
-from incident_contracts.fast_encode import head_segment
 
+from incident_contracts.fast_encode import head_segment
 from log_generator.engine import Block
 
 EVENT_ID_LENGTH = 36

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     stream_starting_offsets: StartingOffsets = StartingOffsets.EARLIEST
     stream_fail_on_data_loss: bool = True
     stream_idle_stop_seconds: Annotated[float, Field(ge=0)] = 0.0
+    stream_max_event_age_hours: Annotated[float, Field(ge=0)] = 168.0
+    stream_max_future_seconds: Annotated[float, Field(ge=0)] = 900.0
     checkpoint_dir: Path | None = None
 
     # --- Airflow ---------------------------------------------------------------------------

@@ -73,7 +73,7 @@ class BucketAgg:
     # --- compact JSON form for the state store ------------------------------------------------
     def to_json(self) -> list:
         return [self.n, self.errors, histogram.to_sparse(self.lat),
-                [[k, *v] for k, v in self.sigs.items()], [[k, v] for k, v in self.hosts.items()],
+                [[k, *v] for k, v in sorted(self.sigs.items())], [[k, v] for k, v in sorted(self.hosts.items())],
                 self.slow, self.first_err, self.last_err, self.tier, self.owner]
 
     @classmethod
@@ -106,52 +106,93 @@ def _max_opt(a, b):
 
 
 def aggregate_frame(frame: pd.DataFrame, bucket_ms: int, slowest_kept: int) -> dict[tuple[str, int], BucketAgg]:
-    """Aggregate a chunk of events into partial buckets keyed by (service, bucket number)."""
-    if frame.empty:
+    """Aggregate a chunk of events into partial buckets keyed by (service, bucket number).
+
+    Vectorised with numpy: counts and latency histograms by bincount over a (service, bucket) group
+    index; only error rows and the slowest candidates are visited one by one.
+    """
+    if frame is None or len(frame) == 0:
         return {}
-    df = frame.loc[:, list(INPUT_COLUMNS)].copy()
-    df["t_ms"] = df["t_ms"].astype(np.int64)
-    df["bucket"] = df["t_ms"] // bucket_ms
-    df["is_error"] = df["is_error"].fillna(False).astype(bool)
-    keys = ["service", "bucket"]
-    out: dict[tuple[str, int], BucketAgg] = {}
+    t_ms = frame["t_ms"].to_numpy(dtype=np.int64)
+    bucket = t_ms // bucket_ms
+    service_codes, services = pd.factorize(frame["service"], sort=True)
+    b0 = int(bucket.min())
+    span = int(bucket.max()) - b0 + 1
+    group_key = service_codes.astype(np.int64) * span + (bucket - b0)
+    keys, group = np.unique(group_key, return_inverse=True)
+    n_groups = len(keys)
+    is_error = frame["is_error"].fillna(False).to_numpy(dtype=bool)
+    counts = np.bincount(group, minlength=n_groups)
+    errors = np.bincount(group, weights=is_error, minlength=n_groups).astype(np.int64)
 
-    base = df.groupby(keys, sort=False).agg(n=("t_ms", "size"), errors=("is_error", "sum"),
-                                              tier=("tier", "max"), owner=("owner", "max"))
-    for (service, bucket), row in base.iterrows():
-        out[(service, int(bucket))] = BucketAgg(
-            n=int(row["n"]), errors=int(row["errors"]),
-            tier=None if pd.isna(row["tier"]) else str(row["tier"]),
-            owner=None if pd.isna(row["owner"]) else str(row["owner"]))
+    labels = [(str(services[int(k // span)]), b0 + int(k % span)) for k in keys]
+    tiers = _max_per_service(service_codes, services, frame["tier"])
+    owners = _max_per_service(service_codes, services, frame["owner"])
+    out = {label: BucketAgg(n=int(counts[i]), errors=int(errors[i]), tier=tiers.get(label[0]),
+                            owner=owners.get(label[0]))
+           for i, label in enumerate(labels)}
 
-    lat = df[df["latency_ms"].notna() & (df["latency_ms"] >= 0)]
-    if not lat.empty:
-        bins = histogram.bin_index(lat["latency_ms"].to_numpy())
-        counts = pd.DataFrame({"service": lat["service"].to_numpy(), "bucket": lat["bucket"].to_numpy(),
-                               "bin": bins}).groupby(["service", "bucket", "bin"], sort=False).size()
-        for (service, bucket, b), count in counts.items():
-            out[(service, int(bucket))].lat[int(b)] += int(count)
-        slow = lat.sort_values(["latency_ms", "t_ms", "host", "message"],
-                               ascending=[False, True, True, True], na_position="last")
-        slow = slow.groupby(keys, sort=False).head(slowest_kept)
-        for r in slow.itertuples(index=False):
-            out[(r.service, int(r.bucket))].slow.append(
-                [float(r.latency_ms), int(r.t_ms), r.host, r.signature_id, r.signature, r.message])
+    latency = frame["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    has_lat = np.isfinite(latency) & (latency >= 0)
+    if has_lat.any():
+        bins = histogram.bin_index(latency[has_lat])
+        flat = np.bincount(group[has_lat] * histogram.NUM_BINS + bins, minlength=n_groups * histogram.NUM_BINS)
+        hists = flat.reshape(n_groups, histogram.NUM_BINS).astype(np.int64)
+        for i, label in enumerate(labels):
+            out[label].lat = hists[i]
+        _slowest(frame, out, labels, group, latency, has_lat, t_ms, slowest_kept)
 
-    err = df[df["is_error"]]
-    if not err.empty:
-        err = err.sort_values(["t_ms", "message"], na_position="last")
-        times = err.groupby(keys, sort=False)["t_ms"].agg(["min", "max"])
-        for (service, bucket), row in times.iterrows():
-            agg = out[(service, int(bucket))]
-            agg.first_err, agg.last_err = int(row["min"]), int(row["max"])
-        sigs = err.groupby([*keys, "signature_id"], sort=False).agg(
-            count=("t_ms", "size"), signature=("signature", "first"), sample=("message", "first"),
-            sample_t=("t_ms", "first"))
-        for (service, bucket, sig_id), row in sigs.iterrows():
-            out[(service, int(bucket))].sigs[str(sig_id)] = [
-                row["signature"], int(row["count"]), row["sample"], int(row["sample_t"])]
-        hosts = err.groupby([*keys, "host"], sort=False).size()
-        for (service, bucket, host), count in hosts.items():
-            out[(service, int(bucket))].hosts[str(host)] = int(count)
+    if is_error.any():
+        rows = np.flatnonzero(is_error)
+        hosts = frame["host"].to_numpy(dtype=object)[rows]
+        sig_ids = frame["signature_id"].to_numpy(dtype=object)[rows]
+        sigs = frame["signature"].to_numpy(dtype=object)[rows]
+        messages = frame["message"].to_numpy(dtype=object)[rows]
+        for g, t, host, sig_id, sig, message in zip(group[rows].tolist(), t_ms[rows].tolist(), hosts, sig_ids,
+                                                    sigs, messages, strict=True):
+            agg = out[labels[g]]
+            agg.first_err = t if agg.first_err is None else min(agg.first_err, t)
+            agg.last_err = t if agg.last_err is None else max(agg.last_err, t)
+            agg.hosts[host] = agg.hosts.get(host, 0) + 1
+            message = None if message is None or message != message else message  # NaN -> None
+            entry = agg.sigs.get(sig_id)
+            if entry is None:
+                agg.sigs[sig_id] = [sig, 1, message, t]
+            else:
+                entry[1] += 1
+                if (t, message or "") < (entry[3], entry[2] or ""):
+                    entry[0], entry[2], entry[3] = sig, message, t
     return out
+
+
+def _max_per_service(codes: np.ndarray, services: pd.Index, values: pd.Series) -> dict[str, str]:
+    """The largest non-null value of a column per service (normally the one value it has)."""
+    result: dict[str, str] = {}
+    for code, value in set(zip(codes.tolist(), values.tolist(), strict=True)):
+        if value is None or value != value:  # None or NaN
+            continue
+        service, value = str(services[code]), str(value)
+        if service not in result or value > result[service]:
+            result[service] = value
+    return result
+
+
+def _slowest(frame: pd.DataFrame, out: dict, labels: list, group: np.ndarray, latency: np.ndarray,
+             has_lat: np.ndarray, t_ms: np.ndarray, k: int) -> None:
+    """The k slowest requests of each group (ties broken on time, host, message)."""
+    rows = np.flatnonzero(has_lat)
+    order = rows[np.lexsort((-latency[rows], group[rows]))]  # by group, slowest first
+    g_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    hosts = frame["host"].to_numpy(dtype=object)
+    sig_ids = frame["signature_id"].to_numpy(dtype=object)
+    sigs = frame["signature"].to_numpy(dtype=object)
+    messages = frame["message"].to_numpy(dtype=object)
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        take = order[a:b]
+        cutoff = latency[take[min(k, len(take)) - 1]]
+        candidates = take[latency[take] >= cutoff]  # the k slowest plus any exact ties
+        picked = [[float(latency[r]), int(t_ms[r]), hosts[r], sig_ids[r], sigs[r],
+                   None if messages[r] is None or messages[r] != messages[r] else messages[r]] for r in candidates]
+        out[labels[int(g_sorted[a])]].slow = top_slowest(picked, k)

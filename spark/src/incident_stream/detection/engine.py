@@ -21,8 +21,8 @@ import json
 import zlib
 
 import pandas as pd
-from incident_contracts.tables import UpdateType
 
+from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame
 from incident_stream.detection.incident import Incident
@@ -35,11 +35,12 @@ STATE_VERSION = 1
 
 class EnvironmentDetector:
     def __init__(self, environment: str, params: DetectionParams, graph: DependencyGraph,
-                 tiers: dict[str, int] | None = None) -> None:
+                 tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> None:
         self.environment = environment
         self.params = params
         self.graph = graph
         self.tiers = tiers or {}
+        self.flapping = frozenset(flapping)
         self.services: dict[str, ServiceTracker] = {}
         self.pending: dict[tuple[str, int], BucketAgg] = {}
         self.next_bucket: int | None = None  # first bucket not final yet
@@ -102,7 +103,8 @@ class EnvironmentDetector:
     def _finalize(self, k: int, now_ms: int) -> list[dict]:
         for service, bucket in sorted(key for key in self.pending if key[1] == k):
             if service not in self.services:
-                self.services[service] = ServiceTracker(service, self.environment, self.params, bucket)
+                self.services[service] = ServiceTracker(service, self.environment, self.params, bucket,
+                                                        known_flapping=service in self.flapping)
         transitions: dict[str, str] = {}
         for service in sorted(self.services):
             agg = self.pending.pop((service, k), None)
@@ -183,19 +185,19 @@ class EnvironmentDetector:
 
     @classmethod
     def from_json(cls, data: dict, params: DetectionParams, graph: DependencyGraph,
-                  tiers: dict[str, int] | None = None) -> EnvironmentDetector:
+                  tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> EnvironmentDetector:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; "
                              "start the detection query from a fresh checkpoint")
-        d = cls(data["env"], params, graph, tiers)
+        d = cls(data["env"], params, graph, tiers, flapping)
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.recent = data["recent"]
         d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}
-        d.services = {name: ServiceTracker.from_json(name, d.environment, t, params)
+        d.services = {name: ServiceTracker.from_json(name, d.environment, t, params, name in d.flapping)
                       for name, t in data["services"].items()}
         return d
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: DetectionParams, graph: DependencyGraph,
-                   tiers: dict[str, int] | None = None) -> EnvironmentDetector:
-        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers)
+                   tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> EnvironmentDetector:
+        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers, flapping)

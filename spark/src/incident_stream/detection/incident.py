@@ -6,11 +6,12 @@ import hashlib
 from dataclasses import dataclass, field
 
 from incident_contracts.tables import IncidentStatus, UpdateType
-
 from incident_stream.detection import histogram
 from incident_stream.detection.anomaly import ERROR_RATE, LATENCY
 from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.params import DetectionParams
+
+HOST_SHARE = 0.05
 
 
 def incident_id(environment: str, service: str, opened_at_ms: int) -> str:
@@ -148,11 +149,15 @@ class Incident:
         return out
 
     def _hosts(self, params: DetectionParams) -> list[str]:
+        """Hosts with errors (or, for latency, slow requests), most first; hosts with only a stray
+        background error (under HOST_SHARE of the incident's errors) are left out."""
         hosts = dict(self.stats.hosts)
         if LATENCY in self.triggers:
             for s in self.stats.slow:
                 hosts[s[2]] = hosts.get(s[2], 0) + 1
-        return [h for h, _ in sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0]))][: params.max_hosts]
+        floor = HOST_SHARE * sum(hosts.values())
+        ranked = sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [h for h, count in ranked if count >= floor][: params.max_hosts]
 
     def _title(self, signatures: list[dict]) -> str:
         parts = []

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
-from incident_contracts.tables import INCIDENT_UPDATES
 from pyspark.sql import types as T
+
+from incident_contracts.tables import INCIDENT_UPDATES
 
 TIMESTAMP_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if pa.types.is_timestamp(f.type))
 

@@ -29,7 +29,7 @@ class DetectionParams:
     latency_quantile: float = 0.95
     latency_min_samples: int = 20
     latency_ratio: float = 2.0  # window p95 must be this many times the baseline p95...
-    latency_min_delta_ms: float = 20.0  # ...and this much slower, absolute
+    latency_min_delta_ms: float = 10.0  # ...and this much slower, absolute
     hold_latency_ratio: float = 1.3
     latency_noise_floor: float = 0.15  # smallest noise assumed on log(p95)
     # --- lifecycle -------------------------------------------------------------------------
@@ -40,6 +40,7 @@ class DetectionParams:
     flap_min_episodes: int = 3  # ...and calls a service flapping after this many short episodes
     flap_episode_max_s: float = 120.0  # episodes shorter than this count as flaps
     flap_sustain_s: float = 180.0  # a flapping service opens only when an anomaly lasts this long
+    # (services marked `flapping: true` in the catalog are treated as flapping from the start)
     link_slack_s: float = 60.0  # incidents this close in time can be linked
     # --- output ----------------------------------------------------------------------------
     max_signatures: int = 5

@@ -24,10 +24,12 @@ STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 
 
 class IncidentDetectorProcessor(StatefulProcessor):
-    def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int]) -> None:
+    def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int],
+                 flapping: frozenset[str] = frozenset()) -> None:
         self.params = params
         self.depends_on = {k: list(v) for k, v in depends_on.items()}
         self.tiers = dict(tiers)
+        self.flapping = frozenset(flapping)
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.handle = handle
@@ -51,8 +53,9 @@ class IncidentDetectorProcessor(StatefulProcessor):
     # --- helpers ---------------------------------------------------------------------------------
     def _load(self, environment: str) -> EnvironmentDetector:
         if self.state.exists():
-            return EnvironmentDetector.from_bytes(self.state.get()[0], self.params, self.graph, self.tiers)
-        return EnvironmentDetector(environment, self.params, self.graph, self.tiers)
+            return EnvironmentDetector.from_bytes(self.state.get()[0], self.params, self.graph, self.tiers,
+                                                  self.flapping)
+        return EnvironmentDetector(environment, self.params, self.graph, self.tiers, self.flapping)
 
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()

@@ -7,11 +7,11 @@ the detector is one stateful operator with event-time buckets rather than window
 
 from __future__ import annotations
 
-from incident_contracts.catalog import Catalog
-from incident_contracts.settings import Settings
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from incident_contracts.catalog import Catalog
+from incident_contracts.settings import Settings
 from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.processor import IncidentDetectorProcessor
@@ -64,6 +64,7 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
         params,
         depends_on={s.name: list(s.depends_on) for s in catalog.services},
         tiers={s.name: s.tier for s in catalog.services},
+        flapping=frozenset(s.name for s in catalog.services if s.flapping),
     )
     return prepared.groupBy("environment").transformWithStateInPandas(
         statefulProcessor=processor,

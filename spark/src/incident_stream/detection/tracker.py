@@ -2,8 +2,9 @@
 
 * normal: every bucket is tested (anomaly.evaluate). A bucket at "open" level starts a candidate run.
 * candidate: after `confirm_buckets` consecutive open-level buckets the incident opens. Its id comes
-  from the first bucket of the run. A service that has flapped (`flap_min_episodes` short episodes in
-  `flap_window_s`) must instead stay anomalous for `flap_sustain_s`.
+  from the first bucket of the run. A flapping service - marked `flapping: true` in the catalog, or
+  seen flapping (`flap_min_episodes` short episodes in `flap_window_s`) - must instead stay anomalous
+  for `flap_sustain_s`: its short bursts never page, a lasting failure still does.
 * open: buckets at "hold" level or above keep it active and add to it; quieter buckets are kept aside
   and only added if it becomes active again.
 * resolved: after `quiet_period_s` without an active bucket; resolved_at is the end of the last active
@@ -20,7 +21,6 @@ from __future__ import annotations
 from collections import deque
 
 from incident_contracts.tables import IncidentStatus
-
 from incident_stream.detection.anomaly import ANOMALOUS, ELEVATED, NORMAL, evaluate
 from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg
@@ -31,8 +31,10 @@ OPENED, RESOLVED = "opened", "resolved"
 
 
 class ServiceTracker:
-    def __init__(self, service: str, environment: str, params: DetectionParams, first_bucket: int) -> None:
+    def __init__(self, service: str, environment: str, params: DetectionParams, first_bucket: int,
+                 known_flapping: bool = False) -> None:
         self.service = service
+        self.known_flapping = known_flapping
         self.environment = environment
         self.params = params
         self.first_bucket = first_bucket
@@ -93,6 +95,9 @@ class ServiceTracker:
         return p.confirm_buckets
 
     def flapping(self, bucket: int) -> bool:
+        """Marked flapping in the catalog, or seen flapping: several short anomalous episodes lately."""
+        if self.known_flapping:
+            return True
         p = self.params
         horizon = bucket - p.buckets(p.flap_window_s)
         short = p.buckets(p.flap_episode_max_s)
@@ -148,8 +153,9 @@ class ServiceTracker:
                 "run": [self.run_start, self.run_len], "streak": self.streak_start, "eps": self.episodes}
 
     @classmethod
-    def from_json(cls, service: str, environment: str, data: dict, params: DetectionParams) -> ServiceTracker:
-        t = cls(service, environment, params, data["first"])
+    def from_json(cls, service: str, environment: str, data: dict, params: DetectionParams,
+                  known_flapping: bool = False) -> ServiceTracker:
+        t = cls(service, environment, params, data["first"], known_flapping)
         t.ring.extend(BucketAgg.from_json(a) for a in data["ring"])
         t.baseline = Baseline.from_json(data["base"], params)
         t.incident = Incident.from_json(data["inc"]) if data["inc"] else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,13 +65,14 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
         is_error = rng.uniform(size=count) < err_p
         sigma = np.log(prof.p95_ms / prof.p50_ms) / 1.645
         latency = prof.p50_ms * np.exp(rng.normal(0, sigma, count)) * lat_factor
-        message = np.where(is_error, "ERROR " + sig, "request ok")
         signature = np.where(is_error, sig, "request ok")
+        uniques = {s: (f"sig-{zlib.crc32(s.encode()):08x}", f"ERROR {s}") for s in set(signature.tolist())}
+        signature_id = np.array([uniques[s][0] for s in signature], dtype=object)
+        message = np.where(is_error, np.array([uniques[s][1] for s in signature], dtype=object), "request ok")
         frames.append(pd.DataFrame({
             "t_ms": (start_ms + t * 1000).astype(np.int64),
             "service": name, "environment": scenario.environment, "host": host, "is_error": is_error,
-            "latency_ms": latency, "signature": signature,
-            "signature_id": pd.Series(signature).map(lambda s: f"sig-{abs(hash(s)) % 10**8:08d}").to_numpy(),
+            "latency_ms": latency, "signature": signature, "signature_id": signature_id,
             "message": message, "tier": prof.tier, "owner": prof.owner,
         }))
     return pd.concat(frames, ignore_index=True).sort_values(["t_ms", "service"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""The dashboard's pages; each module's ``render()`` draws one page."""

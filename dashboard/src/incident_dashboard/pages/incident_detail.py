@@ -1,0 +1,199 @@
+"""Incident detail: lifecycle, severity reasons, affected services and hosts, charts around the incident,
+top signatures, sample lines, linked incidents, and the root-cause analysis. Deep link: ``incident?id=ID``."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from incident_contracts.catalog import default_catalog
+from incident_dashboard.analysis.context import WINDOW_AFTER, WINDOW_BEFORE, IncidentContext, build_context
+from incident_dashboard.ui import analysis_panel, charts, common
+from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
+
+
+def render() -> None:
+    repo = common.repository()
+    if common.table_notice(repo.status("incident_updates"), "incidents"):
+        st.title("Incident")
+        return
+    incident_id = st.query_params.get("id")
+    recent = repo.recent_incidents(300)
+    if not incident_id:
+        st.title("Incident")
+        _picker(recent, None)
+        return
+    incident = repo.incident(incident_id)
+    if incident is None:
+        st.title("Incident")
+        st.warning(f"No incident with ID `{incident_id}`. It may not have been written yet, or the link is wrong.",
+                   icon=":material/search_off:")
+        _picker(recent, None)
+        return
+    context = build_context(repo, default_catalog(), incident_id)
+    _header(context)
+    common.live(lambda: _live_body(incident_id))
+    st.divider()
+    analysis_panel.render(common.settings(), context)
+
+
+def _picker(recent: pd.DataFrame, current: str | None) -> None:
+    if recent.empty:
+        st.info("No incidents yet.")
+        return
+    labels = {r.incident_id: f"{r.incident_id} · {r.severity} {r.status} · {r.service} · {r.title}"
+              for r in recent.itertuples()}
+    choice = st.selectbox("Open an incident", list(labels), index=None, format_func=labels.get,
+                          placeholder="Pick a recent incident…", key="incident_picker")
+    if choice and choice != current:
+        st.query_params["id"] = choice
+        st.rerun()
+
+
+def _header(context: IncidentContext) -> None:
+    inc = context.incident
+    st.title(f"{inc['incident_id']}")
+    st.markdown(f"#### {inc.get('title') or inc['service']}")
+    with st.container(horizontal=True, gap="small"):
+        st.badge(inc["severity"], color=SEVERITY_BADGE.get(inc["severity"], "gray"), icon=":material/priority_high:")
+        st.badge(inc["status"], color=STATUS_BADGE.get(inc["status"], "gray"))
+        st.badge(inc["service"], color="blue", icon=":material/dns:")
+        st.badge(f"tier {inc.get('tier') or '?'}", color="gray")
+        st.badge(f"owner {inc.get('owner') or '?'}", color="gray", icon=":material/group:")
+        if inc.get("trigger"):
+            st.badge(f"trigger: {inc['trigger']}", color="violet")
+        st.badge(inc.get("environment") or "", color="gray")
+
+
+def _live_body(incident_id: str) -> None:
+    repo = common.repository()
+    inc = repo.incident(incident_id)
+    if inc is None:
+        return
+    end = inc.get("resolved_at") or inc["last_seen"]
+    cols = st.columns(6, gap="small")
+    cols[0].metric("Opened (UTC)", f"{inc['opened_at']:%H:%M:%S}", border=True,
+                   help=f"{fmt_time(inc['opened_at'])}; first anomalous event {fmt_time(inc['first_seen'])}")
+    cols[1].metric("Resolved after" if inc.get("resolved_at") else "Open for",
+                   fmt_duration(end - inc["opened_at"]), border=True)
+    rate, base = inc.get("error_rate"), inc.get("baseline_error_rate")
+    cols[2].metric("Error rate", fmt_pct(rate), border=True, delta_color="inverse",
+                   delta=f"{(rate - base) * 100:+.1f} pp vs baseline" if rate is not None and base is not None else None)
+    p95, base95 = inc.get("latency_p95_ms"), inc.get("baseline_latency_p95_ms")
+    cols[3].metric("p95 latency", f"{p95:,.0f} ms" if p95 is not None else "-", border=True, delta_color="inverse",
+                   delta=f"{p95 / base95:.1f}× baseline" if p95 and base95 else None)
+    cols[4].metric("Errors / events", f"{inc.get('error_count') or 0:,} / {inc.get('event_count') or 0:,}",
+                   border=True)
+    cols[5].metric("Anomaly score", f"{inc.get('anomaly_score') or 0:.1f}", border=True)
+
+    context = build_context(repo, default_catalog(), incident_id)
+    left, right = st.columns([2, 1], gap="medium")
+    with left:
+        _charts(context)
+    with right:
+        _reasons_and_scope(context)
+    left, right = st.columns([1, 1], gap="medium")
+    with left:
+        _signatures(context)
+    with right:
+        _lifecycle(incident_id)
+    _samples(context)
+    _related(context)
+    st.caption(f"Updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+
+def _charts(context: IncidentContext) -> None:
+    inc = context.incident
+    window = context.window
+    start, end = inc["opened_at"], context.end
+    with st.container(border=True):
+        st.markdown(f"### Around the incident ({WINDOW_BEFORE.seconds // 60} min before to "
+                    f"{WINDOW_AFTER.seconds // 60} min after; incident span shaded)")
+        if window.empty:
+            st.caption("No raw events for this window (they may have been compacted away or not written yet).")
+            return
+        tab_errors, tab_latency = st.tabs(["Error rate", "Latency p95"])
+        with tab_errors:
+            st.altair_chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
+                                                inc.get("baseline_error_rate"), fmt=".1%"), width="stretch")
+        with tab_latency:
+            st.altair_chart(charts.window_chart(window, "latency_p95_ms", "p95 latency (ms)", start, end,
+                                                inc["service"], inc.get("baseline_latency_p95_ms"), fmt=",.0f"),
+                            width="stretch")
+
+
+def _reasons_and_scope(context: IncidentContext) -> None:
+    inc = context.incident
+    topo = context.topology
+    with st.container(border=True):
+        st.markdown("### Why this severity")
+        reasons = inc.get("severity_reasons") or []
+        st.markdown("\n".join(f"- {r}" for r in reasons) if reasons else "No reasons recorded.")
+    with st.container(border=True):
+        st.markdown("### Affected services and hosts")
+        hosts = inc.get("affected_hosts") or []
+        st.markdown(f"**{inc['service']}** ({topo.get('kind')}, tier {topo.get('tier')}, {topo.get('owner')})")
+        if hosts:
+            st.markdown("Hosts: " + " ".join(f"`{h}`" for h in hosts))
+        if inc.get("origin_service"):
+            origin = inc.get("origin_incident_id")
+            link = f" ([{origin}]({incident_link(origin)}))" if origin else ""
+            st.markdown(f":material/call_split: Likely origin: **{inc['origin_service']}**{link}")
+        deps = ", ".join(d["service"] for d in topo.get("depends_on", [])) or "none"
+        callers = ", ".join(d["service"] for d in topo.get("called_by", [])) or "none"
+        st.markdown(f":material/arrow_downward: Depends on: {deps}  \n:material/arrow_upward: Called by: {callers}")
+        if not topo.get("in_catalog"):
+            st.caption("This service is not in the service catalog (schemas/catalog/services.yaml).")
+
+
+def _signatures(context: IncidentContext) -> None:
+    with st.container(border=True):
+        st.markdown("### Top signatures")
+        if not context.signatures:
+            st.caption("The detector recorded no signatures for this incident.")
+            return
+        frame = pd.DataFrame([{"id": s.id, "signature": s.signature, "count": s.count} for s in context.signatures])
+        st.altair_chart(charts.signatures_bar(frame), width="stretch")
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={"signature": st.column_config.TextColumn(width="large")})
+
+
+def _lifecycle(incident_id: str) -> None:
+    history = common.repository().incident_history(incident_id)
+    with st.container(border=True):
+        st.markdown("### Lifecycle")
+        table = pd.DataFrame({
+            "id": [f"L{i + 1}" for i in range(len(history))],
+            "time": history["update_time"], "update": history["update_type"], "severity": history["severity"],
+            "status": history["status"], "error rate": history["error_rate"], "events": history["event_count"]})
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "time": st.column_config.DatetimeColumn("time (UTC)", format="HH:mm:ss", timezone="UTC"),
+            "error rate": st.column_config.NumberColumn(format="percent")})
+
+
+def _samples(context: IncidentContext) -> None:
+    with st.container(border=True):
+        st.markdown("### Sample log lines")
+        if not context.events:
+            st.caption("No sample lines.")
+            return
+        lines = [f"[{e.id}] {fmt_time(e.time)} {e.host or '-':<10} {e.level or '-':<5} {e.message}"
+                 for e in context.events]
+        st.code("\n".join(lines), language="log", wrap_lines=True)
+        st.caption("Log text is shown as written by the applications; it is untrusted data.")
+
+
+def _related(context: IncidentContext) -> None:
+    with st.container(border=True):
+        st.markdown("### Linked incidents in dependent services")
+        if not context.related:
+            st.caption("No incident in this service's dependencies or callers at the same time.")
+            return
+        table = pd.DataFrame([{
+            "id": r.id, "link": incident_link(r.incident_id), "relation": r.relation, "service": r.service,
+            "severity": r.severity, "status": r.status, "opened_at": r.opened_at, "title": r.title,
+        } for r in context.related])
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "link": st.column_config.LinkColumn("incident", display_text=r"incident\?id=(.*)"),
+            "opened_at": st.column_config.DatetimeColumn("opened (UTC)", format="HH:mm:ss", timezone="UTC"),
+            "title": st.column_config.TextColumn(width="large")})

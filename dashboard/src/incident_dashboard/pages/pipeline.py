@@ -1,0 +1,176 @@
+"""Pipeline: Kafka topics, partitions, offsets and lag; Spark throughput, batch duration and state;
+dead letters with reasons; files on disk; links to the Spark, Airflow and Kafka UIs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from incident_dashboard.analysis.service import store_for
+from incident_dashboard.data.kafka_status import snapshot
+from incident_dashboard.ui import charts, common
+from incident_dashboard.ui.common import fmt_age
+
+
+def render() -> None:
+    st.title("Pipeline")
+    cfg = common.settings()
+    repo = common.repository()
+    common.data_caption(repo.freshness())
+    with st.container(horizontal=True, gap="small"):
+        for name, url in common.ui_links(cfg).items():
+            if url:
+                st.link_button(name, url, icon=":material/open_in_new:")
+            else:
+                st.button(name, disabled=True, help="Set KAFKA_UI_URL to link a Kafka UI (the distributed stack "
+                                                    "ships one; the embedded broker has none).")
+    common.live(_body)
+
+
+def _body() -> None:
+    _kafka()
+    _spark()
+    _dead_letters()
+    _storage()
+    _analysis_quality()
+    st.caption(f"Updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+
+def _kafka() -> None:
+    cfg = common.settings()
+    with st.container(border=True):
+        st.markdown(f"### :material/hub: Kafka · `{cfg.kafka_bootstrap_servers}`")
+        snap = snapshot(cfg.kafka_bootstrap_servers, cfg.kafka_topic_logs, cfg.kafka_consumer_group,
+                        ttl=max(2.0, cfg.dashboard_cache_ttl_seconds))
+        if not snap.reachable:
+            st.error(f"**The broker is not reachable.** {snap.error}", icon=":material/cloud_off:")
+            return
+        if snap.error:
+            st.warning(snap.error, icon=":material/warning:")
+        logs = snap.partitions[snap.partitions["topic"] == cfg.kafka_topic_logs]
+        cols = st.columns(4)
+        cols[0].metric("Topics", len(snap.topics), border=True)
+        cols[1].metric(f"Partitions of {cfg.kafka_topic_logs}", len(logs), border=True)
+        cols[2].metric("Records retained", f"{int(logs['records'].sum()):,}" if not logs.empty else "-", border=True)
+        lag = snap.total_lag
+        cols[3].metric(f"Lag of group {snap.group}", f"{lag:,}" if lag is not None else "-", border=True,
+                       help="True end offset minus the group's committed offset, summed over partitions.")
+        if cfg.kafka_topic_logs not in set(snap.topics["topic"]):
+            st.info(f"Topic `{cfg.kafka_topic_logs}` does not exist yet; `make up` creates it.")
+        left, right = st.columns([3, 2], gap="medium")
+        with left:
+            st.dataframe(snap.partitions, hide_index=True, width="stretch", column_config={
+                "earliest_offset": st.column_config.NumberColumn("earliest", format="localized"),
+                "end_offset": st.column_config.NumberColumn("end", format="localized"),
+                "records": st.column_config.NumberColumn(format="localized"),
+                "committed": st.column_config.NumberColumn(format="localized"),
+                "lag": st.column_config.NumberColumn(format="localized")})
+            if not logs.empty and logs["committed"].isna().all():
+                st.caption(f"Group `{snap.group}` has committed nothing on `{cfg.kafka_topic_logs}` yet: lag counts "
+                           "every retained record.")
+        with right:
+            if not logs.empty:
+                st.altair_chart(charts.partition_lag_chart(logs.fillna({"lag": 0})), width="stretch")
+            with st.expander(f"All topics ({len(snap.topics)})"):
+                st.dataframe(snap.topics, hide_index=True, width="stretch")
+
+
+def _spark() -> None:
+    cfg = common.settings()
+    repo = common.repository()
+    with st.container(border=True):
+        st.markdown("### :material/bolt: Spark streaming job")
+        if common.table_notice(repo.status("metrics"), "Spark metrics"):
+            return
+        metrics = repo.metrics_series()
+        last = metrics.iloc[-1]
+        recent = metrics[metrics["timestamp"] >= last["timestamp"] - pd.Timedelta(minutes=5)]
+        age = (pd.Timestamp.now(tz="UTC") - last["timestamp"]).total_seconds()
+        cols = st.columns(5)
+        cols[0].metric("Last batch", f"#{int(last['batch_id']):,}", border=True, help=f"{fmt_age(age)} ago")
+        cols[1].metric("Rows/s (5 min)", f"{recent['processed_rows_per_second'].median():,.0f}", border=True,
+                       help="Median processed rows per second over the last 5 minutes of batches")
+        cols[2].metric("Batch p95 (5 min)", f"{recent['batch_duration_ms'].quantile(0.95):,.0f} ms", border=True)
+        cols[3].metric("State rows", f"{int(last['state_rows'] or 0):,}", border=True)
+        cols[4].metric("Lag (last batch)", f"{int(last['lag'] or 0):,}", border=True)
+        view = _downsample(metrics)
+        tab_rate, tab_duration, tab_state, tab_lag = st.tabs(["Throughput", "Batch duration", "State", "Lag"])
+        with tab_rate:
+            st.altair_chart(charts.throughput_chart(view), width="stretch")
+        with tab_duration:
+            st.altair_chart(charts.batch_duration_chart(view, cfg.stream_trigger_seconds * 1000), width="stretch")
+        with tab_state:
+            st.altair_chart(charts.state_chart(view), width="stretch")
+        with tab_lag:
+            st.altair_chart(charts.lag_chart(view), width="stretch")
+        st.caption(f"{len(metrics):,} micro-batches recorded; charts show at most 1,500 points.")
+
+
+def _downsample(frame: pd.DataFrame, points: int = 1500) -> pd.DataFrame:
+    """Every n-th batch (keeping the maxima of duration and lag per step), so long runs stay light in the browser."""
+    if len(frame) <= points:
+        return frame
+    step = -(-len(frame) // points)
+    groups = frame.groupby(frame.index // step)
+    return groups.agg({"timestamp": "first", "batch_id": "first", "num_input_rows": "sum",
+                       "input_rows_per_second": "mean", "processed_rows_per_second": "mean",
+                       "batch_duration_ms": "max", "state_rows": "last", "state_memory_bytes": "last",
+                       "lag": "max"}).reset_index(drop=True)
+
+
+def _dead_letters() -> None:
+    repo = common.repository()
+    with st.container(border=True):
+        st.markdown("### :material/report: Dead letters")
+        status = repo.status("dead_letter")
+        if not status.exists or status.empty:
+            st.success("No dead letters: every record read from Kafka so far became an event.",
+                       icon=":material/check_circle:")
+            return
+        summary = repo.dead_letter_summary()
+        total = int(summary["records"].sum())
+        st.markdown(f"**{total:,} records** could not be decoded; each is kept with its reason and raw bytes.")
+        left, right = st.columns([2, 3], gap="medium")
+        with left:
+            st.altair_chart(charts.dead_letter_reasons(summary), width="stretch")
+        with right:
+            st.altair_chart(charts.dead_letter_over_time(repo.dead_letter_over_time()), width="stretch")
+        reasons = summary["reason"].tolist()
+        reason = st.selectbox("Reason", reasons, index=None, placeholder="All reasons", key="dl_reason")
+        recent = repo.dead_letters(limit=200, reason=reason)
+        st.dataframe(recent, hide_index=True, width="stretch", column_config={
+            "detected_at": st.column_config.DatetimeColumn("detected (UTC)", format="YYYY-MM-DD HH:mm:ss",
+                                                           timezone="UTC"),
+            "kafka_timestamp": st.column_config.DatetimeColumn("kafka time (UTC)", format="HH:mm:ss", timezone="UTC"),
+            "detail": st.column_config.TextColumn(width="large"),
+            "raw_prefix_hex": st.column_config.TextColumn("raw bytes (hex, prefix)", width="medium")})
+
+
+def _storage() -> None:
+    repo = common.repository()
+    with st.expander("Tables on disk", icon=":material/folder_open:"):
+        rows = []
+        for table in ("events", "incident_updates", "dead_letter", "metrics"):
+            status = repo.status(table)
+            rows.append({"table": table, "folder": str(status.path), "exists": status.exists, "files": status.files,
+                         "MB": round(status.bytes / 1e6, 1), "being written": len(status.pending),
+                         "unreadable": len(status.unreadable), "not committed": status.uncommitted})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.caption("Files still being written are retried on the next refresh; files a Spark manifest does not list "
+                   "yet are not read.")
+
+
+def _analysis_quality() -> None:
+    store = store_for(common.settings())
+    with st.expander("Root-cause analysis quality (user ratings)", icon=":material/thumbs_up_down:"):
+        quality = store.quality()
+        if quality.empty:
+            st.caption("No ratings yet. Rate an analysis on its incident page.")
+        else:
+            st.dataframe(quality, hide_index=True, width="stretch", column_config={
+                "useful_share": st.column_config.ProgressColumn("useful", format="percent", min_value=0,
+                                                                max_value=1)})
+        analyses = store.all_analyses()
+        if analyses:
+            tokens = sum(a.usage.total_tokens for a in analyses if a.usage)
+            st.caption(f"{len(analyses)} stored analyses; {tokens:,} Gemini tokens used in total.")

@@ -1,0 +1,228 @@
+"""Altair charts of the dashboard. Pure functions: DataFrame in, chart out (no Streamlit calls).
+
+Times are shown in UTC everywhere (``scale type utc``), like the tables, so a chart and a log line
+can be compared without converting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import altair as alt
+import pandas as pd
+
+SEVERITY_COLORS = {"P1": "#d6336c", "P2": "#f76707", "P3": "#f2b705", "P4": "#74a9cf"}
+SEVERITY_SCALE = alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values()))
+ACCENT = "#4263eb"
+SPAN_COLOR = "#e03131"
+UTC_AXIS = {"format": "%H:%M", "labelAngle": 0, "title": None}
+
+
+def _x_time(field: str = "bucket", title: str | None = None) -> alt.X:
+    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", labelAngle=0,
+                                                                          title=title, grid=False))
+
+
+def _utc_tooltip(field: str, title: str) -> alt.Tooltip:
+    return alt.Tooltip(f"utcyearmonthdatehoursminutes({field}):T", title=title)
+
+
+def severity_donut(frame: pd.DataFrame) -> alt.Chart:
+    """Open incidents per severity; frame: severity, incidents."""
+    base = alt.Chart(frame).encode(
+        theta=alt.Theta("incidents:Q", stack=True),
+        color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["severity:N", alt.Tooltip("incidents:Q", title="open incidents")],
+    )
+    ring = base.mark_arc(innerRadius=58, outerRadius=96, cornerRadius=3, padAngle=0.02)
+    total = int(frame["incidents"].sum()) if not frame.empty else 0
+    label = alt.Chart(pd.DataFrame({"text": [str(total)], "sub": ["open"]})).mark_text(
+        fontSize=30, fontWeight="bold", dy=-6).encode(text="text:N")
+    sub = alt.Chart(pd.DataFrame({"text": ["open"]})).mark_text(fontSize=12, dy=18, color="#868e96").encode(
+        text="text:N")
+    return (ring + label + sub).properties(height=240)
+
+
+def incidents_over_time(frame: pd.DataFrame) -> alt.Chart:
+    """Stacked bars of incidents opened per bucket and severity; frame: bucket, severity, incidents."""
+    return alt.Chart(frame).mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2).encode(
+        x=_x_time(),
+        y=alt.Y("incidents:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1)),
+        color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
+        order=alt.Order("severity:N", sort="descending"),
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "severity:N", "incidents:Q"],
+    ).properties(height=240)
+
+
+def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None) -> alt.Chart:
+    """Error rate per service over time; frame: bucket, service, events, errors, error_rate."""
+    data = frame if services is None else frame[frame["service"].isin(services)]
+    highlight = alt.selection_point(fields=["service"], bind="legend")
+    return alt.Chart(data).mark_line(strokeWidth=2, interpolate="monotone").encode(
+        x=_x_time(),
+        y=alt.Y("error_rate:Q", title="error rate", axis=alt.Axis(format="%")),
+        color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None), scale=alt.Scale(scheme="tableau10")),
+        opacity=alt.condition(highlight, alt.value(1.0), alt.value(0.15)),
+        tooltip=[_utc_tooltip("bucket", "time (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
+                 alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],
+    ).add_params(highlight).properties(height=260)
+
+
+def volume_over_time(frame: pd.DataFrame) -> alt.Chart:
+    """Total events (area) and errors (bars) over time; frame: bucket, events, errors."""
+    base = alt.Chart(frame).encode(x=_x_time())
+    area = base.mark_area(opacity=0.25, color=ACCENT, line={"color": ACCENT}).encode(
+        y=alt.Y("events:Q", title="events", axis=alt.Axis(format="~s")),
+        tooltip=[_utc_tooltip("bucket", "time (UTC)"), alt.Tooltip("events:Q", format=","),
+                 alt.Tooltip("errors:Q", format=","), alt.Tooltip("error_rate:Q", format=".2%")])
+    errors = base.mark_bar(color=SPAN_COLOR, opacity=0.8).encode(y=alt.Y("errors:Q"))
+    return (area + errors).properties(height=200)
+
+
+def service_heatmap(frame: pd.DataFrame) -> alt.Chart:
+    """Error rate per service and time bucket; frame: bucket, service, events, errors, error_rate."""
+    return alt.Chart(frame).mark_rect(cornerRadius=2).encode(
+        x=_x_time(),
+        y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending")),
+        color=alt.Color("error_rate:Q", title="error rate",
+                        scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0),
+                        legend=alt.Legend(format="%", orient="right")),
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
+                 alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],
+    ).properties(height=max(160, 26 * max(1, frame["service"].nunique() if not frame.empty else 1)))
+
+
+def noisiest_services(frame: pd.DataFrame) -> alt.Chart:
+    """Errors per service, largest first; frame: service, events, errors, error_rate."""
+    bars = alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color=SPAN_COLOR).encode(
+        x=alt.X("errors:Q", title="errors", axis=alt.Axis(format="~s")),
+        y=alt.Y("service:N", sort="-x", title=None),
+        tooltip=["service:N", alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=","),
+                 alt.Tooltip("error_rate:Q", format=".2%")],
+    )
+    text = bars.mark_text(align="left", dx=4, color="#495057").encode(text=alt.Text("error_rate:Q", format=".1%"))
+    return (bars + text).properties(height=max(160, 28 * len(frame)))
+
+
+def incident_timeline(frame: pd.DataFrame) -> alt.Chart:
+    """One bar per incident from opened_at to active_until, per service; frame from the incidents query."""
+    return alt.Chart(frame).mark_bar(height=9, cornerRadius=3).encode(
+        x=alt.X("opened_at:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", title=None, labelAngle=0)),
+        x2="active_until:T",
+        y=alt.Y("service:N", title=None),
+        color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
+        tooltip=["incident_id:N", "severity:N", "status:N", "service:N", "title:N",
+                 _utc_tooltip("opened_at", "opened (UTC)"), _utc_tooltip("active_until", "until (UTC)")],
+    ).properties(height=max(120, 30 * max(1, frame["service"].nunique() if not frame.empty else 1)))
+
+
+def _span(start: datetime, end: datetime) -> alt.Chart:
+    span = pd.DataFrame({"start": [pd.Timestamp(start)], "end": [pd.Timestamp(end)], "label": ["incident"]})
+    return alt.Chart(span).mark_rect(color=SPAN_COLOR, opacity=0.09).encode(
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), x2="end:T",
+        tooltip=[_utc_tooltip("start", "opened (UTC)"), _utc_tooltip("end", "until (UTC)")])
+
+
+def _span_rule(start: datetime) -> alt.Chart:
+    return alt.Chart(pd.DataFrame({"t": [pd.Timestamp(start)]})).mark_rule(
+        color=SPAN_COLOR, strokeDash=[4, 3], strokeWidth=1.5).encode(x=alt.X("t:T", scale=alt.Scale(type="utc")))
+
+
+def window_chart(frame: pd.DataFrame, metric: str, title: str, start: datetime, end: datetime,
+                 service: str, baseline: float | None = None, fmt: str = ".1%") -> alt.Chart:
+    """A metric around an incident, the incident's span shaded; its own service drawn boldest."""
+    data = frame.assign(is_focus=frame["service"] == service) if not frame.empty else frame
+    lines = alt.Chart(data).mark_line(interpolate="monotone", point=alt.OverlayMarkDef(size=12)).encode(
+        x=_x_time(title="time (UTC)"),
+        y=alt.Y(f"{metric}:Q", title=title, axis=alt.Axis(format=fmt.replace(".1", "").replace(".0", "") or None)),
+        color=alt.Color("service:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="tableau10")),
+        strokeWidth=alt.condition("datum.is_focus", alt.value(3), alt.value(1.2)),
+        opacity=alt.condition("datum.is_focus", alt.value(1.0), alt.value(0.55)),
+        tooltip=[_utc_tooltip("bucket", "time (UTC)"), "service:N", alt.Tooltip(f"{metric}:Q", format=fmt),
+                 alt.Tooltip("events:Q", format=",")],
+    )
+    layers = [_span(start, end), _span_rule(start), lines]
+    if baseline is not None and pd.notna(baseline):
+        rule = alt.Chart(pd.DataFrame({"y": [baseline], "label": [f"{service} baseline"]})).mark_rule(
+            color="#868e96", strokeDash=[2, 2]).encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=fmt)])
+        layers.append(rule)
+    return alt.layer(*layers).properties(height=230)
+
+
+def signatures_bar(frame: pd.DataFrame) -> alt.Chart:
+    """Events per signature; frame: id, signature, count."""
+    data = frame.assign(short=frame["signature"].str.slice(0, 70))
+    return alt.Chart(data).mark_bar(cornerRadiusEnd=3, color=ACCENT).encode(
+        x=alt.X("count:Q", title="events"),
+        y=alt.Y("id:N", sort="-x", title=None),
+        tooltip=["id:N", "signature:N", alt.Tooltip("count:Q", format=",")],
+    ).properties(height=max(110, 26 * len(frame)))
+
+
+def throughput_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Input and processed rows per second per micro-batch; frame: metrics rows."""
+    long = frame.melt(id_vars=["timestamp"], value_vars=["input_rows_per_second", "processed_rows_per_second"],
+                      var_name="series", value_name="rows_per_second")
+    long["series"] = long["series"].map({"input_rows_per_second": "input", "processed_rows_per_second": "processed"})
+    return alt.Chart(long).mark_line(interpolate="monotone", strokeWidth=1.6).encode(
+        x=_x_time("timestamp"),
+        y=alt.Y("rows_per_second:Q", title="rows / s", axis=alt.Axis(format="~s")),
+        color=alt.Color("series:N", legend=alt.Legend(orient="top", title=None),
+                        scale=alt.Scale(range=[ACCENT, "#12b886"])),
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), "series:N", alt.Tooltip("rows_per_second:Q", format=",.0f")],
+    ).properties(height=220)
+
+
+def batch_duration_chart(frame: pd.DataFrame, trigger_ms: float | None = None) -> alt.Chart:
+    bars = alt.Chart(frame).mark_area(opacity=0.35, color="#7048e8", line={"color": "#7048e8"}).encode(
+        x=_x_time("timestamp"),
+        y=alt.Y("batch_duration_ms:Q", title="batch duration (ms)"),
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), "batch_id:Q", alt.Tooltip("batch_duration_ms:Q", format=","),
+                 alt.Tooltip("num_input_rows:Q", format=",")])
+    if trigger_ms:
+        rule = alt.Chart(pd.DataFrame({"y": [trigger_ms], "label": ["trigger interval"]})).mark_rule(
+            color=SPAN_COLOR, strokeDash=[4, 3]).encode(y="y:Q", tooltip=["label:N", "y:Q"])
+        return (bars + rule).properties(height=220)
+    return bars.properties(height=220)
+
+
+def state_chart(frame: pd.DataFrame) -> alt.Chart:
+    base = alt.Chart(frame).encode(x=_x_time("timestamp"))
+    rows = base.mark_line(color="#0c8599", strokeWidth=1.6).encode(
+        y=alt.Y("state_rows:Q", title="state rows", axis=alt.Axis(format="~s", titleColor="#0c8599")),
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("state_rows:Q", format=","),
+                 alt.Tooltip("state_memory_bytes:Q", format=".3~s", title="state memory (bytes)")])
+    memory = base.mark_line(color="#e8590c", strokeDash=[4, 2], strokeWidth=1.4).encode(
+        y=alt.Y("state_memory_bytes:Q", title="state memory", axis=alt.Axis(format=".2~s", titleColor="#e8590c")))
+    return alt.layer(rows, memory).resolve_scale(y="independent").properties(height=220)
+
+
+def lag_chart(frame: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(frame).mark_area(opacity=0.3, color="#f59f00", line={"color": "#f59f00"}).encode(
+        x=_x_time("timestamp"),
+        y=alt.Y("lag:Q", title="records behind", axis=alt.Axis(format="~s")),
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("lag:Q", format=",")],
+    ).properties(height=220)
+
+
+def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Consumer lag per partition; frame: partition, lag."""
+    return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#f59f00").encode(
+        x=alt.X("lag:Q", title="lag (records)"), y=alt.Y("partition:O", title="partition"),
+        tooltip=["partition:O", alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
+    ).properties(height=max(80, 28 * len(frame)))
+
+
+def dead_letter_reasons(frame: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#ae3ec9").encode(
+        x=alt.X("records:Q", title="records"), y=alt.Y("reason:N", sort="-x", title=None),
+        tooltip=["reason:N", alt.Tooltip("records:Q", format=","), "example:N"],
+    ).properties(height=max(100, 28 * len(frame)))
+
+
+def dead_letter_over_time(frame: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(frame).mark_bar().encode(
+        x=_x_time(), y=alt.Y("records:Q", title="dead letters"),
+        color=alt.Color("reason:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="purples")),
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "reason:N", "records:Q"],
+    ).properties(height=200)

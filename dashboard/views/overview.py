@@ -1,0 +1,5 @@
+"""Page script (see incident_dashboard.pages.overview)."""
+
+from incident_dashboard.pages.overview import render
+
+render()

@@ -1,0 +1,5 @@
+"""Page script (see incident_dashboard.pages.pipeline)."""
+
+from incident_dashboard.pages.pipeline import render
+
+render()

@@ -1,0 +1,280 @@
+"""Running a generation or a replay against Kafka: pacing, progress, signals, run folder, summary."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from incident_contracts.codec import Codec
+from incident_contracts.fast_encode import FastEncoder
+from incident_contracts.kafka import TopicSpec, ensure_topics
+from log_generator import wire
+from log_generator.ground_truth import check_run_id, run_dir, save_ground_truth, save_summary
+from log_generator.pacing import Pacer
+from log_generator.producer import EventProducer, ProducerConfig
+from log_generator.progress import Progress
+from log_generator.simulation import Simulation
+from log_generator.summary import ReplayStats, RunSummary
+
+
+@dataclass
+class RunOptions:
+    bootstrap_servers: str
+    topic: str
+    data_dir: Path
+    codec: Codec
+    run_id: str | None = None
+    speedup: float | None = 1.0  # wall-clock pacing factor; None = as fast as possible
+    progress: bool = True
+    create_topic: bool = True
+    partitions: int = 2
+    replication_factor: int = 1
+    compression: str = "lz4"
+    flush_timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or by the caller) to end a run cleanly: flush and summarise."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def set(self, name: str = "stop") -> None:
+        self.signal_name = name
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+@contextmanager
+def signals_stop(stop: StopFlag) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop` (a second SIGINT interrupts at once). Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set(name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The send loop creates no reference cycles; full collections over the variant pools only cost time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def new_run_id(kind: str, seed: int | None = None, now: datetime | None = None) -> str:
+    now = now or datetime.now(tz=UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{kind}" + (f"-s{seed}" if seed is not None else "")
+
+
+def make_run_dir(data_dir: Path, run_id: str | None, kind: str, seed: int | None) -> tuple[str, Path]:
+    """Create DATA_DIR/runs/<run_id>/; a generated id gets a -N suffix if the folder exists."""
+    if run_id:
+        folder = run_dir(data_dir, check_run_id(run_id))
+        folder.mkdir(parents=True, exist_ok=True)
+        return run_id, folder
+    base = new_run_id(kind, seed)
+    candidate, n = base, 1
+    while run_dir(data_dir, candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    folder = run_dir(data_dir, candidate)
+    folder.mkdir(parents=True, exist_ok=False)
+    return candidate, folder
+
+
+def _producer(options: RunOptions) -> EventProducer:
+    producer = EventProducer(ProducerConfig(
+        bootstrap_servers=options.bootstrap_servers, topic=options.topic, compression=options.compression,
+        connect_timeout_s=options.connect_timeout_s,
+    ))
+    producer.check_broker()
+    if options.create_topic:
+        ensure_topics(options.bootstrap_servers, [TopicSpec(options.topic, options.partitions,
+                                                            options.replication_factor)],
+                      timeout=max(5.0, options.connect_timeout_s))
+    return producer
+
+
+def _finish(producer: EventProducer, options: RunOptions, stop: StopFlag, started: float) -> tuple[int, float]:
+    undelivered = producer.flush(options.flush_timeout_s)
+    if undelivered:
+        producer.abandon()
+    producer.poll(0)
+    return undelivered, time.monotonic() - started
+
+
+def _summary(producer: EventProducer, *, run_id: str, mode: str, scenario: str, options: RunOptions,
+             wall_s: float, undelivered: int, stop: StopFlag, folder: Path, manifest: Path | None,
+             first_ms: int | None, last_ms: int | None, target_rate: float | None, seed: int | None,
+             incidents: int = 0, replay: ReplayStats | None = None) -> RunSummary:
+    stats = producer.stats
+    rate = stats.delivered_rate()
+    if rate is None:
+        rate = stats.delivered / wall_s if wall_s > 0 else 0.0
+    failed = stats.failed + max(0, stats.sent - stats.delivered - stats.failed)
+    return RunSummary(
+        run_id=run_id, mode=mode, scenario=scenario, topic=options.topic,
+        bootstrap_servers=options.bootstrap_servers, events_sent=stats.sent, delivered=stats.delivered,
+        failed=failed, duration_s=round(wall_s, 3), actual_rate=round(rate, 2), target_rate=target_rate,
+        speedup=options.speedup, seed=seed, partitions=dict(stats.partitions), first_event_ms=first_ms,
+        last_event_ms=last_ms, manifest_path=str(manifest) if manifest else None, run_dir=str(folder),
+        interrupted=bool(stop), undelivered=undelivered, errors=dict(stats.errors), incidents=incidents,
+        replay=replay,
+    )
+
+
+def _active_note(sim: Simulation, t_ms: int) -> str:
+    active = [i for i in sim.schedule.incidents if i.start_ms <= t_ms < i.last_ms]
+    return ("incidents: " + ", ".join(f"{i.scenario.name}@{i.origin.name}" for i in active)) if active else ""
+
+
+def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | None = None,
+                       on_folder: Callable[[str, Path], None] | None = None) -> RunSummary:
+    """Stream a simulation to Kafka, paced by event time; write ground truth and summary in the run folder."""
+    stop = stop or StopFlag()
+    producer = _producer(options)
+    run_id, folder = make_run_dir(options.data_dir, options.run_id, sim.scenario, sim.seed)
+    sim.truth.run_id = run_id
+    manifest = save_ground_truth(sim.sync_truth(), folder)
+    if on_folder:
+        on_folder(run_id, folder)
+    encoder = FastEncoder.for_codec(options.codec)
+    header = encoder.header
+    pacer = Pacer(None if options.speedup is None else sim.rate * options.speedup)
+    progress = Progress(options.progress, total=sim.total)
+    chunk = pacer.chunk()
+    first_ms = last_ms = None
+    send = producer.send
+    raw_produce = producer._produce
+    topic = producer.topic
+    stats = producer.stats
+    poll = producer.poll
+    started = time.monotonic()
+    with signals_stop(stop), _no_gc():
+        try:
+            for block in sim.blocks():  # the pacer's clock starts at the first send
+                n = len(block)
+                if first_ms is None and n:
+                    first_ms = int(block.ts[0])
+                if encoder.fast:
+                    heads, width = wire.head_bytes(header, sim.prefix, block.seq0, block.ts)
+                    traces = wire.trace_bytes(block.trace)
+                else:
+                    encoded = [encoder.encode(r) for r in wire.records(block, sim.prefix, sim.environment)]
+                variants = block.variants
+                i = 0
+                while i < n:
+                    if stop:
+                        break
+                    j = min(n, i + chunk)
+                    pacer.wait_for(block.seq0 + i)
+                    if encoder.fast:
+                        join = b"".join
+                        for k in range(i, j):
+                            v = variants[k]
+                            h = k * width
+                            if v.traced:
+                                t = k * wire.TRACE_WIDTH
+                                value = join((heads[h:h + width], v.a, traces[t:t + wire.TRACE_WIDTH], v.b))
+                            else:
+                                value = heads[h:h + width] + v.ab
+                            try:
+                                raw_produce(topic, value, v.service)
+                                stats.sent += 1
+                            except BufferError:
+                                send(value, v.service)
+                    else:
+                        for k in range(i, j):
+                            send(encoded[k], variants[k].service)
+                    poll(0)
+                    last_ms = int(block.ts[j - 1])
+                    i = j
+                    if progress.due():
+                        progress.update(stats, last_ms, _active_note(sim, last_ms))
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            stop.set("SIGINT")
+        finally:
+            progress.close()
+    undelivered, wall_s = _finish(producer, options, stop, started)
+    if sim.total is None or stop:
+        sim.truth.end_ms = last_ms
+        sim.truth.incidents = [i for i in sim.sync_truth().incidents
+                               if last_ms is None or i.start_ms <= last_ms]
+        save_ground_truth(sim.truth, folder)
+    summary = _summary(producer, run_id=run_id, mode="generate", scenario=sim.scenario, options=options,
+                       wall_s=wall_s, undelivered=undelivered, stop=stop, folder=folder, manifest=manifest,
+                       first_ms=first_ms, last_ms=last_ms, target_rate=sim.rate, seed=sim.seed,
+                       incidents=len(sim.truth.incidents))
+    save_summary(summary.to_dict(), folder)
+    return summary
+
+
+def produce_records(records: Iterator[dict], options: RunOptions, *, run_id: str, folder: Path,
+                    replay: ReplayStats, rate: float | None, stop: StopFlag | None = None) -> RunSummary:
+    """Stream already-built LogEvent records (a replay) to Kafka, optionally paced at `rate`."""
+    stop = stop or StopFlag()
+    producer = _producer(options)
+    encoder = FastEncoder.for_codec(options.codec)
+    pacer = Pacer(rate)
+    progress = Progress(options.progress)
+    first_ms = last_ms = None
+    started = time.monotonic()
+    pacer.start()
+    k = 0
+    with signals_stop(stop), _no_gc():
+        try:
+            for record in records:
+                if stop:
+                    break
+                if pacer.paced:
+                    pacer.wait_for(k)
+                producer.send(encoder.encode(record), record["service"])
+                ts = record["timestamp"]
+                first_ms = ts if first_ms is None else min(first_ms, ts)
+                last_ms = ts if last_ms is None else max(last_ms, ts)
+                k += 1
+                if k % 1000 == 0:
+                    producer.poll(0)
+                    if progress.due():
+                        progress.update(producer.stats, last_ms, f"{replay.lines_read:,} lines read")
+        except KeyboardInterrupt:
+            stop.set("SIGINT")
+        finally:
+            progress.close()
+    undelivered, wall_s = _finish(producer, options, stop, started)
+    summary = _summary(producer, run_id=run_id, mode="replay", scenario="replay", options=options, wall_s=wall_s,
+                       undelivered=undelivered, stop=stop, folder=folder, manifest=None, first_ms=first_ms,
+                       last_ms=last_ms, target_rate=rate, seed=None, replay=replay)
+    save_summary(summary.to_dict(), folder)
+    return summary

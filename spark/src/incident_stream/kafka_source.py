@@ -1,0 +1,333 @@
+"""A Kafka source for Spark written with PySpark's Python Data Source API (no JVM connector needed).
+
+    spark.dataSource.register(KafkaArrowSource)
+    stream = (spark.readStream.format("kafka_arrow")
+              .option("kafka.bootstrap.servers", "127.0.0.1:9092").option("subscribe", "logs.events")
+              .option("startingOffsets", "earliest").option("maxOffsetsPerTrigger", 500000)
+              .load())
+
+Offsets per partition live in Spark's checkpoint (see offsets.py); each micro-batch reads one task per
+partition range with ``assign()`` at explicit offsets, up to end offsets planned with
+:func:`incident_contracts.kafka.offset_range` (correct on the embedded broker, whose ListOffsets answer is
+wrong, and on Apache Kafka). Options (case-insensitive):
+
+=========================  ================================================================================
+kafka.bootstrap.servers    broker list (required)
+subscribe                  the topic (required; one topic)
+format                     ``raw`` (key, value, topic, partition, offset, timestamp, timestampType, like
+                           Spark's Kafka source) or ``logevent`` (Avro LogEvents decoded into columns, with
+                           undecodable records as rows carrying reject_reason/reject_detail/raw_value)
+startingOffsets            ``earliest`` (default) or ``latest``, for a query without a checkpoint
+maxOffsetsPerTrigger       most records per micro-batch (alias maxRecordsPerTrigger); spread over partitions
+failOnDataLoss             ``true`` (default): fail when records are gone or the topic was recreated;
+                           ``false``: warn and continue from the earliest available offset
+commitGroup                consumer group to commit processed offsets to, so lag can be monitored (optional)
+schemaRegistryUrl          Confluent Schema Registry, for Confluent-framed messages (logevent)
+maxMessageBytes            larger values are rejected as too_large (logevent; default 1000000)
+maxEventAgeSeconds         events older than this vs. their Kafka timestamp are rejected (logevent; 0 = off)
+maxFutureSeconds           events dated further ahead are rejected (logevent; 0 = off)
+arrowBatchSize             records per Arrow batch a task yields (default 25000)
+pollTimeoutSeconds         a task fails when the broker sends nothing for this long (default 60)
+kafka.*                    any other librdkafka consumer setting, e.g. kafka.security.protocol
+=========================  ================================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
+from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+from pyspark.sql.types import (
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from incident_contracts.avro_schemas import latest
+from incident_contracts.fast_decode import arrow_schema as decoded_arrow_schema
+from incident_contracts.kafka import TopicMissing, offset_range
+from incident_stream.event_checks import TimeBounds
+from incident_stream.kafka_read import LOGEVENT, RAW, Range, ReadConfig, read_range
+from incident_stream.offsets import SourceOffset, TopicState, plan_batch
+
+log = logging.getLogger("incident_stream.kafka_source")
+
+SOURCE_NAME = "kafka_arrow"
+KAFKA_COLUMNS = [StructField("topic", StringType()), StructField("kafka_partition", IntegerType()),
+                 StructField("kafka_offset", LongType()), StructField("kafka_timestamp", TimestampType())]
+REJECT_COLUMNS = [StructField("reject_reason", StringType()), StructField("reject_detail", StringType()),
+                  StructField("key", BinaryType()), StructField("raw_value", BinaryType()),
+                  StructField("value_size", LongType())]
+RAW_SCHEMA = StructType([
+    StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
+    StructField("partition", IntegerType()), StructField("offset", LongType()),
+    StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType()),
+])
+
+
+def logevent_schema() -> StructType:
+    """Kafka columns, the LogEvent fields (newest schema), then the reject columns; all nullable."""
+    event_fields = [replace_nullable(f) for f in from_arrow_schema(decoded_arrow_schema(latest())).fields]
+    return StructType(KAFKA_COLUMNS + event_fields + REJECT_COLUMNS)
+
+
+def replace_nullable(f: StructField) -> StructField:
+    return StructField(f.name, f.dataType, True)
+
+
+class SourceOptionError(ValueError):
+    """An option of the Kafka source is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    read: ReadConfig
+    starting: str = "earliest"
+    max_records: int | None = None
+    commit_group: str = ""
+
+    @classmethod
+    def parse(cls, options: dict[str, str]) -> SourceOptions:
+        opts = {k.lower(): str(v) for k, v in options.items()}
+
+        def need(name: str) -> str:
+            value = opts.get(name.lower(), "").strip()
+            if not value:
+                raise SourceOptionError(f"the {SOURCE_NAME} source needs the option {name!r}")
+            return value
+
+        def number(name: str, default: float, minimum: float = 0) -> float:
+            raw = opts.get(name.lower())
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SourceOptionError(f"option {name}={raw!r} is not a number") from None
+            if value < minimum:
+                raise SourceOptionError(f"option {name}={raw!r} must be at least {minimum:g}")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = opts.get(name.lower(), str(default)).strip().lower()
+            if raw not in ("true", "false"):
+                raise SourceOptionError(f"option {name}={raw!r} must be true or false")
+            return raw == "true"
+
+        topic = need("subscribe")
+        if "," in topic:
+            raise SourceOptionError(f"subscribe={topic!r}: this source reads one topic per query")
+        mode = opts.get("format", LOGEVENT).strip().lower()
+        if mode not in (RAW, LOGEVENT):
+            raise SourceOptionError(f"format={mode!r}: expected {RAW!r} or {LOGEVENT!r}")
+        starting = opts.get("startingoffsets", "earliest").strip().lower()
+        if starting not in ("earliest", "latest"):
+            raise SourceOptionError(f"startingOffsets={starting!r}: expected 'earliest' or 'latest'")
+        limit_raw = opts.get("maxoffsetspertrigger") or opts.get("maxrecordspertrigger")
+        max_records = None
+        if limit_raw:
+            try:
+                max_records = int(limit_raw)
+            except ValueError:
+                raise SourceOptionError(f"maxOffsetsPerTrigger={limit_raw!r} is not a whole number") from None
+            if max_records < 1:
+                raise SourceOptionError(f"maxOffsetsPerTrigger={limit_raw!r} must be at least 1")
+        age = number("maxEventAgeSeconds", 7 * 24 * 3600)
+        future = number("maxFutureSeconds", 900)
+        consumer_config = {k[len("kafka."):]: v for k, v in opts.items()
+                           if k.startswith("kafka.") and k != "kafka.bootstrap.servers"}
+        read = ReadConfig(
+            bootstrap=need("kafka.bootstrap.servers"), topic=topic, mode=mode,
+            schema_registry_url=opts.get("schemaregistryurl", ""),
+            max_message_bytes=int(number("maxMessageBytes", 1_000_000, 1)),
+            arrow_batch_size=int(number("arrowBatchSize", 25_000, 1)),
+            fail_on_data_loss=flag("failOnDataLoss", True),
+            poll_timeout_s=number("pollTimeoutSeconds", 60, 1),
+            bounds=TimeBounds(int(age * 1000) if age > 0 else None, int(future * 1000) if future > 0 else None),
+            consumer_config=consumer_config,
+        )
+        return cls(read=read, starting=starting, max_records=max_records,
+                   commit_group=opts.get("commitgroup", "").strip())
+
+
+class KafkaRangePartition(InputPartition):
+    """One Spark task: offsets [start, end) of one partition."""
+
+    def __init__(self, partition: int, start: int, end: int):
+        super().__init__((partition, start, end))
+        self.partition, self.start, self.end = partition, start, end
+
+
+class _Broker:
+    """Driver-side view of the topic: true offset ranges and the topic id."""
+
+    def __init__(self, config: ReadConfig):
+        self.config = config
+        self._admin: AdminClient | None = None
+
+    def state(self) -> TopicState:
+        ranges = offset_range(self.config.bootstrap, self.config.topic)
+        return TopicState(self._topic_id(), ranges)
+
+    def _topic_id(self) -> str | None:
+        try:
+            if self._admin is None:
+                self._admin = AdminClient({"bootstrap.servers": self.config.bootstrap})
+            futures = self._admin.describe_topics(TopicCollection([self.config.topic]), request_timeout=10)
+            description = futures[self.config.topic].result(timeout=10)
+            return str(description.topic_id) if description.topic_id is not None else None
+        except (KafkaException, KeyError, TimeoutError) as exc:  # an older broker: no topic ids
+            log.debug("no topic id for %s: %s", self.config.topic, exc)
+            return None
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: SourceOptions, schema: StructType):
+        self.options = options
+        self.spark_schema = schema
+        self._broker: _Broker | None = None
+        self._latest: SourceOffset | None = None
+        self._cap: dict[int, int] | None = None
+        self._committer: Consumer | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # tasks get the options, never driver-side clients
+        return {"options": self.options, "spark_schema": self.spark_schema}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"], state["spark_schema"])  # type: ignore[misc]
+
+    @property
+    def broker(self) -> _Broker:
+        if self._broker is None:
+            self._broker = _Broker(self.options.read)
+        return self._broker
+
+    def _topic_state(self) -> TopicState:
+        try:
+            return self.broker.state()
+        except TopicMissing as exc:
+            raise TopicMissing(f"{exc}. The {SOURCE_NAME} source cannot plan a batch without it.") from None
+
+    def initialOffset(self) -> dict:
+        state = self._topic_state()
+        pick = 0 if self.options.starting == "earliest" else 1
+        offsets = {p: bounds[pick] for p, bounds in state.ranges.items()}
+        return SourceOffset(self.options.read.topic, state.topic_id, offsets).to_json()
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        if self.options.max_records:
+            return ReadMaxRows(self.options.max_records)
+        return ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        begin = SourceOffset.from_json(start)
+        state = self._topic_state()
+        max_records = limit.max_rows if isinstance(limit, ReadMaxRows) else None
+        plan = plan_batch(begin, state, max_records, self.options.read.fail_on_data_loss, cap=self._cap)
+        for warning in plan.warnings:
+            log.warning(warning)
+        self._latest = SourceOffset(begin.topic, state.topic_id,
+                                    {p: high for p, (_, high) in state.ranges.items()})
+        return plan.end.to_json()
+
+    def reportLatestOffset(self) -> dict | None:
+        return self._latest.to_json() if self._latest else None
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        self._cap = {p: high for p, (_, high) in self._topic_state().ranges.items()}
+
+    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        return plan_partitions(SourceOffset.from_json(start), SourceOffset.from_json(end))
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        schema = to_arrow_schema(self.spark_schema, timezone="UTC")
+        yield from read_range(self.options.read, Range(partition.partition, partition.start, partition.end),
+                              schema)
+
+    def commit(self, end: dict) -> None:
+        """Publish processed offsets to the consumer group (monitoring only; Spark's checkpoint rules)."""
+        if not self.options.commit_group:
+            return
+        offset = SourceOffset.from_json(end)
+        try:
+            if self._committer is None:
+                self._committer = Consumer({"bootstrap.servers": self.options.read.bootstrap,
+                                            "group.id": self.options.commit_group, "enable.auto.commit": False})
+            self._committer.commit(offsets=[TopicPartition(offset.topic, p, o) for p, o in offset.offsets.items()],
+                                   asynchronous=False)
+        except KafkaException as exc:
+            log.warning("could not commit offsets %s to consumer group %s: %s", json.dumps(end),
+                        self.options.commit_group, exc)
+
+    def stop(self) -> None:
+        if self._committer is not None:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                self._committer.close()
+            self._committer = None
+
+
+def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePartition]:
+    """One task per partition with records between the two offsets."""
+    partitions = []
+    for p, stop in sorted(end.offsets.items()):
+        begin = end.start_of(start, p)
+        if begin is not None and stop > begin:
+            partitions.append(KafkaRangePartition(p, begin, stop))
+    return partitions
+
+
+class KafkaBatchReader(DataSourceReader):
+    """`spark.read.format("kafka_arrow")`: everything from startingOffsets up to the current end."""
+
+    def __init__(self, options: SourceOptions, schema: StructType):
+        self.options = options
+        self.spark_schema = schema
+
+    def partitions(self) -> Sequence[InputPartition]:
+        ranges = offset_range(self.options.read.bootstrap, self.options.read.topic)
+        pick = 0 if self.options.starting == "earliest" else 1
+        parts = [KafkaRangePartition(p, bounds[pick], bounds[1]) for p, bounds in sorted(ranges.items())
+                 if bounds[1] > bounds[pick]]
+        return parts or [KafkaRangePartition(0, 0, 0)]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        schema = to_arrow_schema(self.spark_schema, timezone="UTC")
+        yield from read_range(self.options.read, Range(partition.partition, partition.start, partition.end),
+                              schema)
+
+
+class KafkaArrowSource(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return SOURCE_NAME
+
+    def schema(self) -> StructType:
+        mode = str(self.options.get("format", LOGEVENT)).lower()
+        return RAW_SCHEMA if mode == RAW else logevent_schema()
+
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        return KafkaStreamReader(SourceOptions.parse(dict(self.options)), schema)
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        return KafkaBatchReader(SourceOptions.parse(dict(self.options)), schema)

@@ -1,0 +1,162 @@
+"""The containers get every setting the code reads, with values the settings accept, and only settings
+differ from the embedded stack: no code path exists only for compose."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compose_helpers import COMPOSE_FILE, ROOT
+
+from incident_airflow.environment import kafka_connection, spark_connection
+from incident_contracts.settings import Settings
+
+SETTINGS = {name.upper() for name in Settings.model_fields}
+SECRET_SETTINGS = {"GEMINI_API_KEY"}
+ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
+# Variables the code reads outside the settings, and why compose need not (or does) set them.
+PROCESS_VARIABLES = {
+    "PROJECT_ROOT": "set by airflow/Dockerfile, where the DAGs and the Spark entry file live",
+    "ENV_FILE": "optional: another .env; containers take their settings from the environment",
+    "CATALOG_FILE": "optional: another service catalog; the packaged one is used by default",
+    "PATH": "the image's own",
+}
+# Addresses that exist only on the compose network: project code must get them from the settings.
+COMPOSE_ADDRESSES = ("kafka:29092", "schema-registry:8081", "spark://spark-master", "airflow-api-server")
+SOURCE_FOLDERS = ("schemas", "stack", "log-generator", "spark", "dashboard", "airflow")
+
+
+def _project_services(services: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {name: s["environment"] for name, s in services.items() if "DATA_DIR" in s.get("environment", {})}
+
+
+def _python_sources() -> list[Path]:
+    return [p for folder in SOURCE_FOLDERS for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
+
+
+def test_every_project_container_gets_every_setting(services: dict[str, Any]) -> None:
+    project = _project_services(services)
+    assert {"airflow-scheduler", "spark-worker", "dashboard", "kafka-init", "log-generator"} <= set(project)
+    for name, env in project.items():
+        missing = SETTINGS - SECRET_SETTINGS - set(env)
+        assert not missing, f"{name} lacks settings {sorted(missing)}"
+
+
+def test_the_gemini_key_reaches_only_the_analysing_containers(services: dict[str, Any]) -> None:
+    holders = {name for name, s in services.items() if "GEMINI_API_KEY" in s.get("environment", {})}
+    assert holders == ANALYSIS_SERVICES
+
+
+@pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init"])
+def test_the_settings_accept_every_value(services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = services[name]["environment"]
+    for key in SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        if key in SETTINGS:
+            monkeypatch.setenv(key, str(value))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.kafka_bootstrap_servers == "kafka:29092"
+    assert settings.schema_registry_url == "http://schema-registry:8081"
+    assert settings.spark_master == "spark://spark-master:7077"
+    assert settings.uses_schema_registry
+    assert str(settings.data_dir) == "/data" and str(settings.checkpoint_root) == "/checkpoints"
+
+
+def test_compose_defaults_equal_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`${VAR:-default}` of a setting must not silently differ from the setting's own default."""
+    for key in SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    checked = 0
+    for name, default in re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", COMPOSE_FILE.read_text()):
+        if name not in SETTINGS or name in {"AIRFLOW_PORT", "DASHBOARD_PORT", "SPARK_UI_PORT"}:
+            continue  # host ports reuse the settings' names; the port tests check them
+        field = name.lower()
+        expected = getattr(defaults, field)
+        if default == "":
+            assert expected in (None, ""), f"${{{name}:-}} is empty but the setting defaults to {expected!r}"
+        else:
+            actual = getattr(Settings(_env_file=None, **{field: default}), field)  # type: ignore[call-arg]
+            assert actual == expected, f"${{{name}:-{default}}} differs from the setting's default {expected!r}"
+        checked += 1
+    assert checked >= 15, "expected the compose file to pass the tunable settings through"
+
+
+def test_every_interpolated_variable_is_documented_in_env_example() -> None:
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
+    assert used - documented == set(), "variables docker-compose.yml reads that .env.example does not mention"
+
+
+def test_every_variable_the_code_reads_is_a_setting_or_known() -> None:
+    read: set[str] = set()
+    for path in _python_sources():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = ast.unparse(node.func)
+                if func in ("os.environ.get", "os.getenv", "environ.get", "getenv"):
+                    read.add(str(node.args[0].value))
+            elif (isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ")
+                  and isinstance(node.slice, ast.Constant) and isinstance(node.ctx, ast.Load)):
+                read.add(str(node.slice.value))
+    unknown = read - SETTINGS - set(PROCESS_VARIABLES)
+    assert not unknown, f"the code reads {sorted(unknown)} outside incident_contracts.settings"
+    dockerfile = (ROOT / "airflow" / "Dockerfile").read_text()
+    assert re.search(r"^ENV PROJECT_ROOT=/opt/incident", dockerfile, flags=re.MULTILINE)
+
+
+def test_no_project_code_knows_the_compose_addresses() -> None:
+    offenders = [f"{path.relative_to(ROOT)}: {address}" for path in _python_sources()
+                 for address in COMPOSE_ADDRESSES if address in path.read_text()]
+    assert not offenders, f"compose-only addresses in code (they belong in settings): {offenders}"
+
+
+def test_airflow_connections_are_the_ones_the_settings_build(services: dict[str, Any]) -> None:
+    env = services["airflow-scheduler"]["environment"]
+    settings = Settings(_env_file=None, spark_master=env["SPARK_MASTER"],  # type: ignore[call-arg]
+                        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                        schema_registry_url=env["SCHEMA_REGISTRY_URL"], kafka_topic_logs=env["KAFKA_TOPIC_LOGS"])
+    assert json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"]) == spark_connection(settings)
+    assert json.loads(env["AIRFLOW_CONN_KAFKA_DEFAULT"]) == kafka_connection(settings)
+    for name in ("airflow-api-server", "airflow-dag-processor", "airflow-triggerer"):
+        assert services[name]["environment"]["AIRFLOW_CONN_SPARK_DEFAULT"] == env["AIRFLOW_CONN_SPARK_DEFAULT"]
+
+
+def test_airflow_components_share_their_secrets_and_database(services: dict[str, Any]) -> None:
+    keys = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY",
+            "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+    airflow = {n: s["environment"] for n, s in services.items() if n.startswith("airflow-")}
+    assert len(airflow) == 5
+    for key in keys:
+        values = {env.get(key) for env in airflow.values()}
+        assert len(values) == 1 and None not in values and "" not in values, f"{key} differs between components"
+    password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert f":{password}@postgres:5432/" in airflow["airflow-scheduler"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert "AIRFLOW_ADMIN_PASSWORD" in airflow["airflow-api-server"]
+    assert all("AIRFLOW_ADMIN_PASSWORD" not in env for n, env in airflow.items() if n != "airflow-api-server")
+
+
+def test_the_same_dag_runs_in_both_stacks(services: dict[str, Any]) -> None:
+    dags = ROOT / "airflow" / "dags"
+    dag_file = dags / "incident_processing_pipeline.py"
+    assert dag_file.is_file()
+    dag_id = re.search(r'^DAG_ID = "([^"]+)"', dag_file.read_text(), flags=re.MULTILINE)
+    assert dag_id and dag_id.group(1) in (ROOT / "compose.mk").read_text()
+    dockerfile = (ROOT / "airflow" / "Dockerfile").read_text()
+    assert "COPY --chown=airflow:0 airflow/dags/ /opt/incident/airflow/dags/" in dockerfile
+    assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/incident/airflow/dags" in dockerfile
+    # The Spark entry file the DAG submits (PROJECT_ROOT/spark/...) is copied to the same place.
+    spark_job = (ROOT / "airflow" / "src" / "incident_airflow" / "spark_job.py").read_text()
+    parts = re.search(r'^SPARK_APPLICATION = Path\("([^"]+)"\) / "([^"]+)"', spark_job, flags=re.MULTILINE)
+    assert parts, "SPARK_APPLICATION not found in incident_airflow.spark_job"
+    application = Path(parts.group(1)) / parts.group(2)
+    assert application.parts[0] == "spark" and (ROOT / application).is_file(), (
+        f"{application} (submitted by the DAG) is missing")
+    assert "COPY --chown=airflow:0 spark/ /opt/incident/spark/" in dockerfile

@@ -1,0 +1,162 @@
+"""Static checks of the images' Dockerfiles: pinned bases, non-root, no secrets, and every COPY source
+present in the build context (the repository root minus .dockerignore), so a build cannot fail on it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compose_helpers import ROOT
+
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|FERNET)", re.IGNORECASE)
+NEVER_IN_CONTEXT = (".env", ".venv/bin/python", "data/x.parquet", "runtime/pids/a.pid", ".git/HEAD",
+                    "schemas/src/incident_contracts/__pycache__/x.pyc")
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, rest = full.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def _dockerignore() -> list[tuple[bool, re.Pattern[str]]]:
+    patterns = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip().strip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        patterns.append((negate, re.compile(regex + "(?:/.*)?$")))
+    return patterns
+
+
+def _ignored(relative: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    ignored = False
+    for negate, regex in patterns:
+        if regex.match(relative):
+            ignored = not negate
+    return ignored
+
+
+def _dockerfiles(services: dict[str, Any]) -> dict[str, Path]:
+    found = {}
+    for service in services.values():
+        build = service.get("build")
+        if build:
+            path = ROOT / build["context"] / build.get("dockerfile", "Dockerfile")
+            if path.is_file():
+                found[str(path.relative_to(ROOT))] = path
+    return found
+
+
+@pytest.fixture(scope="module")
+def dockerfiles(services: dict[str, Any]) -> dict[str, Path]:
+    found = _dockerfiles(services)
+    assert "airflow/Dockerfile" in found
+    return found
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_every_image() -> None:
+    patterns = _dockerignore()
+    for path in NEVER_IN_CONTEXT:
+        assert _ignored(path, patterns), f"{path} would be sent to the Docker build"
+    for path in ("uv.lock", "pyproject.toml", "schemas/avro/log_event.v1.avsc", "airflow/dags/x.py",
+                 "compose/spark/spark-defaults.conf", ".env.example"):
+        assert not _ignored(path, patterns), f"{path} is needed by the builds but ignored"
+
+
+def test_base_images_are_pinned(dockerfiles: dict[str, Path]) -> None:
+    for name, path in dockerfiles.items():
+        args: dict[str, str] = {}
+        stages: set[str] = set()
+        for keyword, rest in _instructions(path):
+            if keyword == "ARG" and "=" in rest:
+                key, _, value = rest.partition("=")
+                args.setdefault(key.strip(), value.strip().strip('"'))
+            if keyword == "FROM":
+                parts = rest.split()
+                image = next(p for p in parts if not p.startswith("--"))
+                for key, value in args.items():
+                    image = image.replace(f"${{{key}}}", value).replace(f"${key}", value)
+                if len(parts) >= 3 and parts[-2].upper() == "AS":
+                    stages.add(parts[-1])
+                if image in stages or image == "scratch":
+                    continue
+                tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+                assert "@sha256:" in image or (tag and tag != "latest" and re.search(r"\d+\.\d+", tag)), (
+                    f"{name}: base image {image} is not pinned to a version")
+
+
+def test_images_run_as_a_non_root_user(dockerfiles: dict[str, Path]) -> None:
+    for name, path in dockerfiles.items():
+        instructions = _instructions(path)
+        last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+        users = [rest.split(":")[0] for keyword, rest in instructions[last_from:] if keyword == "USER"]
+        assert users, f"{name}: the final stage sets no USER (say which non-root user runs it)"
+        assert users[-1] not in ("root", "0"), f"{name}: the image runs as root"
+
+
+def test_no_secret_is_baked_into_an_image(dockerfiles: dict[str, Path]) -> None:
+    for name, path in dockerfiles.items():
+        for keyword, rest in _instructions(path):
+            if keyword in ("ENV", "ARG"):
+                for key, _, value in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(=|\s+)(\S*)", rest):
+                    assert not (SECRET_NAME.search(key) and value.strip('"\'')), f"{name}: {keyword} {key} has a value"
+            if keyword in ("COPY", "ADD"):
+                assert not re.search(r"(^|\s)\.env(\s|$)", rest), f"{name} copies .env into the image"
+
+
+def test_every_copied_path_is_in_the_build_context(dockerfiles: dict[str, Path]) -> None:
+    patterns = _dockerignore()
+    for name, path in dockerfiles.items():
+        for keyword, rest in _instructions(path):
+            if keyword not in ("COPY", "ADD"):
+                continue
+            tokens = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+            flags = [t for t in tokens if t.startswith("--")]
+            if any(flag.startswith("--from") for flag in flags):
+                continue
+            sources = [t for t in tokens if not t.startswith("--")][:-1]
+            for source in sources:
+                matches = [p for p in ROOT.glob(source.rstrip("/")) if p.exists()]
+                sent = [p for p in matches if not _ignored(str(p.relative_to(ROOT)), patterns)]
+                assert sent, f"{name}: {keyword} {source} matches nothing in the build context"
+
+
+def test_the_airflow_image_is_multi_stage_and_locked() -> None:
+    instructions = _instructions(ROOT / "airflow" / "Dockerfile")
+    froms = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(froms) == 2 and " AS build" in froms[0]
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert "uv export --frozen" in runs and "--require-hashes" in runs and "--no-deps" in runs
