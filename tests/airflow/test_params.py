@@ -38,7 +38,7 @@ def test_replay_file_relative_to_the_project_root(tmp_path, monkeypatch):
     log = tmp_path / "app.log"
     log.write_text("2026-01-01T00:00:00Z ERROR boom\n")
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    request = parse_run_request({"rate": 10, "duration": 5, "replay_file": "app.log", "replay_format": "plain"})
+    request = parse_run_request({"rate": 10, "duration": 5, "replay_file": "app.log", "replay_format": "generic"})
     assert request.is_replay and request.replay_file == str(log)
 
 

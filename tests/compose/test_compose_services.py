@@ -51,13 +51,13 @@ def test_every_required_service_exists(services: dict[str, Any]) -> None:
 def test_services_named_by_the_docs_and_the_makefile_exist(services: dict[str, Any]) -> None:
     named: set[str] = set()
     makefile = (ROOT / "compose.mk").read_text()
-    named |= set(re.findall(r"(?:exec -T|port|run --rm|logs -f --tail=\d+)\s+([a-z][a-z0-9-]+)", makefile))
+    named |= set(re.findall(r"\$\(COMPOSE\)(?: --profile \w+)? (?:exec -T|port|run --rm) ([a-z][a-z0-9-]+)", makefile))
     named |= set(re.findall(r"--scale ([a-z][a-z0-9-]+)=", makefile))
-    named |= set(re.findall(r"SERVICE=([a-z][a-z0-9-]+)", makefile))
     docs = (ROOT / "docs" / "distributed.md").read_text()
     # Services are written as `name` in the first column of the docs' service table.
     named |= set(re.findall(r"^\|\s*`([a-z][a-z0-9-]+)`", docs, flags=re.MULTILINE))
     named |= set(re.findall(r"docker compose (?:exec|logs|run --rm|up -d --scale) ([a-z][a-z0-9-]+)", docs))
+    named |= set(re.findall(r"SERVICE=([a-z][a-z0-9-]+)", docs))
     assert named, "no service names found in compose.mk and docs/distributed.md"
     assert named - set(services) == set(), "named in compose.mk or docs/distributed.md but not in docker-compose.yml"
     assert REQUIRED_SERVICES - named - {"volumes-init", "airflow-init"} == set(), "services the docs do not describe"

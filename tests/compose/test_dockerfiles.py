@@ -3,9 +3,14 @@ present in the build context (the repository root minus .dockerignore), so a bui
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +165,54 @@ def test_the_airflow_image_is_multi_stage_and_locked() -> None:
     assert len(froms) == 2 and " AS build" in froms[0]
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "uv export --frozen" in runs and "--require-hashes" in runs and "--no-deps" in runs
+
+
+def _uv() -> list[str]:
+    if shutil.which("uv"):
+        return [str(shutil.which("uv"))]
+    for python in ("python3", sys.executable):
+        if subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
+            return [python, "-m", "uv"]
+    pytest.fail("uv is not installed (`make setup` installs it)", pytrace=False)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_airflow_image_holds_every_package_its_code_imports() -> None:
+    """The image installs only uv.lock's closure of a few workspace packages: every third-party module
+    that the code it runs imports (the tasks, the DAGs, the Spark driver) must come with that closure."""
+    build = " ".join(rest for keyword, rest in _instructions(ROOT / "airflow" / "Dockerfile")
+                     if keyword == "RUN" and "uv export" in rest)
+    export = shlex.split(build.split("uv export", 1)[1].split("&&", 1)[0])
+    if "--output-file" in export:
+        del export[export.index("--output-file"):export.index("--output-file") + 2]
+    result = subprocess.run([*_uv(), "export", *export, "--no-hashes", "--quiet"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    closure = {_normalise(m) for m in re.findall(r"^([A-Za-z0-9_.-]+)==", result.stdout, flags=re.MULTILINE)}
+    members = re.search(r"for member in ([a-z -]+); do", build)
+    assert members, "the wheel loop of airflow/Dockerfile was not found"
+    sources = [ROOT / "airflow" / "dags", ROOT / "spark" / "submit_stream.py"]
+    first_party = set()
+    for member in members.group(1).split():
+        for package in (ROOT / member / "src").iterdir():
+            if package.is_dir() and (package / "__init__.py").is_file():
+                first_party.add(package.name)
+                sources.append(package)
+    imported: dict[str, str] = {}
+    for source in sources:
+        for path in [source] if source.is_file() else source.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                         else [])
+                for name in names:
+                    imported.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    third_party = {n: p for n, p in imported.items()
+                   if n not in sys.stdlib_module_names and n not in first_party and n != "__future__"}
+    distributions = importlib.metadata.packages_distributions()
+    missing = [f"{module} (imported by {path})" for module, path in sorted(third_party.items())
+               if not {_normalise(d) for d in distributions.get(module, [])} & closure]
+    assert not missing, f"modules the Airflow image would lack: {missing}"

@@ -20,7 +20,7 @@ DEFAULT_RATE = 200
 DEFAULT_DURATION = 30
 MAX_RATE = 200_000
 MAX_DURATION = 3600
-REPLAY_FORMATS = ("auto", "json", "logfmt", "apache", "nginx", "syslog", "plain")
+DEFAULT_REPLAY_FORMAT = "generic"
 
 
 class BadParams(ValueError):
@@ -32,6 +32,13 @@ def scenario_names() -> list[str]:
     from log_generator.scenarios import MODES, SCENARIOS
 
     return [*MODES, *sorted(SCENARIOS)]
+
+
+def replay_formats() -> list[str]:
+    """Log formats the generator's replay reads (`generic`, `access`, `syslog`, `jsonl`)."""
+    from log_generator.replay import FORMAT_NAMES
+
+    return list(FORMAT_NAMES)
 
 
 def dag_params() -> dict[str, Any]:
@@ -51,7 +58,7 @@ def dag_params() -> dict[str, Any]:
                              title="Replay file",
                              description="Path to a real log file to replay instead of a scenario "
                                          "(relative paths are resolved against the project root)."),
-        "replay_format": Param("auto", type="string", enum=list(REPLAY_FORMATS),
+        "replay_format": Param(DEFAULT_REPLAY_FORMAT, type="string", enum=replay_formats(),
                                title="Replay format", description="Format of the replay file."),
     }
 
@@ -65,7 +72,7 @@ class RunRequest:
     duration: int
     seed: int | None
     replay_file: str | None = None
-    replay_format: str = "auto"
+    replay_format: str = DEFAULT_REPLAY_FORMAT
 
     @property
     def is_replay(self) -> bool:
@@ -73,7 +80,7 @@ class RunRequest:
 
     def describe(self) -> str:
         if self.is_replay:
-            return f"replay of {self.replay_file} ({self.replay_format}) at up to {self.rate} events/s"
+            return f"replay of {self.replay_file} ({self.replay_format} format) at up to {self.rate} events/s"
         seed = "random seed" if self.seed is None else f"seed {self.seed}"
         return f"scenario {self.scenario!r} at {self.rate} events/s for {self.duration}s ({seed})"
 
@@ -102,9 +109,9 @@ def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None 
     """Check a run's params and return them typed; raise BadParams naming the param and the fix."""
     replay = params.get("replay_file")
     replay = str(replay).strip() if replay not in (None, "") else None
-    replay_format = str(params.get("replay_format") or "auto")
-    if replay_format not in REPLAY_FORMATS:
-        raise BadParams(f"param replay_format={replay_format!r}: expected one of {', '.join(REPLAY_FORMATS)}")
+    replay_format = str(params.get("replay_format") or DEFAULT_REPLAY_FORMAT)
+    if replay_format not in replay_formats():
+        raise BadParams(f"param replay_format={replay_format!r}: expected one of {', '.join(replay_formats())}")
     scenario = str(params.get("scenario") or DEFAULT_SCENARIO)
     rate = _as_int(params, "rate", 1, MAX_RATE)
     duration = _as_int(params, "duration", 1, MAX_DURATION)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import random
 from typing import Any
 
 from incident_airflow.params import RunRequest
+
+log = logging.getLogger(__name__)
 from incident_contracts.settings import Settings
 
 
@@ -24,13 +28,20 @@ def _as_dict(summary: Any) -> dict[str, Any]:
 
 
 def run_generator(settings: Settings, request: RunRequest, key: str) -> dict[str, Any]:
-    """Produce the run's events to Kafka; returns the generator's summary as a dict."""
+    """Produce the run's events to Kafka; returns the generator's summary as a dict.
+
+    The broker, topic and data folder come from `settings` (the pipeline's, so the generator writes
+    where the rest of the run reads). The generator's run folder is named after the run key.
+    """
     from log_generator import api
 
+    common = {"bootstrap_servers": settings.kafka_bootstrap_servers, "topic": settings.kafka_topic_logs,
+              "data_dir": settings.data_dir, "run_id": key, "settings": settings, "progress": False}
     if request.is_replay:
-        summary = api.replay(request.replay_file, request.replay_format, rate=request.rate, run_id=key,
-                             settings=settings)
+        summary = api.replay(request.replay_file, request.replay_format, rate=request.rate, **common)
     else:
-        summary = api.run(scenario=request.scenario, rate=request.rate, duration=request.duration,
-                          seed=request.seed, run_id=key, settings=settings)
+        seed = request.seed if request.seed is not None else random.randrange(1_000_000)
+        if request.seed is None:
+            log.info("No seed given: using seed %d (pass it as `seed` to replay these events).", seed)
+        summary = api.run(request.scenario, rate=request.rate, duration_s=request.duration, seed=seed, **common)
     return _as_dict(summary)

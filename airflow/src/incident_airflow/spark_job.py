@@ -99,6 +99,17 @@ def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[in
     return found
 
 
+def job_summary(line: str) -> dict[str, Any] | None:
+    """The job's JSON summary (its last stdout line) if `line` is it."""
+    text = line.strip()
+    if not (text.startswith("{") and '"summary": "incident-stream"' in text):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 class StreamJobOperator(SparkSubmitOperator):
     """Submit the streaming job until the run's records are processed (see the module docstring)."""
 
@@ -109,6 +120,23 @@ class StreamJobOperator(SparkSubmitOperator):
         self.max_submissions = max_submissions
         super().__init__(application=application_path(), conn_id="spark_default", name="incident-stream",
                          **kwargs)
+
+    def _get_hook(self):
+        """The provider's hook, with its output reader also picking up the job's JSON summary line."""
+        hook = super()._get_hook()
+        read_output = hook._process_spark_submit_log
+
+        def read_and_watch(lines):
+            def watched():
+                for line in lines:
+                    summary = job_summary(line)
+                    if summary is not None:
+                        self.job_summaries.append(summary)
+                    yield line
+            read_output(watched())
+
+        hook._process_spark_submit_log = read_and_watch
+        return hook
 
     def _producer_state(self, context: Any) -> str | None:
         ti = context["ti"]
@@ -136,6 +164,7 @@ class StreamJobOperator(SparkSubmitOperator):
         self.conf = job_conf(settings)
         self._driver_memory = settings.spark_driver_memory
         owner = f"{context['ti'].dag_id} run {context['run_id']}"
+        self.job_summaries: list[dict[str, Any]] = []
         started = time.monotonic()
         submissions = 0
         with checkpoint_lock(checkpoint_dir(settings), owner, wait_seconds=LOCK_WAIT_SECONDS):
@@ -170,6 +199,7 @@ class StreamJobOperator(SparkSubmitOperator):
                                      submissions)
                     break
                 self.log.info("Submitting again: the job resumes from its checkpoint.")
-        result = {"seconds": round(time.monotonic() - started, 2), "submissions": submissions}
+        result = {"seconds": round(time.monotonic() - started, 2), "submissions": submissions,
+                  "jobs": self.job_summaries}
         self.log.info("Streaming finished: %s", json.dumps(result))
         return result

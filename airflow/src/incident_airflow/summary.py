@@ -26,6 +26,7 @@ class RunSummary:
     incidents_resolved: int
     stream_seconds: float | None
     stream_submissions: int | None
+    spark_rows_per_second: float | None = None  # the job's own figure: input rows over busy batch time
 
     @property
     def incidents(self) -> int:
@@ -57,6 +58,8 @@ class RunSummary:
                       f"({self.throughput:,.0f}/s incl. start-up)"
         else:
             stream += "no timing"
+        if self.spark_rows_per_second:
+            stream += f"; {self.spark_rows_per_second:,.0f} rows/s while processing"
         if self.stream_submissions and self.stream_submissions > 1:
             stream += f", {self.stream_submissions} submissions"
         return [
@@ -77,6 +80,17 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "incidents": self.incidents, "throughput": self.throughput}
+
+
+def spark_rate(jobs: list[dict[str, Any]]) -> float | None:
+    """Rows per second of busy processing time over all submissions of the job."""
+    rows = busy = 0.0
+    for job in jobs:
+        rate, count = job.get("rows_per_second") or 0.0, job.get("input_rows") or 0
+        if rate > 0 and count > 0:
+            rows += count
+            busy += count / rate
+    return rows / busy if busy else None
 
 
 def build_summary(run_id: str, what: str, produced: dict[str, Any], reconciliation: dict[str, Any],
@@ -101,4 +115,5 @@ def build_summary(run_id: str, what: str, produced: dict[str, Any], reconciliati
         incidents_resolved=int(incidents.get("resolved", 0)),
         stream_seconds=stream.get("seconds"),
         stream_submissions=stream.get("submissions"),
+        spark_rows_per_second=spark_rate(stream.get("jobs") or []),
     )

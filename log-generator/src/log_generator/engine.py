@@ -38,7 +38,7 @@ from log_generator.templates import LineTemplate, TemplateSet, compile_text
 from log_generator.topology import ServiceModel, Topology
 
 TICK_MS = 1000
-POOL_SIZE = 128
+POOL_SIZE = 64
 REFRESH = 64  # one pick in REFRESH renders a new variant
 ACCESS_SHARE = 0.72  # of a service's normal lines, for services that log requests
 _DOUBLE = struct.Struct("<d").pack
@@ -125,7 +125,7 @@ class TextSpec:
         if self.latency_range:
             lo, hi = self.latency_range
             return round(lo * (hi / lo) ** u, 3)
-        return round(self.service.latency.sample(u) * self.latency_factor, 3)
+        return round(self.service.latency.quick(u) * self.latency_factor, 3)
 
     def render(self, r: int, host: str) -> Variant:
         lat = self.latency(r) if self.uses_latency else None
@@ -175,7 +175,7 @@ class AccessSpec:
             lo, hi = self.latency_range
             lat = round(lo * (hi / lo) ** u, 3)
         else:
-            lat = round(self.service.latency.sample(u) * self.latency_factor, 3)
+            lat = round(self.service.latency.quick(u) * self.latency_factor, 3)
         level = "ERROR" if status >= 500 else "WARN" if status >= 400 else "INFO"
         message = self.renderers[i](r, lat, host, status, path)
         a = self.source[host] + self.level_logger[level] + encode_string(message)
@@ -194,17 +194,50 @@ class Pool:
         self.items: list[Variant] = []
 
 
-@dataclass
 class Block:
-    """One simulated second of events (or the part of it inside the run)."""
+    """One simulated second of events (or the part of it inside the run).
 
-    seq0: int  # sequence number of the first event in the run
-    ts: np.ndarray  # int64 ms, non-decreasing
-    variants: list[Variant]
-    trace: np.ndarray  # (n, 48) uint8: ASCII hex of the trace id (32) and span id (16)
+    Which variant each event gets is decided in event order, lazily (`variants`, or the sender's own
+    loop through `pick`): picking a variant can render a new one into its pool.
+    """
+
+    __slots__ = ("_variants", "pool_index", "pools", "rs", "seq0", "slots", "trace", "ts")
+
+    def __init__(self, seq0: int, ts: np.ndarray, pools: list[Pool], pool_index: list[int], rs: list[int],
+                 slots: list[int], trace: np.ndarray):
+        self.seq0 = seq0  # sequence number of the first event in the run
+        self.ts = ts  # int64 ms, non-decreasing
+        self.pools = pools
+        self.pool_index = pool_index
+        self.rs = rs
+        self.slots = slots
+        self.trace = trace  # (n, 48) uint8: ASCII hex of the trace id (32) and span id (16)
+        self._variants: list[Variant] | None = None
 
     def __len__(self) -> int:
-        return len(self.variants)
+        return len(self.rs)
+
+    @property
+    def variants(self) -> list[Variant]:
+        if self._variants is None:
+            pools, pick = self.pools, fill
+            out = []
+            for pi, r, slot in zip(self.pool_index, self.rs, self.slots, strict=True):
+                items = pools[pi].items
+                out.append(items[slot] if slot < len(items) else pick(pools[pi], r, slot))
+            self._variants = out
+        return self._variants
+
+
+def fill(pool: Pool, r: int, slot: int) -> Variant:
+    """Render a variant for a slot that is empty or due for refresh, and keep it in the pool."""
+    v = pool.spec.render(r, pool.host)
+    items = pool.items
+    if len(items) < POOL_SIZE:
+        items.append(v)
+    else:
+        items[slot % POOL_SIZE] = v
+    return v
 
 
 @dataclass
@@ -296,8 +329,10 @@ class Engine:
         def build() -> TextSpec:
             ctx = svc.context
             if constants:
-                ctx = Context(ctx.service, ctx.app, ctx.pkg, ctx.version, ctx.dependencies, ctx.endpoints,
-                              dict(constants))
+                # A caller's line about a failing target names one of the routes that lead to it.
+                routed = tuple(ep for ep in ctx.endpoints if ep.upstream == constants.get("target"))
+                ctx = Context(ctx.service, ctx.app, ctx.pkg, ctx.version, ctx.dependencies,
+                              routed or ctx.endpoints, dict(constants))
             return TextSpec(svc, template, ctx, self.environment, factor, latency_range, dict(tag) if tag else None)
 
         return self._spec(key, build)  # type: ignore[return-value]
@@ -472,41 +507,27 @@ class Engine:
             u = rng.random((3, n))
             r = rng.integers(0, 1 << 62, size=n, dtype=np.int64)
             pick = rng.integers(0, 1 << 30, size=n, dtype=np.int64)
-            nibbles = rng.integers(0, 16, size=(n, 48), dtype=np.uint8)
+            raw = np.frombuffer(rng.bytes(24 * n), dtype=np.uint8).reshape(n, 24)
             svc = np.searchsorted(table.cum_weights, u[0], side="right")
             np.minimum(svc, len(table.cum_weights) - 1, out=svc)
             spec = np.searchsorted(table.global_cum, svc + u[1], side="right")
             spec = np.clip(spec, table.first_spec[svc], table.last_spec[svc])
             pool_index = table.pool_offset[spec] + (u[2] * table.host_count[spec]).astype(np.int64)
-            variants = self._select(table.pools, pool_index.tolist(), r.tolist(), pick.tolist())
+            # slot < POOL_SIZE: reuse that variant if the pool has it; one pick in REFRESH is pushed past
+            # the end (slot + POOL_SIZE) so it renders a fresh variant in place.
+            slots = (pick % POOL_SIZE) + POOL_SIZE * ((pick // POOL_SIZE) % REFRESH == 0)
+            pools = table.pools
             if shots:
-                self._place_one_shots(shots, ts, r, variants)
-            trace = _HEX_DIGITS[nibbles]
-            yield Block(seq0=k0, ts=ts, variants=variants, trace=trace)
+                pools = list(pools)
+                self._place_one_shots(shots, ts, r, pools, pool_index, slots)
+            trace = _HEX_PAIRS[raw].reshape(n, 48)
+            yield Block(k0, ts, pools, pool_index.tolist(), r.tolist(), slots.tolist(), trace)
 
-    @staticmethod
-    def _select(pools: list[Pool], pool_index: list[int], rs: list[int], picks: list[int]) -> list[Variant]:
-        out: list[Variant] = []
-        append = out.append
-        for pi, r, pick in zip(pool_index, rs, picks, strict=True):
-            pool = pools[pi]
-            items = pool.items
-            k = len(items)
-            if k < POOL_SIZE:
-                v = pool.spec.render(r, pool.host)
-                items.append(v)
-            elif pick % REFRESH == 0:
-                v = pool.spec.render(r, pool.host)
-                items[(pick >> 4) % k] = v
-            else:
-                v = items[(pick >> 4) % k]
-            append(v)
-        return out
-
-    def _place_one_shots(self, shots: list, ts: np.ndarray, r: np.ndarray, variants: list[Variant]) -> None:
-        """Overwrite the slots nearest to each one-shot line's time with that line."""
+    def _place_one_shots(self, shots: list, ts: np.ndarray, r: np.ndarray, pools: list[Pool],
+                         pool_index: np.ndarray, slots: np.ndarray) -> None:
+        """Give the slots nearest to each one-shot line's time to that line (a one-variant pool)."""
         taken: set[int] = set()
-        n = len(variants)
+        n = len(ts)
         for incident, shot in shots:
             i = min(int(np.searchsorted(ts, shot.ts_ms, side="left")), n - 1)
             while i in taken and i + 1 < n:
@@ -519,7 +540,11 @@ class Engine:
             template = self._scenario_template(shot.key, svc)
             spec = self._text(svc, template, tag={**incident.tag, "incident_role": "origin"},
                               constants=shot.constants)
-            variants[i] = spec.render(int(r[i]), shot.host)
+            single = Pool(spec, shot.host)
+            single.items.append(spec.render(int(r[i]), shot.host))
+            pool_index[i] = len(pools)
+            slots[i] = 0
+            pools.append(single)
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_PAIRS = np.frombuffer("".join(f"{i:02x}" for i in range(256)).encode("ascii"), dtype=np.uint8).reshape(256, 2)

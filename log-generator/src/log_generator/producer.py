@@ -1,6 +1,12 @@
-"""The Kafka side: an idempotent, compressed producer that counts every delivery report.
+"""The Kafka side: an idempotent, compressed producer that accounts for every message.
 
-* Keyed by service, so one service's events stay in order within their partition.
+* Keyed by service, so one service's events stay in order within their partition. The partition is
+  chosen here with Kafka's murmur2 partitioner (what the Java client and librdkafka's murmur2 do), so
+  per-partition counts are exact without a report per message.
+* Delivery reports: librdkafka reports every message exactly once, as delivered or failed. Only the
+  failures are passed back to Python (``delivery.report.only.error``): a Python callback per success
+  would halve the throughput. A message has been delivered when it has left librdkafka's queue without
+  a failure report, so once the queue is flushed, delivered = sent - failed, exactly.
 * Idempotence on (acks=all, retries without duplicates or reordering), lz4 by default.
 * Back-pressure: when librdkafka's queue is full, ``send`` serves delivery reports and retries;
   it never raises BufferError. If the broker stays unreachable while the queue is full, it raises
@@ -48,31 +54,62 @@ class ProducerConfig:
             "queue.buffering.max.kbytes": self.queue_max_kbytes,
             "delivery.timeout.ms": self.delivery_timeout_ms,
             "socket.connection.setup.timeout.ms": int(self.connect_timeout_s * 1000),
-            "partitioner": "murmur2_random",  # same key -> same partition as the Java client
+            "partitioner": "murmur2_random",  # for any message sent without an explicit partition
+            "delivery.report.only.error": True,
             "statistics.interval.ms": 0,
         }
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (unsigned 32-bit), as the default Java partitioner computes it."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    tail = length - extra
+    if extra == 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
 class DeliveryStats:
     sent: int = 0
-    delivered: int = 0
     failed: int = 0
-    partitions: Counter = field(default_factory=Counter)
+    outstanding: int = 0  # still in librdkafka's queue when last looked (after a flush: undelivered)
+    sent_by_partition: Counter = field(default_factory=Counter)
+    failed_by_partition: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
-    first_ts: int | None = None  # Kafka timestamps (CreateTime, ms) of delivered messages
-    last_ts: int | None = None
     backpressure_waits: int = 0
 
     @property
-    def in_flight(self) -> int:
-        return self.sent - self.delivered - self.failed
+    def delivered(self) -> int:
+        """Acknowledged by the broker: sent, no longer queued, and not reported as failed."""
+        return max(0, self.sent - self.failed - self.outstanding)
 
-    def delivered_rate(self) -> float | None:
-        """Messages per second between the first and the last delivered message's timestamp."""
-        if self.first_ts is None or self.last_ts is None or self.delivered < 2 or self.last_ts <= self.first_ts:
-            return None
-        return (self.delivered - 1) / ((self.last_ts - self.first_ts) / 1000)
+    @property
+    def partitions(self) -> dict[int, int]:
+        """Delivered messages per partition."""
+        return {p: n - self.failed_by_partition.get(p, 0) for p, n in sorted(self.sent_by_partition.items())}
 
 
 class EventProducer:
@@ -94,23 +131,16 @@ class EventProducer:
         self.topic = config.topic
         self._produce = self._producer.produce
         self.poll = self._producer.poll
+        self.partition_count = 0
+        self._partition_of: dict[bytes, int] = {}
 
     # --- callbacks (run inside poll/flush) ----------------------------------------------------
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        stats = self.stats
-        if err is None:
-            stats.delivered += 1
-            stats.partitions[msg.partition()] += 1
-            ts = msg.timestamp()[1]
-            if stats.first_ts is None or ts < stats.first_ts:
-                stats.first_ts = ts
-            if stats.last_ts is None or ts > stats.last_ts:
-                stats.last_ts = ts
-            if self._broker_error_since is not None:
-                self._broker_error = self._broker_error_since = None
-        else:
-            stats.failed += 1
-            stats.errors[err.str()] += 1
+        if err is None:  # only with a per-message callback; the producer reports failures only
+            return
+        self.stats.failed += 1
+        self.stats.failed_by_partition[msg.partition()] += 1
+        self.stats.errors[err.str()] += 1
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -133,24 +163,40 @@ class EventProducer:
                 f"({exc.args[0] if exc.args else exc}). Is it running? Start the embedded one with `make up`, "
                 "or pass --bootstrap-servers / set KAFKA_BOOTSTRAP_SERVERS.") from None
         topic = metadata.topics.get(self.topic)
-        return len(topic.partitions) if topic is not None and topic.error is None else 0
+        self.partition_count = len(topic.partitions) if topic is not None and topic.error is None else 0
+        self._partition_of.clear()
+        return self.partition_count
 
-    def send(self, value: bytes, key: str | bytes) -> None:
+    def partition_of(self, key: bytes) -> int:
+        """The partition a key goes to (murmur2, like the Java client); cached per key."""
+        found = self._partition_of.get(key)
+        if found is None:
+            if self.partition_count <= 0:
+                raise RuntimeError(f"topic {self.topic!r} has no partitions known yet; call check_broker() after "
+                                   "the topic exists")
+            found = self._partition_of[key] = partition_for(key, self.partition_count)
+        return found
+
+    def send(self, value: bytes, key: bytes, partition: int | None = None) -> None:
         """Queue one message; waits (serving delivery reports) while the local queue is full."""
+        if partition is None:
+            partition = self.partition_of(key)
         try:
-            self._produce(self.topic, value, key)
+            self._produce(self.topic, value, key, partition)
         except BufferError:
-            self._wait_for_room(value, key)
+            self.wait_for_room(value, key, partition)
         self.stats.sent += 1
+        self.stats.sent_by_partition[partition] += 1
 
-    def _wait_for_room(self, value: bytes, key: str | bytes) -> None:
+    def wait_for_room(self, value: bytes, key: bytes, partition: int) -> None:
+        """Retry a message the full queue refused, serving reports meanwhile (back-pressure)."""
         started = time.monotonic()
         while True:
             self.stats.backpressure_waits += 1
             self._producer.poll(0.05)
             self.raise_if_failed(started)
             try:
-                self._produce(self.topic, value, key)
+                self._produce(self.topic, value, key, partition)
                 return
             except BufferError:
                 continue
@@ -173,15 +219,21 @@ class EventProducer:
         remaining = len(self._producer)
         while remaining and time.monotonic() < deadline:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        self.stats.outstanding = remaining
         return remaining
 
+    def refresh_outstanding(self) -> int:
+        self.stats.outstanding = len(self._producer)
+        return self.stats.outstanding
+
     def abandon(self) -> int:
-        """Drop what is still queued (counted as failed); returns how many."""
+        """Drop what is still queued; purged messages come back as failure reports. Returns how many."""
         left = len(self._producer)
         if left:
             self._producer.purge(in_queue=True, in_flight=True)
+            self._producer.flush(2.0)
             self._producer.poll(0)
-            self._producer.flush(1.0)
+        self.stats.outstanding = len(self._producer)
         return left
 
     def __len__(self) -> int:

@@ -15,8 +15,9 @@ from typing import Any
 
 from incident_contracts.codec import Codec
 from incident_contracts.fast_encode import FastEncoder
-from incident_contracts.kafka import TopicSpec, ensure_topics
+from incident_contracts.kafka import TopicMissing, TopicSpec, ensure_topics
 from log_generator import wire
+from log_generator.engine import fill
 from log_generator.ground_truth import check_run_id, run_dir, save_ground_truth, save_summary
 from log_generator.pacing import Pacer
 from log_generator.producer import EventProducer, ProducerConfig
@@ -116,11 +117,15 @@ def _producer(options: RunOptions) -> EventProducer:
         bootstrap_servers=options.bootstrap_servers, topic=options.topic, compression=options.compression,
         connect_timeout_s=options.connect_timeout_s,
     ))
-    producer.check_broker()
-    if options.create_topic:
+    if producer.check_broker() == 0:
+        if not options.create_topic:
+            raise TopicMissing(f"topic {options.topic!r} does not exist on {options.bootstrap_servers}; create it "
+                               "(make up creates the platform's topics) or drop --no-create-topic")
         ensure_topics(options.bootstrap_servers, [TopicSpec(options.topic, options.partitions,
                                                             options.replication_factor)],
                       timeout=max(5.0, options.connect_timeout_s))
+        if producer.check_broker() == 0:
+            raise TopicMissing(f"topic {options.topic!r} was created but the broker lists no partitions for it")
     return producer
 
 
@@ -135,12 +140,13 @@ def _finish(producer: EventProducer, options: RunOptions, stop: StopFlag, starte
 def _summary(producer: EventProducer, *, run_id: str, mode: str, scenario: str, options: RunOptions,
              wall_s: float, undelivered: int, stop: StopFlag, folder: Path, manifest: Path | None,
              first_ms: int | None, last_ms: int | None, target_rate: float | None, seed: int | None,
-             incidents: int = 0, replay: ReplayStats | None = None) -> RunSummary:
+             send_span_s: float, incidents: int = 0, replay: ReplayStats | None = None) -> RunSummary:
     stats = producer.stats
-    rate = stats.delivered_rate()
-    if rate is None:
+    if stats.delivered > 1 and send_span_s > 0:
+        rate = (stats.delivered - 1) / send_span_s  # n events span n-1 intervals
+    else:
         rate = stats.delivered / wall_s if wall_s > 0 else 0.0
-    failed = stats.failed + max(0, stats.sent - stats.delivered - stats.failed)
+    failed = stats.failed + stats.outstanding
     return RunSummary(
         run_id=run_id, mode=mode, scenario=scenario, topic=options.topic,
         bootstrap_servers=options.bootstrap_servers, events_sent=stats.sent, delivered=stats.delivered,
@@ -178,7 +184,10 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
     topic = producer.topic
     stats = producer.stats
     poll = producer.poll
+    routes = {s.name: (s.name.encode(), producer.partition_of(s.name.encode())) for s in sim.topology.services}
+    sent_by_partition = stats.sent_by_partition
     started = time.monotonic()
+    first_send = last_send = None
     with signals_stop(stop), _no_gc():
         try:
             for block in sim.blocks():  # the pacer's clock starts at the first send
@@ -188,37 +197,49 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
                 if encoder.fast:
                     heads, width = wire.head_bytes(header, sim.prefix, block.seq0, block.ts)
                     traces = wire.trace_bytes(block.trace)
+                    pools, pool_index, rs, slots = block.pools, block.pool_index, block.rs, block.slots
                 else:
                     encoded = [encoder.encode(r) for r in wire.records(block, sim.prefix, sim.environment)]
-                variants = block.variants
+                    variants = block.variants
                 i = 0
                 while i < n:
                     if stop:
                         break
                     j = min(n, i + chunk)
                     pacer.wait_for(block.seq0 + i)
+                    if first_send is None:
+                        first_send = time.monotonic()
                     if encoder.fast:
+                        # Same choice of variant as Block.variants, fused with encoding and sending.
                         join = b"".join
+                        tw = wire.TRACE_WIDTH
                         for k in range(i, j):
-                            v = variants[k]
+                            pool = pools[pool_index[k]]
+                            items = pool.items
+                            slot = slots[k]
+                            v = items[slot] if slot < len(items) else fill(pool, rs[k], slot)
                             h = k * width
                             if v.traced:
-                                t = k * wire.TRACE_WIDTH
-                                value = join((heads[h:h + width], v.a, traces[t:t + wire.TRACE_WIDTH], v.b))
+                                t = k * tw
+                                value = join((heads[h:h + width], v.a, traces[t:t + tw], v.b))
                             else:
                                 value = heads[h:h + width] + v.ab
+                            key, part = routes[v.service]
                             try:
-                                raw_produce(topic, value, v.service)
-                                stats.sent += 1
+                                raw_produce(topic, value, key, part)
                             except BufferError:
-                                send(value, v.service)
+                                producer.wait_for_room(value, key, part)
+                            sent_by_partition[part] += 1
+                        stats.sent += j - i
                     else:
                         for k in range(i, j):
-                            send(encoded[k], variants[k].service)
+                            send(encoded[k], routes[variants[k].service][0])
+                    last_send = time.monotonic()
                     poll(0)
                     last_ms = int(block.ts[j - 1])
                     i = j
                     if progress.due():
+                        producer.refresh_outstanding()
                         progress.update(stats, last_ms, _active_note(sim, last_ms))
                 if stop:
                     break
@@ -227,6 +248,7 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
         finally:
             progress.close()
     undelivered, wall_s = _finish(producer, options, stop, started)
+    send_span = (last_send - first_send) if first_send is not None and last_send is not None else 0.0
     if sim.total is None or stop:
         sim.truth.end_ms = last_ms
         sim.truth.incidents = [i for i in sim.sync_truth().incidents
@@ -235,7 +257,7 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
     summary = _summary(producer, run_id=run_id, mode="generate", scenario=sim.scenario, options=options,
                        wall_s=wall_s, undelivered=undelivered, stop=stop, folder=folder, manifest=manifest,
                        first_ms=first_ms, last_ms=last_ms, target_rate=sim.rate, seed=sim.seed,
-                       incidents=len(sim.truth.incidents))
+                       send_span_s=send_span, incidents=len(sim.truth.incidents))
     save_summary(summary.to_dict(), folder)
     return summary
 
@@ -250,8 +272,8 @@ def produce_records(records: Iterator[dict], options: RunOptions, *, run_id: str
     progress = Progress(options.progress)
     first_ms = last_ms = None
     started = time.monotonic()
-    pacer.start()
     k = 0
+    first_send = last_send = None
     with signals_stop(stop), _no_gc():
         try:
             for record in records:
@@ -259,7 +281,10 @@ def produce_records(records: Iterator[dict], options: RunOptions, *, run_id: str
                     break
                 if pacer.paced:
                     pacer.wait_for(k)
-                producer.send(encoder.encode(record), record["service"])
+                if first_send is None:
+                    first_send = time.monotonic()
+                producer.send(encoder.encode(record), record["service"].encode())
+                last_send = time.monotonic()
                 ts = record["timestamp"]
                 first_ms = ts if first_ms is None else min(first_ms, ts)
                 last_ms = ts if last_ms is None else max(last_ms, ts)
@@ -267,14 +292,16 @@ def produce_records(records: Iterator[dict], options: RunOptions, *, run_id: str
                 if k % 1000 == 0:
                     producer.poll(0)
                     if progress.due():
+                        producer.refresh_outstanding()
                         progress.update(producer.stats, last_ms, f"{replay.lines_read:,} lines read")
         except KeyboardInterrupt:
             stop.set("SIGINT")
         finally:
             progress.close()
     undelivered, wall_s = _finish(producer, options, stop, started)
+    send_span = (last_send - first_send) if first_send is not None and last_send is not None else 0.0
     summary = _summary(producer, run_id=run_id, mode="replay", scenario="replay", options=options, wall_s=wall_s,
                        undelivered=undelivered, stop=stop, folder=folder, manifest=None, first_ms=first_ms,
-                       last_ms=last_ms, target_rate=rate, seed=None, replay=replay)
+                       last_ms=last_ms, target_rate=rate, seed=None, send_span_s=send_span, replay=replay)
     save_summary(summary.to_dict(), folder)
     return summary

@@ -234,7 +234,8 @@ class FastEncoder:
                 raise _Fallback
             ts_bytes = _long(ts)
             self._last_ts, self._last_ts_bytes = ts, ts_bytes
-        level = self._levels.get(get("level", "INFO")) if type(get("level", "INFO")) is str else None
+        level = r["level"]  # the field has no default (the enum's default is for schema resolution)
+        level = self._levels.get(level) if type(level) is str else None
         if level is None:
             raise _Fallback
         status = get("http_status")

@@ -6,8 +6,9 @@ agree: explicit ASCII classes, single-character look-arounds, no ``\\b`` (Java 1
 Unicode-aware while its ``\\w`` is not). Tests check both give identical results on arbitrary text.
 
 Masked, in this order: UUIDs, URLs, e-mail addresses, IPv4 addresses (with port), paths, hex numbers
-and long hex tokens (trace ids, hashes), numbers with a unit (``812ms``), identifiers mixing letters and digits (``req-8f3a2``,
-``pay-1``), then any remaining number; whitespace is collapsed and trimmed, and the result cut to 256 characters.
+and long hex tokens (trace ids, hashes), numbers with a unit (``812ms``), identifiers mixing letters
+and digits (``req-8f3a2``, ``pay-1``), then any remaining number; whitespace is collapsed and trimmed,
+and the result cut to 256 characters.
 """
 
 from __future__ import annotations

@@ -48,11 +48,11 @@ def rel_s(ms: int) -> float:
 
 
 FLEET = {
-    "gateway": Profile(600, 0.004, 18, 90, hosts=("gw-1", "gw-2", "gw-3")),
-    "orders": Profile(200, 0.004, 35, 140),
-    "db": Profile(100, 0.001, 3, 15, hosts=("pg-1",)),
-    "chatty": Profile(300, 0.15, 30, 120),  # one error in seven requests is its normal
-    "quiet": Profile(0.5, 0.0, 10, 40),  # a line every other second
+    "gateway": Profile(200, 0.004, 18, 90, hosts=("gw-1", "gw-2", "gw-3")),
+    "orders": Profile(80, 0.004, 35, 140),
+    "db": Profile(50, 0.001, 3, 15, hosts=("pg-1",)),
+    "chatty": Profile(150, 0.15, 30, 120),  # one error in seven requests is its normal
+    "quiet": Profile(2, 0.0, 10, 40),  # two lines a second, never an error
 }
 DEPS = {"gateway": ["orders"], "orders": ["db"], "db": [], "chatty": [], "quiet": []}
 
@@ -63,7 +63,7 @@ def test_normal_traffic_opens_nothing():
 
 def test_baselines_are_per_service_chatty_stays_quiet_and_quiet_pages():
     episodes = [Episode("chatty", 300, 480, error_rate=0.22),  # 15% -> 22%: its own noise level
-                Episode("quiet", 300, 480, error_rate=0.3)]  # 0% -> 30%, on a line every other second
+                Episode("quiet", 300, 480, error_rate=0.3)]  # 0% -> 30%: a handful of errors
     rows = run(Scenario(FLEET, 600, episodes), deps=DEPS)
     assert {r["service"] for r in opened(rows)} == {"quiet"}
     inc = opened(rows)[0]
@@ -95,7 +95,7 @@ def test_lifecycle_opened_updated_resolved():
     assert last["affected_hosts"] == ["h1"]  # errors only came from h1
     assert last["top_signatures"][0]["signature"].startswith("ConnectionPoolTimeout")
     assert last["sample_messages"] and last["title"].startswith("orders: error rate")
-    assert 0.2 < last["error_rate"] < 0.4 and last["baseline_error_rate"] < 0.01
+    assert 0.1 < last["error_rate"] < 0.25 and last["baseline_error_rate"] < 0.01  # one host of two failed
     assert last["severity"] in {"P1", "P2", "P3", "P4"} and last["severity_reasons"]
     assert incident_id.startswith("inc-")
 

@@ -2,7 +2,8 @@
 
 Each item gets a short ID (S1 for a signature, E1 for a sample event, M1 for a metric fact, L1 for a
 lifecycle update, R1 for a related incident, P1 for a similar past incident) so that an answer can
-cite what it relied on, and the page can show those items next to the answer.
+cite what it relied on, and the page can show those items next to the answer. W items are warning or
+error lines whose rate surged when the incident opened (the detector itself ranks error lines only).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ class SignatureItem:
 
 
 @dataclass
+class SurgeItem:
+    id: str
+    signature: str
+    signature_id: str
+    level: str
+    before: int  # lines in the window before the incident opened
+    during: int  # lines since it opened
+    sample: str
+
+
+@dataclass
 class EventItem:
     id: str
     time: datetime | None
@@ -68,6 +80,7 @@ class LinkedIncident:
     relation: str
     title: str = ""
     root_cause: str = ""  # from a stored analysis of that incident, when there is one
+    signatures: list[str] = field(default_factory=list)  # its top error signatures
 
 
 @dataclass
@@ -81,6 +94,7 @@ class IncidentContext:
     related: list[LinkedIncident]
     similar: list[LinkedIncident]
     window: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surging: list[SurgeItem] = field(default_factory=list)
 
     @property
     def incident_id(self) -> str:
@@ -88,8 +102,20 @@ class IncidentContext:
 
     @property
     def evidence_ids(self) -> list[str]:
-        return ([f.id for f in self.lifecycle] + [s.id for s in self.signatures] + [e.id for e in self.events]
+        return ([f.id for f in self.lifecycle] + [s.id for s in self.signatures] + [w.id for w in self.surging]
+                + [e.id for e in self.events]
                 + [m.id for m in self.metrics] + [r.id for r in self.related] + [p.id for p in self.similar])
+
+    @property
+    def origin(self) -> LinkedIncident | None:
+        """The related incident the pipeline names as this one's origin, if it is among the related ones."""
+        origin_id, origin_service = self.incident.get("origin_incident_id"), self.incident.get("origin_service")
+        for item in self.related:
+            if (origin_id and item.incident_id == origin_id) or (
+                    not origin_id and origin_service and item.service == origin_service
+                    and item.relation == "linked by the pipeline"):
+                return item
+        return None
 
     @property
     def end(self) -> datetime:
@@ -134,6 +160,10 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
                   for i, s in enumerate((incident.get("top_signatures") or [])[:MAX_SIGNATURES]) if s]
 
     events = _sample_events(repo, incident, signatures, end)
+    surge_frame = repo.surging_signatures(service, incident["opened_at"], end, WINDOW_BEFORE,
+                                          exclude=[s.signature_id for s in signatures])
+    surging = [SurgeItem(f"W{i + 1}", r.signature or "", r.signature_id or "", r.level or "", int(r.before),
+                         int(r.during), r.sample or "") for i, r in enumerate(surge_frame.itertuples())]
     dependencies = catalog.dependencies_of(service) if spec else []
     dependents = catalog.dependents_of(service) if spec else []
     window = repo.incident_window([service, *dependencies, *dependents], incident["opened_at"] - WINDOW_BEFORE,
@@ -161,7 +191,9 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
                     else "caller" if row.service in dependents else "linked")
         related.append(LinkedIncident(f"R{i + 1}", row.incident_id, row.service, row.severity, row.status,
                                       _ts(row.opened_at), _ts(row.resolved_at), relation, row.title or "",
-                                      root_causes.get(row.incident_id, "")))
+                                      root_causes.get(row.incident_id, ""),
+                                      [str(s) for s in (row.signature_texts if row.signature_texts is not None
+                                                        else [])][:MAX_SIGNATURES]))
     similar = []
     for i, row in enumerate(repo.similar_incidents(incident, MAX_SIMILAR).itertuples()):
         relation = (f"{int(row.shared_signatures)} shared signatures" if row.shared_signatures
@@ -169,7 +201,8 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
         similar.append(LinkedIncident(f"P{i + 1}", row.incident_id, row.service, row.severity, row.status,
                                       _ts(row.opened_at), _ts(row.resolved_at), relation, row.title or "",
                                       root_causes.get(row.incident_id, "")))
-    return IncidentContext(incident, lifecycle, signatures, events, metrics, topology, related, similar, window)
+    return IncidentContext(incident, lifecycle, signatures, events, metrics, topology, related, similar, window,
+                           surging)
 
 
 def _ts(value: Any) -> datetime | None:

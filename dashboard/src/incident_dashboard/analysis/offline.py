@@ -85,11 +85,17 @@ def signals_of(context: IncidentContext) -> list[str]:
 
 def incident_query(context: IncidentContext) -> str:
     inc = context.incident
+    origin = context.origin
     parts = [str(inc.get("title") or ""), str(inc.get("trigger") or "")]
     for rank, sig in enumerate(context.signatures):
         weight = 3 if rank < 2 else (2 if rank < 5 else 1)
-        parts += [sig.signature] * weight + [sig.sample]
+        parts += [sig.signature] * (weight if origin is None else max(1, weight - 1)) + [sig.sample]
     parts += [e.message for e in context.events]
+    for rank, line in enumerate(context.surging):
+        parts += [line.signature] * (2 if rank < 3 else 1)
+    if origin is not None:  # a caller's own lines say little beyond "upstream failed": read the origin's
+        for rank, text in enumerate(origin.signatures):
+            parts += [text] * (3 if rank < 2 else 2)
     parts += [str(r) for r in inc.get("severity_reasons") or []]
     parts += signals_of(context)
     return "\n".join(p for p in parts if p)
@@ -156,24 +162,41 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
     service = inc["service"]
     owner = context.topology.get("owner") or inc.get("owner") or f"on-call for {service}"
     terms = set(match.matched_terms) if match else set()
+    origin_item = context.origin
     evidence: list[EvidenceItem] = []
-    for sig in context.signatures:
+    for sig in context.signatures[:4]:
         hit = sorted(terms & set(tokenize(sig.signature)))
         if hit:
             evidence.append(EvidenceItem(
                 finding=f"Signature {sig.id} ({sig.count} events) matches the '{runbook.title}' runbook on: "
                         f"{', '.join(hit[:6])}.", citations=[sig.id]))
+    for line in context.surging[:3]:
+        hit = sorted(terms & set(tokenize(line.signature)))
+        if hit:
+            evidence.append(EvidenceItem(
+                finding=f"{line.level} line {line.id} rose from {line.before} lines in the 30 minutes before the "
+                        f"incident to {line.during} since it opened; it matches on: {', '.join(hit[:5])}.",
+                citations=[line.id]))
+    shown_events = 0
     for event in context.events:
         hit = sorted(terms & set(tokenize(event.message)))
-        if hit and len(evidence) < 8:
+        if hit and shown_events < 2:
+            shown_events += 1
             evidence.append(EvidenceItem(finding=f"Sample event {event.id} on {event.host or service} shows "
                                                  f"{', '.join(hit[:4])}.", citations=[event.id]))
     evidence += [EvidenceItem(finding=m.text, citations=[m.id]) for m in context.metrics[:3]]
-    upstream = [r for r in context.related if r.relation in ("dependency", "linked by the pipeline")]
+    if origin_item is not None:
+        hit = sorted(terms & set(tokenize(" ".join(origin_item.signatures))))
+        if hit:
+            evidence.append(EvidenceItem(
+                finding=f"The origin incident {origin_item.incident_id} on {origin_item.service} shows "
+                        f"{', '.join(hit[:6])} in its top signatures.", citations=[origin_item.id]))
+    upstream = [r for r in context.related if r.relation in ("dependency", "linked by the pipeline")
+                and r is not origin_item]
     for r in upstream[:3]:
         evidence.append(EvidenceItem(
-            finding=f"{r.incident_id} on {r.service} ({r.relation}) was {r.status} at the same time.",
-            citations=[r.id]))
+            finding=f"{r.service} ({r.relation}) had incident {r.incident_id} ({r.severity}) overlapping this one, "
+                    f"opened {_fmt_time(r.opened_at)}.", citations=[r.id]))
     if not evidence:
         evidence.append(EvidenceItem(finding="No signature or sample line matched a known failure pattern.",
                                      citations=[], supports=False))
@@ -195,7 +218,13 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
                     else f"`{_substitute(c.command, context)}`" for c in runbook.diagnosis]
 
     origin = inc.get("origin_service")
-    statement = runbook.cause + (f" The pipeline links this incident to {origin}, the likely origin." if origin else "")
+    if origin_item is not None:
+        statement = (f"This incident follows {origin_item.incident_id} on {origin_item.service}, which the pipeline "
+                     f"links as its origin; the evidence there matches: {runbook.cause}")
+    elif origin:
+        statement = runbook.cause + f" The pipeline names {origin} as the likely origin."
+    else:
+        statement = runbook.cause
     runner_up = next((m for m in matches if m.runbook_id != runbook.id), None)
     rationale = (f"Offline match against the runbook knowledge base (BM25 score {match.score:.1f}"
                  + (f"; runner-up '{runner_up.title}' {runner_up.score:.1f}" if runner_up else "")

@@ -317,7 +317,8 @@ class Repository:
         key = ("related", incident["incident_id"], tuple(sorted(services)), start, end, tuple(sorted(linked)))
         return self._cached(key, ("incident_updates",), lambda: self.db.df(f"""
             SELECT {LIST_COLUMNS},
-                   incident_id IN (SELECT unnest($linked)) AS explicitly_linked
+                   incident_id IN (SELECT unnest($linked)) AS explicitly_linked,
+                   list_transform(coalesce(top_signatures, []), lambda s: s.signature) AS signature_texts
             FROM incidents_current
             WHERE incident_id <> $id AND (
                 incident_id IN (SELECT unnest($linked))
@@ -437,6 +438,40 @@ class Repository:
             ORDER BY rank NULLS LAST, event_time LIMIT {int(limit)}""",
             {"files": files, "service": service, "start": start, "end": end,
              "sigs": list(signature_ids) or [""], "per": per_signature}))
+
+    def surging_signatures(self, service: str, opened: datetime, end: datetime, before: timedelta,
+                           exclude: Sequence[str] = (), limit: int = 8) -> pd.DataFrame:
+        """Warning and error lines of a service whose rate rose at least threefold once the incident opened.
+
+        The detector ranks error lines only; warnings that surge (GC pauses, TLS handshake warnings on
+        the server side, slow queries) often say more about the cause than the errors they lead to.
+        """
+        start = opened - before
+        files = self._event_files(start, end)
+        columns = ["signature_id", "signature", "sample", "level", "before", "during", "rate_before_per_min",
+                   "rate_during_per_min"]
+        if not files:
+            return pd.DataFrame(columns=columns)
+        before_min = max(before.total_seconds() / 60, 1.0)
+        during_min = max((end - opened).total_seconds() / 60, 1.0)
+        key = ("surging", service, opened, end, before, tuple(exclude), limit)
+        return self._cached(key, ("events",), lambda: self.db.df(f"""
+            WITH lines AS (
+                SELECT signature_id, any_value(signature) AS signature, any_value(message) AS sample,
+                       max(level) AS level,
+                       count_if(event_time < $opened) AS before, count_if(event_time >= $opened) AS during
+                FROM {self._event_source()}
+                WHERE service = $service AND event_time BETWEEN $start AND $end
+                  AND (is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL'))
+                GROUP BY signature_id)
+            SELECT {', '.join(columns[:6])}, before / {before_min} AS rate_before_per_min,
+                   during / {during_min} AS rate_during_per_min
+            FROM lines
+            WHERE during >= 3 AND during / {during_min} >= 3 * (before + 1) / {before_min}
+              AND signature_id NOT IN (SELECT unnest($exclude))
+            ORDER BY during DESC, signature_id LIMIT {int(limit)}""",
+            {"files": files, "service": service, "opened": opened, "start": start, "end": end,
+             "exclude": list(exclude) or [""]}))
 
     # --- pipeline --------------------------------------------------------------------------
     def metrics_series(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:

@@ -257,7 +257,9 @@ def _incident_events(plan: IncidentPlan, catalog: Catalog, pools: _Pools, nprng:
     kind = "origin" if plan.origin_incident_id is None else "caller"
     times = nprng.integers(max(p_start, lo_ms), max(p_start, lo_ms) + max(overlap, 1), size=n)
     is_error = nprng.random(n) < max(scenario.error_share, 0.2)
-    message = np.where(is_error, nprng.choice(pools.index[(scenario.key, kind)], n),
+    pool = pools.index[(scenario.key, kind)]
+    weights = 0.55 ** (np.arange(len(pool)) // (POOL_SIZE // 4))  # a scenario's first template is its loudest
+    message = np.where(is_error, nprng.choice(pool, n, p=weights / weights.sum()),
                        nprng.choice(pools.index[(plan.service, "normal")], n))
     latency = _lognormal_latency(nprng, spec, n) * scenario.latency_factor
     status = np.where(is_error, scenario.http_status, 200).astype(np.int32)
@@ -376,7 +378,9 @@ def _lifecycle(plan: IncidentPlan, config: DemoConfig, catalog: Catalog, pools: 
             "signature": pools.signatures[i], "signature_id": pools.signature_ids[i], "count": 0,
             "sample": pools.messages[i]})
         entry["count"] += 1
-    top = sorted(signatures.values(), key=lambda s: -s["count"])[:5]
+    top = list(signatures.values())[:5]
+    for rank, entry in enumerate(top):  # the first template of a scenario is its loudest
+        entry["count"] = max(1, int(entry["count"] * (0.55 ** rank) * 10))
     samples = [pools.messages[i] for i in idx[:: max(1, len(idx) // 4)]][:4]
     until = plan.resolved_at or end
     n_updates = max(1, min(12, int(rng.expovariate(1 / config.updates_per_incident)) + 1))

@@ -81,7 +81,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
     ),
     Scenario(
         key="slow_dependency", category="dependency", origin="auth-service", callers=("api-gateway",),
-        title="api-gateway: latency from slow auth-service",
+        title="auth-service: slow responses, thread pool saturated",
         trigger="latency", error_type="TimeoutException", http_status=504, latency_factor=40.0,
         error_share=0.25,
         reasons=("p95 latency 3900 ms vs baseline 90 ms", "dependency auth-service degraded"),
@@ -142,7 +142,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
     ),
     Scenario(
         key="cache_stampede", category="cache", origin="redis-cache", callers=("search-service", "auth-service"),
-        title="search-service: cache stampede after mass expiry",
+        title="redis-cache: cache stampede after mass expiry",
         trigger="latency", error_type="RedisTimeoutException", http_status=503, latency_factor=12.0,
         error_share=0.3,
         reasons=("p95 latency 1300 ms vs baseline 110 ms", "cache hit ratio dropped to 12%"),

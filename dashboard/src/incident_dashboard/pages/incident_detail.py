@@ -77,13 +77,15 @@ def _live_body(incident_id: str) -> None:
     cols[1].metric("Resolved after" if inc.get("resolved_at") else "Open for",
                    fmt_duration(end - inc["opened_at"]), border=True)
     rate, base = inc.get("error_rate"), inc.get("baseline_error_rate")
-    cols[2].metric("Error rate", fmt_pct(rate), border=True, delta_color="inverse",
-                   delta=f"{(rate - base) * 100:+.1f} pp vs baseline" if rate is not None and base is not None else None)
+    cols[2].metric("Error rate", fmt_pct(rate, 1), border=True, delta_color="inverse",
+                   delta=f"{rate / base:,.0f}× baseline" if rate is not None and base else None,
+                   help=f"Baseline {fmt_pct(base)}")
     p95, base95 = inc.get("latency_p95_ms"), inc.get("baseline_latency_p95_ms")
     cols[3].metric("p95 latency", f"{p95:,.0f} ms" if p95 is not None else "-", border=True, delta_color="inverse",
-                   delta=f"{p95 / base95:.1f}× baseline" if p95 and base95 else None)
-    cols[4].metric("Errors / events", f"{inc.get('error_count') or 0:,} / {inc.get('event_count') or 0:,}",
-                   border=True)
+                   delta=f"{p95 / base95:.1f}× baseline" if p95 and base95 else None,
+                   help=f"Baseline {base95:,.0f} ms" if base95 else None)
+    cols[4].metric("Errors", f"{inc.get('error_count') or 0:,}", border=True,
+                   help=f"out of {inc.get('event_count') or 0:,} events counted by the detector")
     cols[5].metric("Anomaly score", f"{inc.get('anomaly_score') or 0:.1f}", border=True)
 
     context = build_context(repo, default_catalog(), incident_id)
@@ -107,11 +109,13 @@ def _charts(context: IncidentContext) -> None:
     window = context.window
     start, end = inc["opened_at"], context.end
     with st.container(border=True):
-        st.markdown(f"### Around the incident ({WINDOW_BEFORE.seconds // 60} min before to "
-                    f"{WINDOW_AFTER.seconds // 60} min after; incident span shaded)")
+        st.markdown("### Around the incident")
+        st.caption(f"{WINDOW_BEFORE.seconds // 60} min before to {WINDOW_AFTER.seconds // 60} min after; the "
+                   "incident's span is shaded, its service drawn boldest, dashed line = its baseline.")
         if window.empty:
             st.caption("No raw events for this window (they may have been compacted away or not written yet).")
             return
+        window = window[window["service"].isin(_chart_services(context))]
         tab_errors, tab_latency = st.tabs(["Error rate", "Latency p95"])
         with tab_errors:
             st.altair_chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
@@ -120,6 +124,18 @@ def _charts(context: IncidentContext) -> None:
             st.altair_chart(charts.window_chart(window, "latency_p95_ms", "p95 latency (ms)", start, end,
                                                 inc["service"], inc.get("baseline_latency_p95_ms"), fmt=",.0f"),
                             width="stretch")
+
+
+def _chart_services(context: IncidentContext, extra: int = 2) -> list[str]:
+    """The incident's service, services with related incidents, and the neighbours that moved most."""
+    service = context.incident["service"]
+    chosen = [service] + [r.service for r in context.related if r.service != service]
+    window = context.window
+    others = window[~window["service"].isin(chosen)]
+    if not others.empty:
+        peaks = others.groupby("service")["error_rate"].max().sort_values(ascending=False)
+        chosen += peaks.index[:extra].tolist()
+    return list(dict.fromkeys(chosen))[:5]
 
 
 def _reasons_and_scope(context: IncidentContext) -> None:
@@ -156,6 +172,14 @@ def _signatures(context: IncidentContext) -> None:
         st.altair_chart(charts.signatures_bar(frame), width="stretch")
         st.dataframe(frame, hide_index=True, width="stretch",
                      column_config={"signature": st.column_config.TextColumn(width="large")})
+        if context.surging:
+            st.markdown("**Lines that surged when it opened** (warnings included)")
+            surge = pd.DataFrame([{"id": w.id, "level": w.level, "before": w.before, "during": w.during,
+                                   "signature": w.signature} for w in context.surging])
+            st.dataframe(surge, hide_index=True, width="stretch", column_config={
+                "before": st.column_config.NumberColumn("30 min before"),
+                "during": st.column_config.NumberColumn("since opened"),
+                "signature": st.column_config.TextColumn(width="large")})
 
 
 def _lifecycle(incident_id: str) -> None:

@@ -108,8 +108,9 @@ def _freshness(freshness) -> None:
         ("Newest Spark batch", freshness.latest_batch_time, freshness.age_seconds(freshness.latest_batch_time)),
     ]
     for label, moment, age in rows:
-        icon = ("🟢" if age is not None and age < 120 else "🟡" if age is not None and age < 900
-                else "🔴" if age is not None else "⚪")
+        icon = (":green[:material/check_circle:]" if age is not None and age < 120
+                else ":orange[:material/schedule:]" if age is not None and age < 900
+                else ":red[:material/error:]" if age is not None else ":gray[:material/radio_button_unchecked:]")
         value = f"{moment:%H:%M:%S} UTC · {fmt_age(age)} ago" if moment else "no data"
         st.markdown(f"{icon} **{label}**: {value}")
     if freshness.latest_event_time and freshness.latest_ingest_time:

@@ -35,7 +35,8 @@ ERROR_TITLES = {
     "request": "Gemini rejected the request",
     "internal": "The analysis failed",
 }
-PRIORITY_ICONS = {"now": "🔴 now", "high": "🟠 high", "medium": "🟡 medium", "low": "🔵 low"}
+PRIORITY_BADGES = {"now": ":red-badge[now]", "high": ":orange-badge[high]", "medium": ":blue-badge[medium]",
+                   "low": ":gray-badge[low]"}
 
 
 def _error_key(incident_id: str) -> str:
@@ -165,21 +166,19 @@ def show_analysis(analysis: Analysis, context: IncidentContext | None = None) ->
         st.markdown("#### Evidence")
         for item in r.evidence:
             cites = " ".join(f"`{c}`" for c in item.citations)
-            mark = "✅" if item.supports else "⚠️"
+            mark = ":green[:material/check_circle:]" if item.supports else ":orange[:material/help:]"
             st.markdown(f"{mark} {item.finding} {cites}")
     with right, st.container(border=True):
         st.markdown("#### Timeline")
-        timeline = pd.DataFrame([{"time (UTC)": t.time, "what happened": t.event, "data": ", ".join(t.citations)}
-                                 for t in r.timeline])
-        st.dataframe(timeline, hide_index=True, width="stretch",
-                     column_config={"what happened": st.column_config.TextColumn(width="large")})
+        st.markdown("\n".join(
+            f"- **{_short_time(t.time)}** {t.event} " + " ".join(f"`{c}`" for c in t.citations) for t in r.timeline)
+            or "-")
 
     with st.container(border=True):
         st.markdown("#### Action plan")
-        plan = pd.DataFrame([{"#": s.order, "action": s.action, "priority": PRIORITY_ICONS.get(s.priority, s.priority),
-                              "owner": s.owner, "why": s.rationale} for s in r.action_plan])
-        st.dataframe(plan, hide_index=True, width="stretch",
-                     column_config={"action": st.column_config.TextColumn(width="large")})
+        st.markdown("\n".join(
+            f"{s.order}. {PRIORITY_BADGES.get(s.priority, s.priority)} {s.action} "
+            f":gray[— {s.owner}{'; ' + s.rationale if s.rationale else ''}]" for s in r.action_plan) or "-")
         st.caption("Suggested steps for a person to review and carry out. Nothing here is ever executed by the "
                    "dashboard.")
     left, right = st.columns(2, gap="medium")
@@ -203,6 +202,14 @@ def show_analysis(analysis: Analysis, context: IncidentContext | None = None) ->
         st.code(sent.prompt, language="markdown", wrap_lines=True, height=420)
     st.download_button("Export as Markdown", to_markdown(analysis), file_name=f"{analysis.incident_id}-rca.md",
                        mime="text/markdown", icon=":material/download:", key=f"export_{analysis.analysis_id}")
+
+
+def _short_time(value: str) -> str:
+    """'2026-11-23T09:07:08Z' -> '09:07:08' (other formats unchanged)."""
+    try:
+        return pd.Timestamp(value).strftime("%H:%M:%S")
+    except (ValueError, TypeError):
+        return value
 
 
 def _feedback(cfg: Settings, analysis: Analysis) -> None:

@@ -15,7 +15,11 @@ SEVERITY_COLORS = {"P1": "#d6336c", "P2": "#f76707", "P3": "#f2b705", "P4": "#74
 SEVERITY_SCALE = alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values()))
 ACCENT = "#4263eb"
 SPAN_COLOR = "#e03131"
-UTC_AXIS = {"format": "%H:%M", "labelAngle": 0, "title": None}
+
+
+def band_height(rows: int, per_row: int = 30, extra: int = 70) -> int:
+    """Chart height for a band axis: the height Vega-Lite gets includes axes and legend (autosize fit)."""
+    return extra + per_row * max(1, rows)
 
 
 def _x_time(field: str = "bucket", title: str | None = None) -> alt.X:
@@ -81,39 +85,64 @@ def volume_over_time(frame: pd.DataFrame) -> alt.Chart:
 
 def service_heatmap(frame: pd.DataFrame) -> alt.Chart:
     """Error rate per service and time bucket; frame: bucket, service, events, errors, error_rate."""
-    return alt.Chart(frame).mark_rect(cornerRadius=2).encode(
+    data = frame.copy()
+    buckets = pd.Series(sorted(data["bucket"].unique())) if not data.empty else pd.Series(dtype="datetime64[ns, UTC]")
+    step = buckets.diff().min() if len(buckets) > 1 else pd.Timedelta(minutes=10)
+    data["bucket_end"] = data["bucket"] + step
+    return alt.Chart(data).mark_rect(cornerRadius=2, stroke="white", strokeWidth=0.5).encode(
         x=_x_time(),
-        y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending")),
+        x2="bucket_end:T",
+        y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending"),
+                axis=alt.Axis(labelOverlap=False, labelLimit=170)),
         color=alt.Color("error_rate:Q", title="error rate",
                         scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0),
                         legend=alt.Legend(format="%", orient="right")),
         tooltip=[_utc_tooltip("bucket", "from (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
                  alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],
-    ).properties(height=max(160, 26 * max(1, frame["service"].nunique() if not frame.empty else 1)))
+    ).properties(height=band_height(frame["service"].nunique() if not frame.empty else 1, 24, 40))
 
 
 def noisiest_services(frame: pd.DataFrame) -> alt.Chart:
     """Errors per service, largest first; frame: service, events, errors, error_rate."""
     bars = alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color=SPAN_COLOR).encode(
         x=alt.X("errors:Q", title="errors", axis=alt.Axis(format="~s")),
-        y=alt.Y("service:N", sort="-x", title=None),
+        y=alt.Y("service:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=170)),
         tooltip=["service:N", alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=","),
                  alt.Tooltip("error_rate:Q", format=".2%")],
     )
     text = bars.mark_text(align="left", dx=4, color="#495057").encode(text=alt.Text("error_rate:Q", format=".1%"))
-    return (bars + text).properties(height=max(160, 28 * len(frame)))
+    return (bars + text).properties(height=band_height(len(frame), 32, 50))
+
+
+def _lanes(frame: pd.DataFrame) -> pd.Series:
+    """Per service, the lowest lane where an incident does not overlap the previous one in that lane."""
+    lanes = pd.Series(0, index=frame.index)
+    for _, group in frame.sort_values("opened_at").groupby("service"):
+        ends: list[pd.Timestamp] = []
+        for idx, row in group.iterrows():
+            lane = next((i for i, end in enumerate(ends) if end <= row["opened_at"]), len(ends))
+            if lane == len(ends):
+                ends.append(row["active_until"])
+            else:
+                ends[lane] = row["active_until"]
+            lanes[idx] = lane
+    return lanes
 
 
 def incident_timeline(frame: pd.DataFrame) -> alt.Chart:
-    """One bar per incident from opened_at to active_until, per service; frame from the incidents query."""
-    return alt.Chart(frame).mark_bar(height=9, cornerRadius=3).encode(
+    """One bar per incident from opened_at to active_until, per service (overlaps stacked in lanes)."""
+    data = frame.assign(lane=_lanes(frame)) if not frame.empty else frame.assign(lane=0)
+    lanes = int(data["lane"].max()) + 1 if not data.empty else 1
+    services = data["service"].nunique() if not data.empty else 1
+    return alt.Chart(data).mark_bar(cornerRadius=3).encode(
         x=alt.X("opened_at:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", title=None, labelAngle=0)),
         x2="active_until:T",
-        y=alt.Y("service:N", title=None),
+        y=alt.Y("service:N", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=170, grid=True)),
+        yOffset=alt.YOffset("lane:O", scale=alt.Scale(paddingInner=0.25)),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
         tooltip=["incident_id:N", "severity:N", "status:N", "service:N", "title:N",
                  _utc_tooltip("opened_at", "opened (UTC)"), _utc_tooltip("active_until", "until (UTC)")],
-    ).properties(height=max(120, 30 * max(1, frame["service"].nunique() if not frame.empty else 1)))
+    ).properties(height=band_height(services, max(26, 12 * lanes), 70))
 
 
 def _span(start: datetime, end: datetime) -> alt.Chart:
@@ -146,7 +175,7 @@ def window_chart(frame: pd.DataFrame, metric: str, title: str, start: datetime, 
         rule = alt.Chart(pd.DataFrame({"y": [baseline], "label": [f"{service} baseline"]})).mark_rule(
             color="#868e96", strokeDash=[2, 2]).encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=fmt)])
         layers.append(rule)
-    return alt.layer(*layers).properties(height=230)
+    return alt.layer(*layers).properties(height=300)
 
 
 def signatures_bar(frame: pd.DataFrame) -> alt.Chart:
@@ -154,9 +183,9 @@ def signatures_bar(frame: pd.DataFrame) -> alt.Chart:
     data = frame.assign(short=frame["signature"].str.slice(0, 70))
     return alt.Chart(data).mark_bar(cornerRadiusEnd=3, color=ACCENT).encode(
         x=alt.X("count:Q", title="events"),
-        y=alt.Y("id:N", sort="-x", title=None),
+        y=alt.Y("id:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
         tooltip=["id:N", "signature:N", alt.Tooltip("count:Q", format=",")],
-    ).properties(height=max(110, 26 * len(frame)))
+    ).properties(height=band_height(len(frame), 28, 45))
 
 
 def throughput_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -208,16 +237,18 @@ def lag_chart(frame: pd.DataFrame) -> alt.Chart:
 def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
     """Consumer lag per partition; frame: partition, lag."""
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#f59f00").encode(
-        x=alt.X("lag:Q", title="lag (records)"), y=alt.Y("partition:O", title="partition"),
+        x=alt.X("lag:Q", title="lag (records)"),
+        y=alt.Y("partition:O", title="partition", axis=alt.Axis(labelOverlap=False)),
         tooltip=["partition:O", alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
-    ).properties(height=max(80, 28 * len(frame)))
+    ).properties(height=band_height(len(frame), 30, 50))
 
 
 def dead_letter_reasons(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#ae3ec9").encode(
-        x=alt.X("records:Q", title="records"), y=alt.Y("reason:N", sort="-x", title=None),
+        x=alt.X("records:Q", title="records"),
+        y=alt.Y("reason:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
         tooltip=["reason:N", alt.Tooltip("records:Q", format=","), "example:N"],
-    ).properties(height=max(100, 28 * len(frame)))
+    ).properties(height=band_height(len(frame), 30, 50))
 
 
 def dead_letter_over_time(frame: pd.DataFrame) -> alt.Chart:

@@ -108,8 +108,25 @@ _GENERIC = re.compile(
 )
 
 
+# Lines of a stack trace that follow an entry: an exception class line (Java or Python), "Caused by:",
+# a Python traceback header, or anything indented.
+_STACK_LINE = re.compile(
+    r"^(?:[ \t]|Caused by:|Suppressed:|Traceback \(most recent call last\)|"
+    r"(?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$]*(?:Exception|Error|Throwable|Fault)(?::|$))"
+)
+
+
+_EXCEPTION_CLASS = re.compile(r"^((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$]*(?:Exception|Error|Throwable|Fault))(?::|$)")
+
+
+def exception_type(line: str) -> str | None:
+    """The exception class a stack-trace line names (``java.sql.SQLException: ...`` -> the class)."""
+    m = _EXCEPTION_CLASS.match(line.removeprefix("Caused by: "))
+    return m.group(1) if m else None
+
+
 def parse_generic(line: str) -> dict[str, Any] | object | None:
-    if line[:1] in (" ", "\t") or line.startswith(("Caused by:", "Traceback (most recent call last)")):
+    if _STACK_LINE.match(line):
         return CONTINUATION
     m = _GENERIC.match(line)
     if not m:
@@ -284,7 +301,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "http_method": ("http_method", "method", "http.method", "http.request.method", "request_method"),
     "http_path": ("http_path", "path", "url.path", "uri", "request_uri", "http.target", "url"),
     "http_status": ("http_status", "status", "status_code", "http.status_code", "http.response.status_code"),
-    "latency_ms": ("latency_ms", "duration_ms", "response_time_ms", "elapsed_ms", "took_ms", "request_time_ms"),
+    "latency_ms": ("latency_ms", "duration_ms", "event.duration_ms", "response_time_ms", "elapsed_ms", "took_ms",
+                   "request_time_ms"),
     "error_type": ("error_type", "error.type", "exception", "exc_type", "exception.type", "error_kind"),
     "environment": ("environment", "env", "deployment.environment"),
     "event_id": ("event_id", "eventId", "id", "uuid"),

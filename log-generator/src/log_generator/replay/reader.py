@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from log_generator.replay.formats import CONTINUATION, make_formats, resolve_format
+from log_generator.replay.formats import CONTINUATION, exception_type, make_formats, resolve_format
 from log_generator.summary import ReplayStats
 
 MAX_MESSAGE_CHARS = 100_000
@@ -133,6 +133,8 @@ class LogFileReader:
                         if multiline and pending is not None:
                             record = pending[0]
                             record["message"] = f"{record['message']}\n{line}"
+                            if not record.get("error_type"):
+                                record["error_type"] = exception_type(line)
                             continue
                         parsed = None  # a continuation with nothing to continue
                     if parsed is None:

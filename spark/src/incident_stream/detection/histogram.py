@@ -51,10 +51,10 @@ def from_sparse(pairs: list[list[int]] | None) -> np.ndarray:
     return hist
 
 
-def to_sparse_float(hist: np.ndarray, digits: int = 4) -> list[list[float]]:
-    """Decayed (fractional) histograms, e.g. the baseline's, rounded to keep the state small."""
-    nz = np.flatnonzero(hist > 10 ** -digits)
-    return [[int(i), round(float(hist[i]), digits)] for i in nz]
+def to_sparse_float(hist: np.ndarray) -> list[list[float]]:
+    """Decayed (fractional) histograms, e.g. the baseline's; exact, so a state round trip changes nothing."""
+    nz = np.flatnonzero(hist)
+    return [[int(i), float(hist[i])] for i in nz]
 
 
 def from_sparse_float(pairs: list[list[float]] | None) -> np.ndarray:

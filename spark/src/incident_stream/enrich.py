@@ -1,0 +1,122 @@
+"""Parse and enrich decoded log events into rows of the events table (Spark built-in functions only).
+
+``enrich(decoded, catalog)`` is a pure DataFrame function (streaming or batch): it takes the columns
+of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exactly the columns of
+``incident_contracts.tables.EVENTS``, in order:
+
+* level normalised to TRACE/DEBUG/INFO/WARN/ERROR/FATAL (synonyms such as WARNING, CRITICAL, SEVERE
+  mapped), ``is_error`` = ERROR/FATAL or an HTTP status of 500 or more;
+* HTTP method (upper case), path (without query string), status and latency: taken from the event's
+  fields, or parsed from the message when the producer left them empty (``GET /orders 503 in 81ms``);
+* the error signature and its id (signature.py);
+* the service's tier and owner from the service catalog;
+* ``event_date``/``event_hour`` (UTC) for partitioning, ``ingest_time`` = time of the micro-batch.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from incident_contracts.catalog import Catalog
+from incident_contracts.tables import EVENTS
+from incident_stream.signature import mask_column, signature_id_column
+
+LEVEL_SYNONYMS = {
+    "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
+    "EMERG": "FATAL", "EMERGENCY": "FATAL", "ALERT": "FATAL", "PANIC": "FATAL", "NOTICE": "INFO",
+    "INFORMATION": "INFO", "INFORMATIONAL": "INFO", "FINE": "DEBUG", "FINER": "TRACE", "FINEST": "TRACE",
+    "VERBOSE": "TRACE",
+}
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+HTTP_METHODS = "GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE"
+# A request line in a message: METHOD PATH [HTTP/x] [->|returned|status] STATUS
+_REQUEST = (f"(?:^|[^A-Za-z])({HTTP_METHODS}) +(/[^ ?\"]*)(?:\\?[^ \"]*)?(?: +HTTP/[0-9.]+)?\"?"
+            "(?: +(?:-> *|returned +|status[=: ]+|=> *)?([1-5][0-9][0-9])(?![0-9]))?")
+_STATUS = "(?i)(?:status|code)[=: ]+([1-5][0-9][0-9])(?![0-9])"
+_LATENCY = ("(?i)(?:latency|took|duration|elapsed|time|in|after)[=: ]+([0-9]+(?:\\.[0-9]+)?) *"
+            "(ms|msec|s|sec|us|µs)(?![A-Za-z])")
+
+
+def normalise_level(level: Column) -> Column:
+    upper = F.upper(F.trim(level))
+    mapped = F.coalesce(F.element_at(F.create_map(*[F.lit(x) for kv in LEVEL_SYNONYMS.items() for x in kv]),
+                                     upper), upper)
+    return F.when(mapped.isin(*LEVELS), mapped).otherwise(F.lit("INFO"))
+
+
+def _extract(message: Column, pattern: str, group: int) -> Column:
+    found = F.regexp_extract(message, pattern, group)
+    return F.when(found != "", found)
+
+
+def http_method(df: DataFrame) -> Column:
+    return F.upper(F.coalesce(F.col("http_method"), _extract(F.col("message"), _REQUEST, 1)))
+
+
+def http_path(df: DataFrame) -> Column:
+    path = F.coalesce(F.col("http_path"), _extract(F.col("message"), _REQUEST, 2))
+    return F.when(path.contains("?"), F.substring_index(path, "?", 1)).otherwise(path)
+
+
+def http_status(df: DataFrame) -> Column:
+    parsed = F.coalesce(_extract(F.col("message"), _REQUEST, 3), _extract(F.col("message"), _STATUS, 1))
+    return F.coalesce(F.col("http_status"), parsed.cast("int"))
+
+
+def latency_ms(df: DataFrame) -> Column:
+    value = _extract(F.col("message"), _LATENCY, 1).cast("double")
+    unit = F.lower(_extract(F.col("message"), _LATENCY, 2))
+    factor = (F.when(unit.isin("s", "sec"), F.lit(1000.0)).when(unit.isin("us", "µs"), F.lit(0.001))
+              .otherwise(F.lit(1.0)))
+    return F.coalesce(F.col("latency_ms"), value * factor)
+
+
+def catalog_lookup(catalog: Catalog, service: Column) -> tuple[Column, Column]:
+    """(tier, owner) of a service from the catalog; null for services the catalog does not list."""
+    if not catalog.services:
+        return F.lit(None).cast("string"), F.lit(None).cast("string")
+    tiers = F.create_map(*[F.lit(x) for s in catalog.services for x in (s.name, str(s.tier))])
+    owners = F.create_map(*[F.lit(x) for s in catalog.services for x in (s.name, s.owner)])
+    return F.element_at(tiers, service), F.element_at(owners, service)
+
+
+def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
+    """Decoded events -> rows with exactly the EVENTS columns (see the module docstring)."""
+    service = F.trim(F.col("service"))
+    level = normalise_level(F.col("level"))
+    status = http_status(decoded)
+    tier, owner = catalog_lookup(catalog, service)
+    staged = decoded.select(
+        F.col("event_id"),
+        F.col("timestamp").alias("event_time"),
+        F.current_timestamp().alias("ingest_time"),
+        service.alias("service"),
+        F.trim(F.col("environment")).alias("environment"),
+        F.col("host"),
+        level.alias("level"),
+        F.col("logger"),
+        F.col("message"),
+        F.col("trace_id"),
+        F.col("span_id"),
+        http_method(decoded).alias("http_method"),
+        http_path(decoded).alias("http_path"),
+        status.alias("http_status"),
+        latency_ms(decoded).alias("latency_ms"),
+        F.col("error_type"),
+        tier.alias("tier"),
+        owner.alias("owner"),
+        F.col("attributes"),
+        F.col("topic"),
+        F.col("kafka_partition"),
+        F.col("kafka_offset"),
+    )
+    signature = mask_column(F.col("message"))
+    return (staged
+            .withColumn("is_error", F.col("level").isin("ERROR", "FATAL") | F.coalesce(F.col("http_status") >= 500,
+                                                                                     F.lit(False)))
+            .withColumn("signature", signature)
+            .withColumn("signature_id", signature_id_column(F.col("signature")))
+            .withColumn("event_date", F.date_format(F.col("event_time"), "yyyy-MM-dd"))
+            .withColumn("event_hour", F.hour(F.col("event_time")).cast("int"))
+            .select(*EVENTS.names))

@@ -1,0 +1,361 @@
+"""The streaming job: Kafka -> decode -> enrich -> events / dead_letter, and detection -> incident_updates.
+
+Two streaming queries share one SparkSession, each with its own checkpoint sub-folder:
+
+* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic, writes enriched events and dead
+  letters with the exactly-once writer (sinks.py); it commits processed offsets to the consumer group.
+* ``detection`` (``<checkpoint>/detection``): reads the topic again, enriches, runs
+  ``incident_stream.detection.detect`` and writes incident_updates the same way.
+
+Run modes: continuous (processing-time trigger), ``available_now`` (everything already in the topic,
+then stop), or idle stop (stop once no record arrived for N seconds). SIGTERM/SIGINT stop gracefully:
+the running micro-batch finishes, the queries stop, small files are compacted, a summary is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from incident_contracts.catalog import Catalog, default_catalog
+from incident_contracts.settings import Settings
+from incident_contracts.tables import DEAD_LETTER_PARTITIONS, EVENTS_PARTITIONS
+from incident_stream.compaction import compact_table
+from incident_stream.dead_letter import dead_letters, events_of, rejected
+from incident_stream.enrich import enrich
+from incident_stream.kafka_source import SOURCE_NAME
+from incident_stream.metrics import MetricsRecorder
+from incident_stream.sinks import clear_staging, discard_batch, write_batch_exactly_once
+
+log = logging.getLogger("incident_stream")
+
+INGEST, DETECTION = "ingest", "detection"
+COMPACT_EVERY_BATCHES = 20
+STOP_GRACE_SECONDS = 60.0
+
+
+@dataclass
+class JobOptions:
+    data_dir: Path
+    checkpoint: Path
+    once: bool = False
+    idle_stop_seconds: float = 0.0
+    trigger_seconds: float = 2.0
+    starting_offsets: str = "earliest"
+    max_records_per_trigger: int | None = None
+    fail_on_data_loss: bool = True
+    run_id: str | None = None
+    detection: bool = True
+    compact_every: int = COMPACT_EVERY_BATCHES
+
+    @property
+    def mode(self) -> str:
+        if self.once:
+            return "available-now"
+        return "idle-stop" if self.idle_stop_seconds > 0 else "continuous"
+
+
+@dataclass
+class Counters:
+    """Rows written during this run (the driver's foreachBatch functions update them)."""
+
+    events: int = 0
+    dead_letter: int = 0
+    incident_updates: int = 0
+    batches: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, query: str, **rows: int) -> None:
+        with self.lock:
+            self.batches[query] = self.batches.get(query, 0) + 1
+            for name, count in rows.items():
+                setattr(self, name, getattr(self, name) + count)
+
+
+def source_options(settings: Settings, options: JobOptions, *, commit: bool) -> dict[str, str]:
+    """Options of the Kafka source for this job."""
+    values = {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+        "subscribe": settings.kafka_topic_logs,
+        "format": "logevent",
+        "startingOffsets": options.starting_offsets,
+        "failOnDataLoss": str(options.fail_on_data_loss).lower(),
+        "schemaRegistryUrl": settings.schema_registry_url,
+        "maxEventAgeSeconds": str(settings.stream_max_event_age_hours * 3600),
+        "maxFutureSeconds": str(settings.stream_max_future_seconds),
+    }
+    if options.max_records_per_trigger:
+        values["maxOffsetsPerTrigger"] = str(options.max_records_per_trigger)
+    if commit and settings.kafka_consumer_group:
+        values["commitGroup"] = settings.kafka_consumer_group
+    return values
+
+
+def checkpoint_tag(checkpoint: Path) -> str:
+    """A short id of a query's checkpoint (from Spark's metadata file), used in the sinks' file names."""
+    metadata = checkpoint / "metadata"
+    for _ in range(50):
+        if metadata.exists():
+            try:
+                return json.loads(metadata.read_text().splitlines()[0])["id"].replace("-", "")[:8]
+            except (ValueError, KeyError, IndexError):
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the streaming checkpoint {checkpoint} has no readable metadata file")
+
+
+def last_committed_batch(checkpoint: Path) -> int | None:
+    commits = checkpoint / "commits"
+    if not commits.is_dir():
+        return None
+    ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()]
+    return max(ids) if ids else None
+
+
+def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
+    """{partition: offset} the query's last committed batch reads up to (from its offset log)."""
+    batch = last_committed_batch(checkpoint)
+    if batch is None:
+        return None
+    path = checkpoint / "offsets" / str(batch)
+    try:
+        last = path.read_text(encoding="utf-8").strip().splitlines()[-1]
+        offset = json.loads(last)
+        return {str(p): int(o) for p, o in offset["offsets"].items()}
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+class IngestSink:
+    """foreachBatch of the ingest query: events and dead letters of one micro-batch, exactly once."""
+
+    def __init__(self, data_dir: Path, checkpoint: Path, catalog: Catalog, counters: Counters,
+                 compact_every: int):
+        self.events_path = data_dir / "events"
+        self.dead_letter_path = data_dir / "dead_letter"
+        self.checkpoint = checkpoint
+        self.catalog = catalog
+        self.counters = counters
+        self.compact_every = compact_every
+        self._tag: str | None = None
+
+    @property
+    def tag(self) -> str:
+        if self._tag is None:
+            self._tag = checkpoint_tag(self.checkpoint)
+        return self._tag
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        observation = Observation(f"ingest-{batch_id}-{uuid.uuid4().hex[:6]}")
+        observed = batch.observe(observation, F.count(F.lit(1)).alias("rows"),
+                                 F.coalesce(F.sum(F.when(rejected(), 1).otherwise(0)), F.lit(0)).alias("rejected"))
+        events = write_batch_exactly_once(enrich(events_of(observed), self.catalog), batch_id, self.events_path,
+                                          EVENTS_PARTITIONS, tag=self.tag)
+        rejected_rows = int(observation.get.get("rejected") or 0)
+        dead = 0
+        if rejected_rows:
+            # Rare: the batch is read again (same offsets) rather than cached for every batch.
+            dead = write_batch_exactly_once(dead_letters(batch), batch_id, self.dead_letter_path,
+                                            DEAD_LETTER_PARTITIONS, tag=self.tag).rows
+        else:
+            discard_batch(self.dead_letter_path, batch_id, self.tag)
+        self.counters.add(INGEST, events=events.rows, dead_letter=dead)
+        if self.compact_every and batch_id > 0 and batch_id % self.compact_every == 0:
+            for table in (self.events_path, self.dead_letter_path):
+                compact_table(table, tag=self.tag, before_batch=batch_id)
+
+
+class UpdatesSink:
+    """foreachBatch of the detection query: incident_updates rows, exactly once."""
+
+    def __init__(self, data_dir: Path, checkpoint: Path, counters: Counters, compact_every: int):
+        self.path = data_dir / "incident_updates"
+        self.checkpoint = checkpoint
+        self.counters = counters
+        self.compact_every = compact_every
+        self._tag: str | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self._tag is None:
+            self._tag = checkpoint_tag(self.checkpoint)
+        written = write_batch_exactly_once(batch, batch_id, self.path, (), tag=self._tag)
+        self.counters.add(DETECTION, incident_updates=written.rows)
+        if self.compact_every and batch_id > 0 and batch_id % self.compact_every == 0:
+            compact_table(self.path, tag=self._tag, before_batch=batch_id)
+
+
+def _detector() -> Any | None:
+    try:
+        from incident_stream.detection import detect
+    except ImportError as exc:
+        log.warning("incident detection is unavailable (%s); only events and dead letters are written", exc)
+        return None
+    return detect
+
+
+class StreamJob:
+    def __init__(self, spark: SparkSession, settings: Settings, options: JobOptions,
+                 catalog: Catalog | None = None):
+        self.spark = spark
+        self.settings = settings
+        self.options = options
+        self.catalog = catalog or default_catalog()
+        self.counters = Counters()
+        self.queries: dict[str, StreamingQuery] = {}
+        self.metrics = MetricsRecorder(options.data_dir / "metrics", run_id=options.run_id)
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+
+    # --- building the queries ---------------------------------------------------------------------
+    def _source(self, *, commit: bool) -> DataFrame:
+        reader = self.spark.readStream.format(SOURCE_NAME)
+        for key, value in source_options(self.settings, self.options, commit=commit).items():
+            reader = reader.option(key, value)
+        return reader.load()
+
+    def _trigger(self) -> dict[str, Any]:
+        if self.options.once:
+            return {"availableNow": True}
+        return {"processingTime": f"{self.options.trigger_seconds:g} seconds"}
+
+    def start(self) -> None:
+        clear_staging(self.options.data_dir)
+        self.spark.streams.addListener(self.metrics)
+        checkpoint = self.options.checkpoint
+        ingest_checkpoint = checkpoint / INGEST
+        sink = IngestSink(self.options.data_dir, ingest_checkpoint, self.catalog, self.counters,
+                          self.options.compact_every)
+        self.queries[INGEST] = (self._source(commit=True).writeStream.queryName(INGEST)
+                                .foreachBatch(sink)
+                                .option("checkpointLocation", str(ingest_checkpoint))
+                                .trigger(**self._trigger()).start())
+        detect = _detector() if self.options.detection else None
+        if detect is not None:
+            detection_checkpoint = checkpoint / DETECTION
+            events = enrich(events_of(self._source(commit=False)), self.catalog)
+            updates = detect(events, self.catalog, self.settings)
+            self.queries[DETECTION] = (updates.writeStream.queryName(DETECTION)
+                                       .foreachBatch(UpdatesSink(self.options.data_dir, detection_checkpoint,
+                                                                 self.counters, self.options.compact_every))
+                                       .option("checkpointLocation", str(detection_checkpoint))
+                                       .trigger(**self._trigger()).start())
+
+    # --- running ----------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    def _idle_for(self) -> float:
+        activity = self.metrics.activity.get(INGEST)
+        since = activity.last_input_time if activity else self._started
+        return time.monotonic() - since
+
+    def wait(self) -> None:
+        """Block until the run ends: queries finished (available-now), idle, failed or asked to stop."""
+        self._started = time.monotonic()
+        while not self._stop.is_set():
+            failed = [q for q in self.queries.values() if q.exception() is not None]
+            if failed:
+                self.error = str(failed[0].exception())
+                self.request_stop(f"query {failed[0].name} failed")
+                break
+            if all(not q.isActive for q in self.queries.values()):
+                self.request_stop("all data processed" if self.options.once else "queries ended")
+                break
+            idle = self.options.idle_stop_seconds
+            if idle > 0 and not self.options.once and self._idle_for() >= idle and not self._busy():
+                self.request_stop(f"topic idle for {idle:g}s")
+                break
+            self._stop.wait(0.5)
+
+    def _busy(self) -> bool:
+        return any(q.isActive and q.status.get("isTriggerActive") for q in self.queries.values())
+
+    def stop(self) -> None:
+        """Stop the queries once their running batch is done, then compact and flush metrics."""
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for query in self.queries.values():
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if query.isActive:
+                query.stop()
+        self.metrics.flush()
+        self._final_compaction()
+
+    def _final_compaction(self) -> None:
+        for name, tables in ((INGEST, ("events", "dead_letter")), (DETECTION, ("incident_updates",))):
+            checkpoint = self.options.checkpoint / name
+            committed = last_committed_batch(checkpoint)
+            if committed is None or name not in self.queries:
+                continue
+            tag = checkpoint_tag(checkpoint)
+            for table in tables:
+                compact_table(self.options.data_dir / table, tag=tag, before_batch=committed + 1)
+
+    # --- reporting --------------------------------------------------------------------------------
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        ingest = self.metrics.activity.get(INGEST)
+        busy_s = (ingest.busy_ms / 1000) if ingest else 0.0
+        end_offsets = checkpoint_end_offsets(self.options.checkpoint / INGEST)
+        return {
+            "summary": "incident-stream",
+            "run_id": self.options.run_id,
+            "mode": self.options.mode,
+            "status": "failed" if self.error else "finished",
+            "stopped_by": self.stop_reason,
+            "error": self.error,
+            "topic": self.settings.kafka_topic_logs,
+            "events_written": self.counters.events,
+            "dead_letter_written": self.counters.dead_letter,
+            "incident_updates_written": self.counters.incident_updates,
+            "batches": dict(self.counters.batches),
+            "input_rows": ingest.input_rows if ingest else 0,
+            "end_offsets": end_offsets,
+            "detection": DETECTION in self.queries,
+            "elapsed_s": round(elapsed, 2),
+            "rows_per_second": round(ingest.input_rows / busy_s, 1) if ingest and busy_s else 0.0,
+        }
+
+
+def install_signal_handlers(job: StreamJob) -> None:
+    def handle(signum: int, _frame: Any) -> None:
+        log.warning("received %s: stopping after the running micro-batch", signal.Signals(signum).name)
+        job.request_stop(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+def run_job(spark: SparkSession, settings: Settings, options: JobOptions, catalog: Catalog | None = None,
+            *, handle_signals: bool = True) -> dict[str, Any]:
+    """Run the job until its mode says stop; returns the summary (also for a failed run)."""
+    started = time.monotonic()
+    job = StreamJob(spark, settings, options, catalog)
+    if handle_signals:
+        install_signal_handlers(job)
+    try:
+        job.start()
+        job.wait()
+    except Exception as exc:  # a query that could not start: report it like a failed run
+        job.error = f"{type(exc).__name__}: {exc}"
+        job.request_stop("error")
+    finally:
+        job.stop()
+        with contextlib.suppress(Exception):  # the session may already be gone
+            spark.streams.removeListener(job.metrics)
+    return job.summary(time.monotonic() - started)

@@ -1,0 +1,156 @@
+"""Streaming progress of every query, written as rows of the ``metrics`` table the dashboard reads.
+
+A StreamingQueryListener turns each progress report into one METRICS row (input and processed rows/s,
+batch duration, offsets, lag, state size). Rows are buffered and written every ``flush_seconds`` as one
+small Parquet file (temporary name, then an atomic rename); small files are merged now and then.
+The listener also keeps the latest progress per query for the job's stop rules and summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql.streaming import StreamingQueryListener
+
+from incident_contracts.tables import METRICS
+from incident_stream.compaction import compact_table
+
+log = logging.getLogger(__name__)
+
+
+def _partition_offsets(offset: Any) -> dict[str, int] | None:
+    """{partition: offset} from a source offset as the progress reports it (dict or JSON text)."""
+    if offset is None:
+        return None
+    if isinstance(offset, str):
+        try:
+            offset = json.loads(offset)
+        except ValueError:
+            return None
+    if isinstance(offset, dict) and isinstance(offset.get("offsets"), dict):
+        return {str(p): int(o) for p, o in offset["offsets"].items()}
+    return None
+
+
+def progress_row(progress: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    """One METRICS row from a StreamingQueryProgress (as parsed JSON)."""
+    sources = progress.get("sources") or [{}]
+    source = sources[0]
+    start, end, latest = (_partition_offsets(source.get(k)) for k in ("startOffset", "endOffset", "latestOffset"))
+    lag = None
+    if end is not None and latest is not None:
+        lag = sum(max(0, high - end.get(p, 0)) for p, high in latest.items())
+    states = progress.get("stateOperators") or []
+    stamp = dt.datetime.fromisoformat(progress["timestamp"].replace("Z", "+00:00"))
+    return {
+        "query_name": progress.get("name") or "unnamed",
+        "query_id": progress.get("id"),
+        "run_id": run_id or progress.get("runId"),
+        "batch_id": int(progress.get("batchId", -1)),
+        "timestamp": stamp,
+        "num_input_rows": int(progress.get("numInputRows") or 0),
+        "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
+        "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0),
+        "batch_duration_ms": int(progress.get("batchDuration") or progress.get("durationMs", {}).get(
+            "triggerExecution", 0)),
+        "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states) if states else None,
+        "state_memory_bytes": sum(int(s.get("memoryUsedBytes") or 0) for s in states) if states else None,
+        "start_offsets": json.dumps(start) if start is not None else None,
+        "end_offsets": json.dumps(end) if end is not None else None,
+        "latest_offsets": json.dumps(latest) if latest is not None else None,
+        "lag": lag,
+    }
+
+
+@dataclass
+class QueryActivity:
+    last_progress: dict[str, Any] | None = None
+    last_input_time: float = field(default_factory=time.monotonic)
+    batches: int = 0
+    input_rows: int = 0
+    busy_ms: int = 0
+
+
+class MetricsRecorder(StreamingQueryListener):
+    def __init__(self, table_path: Path, run_id: str | None = None, flush_seconds: float = 10.0,
+                 compact_every: int = 32):
+        self.table_path = Path(table_path)
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self.compact_every = compact_every
+        self.tag = "m" + uuid.uuid4().hex[:8]
+        self.activity: dict[str, QueryActivity] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._files = 0
+
+    # --- listener callbacks (Spark's listener thread) -----------------------------------------
+    def onQueryStarted(self, event: Any) -> None:
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:
+        try:
+            progress = json.loads(event.progress.json)
+            row = progress_row(progress, self.run_id)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a progress report that could not be read: %s", exc)
+            return
+        with self._lock:
+            activity = self.activity.setdefault(row["query_name"], QueryActivity())
+            activity.last_progress = progress
+            activity.batches += 1
+            activity.input_rows += row["num_input_rows"]
+            activity.busy_ms += row["batch_duration_ms"] or 0
+            if row["num_input_rows"] > 0:
+                activity.last_input_time = time.monotonic()
+            self._rows.append(row)
+            due = time.monotonic() - self._last_flush >= self.flush_seconds
+        if due:
+            self.flush()
+
+    def onQueryIdle(self, event: Any) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def onQueryTerminated(self, event: Any) -> None:
+        self.flush()
+
+    # --- writing ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._last_flush = time.monotonic()
+            if not rows:
+                return
+            self._files += 1
+            seq = self._files
+        try:
+            write_metrics(self.table_path, rows, self.tag, seq)
+            if seq % self.compact_every == 0:
+                compact_table(self.table_path, tag=self.tag, min_files=self.compact_every)
+        except OSError as exc:
+            log.warning("could not write %d metrics rows to %s: %s", len(rows), self.table_path, exc)
+
+
+def write_metrics(table_path: Path, rows: list[dict[str, Any]], tag: str, seq: int) -> Path:
+    """Write METRICS rows as one Parquet file, visible only once complete."""
+    table_path.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=METRICS)
+    target = table_path / f"part-{tag}-c{seq:012d}-0000.parquet"
+    temporary = table_path.parent / "_staging" / f"metrics-{uuid.uuid4().hex}.parquet"
+    temporary.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, temporary, compression="zstd")
+    os.replace(temporary, target)
+    return target

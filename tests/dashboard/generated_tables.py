@@ -1,0 +1,162 @@
+"""Tables built from the real log generator's scenarios, the way the Spark job would write them.
+
+Events: the generator's LogEvent records with the Spark job's signature function and error rule,
+written through the EVENTS contract in hourly partitions. Incidents: for each scenario, an incident at
+the ground-truth origin and at up to two callers whose error rate or latency departed from baseline,
+the callers linked to the origin; top signatures from error lines (the slowest lines for a
+latency-only incident), as the detector ranks them.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from incident_contracts import tables as contract
+from incident_contracts.catalog import Catalog
+from incident_stream.signature import mask_message, signature_id
+from log_generator.api import generate
+from log_generator.ground_truth import IncidentTruth
+
+BEFORE = timedelta(minutes=30)
+
+
+@dataclass
+class PlannedIncident:
+    incident_id: str
+    scenario: str
+    category: str
+    service: str
+    is_origin: bool
+
+
+def _is_error(event: dict) -> bool:
+    return event["level"] in ("ERROR", "FATAL") or (event.get("http_status") or 0) >= 500
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def write_events(events: list[dict], data_dir: Path, catalog: Catalog, tag: str) -> None:
+    rows = []
+    for offset, e in enumerate(events):
+        spec = catalog.get(e["service"])
+        signature = mask_message(e["message"])
+        when = _ts(e["timestamp"])
+        rows.append({
+            "event_id": e["event_id"], "event_time": when, "ingest_time": when + timedelta(seconds=1),
+            "service": e["service"], "environment": e["environment"], "host": e["host"], "level": e["level"],
+            "is_error": _is_error(e), "logger": e.get("logger"), "message": e["message"],
+            "trace_id": e.get("trace_id"), "span_id": e.get("span_id"), "http_method": e.get("http_method"),
+            "http_path": e.get("http_path"), "http_status": e.get("http_status"), "latency_ms": e.get("latency_ms"),
+            "error_type": e.get("error_type"), "signature": signature, "signature_id": signature_id(signature),
+            "tier": str(spec.tier) if spec else None, "owner": spec.owner if spec else None,
+            "attributes": list((e.get("attributes") or {}).items()), "topic": "logs.events", "kafka_partition": 0,
+            "kafka_offset": offset, "event_date": f"{when:%Y-%m-%d}", "event_hour": when.hour,
+        })
+    table = pa.Table.from_pylist(rows, schema=contract.EVENTS)
+    keys = sorted({(r["event_date"], r["event_hour"]) for r in rows})
+    for date, hour in keys:
+        mask = pc.and_(pc.equal(table["event_date"], date), pc.equal(table["event_hour"], hour))
+        part = table.filter(mask).drop_columns(list(contract.EVENTS_PARTITIONS))
+        folder = data_dir / "events" / f"event_date={date}" / f"event_hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(0, part.num_rows, 20_000):
+            pq.write_table(part.slice(i, 20_000), folder / f"part-{tag}-{i // 20_000:04d}.parquet")
+
+
+def _stats(events: list[dict], truth: IncidentTruth, service: str) -> dict | None:
+    start, end = truth.start_ms, truth.end_ms
+    before = [e for e in events if e["service"] == service and start - BEFORE.total_seconds() * 1000 <= e["timestamp"] < start]
+    during = [e for e in events if e["service"] == service and start <= e["timestamp"] < end]
+    if not during or not before:
+        return None
+    rate = sum(map(_is_error, during)) / len(during)
+    base = max(sum(map(_is_error, before)) / len(before), 1e-4)
+    lat = [e["latency_ms"] for e in during if e.get("latency_ms") is not None]
+    lat_before = [e["latency_ms"] for e in before if e.get("latency_ms") is not None]
+    p95 = float(np.percentile(lat, 95)) if lat else None
+    p95_before = float(np.percentile(lat_before, 95)) if lat_before else None
+    errors = [e for e in during if _is_error(e)]
+    elevated_errors = rate >= max(3 * base, 0.02)
+    slow = bool(p95 and p95_before and p95 >= 3 * p95_before)
+    ranked = errors if errors else sorted(during, key=lambda e: -(e.get("latency_ms") or 0))[:50]
+    counts = collections.Counter(mask_message(e["message"]) for e in ranked)
+    samples: dict[str, str] = {}
+    for e in ranked:
+        samples.setdefault(mask_message(e["message"]), e["message"])
+    return {"during": during, "rate": rate, "base": base, "p95": p95, "p95_before": p95_before,
+            "elevated": elevated_errors or slow, "trigger": "error_rate" if elevated_errors else "latency",
+            "top": [{"signature": s, "signature_id": signature_id(s), "count": c, "sample": samples[s]}
+                    for s, c in counts.most_common(5)],
+            "hosts": [h for h, _ in collections.Counter(e["host"] for e in ranked).most_common(4)]}
+
+
+def incident_rows(events: list[dict], truth: IncidentTruth, catalog: Catalog, prefix: str
+                  ) -> tuple[list[dict], list[PlannedIncident]]:
+    chosen: list[tuple[str, dict]] = []
+    origin_stats = _stats(events, truth, truth.origin_service)
+    if origin_stats is not None:
+        chosen.append((truth.origin_service, origin_stats))
+    for service in truth.affected_services:
+        if service == truth.origin_service or len(chosen) >= 3:
+            continue
+        stats = _stats(events, truth, service)
+        if stats is not None and stats["elevated"] and stats["top"]:
+            chosen.append((service, stats))
+    origin_id = f"{prefix}-{truth.origin_service}"
+    rows, planned = [], []
+    opened, last = _ts(truth.start_ms), _ts(truth.end_ms)
+    for service, stats in chosen:
+        is_origin = service == truth.origin_service
+        incident_id = f"{prefix}-{service}"
+        spec = catalog.get(service)
+        callers = [f"{prefix}-{s}" for s, _ in chosen if s != truth.origin_service]
+        for seq, (update_type, status, seen) in enumerate(
+                [("opened", "open", opened + timedelta(minutes=2)), ("resolved", "resolved", last)], start=1):
+            rows.append({
+                "incident_id": incident_id, "update_seq": seq, "update_type": update_type, "status": status,
+                "update_time": seen + timedelta(seconds=5), "service": service, "environment": "prod",
+                "tier": str(spec.tier), "owner": spec.owner, "severity": "P2" if spec.tier == 1 else "P3",
+                "severity_reasons": [f"{stats['trigger']} departed from baseline"], "trigger": stats["trigger"],
+                "title": f"{service}: {stats['trigger']} - {stats['top'][0]['signature'][:100] if stats['top'] else ''}",
+                "opened_at": opened, "first_seen": opened, "last_seen": seen,
+                "resolved_at": last if status == "resolved" else None, "event_count": len(stats["during"]),
+                "error_count": int(stats["rate"] * len(stats["during"])), "error_rate": stats["rate"],
+                "baseline_error_rate": stats["base"], "latency_p95_ms": stats["p95"],
+                "baseline_latency_p95_ms": stats["p95_before"], "anomaly_score": 5.0, "top_signatures": stats["top"],
+                "sample_messages": [t["sample"] for t in stats["top"][:3]], "affected_hosts": stats["hosts"],
+                "origin_service": None if is_origin else truth.origin_service,
+                "origin_incident_id": None if is_origin else origin_id,
+                "linked_incident_ids": callers if is_origin else [origin_id],
+            })
+        planned.append(PlannedIncident(incident_id, truth.scenario, truth.root_cause_category, service, is_origin))
+    return rows, planned
+
+
+def build_generated_tables(data_dir: Path, catalog: Catalog, scenarios: list[str], *, rate: float = 30.0,
+                           duration_s: float = 900.0, seed: int = 11) -> list[PlannedIncident]:
+    """One generator run per scenario, an hour apart, written as events and incident_updates tables."""
+    base = 1_800_000_000_000
+    all_rows: list[dict] = []
+    planned: list[PlannedIncident] = []
+    for i, name in enumerate(scenarios):
+        events, truth = generate(name, rate=rate, duration_s=duration_s, seed=seed, start_ms=base + i * 3_600_000)
+        events = list(events)
+        write_events(events, data_dir, catalog, tag=f"s{i}")
+        incident = next(t for t in truth.incidents if t.expect_incident)
+        rows, found = incident_rows(events, incident, catalog, prefix=f"GEN-{i}")
+        all_rows += rows
+        planned += found
+    folder = data_dir / "incident_updates"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(all_rows, schema=contract.INCIDENT_UPDATES), folder / "part-gen.parquet")
+    return planned

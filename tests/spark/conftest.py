@@ -1,0 +1,29 @@
+"""Fixtures of the Spark tests: one local SparkSession shared by the whole test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real SparkSession (local[2], UI off, 2 shuffle partitions) with the Kafka source registered."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from incident_contracts.settings import Settings
+    from incident_stream.session import build_session
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = build_session(Settings(_env_file=None, spark_shuffle_partitions=2, spark_driver_memory="1g"),  # type: ignore[call-arg]
+                            master="local[2]", ui=False,
+                            extra={"spark.sql.warehouse.dir": str(warehouse),
+                                   "spark.sql.streaming.noDataProgressEventInterval": "1000"})
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

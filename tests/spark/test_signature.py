@@ -1,0 +1,65 @@
+"""Error signatures: the pure-Python masking and the Spark column expression agree, and group failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from incident_stream.signature import mask_column, mask_message, signature_id, signature_id_column
+
+# Text rich in what the masks look for: digits, hex, separators, slashes, dots, '@', ':' and odd whitespace.
+PIECES = st.sampled_from([
+    "GET", "/api/v1/orders/", "id=", "req-", "0x", "ff", "deadBEEF", "9f1c", "-", "_", ".", ":", "@", "/", "?",
+    "=", "ms", "s ", "10.0.0.", "255", "http://", "user@example.com", "8f14e45f-ceea-467a-9575-8b1f5e7e0b3c",
+    " ", "  ", "\t", "\n", "\u00a0", "\u2028", "\u3000", "é", "日本", "🙂", "<", ">", "'", '"', "v2", "3rd", "%",
+])
+MESSAGES = st.lists(PIECES | st.text(max_size=6), max_size=14).map("".join) | st.text(max_size=80)
+
+
+def spark_signatures(spark: Any, messages: list[str | None]) -> list[tuple[str, str]]:
+    frame = spark.createDataFrame([(i, m) for i, m in enumerate(messages)], "i int, message string")
+    rows = (frame.select("i", mask_column(frame.message).alias("signature"))
+            .select("i", "signature", signature_id_column("signature").alias("signature_id"))
+            .orderBy("i").collect())
+    return [(r.signature, r.signature_id) for r in rows]
+
+
+@pytest.mark.integration
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(st.lists(MESSAGES, min_size=1, max_size=40))
+def test_spark_expression_matches_python(spark: Any, messages: list[str]) -> None:
+    expected = [(mask_message(m), signature_id(mask_message(m))) for m in messages]
+    assert spark_signatures(spark, messages) == expected
+
+
+@pytest.mark.integration
+def test_null_message_has_an_empty_signature(spark: Any) -> None:
+    assert spark_signatures(spark, [None]) == [("", signature_id(""))]
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Timeout after 3000ms calling payments at 10.0.0.12:8443 (req-8f3a2)",
+     "Timeout after 250ms calling payments at 10.0.3.7:8443 (req-0c11d)"),
+    ("user 8f14e45f-ceea-467a-9575-8b1f5e7e0b3c not found", "user 1d3a9b2c-0000-4000-8000-000000000001 not found"),
+    ("GET /api/v1/orders/123 returned 503", "GET /api/v1/orders/98765 returned 503"),
+    ("segfault at 0x7ffd5a2b in worker pay-1", "segfault at 0x00ab in worker pay-7"),
+    ("trace 4bf92f3577b34da6a3ce929d0e0e4736 failed", "trace 00f067aa0ba902b7 failed"),
+    ("mail to alice@example.com bounced", "mail to bob.smith@corp.example.org bounced"),
+])
+def test_same_failure_with_different_values_groups_together(a: str, b: str) -> None:
+    assert mask_message(a) == mask_message(b)
+    assert signature_id(mask_message(a)) == signature_id(mask_message(b))
+
+
+def test_different_failures_stay_apart() -> None:
+    assert mask_message("connection refused by postgres-primary") != mask_message("connection reset by redis-cache")
+    assert mask_message("GET /orders returned 503 in 81ms") == "GET <path> returned <num> in <num>ms"
+
+
+def test_signature_is_bounded_and_trimmed() -> None:
+    assert mask_message("  spaced \t out \n ") == "spaced out"
+    assert len(mask_message("word " * 200)) == 256
