@@ -19,7 +19,7 @@ help: ## List the targets
 	@echo "Incident intelligence - make targets"
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: SCENARIO, RATE, DURATION, SEED (trigger-dag, demo); ONCE=1 (stream); QUICK=1 (bench); YES=1 (clean)"
+	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo); WAIT=1 (trigger-dag); ONCE=1 (stream); QUICK=1 (bench); YES=1 (clean)"
 
 $(STAMP): $(WORKSPACE_FILES)
 	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
@@ -57,6 +57,11 @@ logs-%: $(STAMP)
 demo: $(STAMP) ## Start the stack and run the whole pipeline once on a mixed scenario
 	@$(BIN)/incident-stack up
 	@$(BIN)/incident-stack demo
+
+trigger-dag: $(STAMP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE, DURATION, SEED, SPEEDUP; WAIT=1 follows it)
+	@$(BIN)/incident-trigger $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(RATE),--rate $(RATE),) \
+		$(if $(DURATION),--duration $(DURATION),) $(if $(SEED),--seed $(SEED),) \
+		$(if $(SPEEDUP),--speedup $(SPEEDUP),) $(if $(WAIT),--wait,)
 
 test: $(STAMP) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
 	@$(BIN)/pytest $(PYTEST_ARGS)

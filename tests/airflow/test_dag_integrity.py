@@ -66,13 +66,14 @@ def test_params_refuse_bad_values(dagbag):
     from airflow.sdk.exceptions import ParamValidationError
 
     params = dagbag.dags[PIPELINE].params
-    assert set(params) == {"scenario", "rate", "duration", "seed", "replay_file", "replay_format"}
+    assert set(params) == {"scenario", "rate", "duration", "seed", "speedup", "replay_file",
+                           "replay_format"}
     good = copy.deepcopy(params)
     for name, value in {"scenario": "memory_leak", "rate": 50, "duration": 10, "seed": 3}.items():
         good[name] = value
     assert good.validate()["scenario"] == "memory_leak"
     for name, bad in [("rate", 0), ("rate", "many"), ("duration", 100_000), ("scenario", "nope"), ("seed", -5),
-                      ("replay_format", "xml")]:
+                      ("replay_format", "xml"), ("speedup", 0)]:
         attempt = copy.deepcopy(params)
         with pytest.raises(ParamValidationError, match=name):
             attempt[name] = bad

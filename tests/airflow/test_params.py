@@ -14,6 +14,12 @@ def test_defaults_are_a_valid_request():
     assert "mixed" in request.describe()
 
 
+def test_speedup_compresses_event_time_not_the_wall_clock():
+    request = parse_run_request({"scenario": "mixed", "rate": 300, "duration": 30, "speedup": 10})
+    assert (request.event_rate, request.event_seconds) == (30.0, 300.0)
+    assert "300s of event time" in request.describe()
+
+
 def test_numbers_from_forms_and_clis_are_accepted():
     request = parse_run_request({"scenario": "memory_leak", "rate": "250", "duration": 12.0, "seed": "7"})
     assert (request.rate, request.duration, request.seed) == (250, 12, 7)
@@ -27,6 +33,8 @@ def test_numbers_from_forms_and_clis_are_accepted():
     ({"scenario": "mixed", "rate": True, "duration": 5}, "param rate=True: expected a whole number"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "seed": -1}, "param seed=-1: must be at least 0"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "replay_file": "/no/such.log"}, "no such file"),
+    ({"scenario": "mixed", "rate": 5, "duration": 5, "speedup": 0}, "param speedup=0: must be above 0"),
+    ({"scenario": "mixed", "rate": 5, "duration": 5, "speedup": "fast"}, "param speedup='fast': expected a number"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "replay_format": "xml"}, "param replay_format='xml'"),
 ])
 def test_bad_params_are_refused_with_the_param_named(params, message):

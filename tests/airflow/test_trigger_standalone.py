@@ -89,7 +89,7 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
     from incident_airflow.last_run import describe_last_run
     from incident_airflow.trigger import main
 
-    code = main(["--scenario", "memory_leak", "--rate", "80", "--duration", "8", "--seed", "5", "--wait",
+    code = main(["--scenario", "memory_leak", "--rate", "200", "--duration", "8", "--seed", "5", "--wait",
                  "--timeout", "600"])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -197,3 +197,17 @@ def test_spark_worker_fits_in_its_container(services: dict[str, Any], raw_compos
     assert offered + 512 * 2**20 <= limit, "the worker offers executors more memory than its container has"
     driver = _bytes(services["airflow-scheduler"]["environment"]["SPARK_DRIVER_MEMORY"])
     assert driver + 512 * 2**20 <= _bytes(services["airflow-scheduler"]["deploy"]["resources"]["limits"]["memory"])
+
+
+def test_the_commands_compose_passes_are_accepted_by_the_project_clis(services: dict[str, Any]) -> None:
+    from incident_contracts.register_schema import build_parser as init_parser
+    from incident_contracts.settings import Settings
+    from log_generator.cli import build_parser as generator_parser
+
+    args = generator_parser().parse_args(services["log-generator"]["command"])
+    assert (args.scenario, args.rate, args.duration) == ("mixed", 2000.0, 60.0)
+    makefile = (ROOT / "compose.mk").read_text()
+    assert "run --rm log-generator --scenario" in makefile
+    command = services["kafka-init"]["command"]
+    assert command[:3] == ["python", "-m", "incident_contracts.register_schema"]
+    init_parser(Settings(_env_file=None)).parse_args(command[3:])  # type: ignore[call-arg]

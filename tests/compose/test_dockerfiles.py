@@ -180,11 +180,14 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_the_airflow_image_holds_every_package_its_code_imports() -> None:
-    """The image installs only uv.lock's closure of a few workspace packages: every third-party module
-    that the code it runs imports (the tasks, the DAGs, the Spark driver) must come with that closure."""
-    build = " ".join(rest for keyword, rest in _instructions(ROOT / "airflow" / "Dockerfile")
-                     if keyword == "RUN" and "uv export" in rest)
+# Code each image runs besides its own wheels (files copied into the image).
+EXTRA_SOURCES = {"airflow/Dockerfile": ["airflow/dags", "spark/submit_stream.py"]}
+
+
+def _closure_and_sources(dockerfile: Path) -> tuple[set[str], set[str], list[Path]]:
+    """(distributions the image installs, first-party packages, source paths) from its uv export and wheels."""
+    build = " ".join(rest for keyword, rest in _instructions(dockerfile) if keyword == "RUN" and "uv export" in rest)
+    assert build, f"{dockerfile.relative_to(ROOT)} does not install from uv.lock (uv export)"
     export = shlex.split(build.split("uv export", 1)[1].split("&&", 1)[0])
     if "--output-file" in export:
         del export[export.index("--output-file"):export.index("--output-file") + 2]
@@ -193,26 +196,35 @@ def test_the_airflow_image_holds_every_package_its_code_imports() -> None:
     assert result.returncode == 0, result.stderr
     closure = {_normalise(m) for m in re.findall(r"^([A-Za-z0-9_.-]+)==", result.stdout, flags=re.MULTILINE)}
     members = re.search(r"for member in ([a-z -]+); do", build)
-    assert members, "the wheel loop of airflow/Dockerfile was not found"
-    sources = [ROOT / "airflow" / "dags", ROOT / "spark" / "submit_stream.py"]
+    assert members, f"the wheel loop of {dockerfile.relative_to(ROOT)} was not found"
+    relative = str(dockerfile.relative_to(ROOT))
+    sources = [ROOT / extra for extra in EXTRA_SOURCES.get(relative, [])]
     first_party = set()
     for member in members.group(1).split():
         for package in (ROOT / member / "src").iterdir():
             if package.is_dir() and (package / "__init__.py").is_file():
                 first_party.add(package.name)
                 sources.append(package)
-    imported: dict[str, str] = {}
-    for source in sources:
-        for path in [source] if source.is_file() else source.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                         [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                         else [])
-                for name in names:
-                    imported.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
-    third_party = {n: p for n, p in imported.items()
-                   if n not in sys.stdlib_module_names and n not in first_party and n != "__future__"}
+    return closure, first_party, sources
+
+
+def test_every_image_holds_every_package_its_code_imports(dockerfiles: dict[str, Path]) -> None:
+    """Images install only uv.lock's closure of a few workspace packages: every third-party module the
+    code they run imports (for Airflow: the tasks, the DAGs, the Spark driver) must come with it."""
     distributions = importlib.metadata.packages_distributions()
-    missing = [f"{module} (imported by {path})" for module, path in sorted(third_party.items())
-               if not {_normalise(d) for d in distributions.get(module, [])} & closure]
-    assert not missing, f"modules the Airflow image would lack: {missing}"
+    for name, dockerfile in dockerfiles.items():
+        closure, first_party, sources = _closure_and_sources(dockerfile)
+        imported: dict[str, str] = {}
+        for source in sources:
+            for path in [source] if source.is_file() else source.rglob("*.py"):
+                for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                    names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                             [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                             else [])
+                    for module in names:
+                        imported.setdefault(module.split(".")[0], str(path.relative_to(ROOT)))
+        third_party = {m: p for m, p in imported.items()
+                       if m not in sys.stdlib_module_names and m not in first_party and m != "__future__"}
+        missing = [f"{module} (imported by {path})" for module, path in sorted(third_party.items())
+                   if not {_normalise(d) for d in distributions.get(module, [])} & closure]
+        assert not missing, f"modules {name} would lack: {missing}"

@@ -46,25 +46,26 @@ def _ts(ms: int) -> datetime:
 
 
 def write_events(events: list[dict], data_dir: Path, catalog: Catalog, tag: str) -> None:
-    rows = []
-    for offset, e in enumerate(events):
-        spec = catalog.get(e["service"])
-        signature = mask_message(e["message"])
-        when = _ts(e["timestamp"])
-        rows.append({
-            "event_id": e["event_id"], "event_time": when, "ingest_time": when + timedelta(seconds=1),
-            "service": e["service"], "environment": e["environment"], "host": e["host"], "level": e["level"],
-            "is_error": _is_error(e), "logger": e.get("logger"), "message": e["message"],
-            "trace_id": e.get("trace_id"), "span_id": e.get("span_id"), "http_method": e.get("http_method"),
-            "http_path": e.get("http_path"), "http_status": e.get("http_status"), "latency_ms": e.get("latency_ms"),
-            "error_type": e.get("error_type"), "signature": signature, "signature_id": signature_id(signature),
-            "tier": str(spec.tier) if spec else None, "owner": spec.owner if spec else None,
-            "attributes": list((e.get("attributes") or {}).items()), "topic": "logs.events", "kafka_partition": 0,
-            "kafka_offset": offset, "event_date": f"{when:%Y-%m-%d}", "event_hour": when.hour,
-        })
-    table = pa.Table.from_pylist(rows, schema=contract.EVENTS)
-    keys = sorted({(r["event_date"], r["event_hour"]) for r in rows})
-    for date, hour in keys:
+    specs = {s.name: s for s in catalog.services}
+    signatures = [mask_message(e["message"]) for e in events]
+    when = [_ts(e["timestamp"]) for e in events]
+    columns = {
+        "event_id": [e["event_id"] for e in events], "event_time": when,
+        "ingest_time": [w + timedelta(seconds=1) for w in when],
+        "signature": signatures, "signature_id": [signature_id(s) for s in signatures],
+        "is_error": [_is_error(e) for e in events],
+        "tier": [str(specs[e["service"]].tier) if e["service"] in specs else None for e in events],
+        "owner": [specs[e["service"]].owner if e["service"] in specs else None for e in events],
+        "attributes": [list((e.get("attributes") or {}).items()) for e in events],
+        "topic": ["logs.events"] * len(events), "kafka_partition": [0] * len(events),
+        "kafka_offset": list(range(len(events))),
+        "event_date": [f"{w:%Y-%m-%d}" for w in when], "event_hour": [w.hour for w in when],
+    }
+    for name in ("service", "environment", "host", "level", "logger", "message", "trace_id", "span_id",
+                 "http_method", "http_path", "http_status", "latency_ms", "error_type"):
+        columns[name] = [e.get(name) for e in events]
+    table = pa.Table.from_pydict({f.name: columns[f.name] for f in contract.EVENTS}, schema=contract.EVENTS)
+    for date, hour in sorted(set(zip(columns["event_date"], columns["event_hour"], strict=True))):
         mask = pc.and_(pc.equal(table["event_date"], date), pc.equal(table["event_hour"], hour))
         part = table.filter(mask).drop_columns(list(contract.EVENTS_PARTITIONS))
         folder = data_dir / "events" / f"event_date={date}" / f"event_hour={hour}"
@@ -142,7 +143,7 @@ def incident_rows(events: list[dict], truth: IncidentTruth, catalog: Catalog, pr
     return rows, planned
 
 
-def build_generated_tables(data_dir: Path, catalog: Catalog, scenarios: list[str], *, rate: float = 30.0,
+def build_generated_tables(data_dir: Path, catalog: Catalog, scenarios: list[str], *, rate: float = 20.0,
                            duration_s: float = 900.0, seed: int = 11) -> list[PlannedIncident]:
     """One generator run per scenario, an hour apart, written as events and incident_updates tables."""
     base = 1_800_000_000_000

@@ -18,8 +18,10 @@ from incident_contracts.settings import project_root
 DEFAULT_SCENARIO = "mixed"
 DEFAULT_RATE = 200
 DEFAULT_DURATION = 30
+DEFAULT_SPEEDUP = 10.0
 MAX_RATE = 200_000
 MAX_DURATION = 3600
+MAX_SPEEDUP = 1000.0
 DEFAULT_REPLAY_FORMAT = "generic"
 
 
@@ -49,9 +51,14 @@ def dag_params() -> dict[str, Any]:
         "scenario": Param(DEFAULT_SCENARIO, type="string", enum=scenario_names(),
                           title="Scenario", description="Synthetic incident scenario the log generator plays."),
         "rate": Param(DEFAULT_RATE, type="integer", minimum=1, maximum=MAX_RATE,
-                      title="Rate", description="Events per second produced to Kafka."),
+                      title="Rate", description="Events per second produced to Kafka (wall clock)."),
         "duration": Param(DEFAULT_DURATION, type="integer", minimum=1, maximum=MAX_DURATION,
-                          title="Duration", description="Seconds the generator produces for."),
+                          title="Duration", description="Seconds the generator produces for (wall clock)."),
+        "speedup": Param(DEFAULT_SPEEDUP, type="number", exclusiveMinimum=0, maximum=MAX_SPEEDUP,
+                         title="Speed-up",
+                         description="Event-time seconds per wall-clock second: at 10, a 30 s run plays 5 "
+                                     "minutes of the scenario (the detector needs a minute of history per "
+                                     "service before it pages). 1 = real time."),
         "seed": Param(None, type=["null", "integer"], minimum=0,
                       title="Seed", description="Random seed; the same seed replays the same events."),
         "replay_file": Param(None, type=["null", "string"],
@@ -71,6 +78,7 @@ class RunRequest:
     rate: int
     duration: int
     seed: int | None
+    speedup: float = DEFAULT_SPEEDUP
     replay_file: str | None = None
     replay_format: str = DEFAULT_REPLAY_FORMAT
 
@@ -82,7 +90,18 @@ class RunRequest:
         if self.is_replay:
             return f"replay of {self.replay_file} ({self.replay_format} format) at up to {self.rate} events/s"
         seed = "random seed" if self.seed is None else f"seed {self.seed}"
-        return f"scenario {self.scenario!r} at {self.rate} events/s for {self.duration}s ({seed})"
+        played = f"; {self.duration * self.speedup:g}s of event time" if self.speedup != 1 else ""
+        return f"scenario {self.scenario!r} at {self.rate} events/s for {self.duration}s ({seed}{played})"
+
+    @property
+    def event_rate(self) -> float:
+        """Events per second of event time, what the generator paces by."""
+        return self.rate / self.speedup
+
+    @property
+    def event_seconds(self) -> float:
+        """Seconds of event time the scenario covers."""
+        return self.duration * self.speedup
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +124,18 @@ def _as_int(params: dict[str, Any], name: str, low: int, high: int | None) -> in
     return number
 
 
+def _as_speedup(value: Any) -> float:
+    if value in (None, ""):
+        return DEFAULT_SPEEDUP
+    try:
+        speedup = float(value)
+    except (TypeError, ValueError):
+        raise BadParams(f"param speedup={value!r}: expected a number") from None
+    if isinstance(value, bool) or not 0 < speedup <= MAX_SPEEDUP:
+        raise BadParams(f"param speedup={value!r}: must be above 0 and at most {MAX_SPEEDUP:g}")
+    return speedup
+
+
 def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None = None) -> RunRequest:
     """Check a run's params and return them typed; raise BadParams naming the param and the fix."""
     replay = params.get("replay_file")
@@ -115,6 +146,7 @@ def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None 
     scenario = str(params.get("scenario") or DEFAULT_SCENARIO)
     rate = _as_int(params, "rate", 1, MAX_RATE)
     duration = _as_int(params, "duration", 1, MAX_DURATION)
+    speedup = _as_speedup(params.get("speedup", DEFAULT_SPEEDUP))
     seed_value = params.get("seed")
     seed = None if seed_value in (None, "") else _as_int(params, "seed", 0, None)
     if replay is not None:
@@ -124,9 +156,9 @@ def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None 
         if not path.is_file():
             raise BadParams(f"param replay_file={replay!r}: no such file ({path}). Give a path to a log file "
                             "readable by the Airflow worker, absolute or relative to the project root.")
-        return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed,
+        return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed, speedup=speedup,
                           replay_file=str(path), replay_format=replay_format)
     known = known_scenarios if known_scenarios is not None else scenario_names()
     if scenario not in known:
         raise BadParams(f"param scenario={scenario!r}: unknown scenario; choose one of {', '.join(known)}")
-    return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed)
+    return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed, speedup=speedup)

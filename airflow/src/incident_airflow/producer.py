@@ -8,9 +8,9 @@ import random
 from typing import Any
 
 from incident_airflow.params import RunRequest
+from incident_contracts.settings import Settings
 
 log = logging.getLogger(__name__)
-from incident_contracts.settings import Settings
 
 
 class ProducerFailed(RuntimeError):
@@ -43,5 +43,6 @@ def run_generator(settings: Settings, request: RunRequest, key: str) -> dict[str
         seed = request.seed if request.seed is not None else random.randrange(1_000_000)
         if request.seed is None:
             log.info("No seed given: using seed %d (pass it as `seed` to replay these events).", seed)
-        summary = api.run(request.scenario, rate=request.rate, duration_s=request.duration, seed=seed, **common)
+        summary = api.run(request.scenario, rate=request.event_rate, duration_s=request.event_seconds,
+                          speedup=request.speedup, seed=seed, **common)
     return _as_dict(summary)

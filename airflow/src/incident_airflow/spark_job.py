@@ -77,7 +77,9 @@ def job_arguments(settings: Settings, key: str, idle_stop: float) -> list[str]:
 def job_conf(settings: Settings) -> dict[str, str]:
     return {"spark.ui.port": str(settings.spark_ui_port),
             "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-            "spark.ui.showConsoleProgress": "false"}
+            "spark.ui.showConsoleProgress": "false",
+            # Spark's own INFO lines would bury what the job says in the task log.
+            "spark.log.level": "WARN"}
 
 
 def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:

@@ -1,6 +1,6 @@
 """`incident-trigger`: trigger a pipeline run on the running embedded Airflow, optionally wait for it.
 
-    incident-trigger --scenario mixed --rate 300 --duration 30 [--seed 7] [--wait]
+    incident-trigger --scenario mixed --rate 300 --duration 30 [--seed 7] [--speedup 10] [--wait]
 
 Prints the run id and its link in the Airflow UI. With --wait it prints each task's progress, then
 the run's summary, and exits non-zero when the run fails. `demo()` is what `make demo` runs.
@@ -21,7 +21,9 @@ from incident_contracts.settings import Settings, SettingsError, load_settings
 FINISHED = {"success", "failed"}
 TASK_ORDER = ("validate_params", "prepare_topic", "produce_logs", "wait_for_producer", "process_stream",
               "reconcile", "publish_incidents", "summarize")
-DEMO_CONF = {"scenario": "mixed", "rate": 400, "duration": 45, "seed": 7}
+# Ten minutes of event time in a minute: the detector has its minute of history per service, then the
+# scenario's incidents ramp up, plateau and recover while the dashboard follows.
+DEMO_CONF = {"scenario": "mixed", "rate": 300, "duration": 60, "speedup": 10, "seed": 7}
 
 
 class RunFailed(RuntimeError):
@@ -29,10 +31,10 @@ class RunFailed(RuntimeError):
 
 
 def build_conf(scenario: str | None = None, rate: int | None = None, duration: int | None = None,
-               seed: int | None = None, replay_file: str | None = None,
+               seed: int | None = None, speedup: float | None = None, replay_file: str | None = None,
                replay_format: str | None = None) -> dict[str, Any]:
     """The run's conf: only what was given, so the DAG's Param defaults apply to the rest."""
-    values = {"scenario": scenario, "rate": rate, "duration": duration, "seed": seed,
+    values = {"scenario": scenario, "rate": rate, "duration": duration, "seed": seed, "speedup": speedup,
               "replay_file": replay_file, "replay_format": replay_format}
     return {k: v for k, v in values.items() if v not in (None, "")}
 
@@ -149,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, help="events per second")
     parser.add_argument("--duration", type=int, help="seconds to produce for")
     parser.add_argument("--seed", type=int, help="random seed (same seed, same events)")
+    parser.add_argument("--speedup", type=float, help="event-time seconds per second (default 10; 1 = real time)")
     parser.add_argument("--replay-file", help="replay this log file instead of a scenario")
     parser.add_argument("--replay-format", help="format of the replay file (default: auto)")
     parser.add_argument("--wait", action="store_true", help="wait for the run, print progress and its summary")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait (default 1800)")
     parser.add_argument("--demo", action="store_true", help="run the demo: mixed scenario, wait, where to look")
     args = parser.parse_args(argv)
-    conf = build_conf(args.scenario, args.rate, args.duration, args.seed, args.replay_file, args.replay_format)
+    conf = build_conf(args.scenario, args.rate, args.duration, args.seed, args.speedup, args.replay_file,
+                      args.replay_format)
     try:
         settings = load_settings()
         if args.demo:

@@ -6,10 +6,12 @@ second the engine works out every service's state (traffic share, latency, failu
 lines) from the incidents active then, and draws in numpy blocks which service, which kind of line and
 which host each event is.
 
-Rendering a message costs microseconds, so lines come from *variant pools*: each (line kind, host)
-keeps up to POOL_SIZE rendered variants, with their Avro encodings, and events pick one at random; one
-pick in REFRESH renders a fresh variant in place. Pools fill lazily, so short runs are nearly all
-fresh lines. Event id, timestamp, trace and span ids are drawn for every event.
+Rendering a message costs microseconds, so at high rates lines come from *variant pools*: each (line
+kind, host) keeps up to POOL_SIZE rendered variants, with their Avro encodings, and an event either
+reuses one at random or renders a fresh one in its place. The fresh share is FRESH_PER_SECOND / rate
+(all lines up to that rate, at least 1/64): every line is new at the rates tests and demos use, and
+rendering stays a small cost per event at 100k events/s. Event id, timestamp, trace and span ids are
+drawn for every event.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from log_generator.topology import ServiceModel, Topology
 
 TICK_MS = 1000
 POOL_SIZE = 64
-REFRESH = 64  # one pick in REFRESH renders a new variant
+FRESH_PER_SECOND = 4000.0  # fresh renders per second of event time, at most
+MIN_FRESH = 1 / 64
 ACCESS_SHARE = 0.72  # of a service's normal lines, for services that log requests
 _DOUBLE = struct.Struct("<d").pack
 _HASH = 0x9E3779B97F4A7C15
@@ -272,6 +275,26 @@ def event_id_prefix(seed: int, start_ms: int, scenario: str, rate: float) -> str
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-"
 
 
+def _q(value: float) -> float:
+    """Intensities move in steps of 1/32, so tick states repeat and their tables can be reused."""
+    return round(value * 32) / 32
+
+
+def _tag_key(tag: dict[str, str] | None) -> tuple | None:
+    return tuple(sorted(tag.items())) if tag else None
+
+
+def _signature(states: dict[int, _State]) -> tuple:
+    """A hashable summary of everything a tick table depends on."""
+    return tuple(
+        (index, round(st.volume, 6), level_factor(st.latency), _tag_key(st.latency_tag), tuple(sorted(st.down)),
+         tuple((round(p, 6), statuses, lat, _tag_key(tag), hosts) for p, statuses, lat, tag, hosts in st.errors),
+         tuple((key, round(p, 6), lat, _tag_key(tag), hosts, tuple(sorted(constants.items())))
+               for key, p, lat, tag, hosts, constants in st.lines))
+        for index, st in sorted(states.items())
+    )
+
+
 def level_factor(value: float) -> float:
     """Latency factors are quantised (steps of 20%) so pools are shared between neighbouring ticks."""
     if value <= 1.05:
@@ -297,6 +320,9 @@ class Engine:
         self._baseline: dict[int, list[tuple[TextSpec | AccessSpec, float, tuple[str, ...]]]] = {}
         self._baseline_table: _Table | None = None
         self._pending: list[tuple[Incident, object]] = []
+        self._tables: dict[tuple, _Table] = {}
+        self._host_pools: dict[tuple, list[Pool]] = {}
+        self._fresh_cut = round(4096 * min(1.0, max(MIN_FRESH, FRESH_PER_SECOND / self.rate)))
 
     # --- specs and pools -----------------------------------------------------------------------
     def _spec(self, key: tuple, factory) -> TextSpec | AccessSpec:
@@ -405,14 +431,14 @@ class Engine:
             tick_constants = incident.tick_constants(t_ms)
             for role in incident.roles:
                 effect: Effect = role.effect
-                intensity = incident.intensity(t_ms, role.lag_ms)
+                intensity = _q(incident.intensity(t_ms, role.lag_ms))
                 down = incident.down_hosts(t_ms - role.lag_ms)
                 svc = role.service
                 st = states.setdefault(svc.index, _State())
                 if role.role == "origin" and down:
                     st.down |= down
-                weights = {when: incident.weight(when, t_ms, role.lag_ms) for when in ("ramp", "plateau",
-                                                                                     "recovery", "down")}
+                weights = {when: _q(incident.weight(when, t_ms, role.lag_ms)) for when in ("ramp", "plateau",
+                                                                                         "recovery", "down")}
                 weights["active"] = intensity
                 if intensity <= 0 and not (down and role.role != "origin"):
                     continue
@@ -438,6 +464,15 @@ class Engine:
     def _table(self, states: dict[int, _State]) -> _Table:
         if not states and self._baseline_table is not None:
             return self._baseline_table
+        signature = _signature(states)
+        table = self._tables.get(signature)
+        if table is None:
+            if len(self._tables) >= 256:
+                self._tables.clear()
+            table = self._tables[signature] = self._build_table(states)
+        return table
+
+    def _build_table(self, states: dict[int, _State]) -> _Table:
         weights = []
         global_cum: list[float] = []
         first_spec: list[int] = []
@@ -459,7 +494,7 @@ class Engine:
                 global_cum.append(svc.index + min(acc, 1.0))
                 pool_offset.append(len(pools))
                 host_count.append(len(hosts))
-                pools.extend(self._pool(spec, h) for h in hosts)
+                pools.extend(self._pools_for(spec, hosts))
             if items:
                 global_cum[-1] = svc.index + 1.0
             last_spec.append(len(global_cum) - 1)
@@ -479,7 +514,17 @@ class Engine:
             self._baseline_table = table
         return table
 
+    def _pools_for(self, spec: TextSpec | AccessSpec, hosts: tuple[str, ...]) -> list[Pool]:
+        key = (id(spec), hosts)
+        found = self._host_pools.get(key)
+        if found is None:
+            found = self._host_pools[key] = [self._pool(spec, h) for h in hosts]
+        return found
+
     # --- generation ----------------------------------------------------------------------------
+    def _full_slots(self, tick: int) -> int:
+        return math.ceil((tick + 1) * self.rate - 1e-9) - math.ceil(tick * self.rate - 1e-9)
+
     def _slots(self, tick: int) -> tuple[int, int]:
         k0 = math.ceil(tick * self.rate - 1e-9)
         k1 = math.ceil((tick + 1) * self.rate - 1e-9)
@@ -504,18 +549,20 @@ class Engine:
             self._pending = []
             table = self._table(self._states(incidents, t0 + TICK_MS / 2) if incidents else {})
             ts = self.start_ms + np.floor(np.arange(k0, k1, dtype=np.float64) * (1000.0 / self.rate)).astype(np.int64)
-            u = rng.random((3, n))
-            r = rng.integers(0, 1 << 62, size=n, dtype=np.int64)
-            pick = rng.integers(0, 1 << 30, size=n, dtype=np.int64)
-            raw = np.frombuffer(rng.bytes(24 * n), dtype=np.uint8).reshape(n, 24)
+            # Draw for the whole tick even when the run ends inside it, so a shorter run is a prefix.
+            full = self._full_slots(tick - 1)
+            u = rng.random((3, full))[:, :n]
+            r = rng.integers(0, 1 << 62, size=full, dtype=np.int64)[:n]
+            pick = rng.integers(0, 1 << 30, size=full, dtype=np.int64)[:n]
+            raw = np.frombuffer(rng.bytes(24 * full), dtype=np.uint8).reshape(full, 24)[:n]
             svc = np.searchsorted(table.cum_weights, u[0], side="right")
             np.minimum(svc, len(table.cum_weights) - 1, out=svc)
             spec = np.searchsorted(table.global_cum, svc + u[1], side="right")
             spec = np.clip(spec, table.first_spec[svc], table.last_spec[svc])
             pool_index = table.pool_offset[spec] + (u[2] * table.host_count[spec]).astype(np.int64)
-            # slot < POOL_SIZE: reuse that variant if the pool has it; one pick in REFRESH is pushed past
-            # the end (slot + POOL_SIZE) so it renders a fresh variant in place.
-            slots = (pick % POOL_SIZE) + POOL_SIZE * ((pick // POOL_SIZE) % REFRESH == 0)
+            # slot < POOL_SIZE: reuse that variant if the pool has it; a fresh pick is pushed past the end
+            # (slot + POOL_SIZE) so it renders a new variant in place.
+            slots = (pick % POOL_SIZE) + POOL_SIZE * ((pick // POOL_SIZE) % 4096 < self._fresh_cut)
             pools = table.pools
             if shots:
                 pools = list(pools)

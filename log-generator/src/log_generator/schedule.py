@@ -304,7 +304,7 @@ class Schedule:
         if self.mode != "mixed":
             self._add(self.mode, s0 + int(0.2 * duration_ms), int(0.6 * duration_ms))
             return
-        lead = int(min(max(0.12 * duration_ms, 5000), 300_000))
+        lead = int(min(0.12 * duration_ms, 300_000))
         usable = max(duration_ms - lead, 1000)
         count = max(1, round(usable / MIXED_CYCLE_MS))
         slot = usable / count

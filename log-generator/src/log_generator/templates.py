@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class LineTemplate:
     share: float = 1.0
     trace: bool | None = None
 
-    @property
+    @cached_property
     def uses_latency(self) -> bool:
         return bool(LATENCY_PLACEHOLDERS & set(_names(self.text)))
 
@@ -151,7 +151,7 @@ def load_templates(path: str | Path | None = None) -> TemplateSet:
     """Load and validate a templates file (default: the one shipped with the package)."""
     path = Path(path) if path else default_templates_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise TemplateError(f"templates file {path} not found") from None
     except yaml.YAMLError as exc:

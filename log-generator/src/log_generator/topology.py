@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from statistics import NormalDist
 
 from incident_contracts.catalog import Catalog, ServiceSpec
@@ -31,6 +31,12 @@ def _version(name: str) -> str:
 
 def _package(name: str) -> str:
     return name.split("-")[0] + ("s" if name.split("-")[0] in ("order", "payment", "user", "notification") else "")
+
+
+@cache
+def _z_table() -> tuple[float, ...]:
+    """Standard normal quantiles at the midpoints of QUANTILES equal cells (shared by every service)."""
+    return tuple(_inv_cdf((i + 0.5) / QUANTILES) for i in range(QUANTILES))
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class LatencyModel:
     @cached_property
     def table(self) -> tuple[float, ...]:
         """Latency at QUANTILES evenly spaced quantiles (cell midpoints)."""
-        return tuple(self.sample((i + 0.5) / QUANTILES) for i in range(QUANTILES))
+        return tuple(self.at(z) for z in _z_table())
 
     def quick(self, u: float) -> float:
         return self.table[int(u * QUANTILES)]

@@ -72,6 +72,7 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
         frames.append(pd.DataFrame({
             "t_ms": (start_ms + t * 1000).astype(np.int64),
             "service": name, "environment": scenario.environment, "host": host, "is_error": is_error,
+            "is_warn": False,
             "latency_ms": latency, "signature": signature, "signature_id": signature_id,
             "message": message, "tier": prof.tier, "owner": prof.owner,
         }))

@@ -69,7 +69,7 @@ def test_bucket_contents():
     sel = frame[(frame.service == "a") & (frame.t_ms < T0_MS + 1000)]
     assert a0.n == len(sel) and a0.errors == int(sel.is_error.sum())
     assert a0.lat_n == len(sel)
-    assert sum(c for _, c, _, _ in a0.sigs.values()) == a0.errors
+    assert sum(v[4] for v in a0.sigs.values()) == a0.errors and sum(v[1] for v in a0.sigs.values()) == a0.errors
     assert sum(a0.hosts.values()) == a0.errors
     assert len(a0.slow) == 3 and a0.slow[0][0] == pytest.approx(sel.latency_ms.max())
     assert a0.first_err == int(sel[sel.is_error].t_ms.min())

@@ -81,6 +81,7 @@ class LinkedIncident:
     title: str = ""
     root_cause: str = ""  # from a stored analysis of that incident, when there is one
     signatures: list[str] = field(default_factory=list)  # its top error signatures
+    surging: list[str] = field(default_factory=list)  # its surging lines (filled for the origin only)
 
 
 @dataclass
@@ -194,6 +195,11 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
                                       root_causes.get(row.incident_id, ""),
                                       [str(s) for s in (row.signature_texts if row.signature_texts is not None
                                                         else [])][:MAX_SIGNATURES]))
+    context_origin = IncidentContext(incident, [], [], [], [], topology, related, []).origin
+    if context_origin is not None and context_origin.opened_at is not None:
+        origin_end = context_origin.resolved_at or end
+        frame = repo.surging_signatures(context_origin.service, context_origin.opened_at, origin_end, WINDOW_BEFORE)
+        context_origin.surging = [str(x) for x in frame["signature"].tolist()]
     similar = []
     for i, row in enumerate(repo.similar_incidents(incident, MAX_SIMILAR).itertuples()):
         relation = (f"{int(row.shared_signatures)} shared signatures" if row.shared_signatures

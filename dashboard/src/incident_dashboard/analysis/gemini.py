@@ -9,11 +9,11 @@ task's retry policy) decides when to try again.
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from dataclasses import dataclass
 
-import httpx
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -23,6 +23,22 @@ from incident_contracts.settings import Settings
 from incident_dashboard.analysis.models import RootCauseAnalysis, SentRequest, TokenUsage
 
 MAX_OUTPUT_TOKENS = 8192
+
+
+def _transport_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """Exception classes of the HTTP library the SDK uses: httpx, or its fork httpx2 when installed."""
+    found: list[type[BaseException]] = []
+    for module_name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [getattr(module, name) for name in names if hasattr(module, name)]
+    return tuple(found)
+
+
+_TIMEOUTS = _transport_errors("TimeoutException")
+_NETWORK = _transport_errors("NetworkError", "ProtocolError", "ConnectError")
 _BLOCKED_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
 
 
@@ -77,10 +93,10 @@ def generate(settings: Settings, request: SentRequest) -> GeminiAnswer:
                                                    config=config)
     except genai_errors.APIError as exc:
         raise _api_error(exc, settings) from None
-    except httpx.TimeoutException:
+    except _TIMEOUTS:
         raise AnalysisError("timeout", f"Gemini did not answer within {settings.gemini_timeout_seconds:.0f} s.",
                             "Retry; if it keeps happening raise GEMINI_TIMEOUT_SECONDS or try a faster model.") from None
-    except (httpx.NetworkError, httpx.ProtocolError) as exc:
+    except _NETWORK as exc:
         where = settings.gemini_base_url or "generativelanguage.googleapis.com"
         raise AnalysisError("network", f"Could not reach Gemini at {where} ({type(exc).__name__}).",
                             "Check the network (or GEMINI_BASE_URL), then retry; the offline analysis works "

@@ -38,7 +38,11 @@ _PLACEHOLDER = {"num", "hex", "uuid", "ip", "path", "id", "time", "host", "servi
 _STOP = {"the", "and", "for", "from", "with", "after", "before", "was", "are", "not", "but", "this", "that",
          "has", "have", "its", "into", "of", "to", "in", "on", "at", "by", "is", "it", "or", "be", "as", "an",
          "all", "one", "per", "out", "off", "any", "via", "when", "each", "http", "https", "com", "java", "org",
-         "lang", "util", "error", "errors", "request", "requests", "service"}
+         "lang", "util", "error", "errors", "request", "requests", "service",
+         # access-log noise: methods, protocol and user-agent words say nothing about a cause
+         "get", "post", "put", "patch", "delete", "head", "options", "mozilla", "applewebkit", "khtml", "gecko",
+         "chrome", "safari", "iphone", "android", "okhttp", "like", "cpu", "os", "mac", "windows", "nt", "intel",
+         "macintosh", "pixel", "ios", "shop", "client", "go", "httpx", "python", "rt"}
 
 
 def tokenize(text: str) -> list[str]:
@@ -94,8 +98,7 @@ def incident_query(context: IncidentContext) -> str:
     for rank, line in enumerate(context.surging):
         parts += [line.signature] * (2 if rank < 3 else 1)
     if origin is not None:  # a caller's own lines say little beyond "upstream failed": read the origin's
-        for rank, text in enumerate(origin.signatures):
-            parts += [text] * (3 if rank < 2 else 2)
+        parts.append(origin_query(context))
     parts += [str(r) for r in inc.get("severity_reasons") or []]
     parts += signals_of(context)
     return "\n".join(p for p in parts if p)
@@ -109,9 +112,8 @@ def _runbook_tokens(runbook: Runbook) -> list[str]:
     return tokens
 
 
-def rank_runbooks(context: IncidentContext, kb: KnowledgeBase) -> tuple[list[RunbookMatch], str]:
+def _rank(query: str, kb: KnowledgeBase) -> list[RunbookMatch]:
     candidates = kb.specific
-    query = incident_query(context)
     query_tokens = tokenize(query)
     bm25 = BM25Okapi([_runbook_tokens(r) for r in candidates])
     scores = bm25.get_scores(query_tokens)
@@ -122,7 +124,43 @@ def rank_runbooks(context: IncidentContext, kb: KnowledgeBase) -> tuple[list[Run
         matches.append(RunbookMatch(runbook_id=runbook.id, title=runbook.title, score=round(float(score), 3),
                                     matched_terms=terms[:15]))
     matches.sort(key=lambda m: -m.score)
-    return matches, query
+    return matches
+
+
+def origin_query(context: IncidentContext) -> str:
+    """The linked origin incident's evidence (its top signatures and surging lines), if there is one."""
+    origin = context.origin
+    if origin is None:
+        return ""
+    parts: list[str] = []
+    for rank, text in enumerate(origin.signatures):
+        parts += [text] * (3 if rank < 2 else 1)
+    for rank, text in enumerate(origin.surging):
+        parts += [text] * (2 if rank < 3 else 1)
+    return "\n".join(parts)
+
+
+def _confident(matches: list[RunbookMatch]) -> bool:
+    if not matches or matches[0].score < MIN_SCORE:
+        return False
+    second = matches[1].score if len(matches) > 1 else 0.0
+    return (matches[0].score - second) / matches[0].score >= 0.25
+
+
+def rank_runbooks(context: IncidentContext, kb: KnowledgeBase) -> tuple[list[RunbookMatch], str]:
+    """Runbooks ranked for this incident, and the text they were matched against.
+
+    A caller's incident linked to an origin incident is matched on the origin's evidence first: its
+    own lines mostly say that a dependency failed, which is what linking already established.
+    """
+    from_origin = origin_query(context)
+    if from_origin:
+        query = from_origin + "\n" + "\n".join(signals_of(context))
+        matches = _rank(query, kb)
+        if _confident(matches):
+            return matches, query
+    query = incident_query(context)
+    return _rank(query, kb), query
 
 
 def analyze_offline(context: IncidentContext, kb: KnowledgeBase) -> OfflineResult:

@@ -1,7 +1,8 @@
 """Per-service, per-event-time-bucket aggregates, computed from a pandas chunk of events at once.
 
-A bucket holds what the detector needs from one service during one bucket: event and error counts, a
-latency histogram, error signatures with a sample message, hosts with errors and the slowest requests.
+A bucket holds what the detector needs from one service during one bucket: event, error and warning
+counts, a latency histogram, the signatures of problem lines (errors and warnings) with a sample
+message, the hosts that wrote them and the slowest requests.
 Partial buckets from different chunks or micro-batches merge exactly, and ties are broken on the data
 (time, then text), so the final bucket does not depend on how the events were split into batches.
 """
@@ -16,7 +17,7 @@ import pandas as pd
 from incident_stream.detection import histogram
 
 # columns the detector reads from each event (prepared by stream.py from the events table)
-INPUT_COLUMNS = ("t_ms", "service", "host", "is_error", "latency_ms", "signature", "signature_id",
+INPUT_COLUMNS = ("t_ms", "service", "host", "is_error", "is_warn", "latency_ms", "signature", "signature_id",
                  "message", "tier", "owner")
 
 # limits applied when a bucket is final (never to partial buckets, so merging stays exact)
@@ -28,12 +29,16 @@ HOSTS_KEPT = 50
 class BucketAgg:
     n: int = 0
     errors: int = 0
+    warns: int = 0  # warning lines that are not errors
     lat: np.ndarray = field(default_factory=histogram.empty)
-    sigs: dict[str, list] = field(default_factory=dict)  # signature_id -> [signature, count, sample, sample_t]
-    hosts: dict[str, int] = field(default_factory=dict)  # host -> errors
+    # problem-line signatures: signature_id -> [signature, count, sample, sample_t, errors]
+    sigs: dict[str, list] = field(default_factory=dict)
+    hosts: dict[str, int] = field(default_factory=dict)  # host -> problem lines
     slow: list[list] = field(default_factory=list)  # [latency, t_ms, host, signature_id, signature, message]
     first_err: int | None = None
     last_err: int | None = None
+    first_warn: int | None = None
+    last_warn: int | None = None
     tier: str | None = None
     owner: str | None = None
 
@@ -44,13 +49,15 @@ class BucketAgg:
     def merge(self, other: BucketAgg, slowest_kept: int) -> None:
         self.n += other.n
         self.errors += other.errors
+        self.warns += other.warns
         self.lat = self.lat + other.lat
-        for sig_id, (signature, count, sample, sample_t) in other.sigs.items():
+        for sig_id, (signature, count, sample, sample_t, errors) in other.sigs.items():
             mine = self.sigs.get(sig_id)
             if mine is None:
-                self.sigs[sig_id] = [signature, count, sample, sample_t]
+                self.sigs[sig_id] = [signature, count, sample, sample_t, errors]
             else:
                 mine[1] += count
+                mine[4] += errors
                 if (sample_t, sample or "") < (mine[3], mine[2] or ""):
                     mine[0], mine[2], mine[3] = signature, sample, sample_t
         for host, count in other.hosts.items():
@@ -58,13 +65,15 @@ class BucketAgg:
         self.slow = top_slowest(self.slow + other.slow, slowest_kept)
         self.first_err = _min_opt(self.first_err, other.first_err)
         self.last_err = _max_opt(self.last_err, other.last_err)
+        self.first_warn = _min_opt(self.first_warn, other.first_warn)
+        self.last_warn = _max_opt(self.last_warn, other.last_warn)
         self.tier = _max_opt(self.tier, other.tier)
         self.owner = _max_opt(self.owner, other.owner)
 
     def finalize(self) -> BucketAgg:
         """Cap the per-bucket detail lists (deterministic: by count, then by name)."""
         if len(self.sigs) > SIGNATURES_KEPT:
-            keep = sorted(self.sigs.items(), key=lambda kv: (-kv[1][1], kv[0]))[:SIGNATURES_KEPT]
+            keep = sorted(self.sigs.items(), key=lambda kv: (-kv[1][4], -kv[1][1], kv[0]))[:SIGNATURES_KEPT]
             self.sigs = dict(keep)
         if len(self.hosts) > HOSTS_KEPT:
             self.hosts = dict(sorted(self.hosts.items(), key=lambda kv: (-kv[1], kv[0]))[:HOSTS_KEPT])
@@ -72,16 +81,17 @@ class BucketAgg:
 
     # --- compact JSON form for the state store ------------------------------------------------
     def to_json(self) -> list:
-        return [self.n, self.errors, histogram.to_sparse(self.lat),
+        return [self.n, self.errors, self.warns, histogram.to_sparse(self.lat),
                 [[k, *v] for k, v in sorted(self.sigs.items())], [[k, v] for k, v in sorted(self.hosts.items())],
-                self.slow, self.first_err, self.last_err, self.tier, self.owner]
+                self.slow, self.first_err, self.last_err, self.first_warn, self.last_warn, self.tier, self.owner]
 
     @classmethod
     def from_json(cls, data: list) -> BucketAgg:
-        n, errors, lat, sigs, hosts, slow, first_err, last_err, tier, owner = data
-        return cls(n=n, errors=errors, lat=histogram.from_sparse(lat),
+        n, errors, warns, lat, sigs, hosts, slow, first_err, last_err, first_warn, last_warn, tier, owner = data
+        return cls(n=n, errors=errors, warns=warns, lat=histogram.from_sparse(lat),
                    sigs={s[0]: list(s[1:]) for s in sigs}, hosts={h: c for h, c in hosts},
-                   slow=[list(s) for s in slow], first_err=first_err, last_err=last_err, tier=tier, owner=owner)
+                   slow=[list(s) for s in slow], first_err=first_err, last_err=last_err, first_warn=first_warn,
+                   last_warn=last_warn, tier=tier, owner=owner)
 
 
 def top_slowest(rows: list[list], k: int) -> list[list]:
@@ -122,13 +132,15 @@ def aggregate_frame(frame: pd.DataFrame, bucket_ms: int, slowest_kept: int) -> d
     keys, group = np.unique(group_key, return_inverse=True)
     n_groups = len(keys)
     is_error = frame["is_error"].fillna(False).to_numpy(dtype=bool)
+    is_warn = frame["is_warn"].fillna(False).to_numpy(dtype=bool) & ~is_error
     counts = np.bincount(group, minlength=n_groups)
     errors = np.bincount(group, weights=is_error, minlength=n_groups).astype(np.int64)
+    warns = np.bincount(group, weights=is_warn, minlength=n_groups).astype(np.int64)
 
     labels = [(str(services[int(k // span)]), b0 + int(k % span)) for k in keys]
     tiers = _max_per_service(service_codes, services, frame["tier"])
     owners = _max_per_service(service_codes, services, frame["owner"])
-    out = {label: BucketAgg(n=int(counts[i]), errors=int(errors[i]), tier=tiers.get(label[0]),
+    out = {label: BucketAgg(n=int(counts[i]), errors=int(errors[i]), warns=int(warns[i]), tier=tiers.get(label[0]),
                             owner=owners.get(label[0]))
            for i, label in enumerate(labels)}
 
@@ -142,24 +154,31 @@ def aggregate_frame(frame: pd.DataFrame, bucket_ms: int, slowest_kept: int) -> d
             out[label].lat = hists[i]
         _slowest(frame, out, labels, group, latency, has_lat, t_ms, slowest_kept)
 
-    if is_error.any():
-        rows = np.flatnonzero(is_error)
+    problem = is_error | is_warn
+    if problem.any():
+        rows = np.flatnonzero(problem)
         hosts = frame["host"].to_numpy(dtype=object)[rows]
         sig_ids = frame["signature_id"].to_numpy(dtype=object)[rows]
         sigs = frame["signature"].to_numpy(dtype=object)[rows]
         messages = frame["message"].to_numpy(dtype=object)[rows]
-        for g, t, host, sig_id, sig, message in zip(group[rows].tolist(), t_ms[rows].tolist(), hosts, sig_ids,
-                                                    sigs, messages, strict=True):
+        for g, t, err, host, sig_id, sig, message in zip(group[rows].tolist(), t_ms[rows].tolist(),
+                                                         is_error[rows].tolist(), hosts, sig_ids, sigs, messages,
+                                                         strict=True):
             agg = out[labels[g]]
-            agg.first_err = t if agg.first_err is None else min(agg.first_err, t)
-            agg.last_err = t if agg.last_err is None else max(agg.last_err, t)
+            if err:
+                agg.first_err = t if agg.first_err is None else min(agg.first_err, t)
+                agg.last_err = t if agg.last_err is None else max(agg.last_err, t)
+            else:
+                agg.first_warn = t if agg.first_warn is None else min(agg.first_warn, t)
+                agg.last_warn = t if agg.last_warn is None else max(agg.last_warn, t)
             agg.hosts[host] = agg.hosts.get(host, 0) + 1
             message = None if message is None or message != message else message  # NaN -> None
             entry = agg.sigs.get(sig_id)
             if entry is None:
-                agg.sigs[sig_id] = [sig, 1, message, t]
+                agg.sigs[sig_id] = [sig, 1, message, t, int(err)]
             else:
                 entry[1] += 1
+                entry[4] += int(err)
                 if (t, message or "") < (entry[3], entry[2] or ""):
                     entry[0], entry[2], entry[3] = sig, message, t
     return out

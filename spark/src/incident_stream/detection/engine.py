@@ -24,6 +24,7 @@ import pandas as pd
 
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
+from incident_stream.detection.anomaly import WARNING_RATE
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
@@ -160,7 +161,9 @@ class EnvironmentDetector:
             tier=tier, error_rate=inc.error_rate, baseline_error_rate=inc.baseline_error_rate,
             latency_p95_ms=inc.latency_p95, baseline_latency_p95_ms=inc.baseline_latency_p95,
             dependents_in_incident=tuple(inc.dependents),
-            duration_s=((inc.last_active + 1) * p.bucket_ms - inc.opened_at) / 1000)
+            duration_s=((inc.last_active + 1) * p.bucket_ms - inc.opened_at) / 1000,
+            warning_rate=inc.warning_rate if WARNING_RATE in inc.triggers else None,
+            baseline_warning_rate=inc.baseline_warning_rate)
         level, reasons = severity.assess(facts)
         if inc.severity is None or not severity.more_severe(inc.severity, level):
             inc.severity, inc.severity_reasons = level, reasons

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from incident_contracts.tables import IncidentStatus, UpdateType
 from incident_stream.detection import histogram
-from incident_stream.detection.anomaly import ERROR_RATE, LATENCY
+from incident_stream.detection.anomaly import ERROR_RATE, LATENCY, WARNING_RATE
 from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.params import DetectionParams
 
@@ -31,6 +31,7 @@ class Incident:
     last_active: int  # bucket number of the last bucket at hold level or above
     baseline_error_rate: float
     baseline_latency_p95: float | None
+    baseline_warning_rate: float | None = None
     stats: BucketAgg = field(default_factory=BucketAgg)  # the incident's span so far
     tail: BucketAgg = field(default_factory=BucketAgg)  # quiet buckets since last_active
     triggers: list[str] = field(default_factory=list)
@@ -69,7 +70,10 @@ class Incident:
 
     def _see(self, agg: BucketAgg) -> None:
         times = [t for t in (agg.first_err, agg.last_err) if t is not None]
-        times += [s[1] for s in agg.slow] if LATENCY in self.triggers else []
+        if WARNING_RATE in self.triggers:
+            times += [t for t in (agg.first_warn, agg.last_warn) if t is not None]
+        if LATENCY in self.triggers:
+            times += [s[1] for s in agg.slow]
         if times:
             self.first_seen = min(self.first_seen, min(times))
             self.last_seen = max(self.last_seen, max(times))
@@ -78,6 +82,10 @@ class Incident:
     @property
     def error_rate(self) -> float | None:
         return self.stats.errors / self.stats.n if self.stats.n else None
+
+    @property
+    def warning_rate(self) -> float | None:
+        return self.stats.warns / self.stats.n if self.stats.n else None
 
     @property
     def latency_p95(self) -> float | None:
@@ -127,9 +135,11 @@ class Incident:
 
     def _top_signatures(self, params: DetectionParams) -> list[dict]:
         if self.stats.sigs:
-            ranked = sorted(self.stats.sigs.items(), key=lambda kv: (-kv[1][1], kv[0]))
+            errors_first = ERROR_RATE in self.triggers
+            ranked = sorted(self.stats.sigs.items(),
+                            key=lambda kv: (-kv[1][4] if errors_first else 0, -kv[1][1], kv[0]))
             return [{"signature": sig, "signature_id": sid, "count": int(count), "sample": sample}
-                    for sid, (sig, count, sample, _t) in ranked[: params.max_signatures]]
+                    for sid, (sig, count, sample, _t, _errors) in ranked[: params.max_signatures]]
         counts: dict[str, list] = {}
         for _lat, _t, _host, sid, sig, message in self.stats.slow:  # latency-only incident: the slowest
             entry = counts.setdefault(sid, [sig, 0, message])
@@ -163,6 +173,8 @@ class Incident:
         parts = []
         if ERROR_RATE in self.triggers and self.error_rate is not None:
             parts.append(f"error rate {self.error_rate:.1%} (baseline {self.baseline_error_rate:.2%})")
+        if WARNING_RATE in self.triggers and self.warning_rate is not None:
+            parts.append(f"warning rate {self.warning_rate:.1%}")
         if LATENCY in self.triggers and self.latency_p95 is not None:
             base = f" (baseline {self.baseline_latency_p95:,.0f} ms)" if self.baseline_latency_p95 else ""
             parts.append(f"p95 latency {self.latency_p95:,.0f} ms{base}")
@@ -184,6 +196,6 @@ class Incident:
 
 
 _PLAIN = ("incident_id", "service", "environment", "opened_at", "first_seen", "last_seen", "last_active",
-          "baseline_error_rate", "baseline_latency_p95", "triggers", "peak_score", "status", "resolved_at",
+          "baseline_error_rate", "baseline_latency_p95", "baseline_warning_rate", "triggers", "peak_score", "status", "resolved_at",
           "severity", "severity_reasons", "origin_service", "origin_incident_id", "linked_ids", "dependents",
           "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events")

@@ -17,6 +17,7 @@ class DetectionParams:
     warmup_s: float = 60.0  # a service is watched this long before it may page
     warmup_min_events: int = 30
     prior_error_rate: float = 0.01  # what a service with little history is assumed to have
+    prior_warning_rate: float = 0.02
     prior_events: float = 200.0  # weight of that prior, in events
     # --- anomaly tests (each run on several trailing windows) ------------------------------
     windows_buckets: tuple[int, ...] = (2, 10, 30)
@@ -26,6 +27,9 @@ class DetectionParams:
     error_rate_ratio: float = 3.0  # the window's error rate must be this many times the baseline...
     error_rate_min_delta: float = 0.02  # ...and this much above it, absolute
     hold_error_rate_ratio: float = 1.5
+    min_warnings: int = 10  # the same test on warning lines (a service that logs trouble as WARN)
+    warning_rate_ratio: float = 3.0
+    warning_rate_min_delta: float = 0.05
     latency_quantile: float = 0.95
     latency_min_samples: int = 20
     latency_ratio: float = 2.0  # window p95 must be this many times the baseline p95...

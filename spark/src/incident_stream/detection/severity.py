@@ -7,6 +7,7 @@ Points add up from independent facts; each fact that adds points is written as a
 | tier 1 service (customer-facing)       | 2      |
 | tier 2 service                         | 1      |
 | error rate >= 25% / >= 5%              | 2 / 1  |
+| warning rate >= 25% (warning incidents)| 1      |
 | p95 latency >= 5x / >= 2x baseline     | 2 / 1  |
 | dependent services in incident >= 2 / 1| 2 / 1  |
 | open for >= 30 minutes                 | 1      |
@@ -35,6 +36,8 @@ class SeverityInput:
     baseline_latency_p95_ms: float | None
     dependents_in_incident: tuple[str, ...]
     duration_s: float
+    warning_rate: float | None = None  # set for incidents triggered by warnings
+    baseline_warning_rate: float | None = None
 
 
 def parse_tier(value: object) -> int | None:
@@ -61,6 +64,11 @@ def assess(facts: SeverityInput) -> tuple[str, list[str]]:
         points += 2 if rate >= 0.25 else 1
         versus = f" vs baseline {base:.2%}" if base is not None else ""
         reasons.append(f"error rate {rate:.1%}{versus}")
+    warn, warn0 = facts.warning_rate, facts.baseline_warning_rate
+    if warn is not None and warn >= 0.25:
+        points += 1
+        versus = f" vs baseline {warn0:.2%}" if warn0 is not None else ""
+        reasons.append(f"warning rate {warn:.1%}{versus}")
     lat, lat0 = facts.latency_p95_ms, facts.baseline_latency_p95_ms
     if lat is not None and lat0 and lat >= 2 * lat0:
         ratio = lat / lat0

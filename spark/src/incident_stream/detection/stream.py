@@ -16,8 +16,8 @@ from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.processor import IncidentDetectorProcessor
 
-REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "is_error", "latency_ms", "message",
-                    "signature", "signature_id", "tier", "owner")
+REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "level", "is_error", "latency_ms",
+                    "message", "signature", "signature_id", "tier", "owner")
 
 
 def params_from_settings(settings: Settings) -> DetectionParams:
@@ -51,6 +51,7 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
         F.col("service").cast("string").alias("service"),
         F.coalesce(F.col("host").cast("string"), F.lit("unknown")).alias("host"),
         F.coalesce(F.col("is_error").cast("boolean"), F.lit(False)).alias("is_error"),
+        F.coalesce(F.upper(F.col("level")) == F.lit("WARN"), F.lit(False)).alias("is_warn"),
         F.col("latency_ms").cast("double").alias("latency_ms"),
         F.coalesce(F.col("signature").cast("string"), F.lit("")).alias("signature"),
         F.coalesce(F.col("signature_id").cast("string"), F.lit("")).alias("signature_id"),

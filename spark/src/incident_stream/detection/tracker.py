@@ -21,7 +21,15 @@ from __future__ import annotations
 from collections import deque
 
 from incident_contracts.tables import IncidentStatus
-from incident_stream.detection.anomaly import ANOMALOUS, ELEVATED, NORMAL, evaluate
+from incident_stream.detection.anomaly import (
+    ANOMALOUS,
+    ELEVATED,
+    ERROR_RATE,
+    LATENCY,
+    NORMAL,
+    WARNING_RATE,
+    evaluate,
+)
 from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.incident import Incident, incident_id
@@ -70,11 +78,12 @@ class ServiceTracker:
             self._record_episode(self.run_start, bucket - 1)
             self.run_start, self.run_len = None, 0
         if not warm:
-            self.baseline.learn_level(agg.n, agg.errors, agg.lat)
-            self.baseline.learn_noise(ev.err_residuals, ev.lat_residuals)
+            self.baseline.learn_level(agg.n, agg.errors, agg.warns, agg.lat)
+            self.baseline.learn_noise(ev.err_residuals, ev.warn_residuals, ev.lat_residuals)
         elif ev.level == NORMAL:
-            self.baseline.learn_level(agg.n, agg.errors, agg.lat)
-            self.baseline.learn_noise(ev.err_residuals, ev.lat_residuals, clip=self.params.hold_score)
+            self.baseline.learn_level(agg.n, agg.errors, agg.warns, agg.lat)
+            self.baseline.learn_noise(ev.err_residuals, ev.warn_residuals, ev.lat_residuals,
+                                      clip=self.params.hold_score)
         return []
 
     def skip(self, buckets: int) -> None:
@@ -119,7 +128,8 @@ class ServiceTracker:
             incident_id=incident_id(self.environment, self.service, opened_at), service=self.service,
             environment=self.environment, opened_at=opened_at, first_seen=opened_at,
             last_seen=opened_at, last_active=bucket,
-            baseline_error_rate=self.baseline.error_rate(), baseline_latency_p95=self.baseline.latency_p95())
+            baseline_error_rate=self.baseline.error_rate(), baseline_latency_p95=self.baseline.latency_p95(),
+            baseline_warning_rate=self.baseline.warning_rate())
         first_bucket_in_ring = bucket - len(self.ring) + 1
         for i, agg in enumerate(self.ring):
             if first_bucket_in_ring + i >= evidence_from:
@@ -166,8 +176,12 @@ class ServiceTracker:
 
 
 def _first_bad_time(inc: Incident, default: int) -> int:
-    """Earliest error (or, for a latency incident, slow request) in the incident's evidence."""
-    times = [inc.stats.first_err] if inc.stats.first_err is not None else []
-    if not times:
-        times = [s[1] for s in inc.stats.slow]
+    """Earliest sign of what triggered the incident in its evidence: error, warning or slow request."""
+    times = []
+    if ERROR_RATE in inc.triggers and inc.stats.first_err is not None:
+        times.append(inc.stats.first_err)
+    if WARNING_RATE in inc.triggers and inc.stats.first_warn is not None:
+        times.append(inc.stats.first_warn)
+    if LATENCY in inc.triggers:
+        times.extend(s[1] for s in inc.stats.slow)
     return min(times) if times else default

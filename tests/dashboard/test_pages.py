@@ -1,0 +1,249 @@
+"""Every page through Streamlit's AppTest on fixture tables: populated, empty, half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from incident_contracts.settings import get_settings
+from incident_dashboard.analysis.service import store_for
+from incident_dashboard.demo import DemoSummary
+
+
+def _text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    parts += [str(e.value) for kind in ("info", "warning", "error", "success") for e in getattr(at, kind)]
+    parts += [m.label for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def _open(app: AppTest, page: str, **params: str) -> AppTest:
+    app.run()  # the navigation registers its pages on the first run
+    app.query_params.update(params)
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_overview_shows_incidents_charts_and_freshness(demo_env: DemoSummary, app: AppTest) -> None:
+    app.run()
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    open_p1 = sum(1 for i in demo_env.incidents if i.resolved_at is None and i.severity == "P1")
+    assert int(metrics["Open P1"]) == open_p1
+    assert metrics["Events (6 h)"] == f"{demo_env.events:,}"
+    assert _charts(app) >= 5  # incidents over time, severity donut, error rate, heat map, noisiest services
+    text = _text(app)
+    for heading in ("Incidents opened", "Open incidents by severity", "Error rate by service",
+                    "Heat map: error rate per service", "Noisiest services", "Pipeline freshness"):
+        assert heading in text
+    assert "Newest event" in text and "ago" in text
+
+
+def test_overview_time_window_changes_the_figures(demo_env: DemoSummary, app: AppTest) -> None:
+    app.run()
+    all_events = next(m.value for m in app.metric if m.label.startswith("Events"))
+    app.button_group(key="overview_window").set_value("1 h").run()
+    one_hour = next(m for m in app.metric if m.label.startswith("Events"))
+    assert one_hour.label == "Events (1 h)"
+    assert 0 < int(one_hour.value.replace(",", "")) < int(all_events.replace(",", ""))
+
+
+def test_incidents_filters_and_deep_links(demo_env: DemoSummary, app: AppTest) -> None:
+    _open(app, "views/incidents.py")
+    table = app.dataframe[0].value
+    assert len(table) == len(demo_env.incidents)
+    assert table["link"].iloc[0].startswith("incident?id=INC-")
+    assert _charts(app) == 1  # the timeline
+
+    app.button_group(key="incidents_severity").set_value(["P1"]).run()
+    assert set(app.dataframe[0].value["severity"]) == {"P1"}
+
+    app.button_group(key="incidents_severity").set_value([]).run()
+    app.text_input(key="incidents_text").input("certificate").run()
+    found = {link.removeprefix("incident?id=") for link in app.dataframe[0].value["link"]}
+    expected = {i.incident_id for i in demo_env.incidents if i.scenario.key == "tls_cert_expired"}
+    assert found == expected and expected  # matched in titles and signatures, linked incidents included
+
+    app.text_input(key="incidents_text").input("no-such-thing-anywhere").run()
+    assert not app.dataframe and "No incident matches" in _text(app)
+
+
+def test_incidents_sort_orders(demo_env: DemoSummary, app: AppTest) -> None:
+    _open(app, "views/incidents.py")
+    app.selectbox(key="incidents_sort").set_value("newest").run()
+    opened = app.dataframe[0].value["opened_at"].tolist()
+    assert opened == sorted(opened, reverse=True)
+    app.selectbox(key="incidents_sort").set_value("severity").run()
+    severities = app.dataframe[0].value["severity"].tolist()
+    assert severities == sorted(severities)
+
+
+def test_incident_detail_by_deep_link(demo_env: DemoSummary, app: AppTest) -> None:
+    plan = demo_env.incident_for("db_pool_exhaustion")
+    _open(app, "views/incident.py", id=plan.incident_id)
+    assert app.title[0].value == plan.incident_id
+    text = _text(app)
+    for heading in ("Around the incident", "Why this severity", "Affected services and hosts", "Top signatures",
+                    "Lifecycle", "Sample log lines", "Linked incidents in dependent services", "Root-cause analysis"):
+        assert heading in text
+    assert _charts(app) >= 3  # error rate, latency, signatures
+    lifecycle = next(d.value for d in app.dataframe if "update" in d.value.columns)
+    assert lifecycle["update"].iloc[0] == "opened"
+    samples = app.code[0].value
+    assert "[E1]" in samples and "HikariPool" in samples
+    assert "Run offline analysis" in [b.label for b in app.button]  # no key configured: offline
+    assert "What would be sent" in "".join(e.label for e in app.expander)
+
+
+def test_incident_picker_and_unknown_id(demo_env: DemoSummary, app: AppTest) -> None:
+    _open(app, "views/incident.py")
+    picker = app.selectbox(key="incident_picker")
+    assert len(picker.options) == len(demo_env.incidents)
+    _open(app, "views/incident.py", id="INC-DOES-NOT-EXIST")
+    assert "No incident with ID `INC-DOES-NOT-EXIST`" in _text(app)
+
+
+def test_offline_analysis_from_the_page_export_and_rating(demo_env: DemoSummary, app: AppTest) -> None:
+    plan = demo_env.incident_for("disk_full")
+    _open(app, "views/incident.py", id=plan.incident_id)
+    app.button(key="analysis_run").click().run()
+    assert not app.exception
+    text = _text(app)
+    assert "Offline analysis" in text and "Most likely root cause" in text
+    assert "no space left" in text.lower() or "disk" in text.lower()
+    assert [b.label for b in app.get("download_button")] == ["Export as Markdown"]
+    assert "Run again" in [b.label for b in app.button]
+
+    store = store_for(get_settings())
+    analysis = store.for_incident(plan.incident_id)[0]
+    app.radio(key=f"rating_{analysis.analysis_id}").set_value("Not useful")
+    app.text_area(key=f"comment_{analysis.analysis_id}").input("right runbook, wrong owner")
+    app.button(key=f"FormSubmitter:feedback_{analysis.analysis_id}-Send rating").click().run()
+    feedback = store.feedback_for(analysis.analysis_id)
+    assert len(feedback) == 1 and not feedback[0].useful and feedback[0].comment == "right runbook, wrong owner"
+    assert store.quality()["ratings"].sum() == 1
+
+
+def test_gemini_error_shows_message_and_retry_paths(demo_env: DemoSummary, app: AppTest,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_gemini import FakeGemini
+
+    fake = FakeGemini()
+    try:
+        monkeypatch.setenv("GEMINI_API_KEY", "not-the-right-key")
+        monkeypatch.setenv("GEMINI_BASE_URL", fake.url)
+        get_settings.cache_clear()
+        plan = demo_env.incident_for("db_pool_exhaustion")
+        _open(app, "views/incident.py", id=plan.incident_id)
+        app.button(key="analysis_run").click().run()
+        assert not app.exception
+        errors = [e.value for e in app.error]
+        assert any("Gemini rejected the API key" in e and "GEMINI_API_KEY" in e for e in errors)
+        labels = [b.label for b in app.button]
+        assert "Retry" in labels and "Use the offline analysis instead" in labels
+        app.button(key="analysis_fallback").click().run()
+        assert "Offline analysis" in _text(app) and not app.error
+        assert len(fake.requests) == 1
+    finally:
+        fake.close()
+
+
+def test_pipeline_page_without_broker(demo_env: DemoSummary, app: AppTest) -> None:
+    _open(app, "views/pipeline.py")
+    text = _text(app)
+    assert "The broker is not reachable" in text and "127.0.0.1:9" in text
+    assert "Spark streaming job" in text and "Dead letters" in text
+    assert _charts(app) >= 6  # four Spark charts, two dead-letter charts
+    assert {b.label for b in app.get("link_button")} == {"Spark UI", "Airflow"}
+    dead = next(d.value for d in app.dataframe if "reason" in d.value.columns and "detail" in d.value.columns)
+    assert len(dead) > 0 and dead["raw_prefix_hex"].str.len().gt(0).all()
+
+
+@pytest.mark.parametrize("page", ["views/overview.py", "views/incidents.py", "views/incident.py",
+                                  "views/pipeline.py"])
+def test_every_page_without_tables(empty_env: Path, app: AppTest, page: str) -> None:
+    _open(app, page)
+    text = _text(app)
+    assert "No incidents yet" in text or "No events yet" in text or "No Spark metrics yet" in text
+    assert "make up" in text or "does not exist" in text
+
+
+def test_half_written_tables(demo_env: DemoSummary, app: AppTest) -> None:
+    data = demo_env.data_dir
+    # A file still being written (no footer yet), an empty one, and writer scratch space.
+    updates = sorted((data / "incident_updates").glob("*.parquet"))[0]
+    (data / "incident_updates" / "part-99999-inflight.parquet").write_bytes(updates.read_bytes()[:200])
+    (data / "incident_updates" / "part-99998-empty.parquet").write_bytes(b"")
+    (data / "events" / "_temporary" / "0").mkdir(parents=True)
+    (data / "events" / "_temporary" / "0" / "part-0.parquet").write_bytes(b"PAR1garbage")
+    event_file = next((data / "events").rglob("part-*.parquet"))
+    (event_file.parent / "part-77777-torn.parquet").write_bytes(event_file.read_bytes()[:-100])
+
+    app.run()
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Events (6 h)"] == f"{demo_env.events:,}"  # torn and scratch files are not counted
+    _open(app, "views/incidents.py")
+    assert len(app.dataframe[0].value) == len(demo_env.incidents)
+
+
+def test_pipeline_tables_on_disk_report_pending_files(demo_env: DemoSummary, app: AppTest) -> None:
+    data = demo_env.data_dir
+    source = sorted((data / "metrics").glob("*.parquet"))[0]
+    (data / "metrics" / "part-99999-inflight.parquet").write_bytes(source.read_bytes()[:64])
+    _open(app, "views/pipeline.py")
+    storage = next(d.value for d in app.dataframe if "being written" in d.value.columns)
+    row = storage.set_index("table").loc["metrics"]
+    assert row["being written"] == 1
+    assert row["files"] == len(list((data / "metrics").glob("*.parquet"))) - 1
+
+
+@pytest.mark.integration
+def test_pipeline_page_with_a_real_broker(demo_env: DemoSummary, app: AppTest, broker: str, topic: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    producer = Producer({"bootstrap.servers": broker})
+    for i in range(30):
+        producer.produce(topic, value=json.dumps({"n": i}).encode(), partition=i % 2)
+    producer.flush(10)
+    group = f"dashboard-test-{topic}"
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    consumer.close()
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker)
+    monkeypatch.setenv("KAFKA_TOPIC_LOGS", topic)
+    monkeypatch.setenv("KAFKA_CONSUMER_GROUP", group)
+    get_settings.cache_clear()
+
+    _open(app, "views/pipeline.py")
+    assert not app.error
+    partitions = next(d.value for d in app.dataframe if "end_offset" in d.value.columns)
+    mine = partitions[partitions["topic"] == topic].set_index("partition")
+    assert mine.loc[0, "end_offset"] == 15 and mine.loc[1, "end_offset"] == 15
+    assert mine.loc[0, "committed"] == 5 and mine.loc[0, "lag"] == 10
+    assert mine.loc[1, "lag"] == 15  # nothing committed: every retained record counts
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics[f"Lag of group {group}"] == "25"
+
+
+def test_demo_tables_follow_the_contract(demo_env: DemoSummary) -> None:
+    from incident_contracts.tables import EVENTS_PARTITIONS, check_schema
+
+    data = demo_env.data_dir
+    for table in ("events", "incident_updates", "dead_letter", "metrics"):
+        files = list((data / table).rglob("*.parquet"))
+        assert files, table
+        schema = pq.read_schema(files[0])
+        problems = check_schema(table, schema)
+        partition_columns = EVENTS_PARTITIONS if table == "events" else ("dl_date",) if table == "dead_letter" else ()
+        assert [p for p in problems if p.split(".")[1].split(":")[0] not in partition_columns] == []
