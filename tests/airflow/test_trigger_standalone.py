@@ -48,6 +48,9 @@ def standalone(broker, tmp_path_factory):
         "SPARK_MASTER": "local[2]", "SPARK_UI_PORT": str(free_port()), "SPARK_DRIVER_MEMORY": "1g",
         "AIRFLOW_PORT": str(free_port()), "AIRFLOW_PARALLELISM": "3", "GEMINI_API_KEY": "",
     }
+    # The scheduler and triggerer serve task logs on fixed ports; a running `make up` holds the defaults.
+    log_ports = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -55,7 +58,7 @@ def standalone(broker, tmp_path_factory):
             patch.delenv(key)  # the test session's own Airflow configuration must not leak in
         get_settings.cache_clear()
         settings = load_settings()
-        child_env = {**os.environ, **settings_env(settings), **airflow_env(settings)}
+        child_env = {**os.environ, **settings_env(settings), **airflow_env(settings), **log_ports}
         log_path = base / "airflow.log"
         with open(log_path, "ab") as log:
             process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=child_env,
@@ -91,8 +94,9 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
 
     code = main(["--scenario", "memory_leak", "--rate", "200", "--duration", "8", "--seed", "5", "--wait",
                  "--timeout", "600"])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, out + captured.err
     assert "Triggered incident_processing_pipeline run manual__" in out
     assert f"http://127.0.0.1:{standalone.airflow_port}/dags/incident_processing_pipeline/runs/" in out
     assert "process_stream: running" in out and "reconcile: success" in out

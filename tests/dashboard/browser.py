@@ -6,6 +6,7 @@ Only the standard library and ``websockets`` (already installed with google-gena
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -47,6 +48,7 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         self._process: subprocess.Popen | None = None
         self._ws: ClientConnection | None = None
+        self._stack = contextlib.ExitStack()
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Browser:
@@ -63,7 +65,8 @@ class Browser:
         port = int(port_file.read_text().splitlines()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
             pages = [t for t in json.load(response) if t.get("type") == "page"]
-        self._ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=10)
+        self._ws = self._stack.enter_context(
+            connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=10))
         self.call("Page.enable")
         self.call("Runtime.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1,
@@ -71,8 +74,7 @@ class Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._ws is not None:
-            self._ws.close()
+        self._stack.close()
         if self._process is not None:
             try:
                 os.killpg(self._process.pid, signal.SIGTERM)

@@ -16,7 +16,7 @@ Generated = Callable[..., tuple[tuple[dict, ...], GroundTruth]]
 
 
 @cache
-def _generated(scenario: str, rate: float = 500.0, duration_s: float = 120.0, seed: int = 3,
+def _generated(scenario: str, rate: float = 250.0, duration_s: float = 120.0, seed: int = 3,
                origin: str | None = None) -> tuple[tuple[dict, ...], GroundTruth]:
     events, truth = api.generate(scenario, rate=rate, duration_s=duration_s, seed=seed, start_ms=START_MS,
                                  origin=origin)
@@ -25,7 +25,7 @@ def _generated(scenario: str, rate: float = 500.0, duration_s: float = 120.0, se
 
 @pytest.fixture(scope="session")
 def generated() -> Generated:
-    """generated(scenario, rate=500, duration_s=120, seed=3, origin=None) -> (events, ground truth), cached."""
+    """generated(scenario, rate=250, duration_s=120, seed=3, origin=None) -> (events, ground truth), cached."""
     return _generated
 
 

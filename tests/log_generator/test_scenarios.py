@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from log_generator.ground_truth import ROOT_CAUSE_CATEGORIES
 from log_generator.scenarios import SCENARIOS, resolve
+from log_generator.simulation import build_simulation
 
 ERROR_LEVELS = {"ERROR", "FATAL"}
 
@@ -19,7 +21,8 @@ SIGNATURES = {
                            r"Connection is not available|QueuePool limit|acquire connection from pool"),
     "memory_leak": ("memory", r"OutOfMemoryError|MemoryError|out of memory|heap out of memory",
                     r"ECONNREFUSED"),
-    "slow_dependency": ("dependency", r"Slow request: .* took \d+ms", r"Read timed out|timed out|deadline exceeded"),
+    "slow_dependency": ("dependency", r"Slow request: .* lock_wait=\d+ms",
+                        r"Read timed out|timed out|deadline exceeded"),
     "bad_deploy": ("deployment", r"release v\d+\.\d+\.0", r"upstream .* returned 50\d"),
     "disk_full": ("disk", r"No space left on device", r"upstream .* returned 50\d"),
     "tls_expired": ("certificate", r"TLS handshake error .* expired",
@@ -54,8 +57,8 @@ def test_scenario_signature_within_its_window(name: str, generated) -> None:
     assert incident.expect_incident is (name != "flapping")
     assert incident.affected_services[0] == incident.origin_service
     # one fifth of normal traffic before, the incident, normal traffic after
-    assert truth.start_ms < incident.start_ms < incident.phases.plateau_ms < incident.phases.recovery_ms \
-        < incident.end_ms <= truth.end_ms
+    assert truth.start_ms < incident.start_ms <= incident.phases.plateau_ms < incident.phases.recovery_ms \
+        <= incident.end_ms <= truth.end_ms
 
     tagged = [e for e in events if e["attributes"].get("incident_id") == incident.id]
     assert tagged, "incident events carry attributes naming the incident"
@@ -168,12 +171,21 @@ def test_flapping_is_short_bursts_and_not_an_incident(generated) -> None:
     assert not others, "nothing else is affected"
 
 
-def test_mixed_schedule_rotates_scenarios_with_flapping_on_top(generated) -> None:
-    events, truth = generated("mixed", rate=40, duration_s=3600)
-    real = [i for i in truth.incidents if i.expect_incident]
-    assert len(real) == 12 and {i.scenario for i in real} == {n for n in SCENARIOS if n != "flapping"}
-    assert any(not i.expect_incident for i in truth.incidents)
-    for a, b in zip(real, real[1:], strict=False):
+def test_mixed_schedule_rotates_scenarios_with_flapping_on_top(start_ms: int) -> None:
+    sim = build_simulation("mixed", rate=10, duration_s=2400, seed=5, start_ms=start_ms)
+    real = [i for i in sim.truth.incidents if i.expect_incident]
+    assert len(real) == 7, "one incident per ~5 minutes after the lead-in"
+    assert {i.scenario for i in real} == {n for n in SCENARIOS if n != "flapping"}, "each scenario once"
+    assert any(not i.expect_incident for i in sim.truth.incidents)
+    for a, b in itertools.pairwise(real):
         assert a.end_ms <= b.start_ms, "real incidents do not overlap, so each can be scored on its own"
+    other = build_simulation("mixed", rate=10, duration_s=2400, seed=6, start_ms=start_ms)
+    assert [i.scenario for i in other.truth.incidents] != [i.scenario for i in sim.truth.incidents]
+
+
+def test_mixed_events_are_tagged_with_their_incidents(generated) -> None:
+    events, truth = generated("mixed")
     tagged = {e["attributes"]["incident_id"] for e in events if e["attributes"].get("incident_id")}
     assert tagged == {i.id for i in truth.incidents}
+    assert {"scenario", "incident_id", "incident_role"} <= set(
+        next(e for e in events if e["attributes"]).get("attributes"))

@@ -47,7 +47,7 @@ class AirflowApi:
     base_url: str
     username: str
     password: str
-    timeout: float = 15.0
+    timeout: float = 30.0
     _token: str | None = field(default=None, repr=False)
 
     @classmethod

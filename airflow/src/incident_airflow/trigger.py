@@ -76,17 +76,29 @@ def _task_states(api: AirflowApi, run_id: str) -> dict[str, str]:
 
 
 def wait_for_run(api: AirflowApi, run_id: str, timeout: float, poll: float = 3.0,
-                 out: Callable[[str], None] = print) -> dict:
-    """Poll until the run finishes, printing each task's state change; returns the finished run."""
+                 out: Callable[[str], None] = print, patience: float = 120.0) -> dict:
+    """Poll until the run finishes, printing each task's state change; returns the finished run.
+
+    A busy machine can make the API server slow to answer: unanswered polls are retried for up to
+    `patience` seconds in a row before giving up (the run itself goes on regardless).
+    """
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
     started = time.monotonic()
+    unanswered_since: float | None = None
     while True:
-        run = api.dag_run(DAG_ID, run_id)
         try:
+            run = api.dag_run(DAG_ID, run_id)
             states = _task_states(api, run_id)
-        except AirflowApiError:
-            states = {}
+        except AirflowApiError as exc:
+            if exc.status is not None:
+                raise
+            unanswered_since = unanswered_since or time.monotonic()
+            if time.monotonic() - unanswered_since > patience:
+                raise
+            time.sleep(poll)
+            continue
+        unanswered_since = None
         for task in sorted(states, key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 99):
             if seen.get(task) != states[task]:
                 out(f"  [{time.monotonic() - started:5.0f}s] {task}: {states[task]}")

@@ -6,6 +6,7 @@ import gc
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from incident_contracts.codec import Codec
 from incident_contracts.fast_encode import FastEncoder
 from incident_contracts.kafka import TopicMissing, TopicSpec, ensure_topics
 from log_generator import wire
-from log_generator.engine import fill
+from log_generator.engine import Block, fill
 from log_generator.ground_truth import check_run_id, run_dir, save_ground_truth, save_summary
 from log_generator.pacing import Pacer
 from log_generator.producer import EventProducer, ProducerConfig
@@ -158,6 +161,19 @@ def _summary(producer: EventProducer, *, run_id: str, mode: str, scenario: str, 
     )
 
 
+def _event_partitions(block: Block, routes: dict[str, tuple[bytes, int]]) -> np.ndarray:
+    """The partition of each event of a block (a pool belongs to one service, so to one partition)."""
+    pool_partition = np.fromiter((routes[p.spec.service.name][1] for p in block.pools), dtype=np.int64,
+                                 count=len(block.pools))
+    return pool_partition[np.asarray(block.pool_index, dtype=np.int64)]
+
+
+def _add_counts(counts: Counter, partitions: np.ndarray) -> None:
+    for partition, n in enumerate(np.bincount(partitions).tolist()):
+        if n:
+            counts[partition] += n
+
+
 def _active_note(sim: Simulation, t_ms: int) -> str:
     active = [i for i in sim.schedule.incidents if i.start_ms <= t_ms < i.last_ms]
     return ("incidents: " + ", ".join(f"{i.scenario.name}@{i.origin.name}" for i in active)) if active else ""
@@ -186,6 +202,8 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
     poll = producer.poll
     routes = {s.name: (s.name.encode(), producer.partition_of(s.name.encode())) for s in sim.topology.services}
     sent_by_partition = stats.sent_by_partition
+    join = b"".join
+    tw = wire.TRACE_WIDTH
     started = time.monotonic()
     first_send = last_send = None
     with signals_stop(stop), _no_gc():
@@ -198,6 +216,7 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
                     heads, width = wire.head_bytes(header, sim.prefix, block.seq0, block.ts)
                     traces = wire.trace_bytes(block.trace)
                     pools, pool_index, rs, slots = block.pools, block.pool_index, block.rs, block.slots
+                    event_partitions = _event_partitions(block, routes)
                 else:
                     encoded = [encoder.encode(r) for r in wire.records(block, sim.prefix, sim.environment)]
                     variants = block.variants
@@ -211,26 +230,24 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
                         first_send = time.monotonic()
                     if encoder.fast:
                         # Same choice of variant as Block.variants, fused with encoding and sending.
-                        join = b"".join
-                        tw = wire.TRACE_WIDTH
-                        for k in range(i, j):
-                            pool = pools[pool_index[k]]
+                        h, t = i * width, i * tw
+                        for pi, slot, r in zip(pool_index[i:j], slots[i:j], rs[i:j], strict=True):
+                            pool = pools[pi]
                             items = pool.items
-                            slot = slots[k]
-                            v = items[slot] if slot < len(items) else fill(pool, rs[k], slot)
-                            h = k * width
+                            v = items[slot] if slot < len(items) else fill(pool, r, slot)
                             if v.traced:
-                                t = k * tw
                                 value = join((heads[h:h + width], v.a, traces[t:t + tw], v.b))
                             else:
                                 value = heads[h:h + width] + v.ab
+                            h += width
+                            t += tw
                             key, part = routes[v.service]
                             try:
                                 raw_produce(topic, value, key, part)
                             except BufferError:
                                 producer.wait_for_room(value, key, part)
-                            sent_by_partition[part] += 1
                         stats.sent += j - i
+                        _add_counts(sent_by_partition, event_partitions[i:j])
                     else:
                         for k in range(i, j):
                             send(encoded[k], routes[variants[k].service][0])

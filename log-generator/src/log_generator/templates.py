@@ -1,4 +1,4 @@
-"""Message templates: loaded from `templates.yaml` (or LOG_TEMPLATES_FILE), validated, and compiled.
+"""Message templates: loaded from `templates.yaml` next to this module, validated, and compiled.
 
 Compiling turns a template text into a renderer ``render(r, lat, host, status) -> str`` for one
 service (and incident): constants are substituted once, and each remaining placeholder becomes a

@@ -208,6 +208,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._latest: SourceOffset | None = None
         self._cap: dict[int, int] | None = None
         self._committer: Consumer | None = None
+        self._published: dict[int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # tasks get the options, never driver-side clients
         return {"options": self.options, "spark_schema": self.spark_schema}
@@ -240,6 +241,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         begin = SourceOffset.from_json(start)
+        # Spark plans a batch only once the previous one is committed: `start` has been processed.
+        self._publish(begin)
         state = self._topic_state()
         max_records = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         plan = plan_batch(begin, state, max_records, self.options.read.fail_on_data_loss, cap=self._cap)
@@ -265,18 +268,22 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                               schema)
 
     def commit(self, end: dict) -> None:
-        """Publish processed offsets to the consumer group (monitoring only; Spark's checkpoint rules)."""
-        if not self.options.commit_group:
+        """Spark has processed everything up to `end`: publish it to the consumer group (if any)."""
+        self._publish(SourceOffset.from_json(end))
+
+    def _publish(self, offset: SourceOffset) -> None:
+        """Commit offsets to the consumer group, for lag monitoring only (Spark's checkpoint rules)."""
+        if not self.options.commit_group or offset.offsets == self._published:
             return
-        offset = SourceOffset.from_json(end)
         try:
             if self._committer is None:
                 self._committer = Consumer({"bootstrap.servers": self.options.read.bootstrap,
                                             "group.id": self.options.commit_group, "enable.auto.commit": False})
             self._committer.commit(offsets=[TopicPartition(offset.topic, p, o) for p, o in offset.offsets.items()],
                                    asynchronous=False)
+            self._published = dict(offset.offsets)
         except KafkaException as exc:
-            log.warning("could not commit offsets %s to consumer group %s: %s", json.dumps(end),
+            log.warning("could not commit offsets %s to consumer group %s: %s", json.dumps(offset.to_json()),
                         self.options.commit_group, exc)
 
     def stop(self) -> None:

@@ -261,10 +261,16 @@ def _metric_facts(incident: dict[str, Any], window: pd.DataFrame, service: str, 
             facts.append(
                 f"{name}{role}: error rate {_pct(base_rate)} in the 30 min before opening, peak {_pct(peak.error_rate)} "
                 f"at {_fmt_time(peak.bucket)}; p95 latency before {_median(before, 'latency_p95_ms')} ms, "
-                f"peak {during['latency_p95_ms'].max():.0f} ms during.")
+                f"peak {_peak(during, 'latency_p95_ms')} ms during.")
     return [Fact(f"M{i + 1}", text) for i, text in enumerate(facts)]
 
 
+def _peak(frame: pd.DataFrame, column: str) -> str:
+    values = frame[column].dropna()
+    return f"{values.max():.0f}" if len(values) else "n/a"
+
+
 def _median(frame: pd.DataFrame, column: str) -> str:
-    value = frame[column].median() if not frame.empty else None
+    values = frame[column].dropna() if not frame.empty else frame
+    value = values.median() if len(values) else None
     return "n/a" if value is None or pd.isna(value) else f"{value:.0f}"

@@ -30,7 +30,8 @@ from incident_dashboard.analysis.runbooks import KnowledgeBase, Runbook
 
 OFFLINE_MODEL = "runbook-bm25"
 OFFLINE_VERSION = "offline-v1"
-MIN_SCORE = 2.0  # below this nothing matched convincingly
+MIN_SCORE = 12.0  # BM25 score below which nothing matched convincingly (real matches score 50-700)
+MIN_TERMS = 2  # distinct runbook terms a match must share with the incident
 KEYWORD_WEIGHT = 3
 
 _WORD = re.compile(r"[a-z][a-z0-9_]+|\d{3}")
@@ -42,7 +43,7 @@ _STOP = {"the", "and", "for", "from", "with", "after", "before", "was", "are", "
          # access-log noise: methods, protocol and user-agent words say nothing about a cause
          "get", "post", "put", "patch", "delete", "head", "options", "mozilla", "applewebkit", "khtml", "gecko",
          "chrome", "safari", "iphone", "android", "okhttp", "like", "cpu", "os", "mac", "windows", "nt", "intel",
-         "macintosh", "pixel", "ios", "shop", "client", "go", "httpx", "python", "rt"}
+         "macintosh", "pixel", "ios", "shop", "client", "go", "httpx", "python", "rt", "ms"}
 
 
 def tokenize(text: str) -> list[str]:
@@ -167,7 +168,7 @@ def analyze_offline(context: IncidentContext, kb: KnowledgeBase) -> OfflineResul
     matches, query = rank_runbooks(context, kb)
     best = matches[0] if matches else None
     second = matches[1].score if len(matches) > 1 else 0.0
-    if best is None or best.score < MIN_SCORE:
+    if best is None or best.score < MIN_SCORE or len(best.matched_terms) < MIN_TERMS:
         runbook, insufficient, confidence = kb.generic, True, 0.15
     else:
         runbook = kb.get(best.runbook_id) or kb.generic
@@ -210,7 +211,7 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
                         f"{', '.join(hit[:6])}.", citations=[sig.id]))
     for line in context.surging[:3]:
         hit = sorted(terms & set(tokenize(line.signature)))
-        if hit:
+        if len(hit) >= 2:
             evidence.append(EvidenceItem(
                 finding=f"{line.level} line {line.id} rose from {line.before} lines in the 30 minutes before the "
                         f"incident to {line.during} since it opened; it matches on: {', '.join(hit[:5])}.",
@@ -218,7 +219,7 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
     shown_events = 0
     for event in context.events:
         hit = sorted(terms & set(tokenize(event.message)))
-        if hit and shown_events < 2:
+        if len(hit) >= 2 and shown_events < 2:
             shown_events += 1
             evidence.append(EvidenceItem(finding=f"Sample event {event.id} on {event.host or service} shows "
                                                  f"{', '.join(hit[:4])}.", citations=[event.id]))

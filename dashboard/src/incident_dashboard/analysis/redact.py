@@ -38,11 +38,28 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and _luhn_ok(digits)
+
+
 def _card(match: re.Match[str]) -> str | None:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    if 13 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 1:
-        return "<redacted:card>"
-    return None
+    """Redact the card number inside a run of digits (the run may carry neighbouring numbers too)."""
+    text = match.group(0)
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
+    spans: list[tuple[int, int]] = []
+    for i in range(len(groups)):  # whole separator groups: "4111 1111 1111 1111 0"
+        for j in range(len(groups), i, -1):
+            start, end = groups[i][0], groups[j - 1][1]
+            if _is_card(re.sub(r"\D", "", text[start:end])):
+                spans.append((start, end))
+    for start, end in groups:  # inside one unbroken run: its leading or trailing 13-19 digits
+        for length in (16, 15, 19, 18, 17, 14, 13):
+            if end - start > length:
+                spans += [(s, s + length) for s in (start, end - length) if _is_card(text[s:s + length])]
+    if not spans:
+        return None
+    start, end = max(spans, key=lambda s: s[1] - s[0])
+    return text[:start] + "<redacted:card>" + text[end:]
 
 
 def _public_ip(match: re.Match[str]) -> str | None:

@@ -441,7 +441,7 @@ class Repository:
 
     def surging_signatures(self, service: str, opened: datetime, end: datetime, before: timedelta,
                            exclude: Sequence[str] = (), limit: int = 8) -> pd.DataFrame:
-        """Warning and error lines of a service whose rate rose at least threefold once the incident opened.
+        """Warning and error lines of a service whose share of its lines tripled once the incident opened.
 
         The detector ranks error lines only; warnings that surge (GC pauses, TLS handshake warnings on
         the server side, slow queries) often say more about the cause than the errors they lead to.
@@ -456,18 +456,25 @@ class Repository:
         during_min = max((end - opened).total_seconds() / 60, 1.0)
         key = ("surging", service, opened, end, before, tuple(exclude), limit)
         return self._cached(key, ("events",), lambda: self.db.df(f"""
-            WITH lines AS (
+            WITH scope AS (
+                SELECT * FROM {self._event_source()}
+                WHERE service = $service AND event_time BETWEEN $start AND $end),
+            totals AS (
+                SELECT greatest(count_if(event_time < $opened), 1) AS all_before,
+                       greatest(count_if(event_time >= $opened), 1) AS all_during FROM scope),
+            lines AS (
                 SELECT signature_id, any_value(signature) AS signature, any_value(message) AS sample,
                        max(level) AS level,
                        count_if(event_time < $opened) AS before, count_if(event_time >= $opened) AS during
-                FROM {self._event_source()}
-                WHERE service = $service AND event_time BETWEEN $start AND $end
-                  AND (is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL'))
+                FROM scope
+                WHERE is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL')
                 GROUP BY signature_id)
             SELECT {', '.join(columns[:6])}, before / {before_min} AS rate_before_per_min,
                    during / {during_min} AS rate_during_per_min
-            FROM lines
-            WHERE during >= 3 AND during / {during_min} >= 3 * (before + 1) / {before_min}
+            FROM lines, totals
+            WHERE during >= 3
+              -- its share of the service's lines tripled: more traffic alone does not make a line surge
+              AND during / all_during >= 3 * (before + 1) / all_before
               AND signature_id NOT IN (SELECT unnest($exclude))
             ORDER BY during DESC, signature_id LIMIT {int(limit)}""",
             {"files": files, "service": service, "opened": opened, "start": start, "end": end,
@@ -506,7 +513,9 @@ def _row_dict(row: pd.Series) -> dict[str, Any]:
     """A DataFrame row as plain Python values (timestamps as aware datetimes, arrays as lists)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if isinstance(value, pd.Timestamp):
+        if value is None or value is pd.NA or value is pd.NaT:
+            out[key] = None
+        elif isinstance(value, pd.Timestamp):
             out[key] = _ts(value)
         elif hasattr(value, "tolist") and not isinstance(value, str):
             out[key] = value.tolist()

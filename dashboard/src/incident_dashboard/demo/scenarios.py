@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
 _HEX = re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}\b")
-_NUM = re.compile(r"(?<![A-Za-z])\d+(?:\.\d+)?")
+_NUM = re.compile(r"(?<![A-Za-z0-9_])\d+(?:\.\d+)?")
 
 
 def mask(message: str) -> str:

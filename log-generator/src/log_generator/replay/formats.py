@@ -236,9 +236,6 @@ def level_from_text(message: str) -> str:
     return "INFO"
 
 
-def _year_for(month: int, now: datetime) -> int:
-    """RFC 3164 has no year: take the current one, or last year for a month still ahead of now."""
-    return now.year - 1 if month > now.month + 1 else now.year
 
 
 def parse_syslog(line: str, now: datetime | None = None, year: int | None = None) -> dict[str, Any] | None:
@@ -269,7 +266,9 @@ def parse_syslog(line: str, now: datetime | None = None, year: int | None = None
     now = now or datetime.now(tz=UTC)
     hh, mm, ss = (int(x) for x in m.group("time").split(":"))
     try:
-        dt = datetime(year or _year_for(month, now), month, int(m.group("day")), hh, mm, ss, tzinfo=UTC)
+        dt = datetime(year or now.year, month, int(m.group("day")), hh, mm, ss, tzinfo=UTC)
+        if year is None and dt > now + timedelta(days=2):  # RFC 3164 has no year: a date ahead is last year's
+            dt = dt.replace(year=now.year - 1)
     except ValueError:
         return None
     message = m.group("msg")

@@ -9,9 +9,12 @@ Each window (of `windows_buckets` buckets) is tested for three departures:
   chatty service (high baseline) needs a large rise and one stray error on a quiet service does not page;
 * warning rate: the same test on warning lines, with its own (looser) minimums - some failures are
   logged as warnings by the service that causes them (a server's TLS handshake failures, say);
-* latency: log(window p95 / baseline p95) over the learned noise of that window (never below the
-  noise a quantile of that many samples has). It must also be `latency_ratio` times and
-  `latency_min_delta_ms` above the baseline.
+* latency: the share of the window's requests slower than a threshold T (`latency_ratio` times the
+  baseline p95, and at least `latency_min_delta_ms` above it) is tested with the same binomial score
+  against the share of the baseline's own requests above T. It opens when that share also reaches
+  5% (the window's p95 is above T). Counting slow requests this way respects each service's own
+  latency tail: a service whose p99 is far above its p95 is not paged for a few slow requests in a
+  small window, while a steady service is paged for a modest but sustained slowdown.
 
 Short windows catch sharp, large departures within a bucket or two; long windows catch moderate ones
 on low-traffic services. A window at "open" level may open an incident; at "hold" level it keeps an open
@@ -31,7 +34,7 @@ from incident_stream.detection.params import DetectionParams
 
 NORMAL, ELEVATED, ANOMALOUS = 0, 1, 2
 ERROR_RATE, WARNING_RATE, LATENCY = "error_rate", "warning_rate", "latency"
-QUANTILE_NOISE = 2.0  # ~sd of log(p95) from one sample; divided by sqrt(n)
+SLOW_SHARE_FLOOR = 0.002  # a service is never assumed to have fewer slow requests than this
 
 
 def binomial_score(errors: float, n: float, p0: float) -> float:
@@ -112,14 +115,14 @@ def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluat
                           p.hold_error_rate_ratio)
     warning_rule = RateRule(WARNING_RATE, p.min_warnings, p.warning_rate_ratio, p.warning_rate_min_delta,
                             p.hold_error_rate_ratio)
-    rate0, warn0, lat0 = baseline.error_rate(), baseline.warning_rate(), baseline.latency_p95()
+    rate0, warn0 = baseline.error_rate(), baseline.warning_rate()
     result = Evaluation()
     for i, win in enumerate(window_sums(ring, p.windows_buckets)):
         result.err_residuals.append(
             _rate_test(result, error_rule, win.errors, win.n, rate0, baseline.error_noise(i), p))
         result.warn_residuals.append(
             _rate_test(result, warning_rule, win.warns, win.n, warn0, baseline.warning_noise(i), p))
-        result.lat_residuals.append(_latency_test(result, win, lat0, baseline.latency_noise(i), p))
+        result.lat_residuals.append(_latency_test(result, win, baseline, baseline.latency_noise(i), p))
     return result
 
 
@@ -138,16 +141,25 @@ def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: fl
     return r
 
 
-def _latency_test(result: Evaluation, win: WindowStats, lat0: float | None, noise: float,
+def _latency_test(result: Evaluation, win: WindowStats, baseline: Baseline, noise: float,
                   p: DetectionParams) -> float | None:
+    lat0 = baseline.latency_p95()
     lat_n = int(win.latency.sum())
     if lat0 is None or lat_n < p.latency_min_samples:
         return None
-    p95 = histogram.quantile(win.latency, p.latency_quantile)
-    d = math.log(p95 / lat0)
-    z = d / max(noise, QUANTILE_NOISE / math.sqrt(lat_n))
-    if z >= p.open_score and p95 >= p.latency_ratio * lat0 and p95 - lat0 >= p.latency_min_delta_ms:
-        result.raise_to(ANOMALOUS, LATENCY, z)
-    elif z >= p.hold_score and p95 >= p.hold_latency_ratio * lat0 and p95 - lat0 >= p.latency_min_delta_ms / 2:
-        result.raise_to(ELEVATED, LATENCY, z)
-    return d
+    tail = 1.0 - p.latency_quantile
+    residual = None
+    for level, ratio, delta in ((ANOMALOUS, p.latency_ratio, p.latency_min_delta_ms),
+                                (ELEVATED, p.hold_latency_ratio, p.latency_min_delta_ms / 2)):
+        edge = histogram.bin_index(np.array([max(ratio * lat0, lat0 + delta)]))[0] + 1  # first bin fully above
+        slow = int(win.latency[edge:].sum())
+        share0 = max(baseline.latency_share_from(edge), SLOW_SHARE_FLOOR)
+        r = binomial_score(slow, lat_n, share0)
+        if residual is None:
+            residual = r
+        z = r / math.sqrt(noise)
+        if slow >= p.min_slow_requests and slow >= tail * lat_n and z >= (p.open_score if level == ANOMALOUS
+                                                                          else p.hold_score):
+            result.raise_to(level, LATENCY, z)
+            break
+    return residual

@@ -2,9 +2,10 @@
 
 * error rate and warning rate: exponentially decayed sums of errors, warnings and events (half-life
   `baseline_half_life_s`), shrunk towards a prior for services with little history;
-* latency: an exponentially decayed latency histogram, read at the 95th percentile;
-* noise: for each test window, an exponentially weighted mean of the squared standardised deviation
-  seen in normal times. A service whose error count naturally swings widely (bursty, chatty) learns a
+* latency: an exponentially decayed latency histogram (its 95th percentile, and the share of
+  requests above any threshold);
+* noise: for each test and window, an exponentially weighted mean of the squared standardised
+  deviation seen in normal times (1 for counts that vary as chance alone would make them vary). A service whose error count naturally swings widely (bursty, chatty) learns a
   large noise and needs a larger departure to page; a steady, quiet one learns a small noise.
 
 The detector feeds it only buckets it judges normal once the warm-up is over, so an incident does not
@@ -35,7 +36,7 @@ class Baseline:
         prior_weight = 1 - self.alpha ** params.buckets(NOISE_PRIOR_WEIGHT_S)
         self.err_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]  # [weighted sum, weight]
         self.warn_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]
-        self.lat_noise = [[prior_weight * params.latency_noise_floor ** 2, prior_weight] for _ in range(n_windows)]
+        self.lat_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]
         self.age = 0  # buckets observed since the service was first seen
         self.events_seen = 0
 
@@ -59,6 +60,11 @@ class Baseline:
             return None
         return histogram.quantile(self.latency, self.params.latency_quantile)
 
+    def latency_share_from(self, bin_index: int) -> float:
+        """Share of the baseline's requests in bins >= bin_index (0 when there is no history)."""
+        total = float(self.latency.sum())
+        return float(self.latency[bin_index:].sum()) / total if total > 0 else 0.0
+
     def error_noise(self, window_index: int) -> float:
         total, weight = self.err_noise[window_index]
         return min(max(total / weight, 1.0), MAX_ERROR_NOISE)
@@ -69,7 +75,7 @@ class Baseline:
 
     def latency_noise(self, window_index: int) -> float:
         total, weight = self.lat_noise[window_index]
-        return max(math.sqrt(max(total / weight, 0.0)), self.params.latency_noise_floor)
+        return min(max(total / weight, 1.0), MAX_ERROR_NOISE)
 
     @property
     def warm(self) -> bool:
@@ -99,7 +105,7 @@ class Baseline:
         that many current noise units, so no single bucket can inflate the noise much."""
         self._fold(self.err_noise, err_residuals, self.error_noise, clip, MAX_ERROR_NOISE)
         self._fold(self.warn_noise, warn_residuals, self.warning_noise, clip, MAX_ERROR_NOISE)
-        self._fold(self.lat_noise, lat_residuals, lambda i: self.latency_noise(i) ** 2, clip, math.inf)
+        self._fold(self.lat_noise, lat_residuals, self.latency_noise, clip, MAX_ERROR_NOISE)
 
     def _fold(self, cells: list[list[float]], residuals: list[float | None], current, clip: float | None,
               cap: float) -> None:

@@ -32,10 +32,10 @@ class DetectionParams:
     warning_rate_min_delta: float = 0.05
     latency_quantile: float = 0.95
     latency_min_samples: int = 20
-    latency_ratio: float = 2.0  # window p95 must be this many times the baseline p95...
-    latency_min_delta_ms: float = 10.0  # ...and this much slower, absolute
+    latency_ratio: float = 2.0  # "slow" = this many times the baseline p95...
+    latency_min_delta_ms: float = 10.0  # ...and at least this much above it
     hold_latency_ratio: float = 1.3
-    latency_noise_floor: float = 0.15  # smallest noise assumed on log(p95)
+    min_slow_requests: int = 5
     # --- lifecycle -------------------------------------------------------------------------
     confirm_buckets: int = 2  # consecutive anomalous buckets before an incident opens
     quiet_period_s: float = 60.0  # resolve after this long without an active bucket

@@ -1,0 +1,102 @@
+"""The offline analyzer: the runbook knowledge base, and the right runbook for every failure scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from incident_contracts.catalog import default_catalog
+from incident_dashboard.analysis.context import build_context
+from incident_dashboard.analysis.offline import analyze_offline
+from incident_dashboard.analysis.runbooks import RunbookError, load_knowledge_base, parse_runbook
+from incident_dashboard.data import Repository
+from incident_dashboard.demo import SCENARIOS, DemoSummary
+
+EXPECTED_RUNBOOKS = {"database": "db-connection-pool-exhaustion", "memory": "memory-leak-oom",
+                     "dependency": "slow-dependency-latency", "deployment": "bad-deploy-5xx", "disk": "disk-full",
+                     "certificate": "tls-certificate-expired", "cache": "cache-stampede"}
+
+
+def test_knowledge_base_is_complete() -> None:
+    kb = load_knowledge_base()
+    assert {r.category for r in kb.specific} == set(EXPECTED_RUNBOOKS)
+    assert kb.generic.id == "generic"
+    for runbook in kb.runbooks:
+        assert runbook.symptoms and runbook.diagnosis and runbook.remediation, runbook.id
+        assert all(check.command for check in runbook.diagnosis), runbook.id
+        if not runbook.generic:
+            assert runbook.keywords and runbook.signatures and runbook.prevention, runbook.id
+
+
+def test_a_broken_runbook_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.md"
+    bad.write_text("# no front matter\n")
+    with pytest.raises(RunbookError, match="broken.md"):
+        parse_runbook(bad)
+    bad.write_text("---\nid: x\ntitle: t\n---\n# body\n")
+    with pytest.raises(RunbookError, match="category, cause"):
+        parse_runbook(bad)
+
+
+def test_each_demo_scenario_gets_its_runbook(demo_env: DemoSummary) -> None:
+    repo = Repository(demo_env.data_dir, cache_ttl=60)
+    kb = load_knowledge_base()
+    catalog = default_catalog()
+    checked = set()
+    for plan in demo_env.incidents:
+        outcome = analyze_offline(build_context(repo, catalog, plan.incident_id), kb)
+        expected = EXPECTED_RUNBOOKS[plan.scenario.category]
+        assert outcome.runbook.id == expected, (plan.incident_id, plan.service, [m.runbook_id for m in outcome.matches])
+        assert not outcome.result.insufficient_evidence
+        assert outcome.result.evidence and all(e.citations for e in outcome.result.evidence if e.supports)
+        assert outcome.result.action_plan[0].priority == "now"
+        assert outcome.result.action_plan[0].owner == catalog.get(plan.service).owner
+        checked.add(plan.scenario.key)
+    assert checked == set(SCENARIOS)
+
+
+def test_unknown_failure_falls_back_to_generic_triage(demo_env: DemoSummary) -> None:
+    from incident_dashboard.analysis.context import IncidentContext, SignatureItem
+
+    repo = Repository(demo_env.data_dir, cache_ttl=60)
+    context = build_context(repo, default_catalog(), demo_env.incidents[0].incident_id)
+    odd = IncidentContext({**context.incident, "title": "quux", "trigger": "volume", "severity_reasons": [],
+                           "error_rate": None, "latency_p95_ms": None, "origin_service": None,
+                           "origin_incident_id": None, "affected_hosts": []},
+                          [], [SignatureItem("S1", "Frobnicator wobble <num> exceeded", "x", 5, "Frobnicator wobble")],
+                          [], [], {**context.topology, "kind": "worker", "depends_on": []}, [], [])
+    outcome = analyze_offline(odd, load_knowledge_base())
+    assert outcome.runbook.id == "generic"
+    assert outcome.result.insufficient_evidence
+    assert outcome.result.root_cause.confidence < 0.3
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory):
+    from generated_tables import build_generated_tables
+    from log_generator.scenarios import REAL_SCENARIOS
+
+    folder = tmp_path_factory.mktemp("generated") / "data"
+    planned = build_generated_tables(folder, default_catalog(), list(REAL_SCENARIOS), rate=15.0)
+    return folder, planned
+
+
+def test_each_log_generator_scenario_gets_its_runbook(generated) -> None:
+    """Events of the real log generator, signatures from the Spark job's function: origin incidents and the
+    callers linked to them must each be matched to the runbook of the scenario's root-cause category."""
+    from log_generator.scenarios import REAL_SCENARIOS
+
+    folder, planned = generated
+    repo = Repository(folder, cache_ttl=60)
+    kb = load_knowledge_base()
+    catalog = default_catalog()
+    assert {p.scenario for p in planned if p.is_origin} == set(REAL_SCENARIOS)
+    wrong = []
+    for plan in planned:
+        outcome = analyze_offline(build_context(repo, catalog, plan.incident_id), kb)
+        if outcome.runbook.id != EXPECTED_RUNBOOKS[plan.category]:
+            wrong.append((plan.scenario, plan.service, plan.is_origin,
+                          [(m.runbook_id, round(m.score)) for m in outcome.matches[:3]]))
+    assert not wrong
+    assert sum(not p.is_origin for p in planned) >= 7  # callers were exercised too

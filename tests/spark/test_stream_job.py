@@ -1,0 +1,137 @@
+"""The whole ingest path on real Spark and the real broker: bad input, table contracts, exactly-once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from stream_helpers import make_event, produce, produce_events, read_table
+
+from incident_contracts import avro_schemas
+from incident_contracts.codec import Codec
+from incident_contracts.kafka import end_offsets
+from incident_contracts.settings import Settings
+from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES, check_schema
+from incident_stream import job as job_module
+from incident_stream.job import JobOptions, StreamJob, run_job
+
+pytestmark = pytest.mark.integration
+
+
+def job_settings(broker: str, topic: str, data: Path) -> Settings:
+    return Settings(_env_file=None, kafka_bootstrap_servers=broker, kafka_topic_logs=topic,  # type: ignore[call-arg]
+                    data_dir=data, kafka_consumer_group="")
+
+
+def options(data: Path, **overrides: Any) -> JobOptions:
+    values: dict[str, Any] = {"data_dir": data, "checkpoint": data / "_checkpoints" / "job", "once": True,
+                              "detection": False, "trigger_seconds": 0.5}
+    values.update(overrides)
+    return JobOptions(**values)
+
+
+def all_offsets(broker: str, topic: str) -> set[tuple[int, int]]:
+    return {(p, o) for p, end in end_offsets(broker, topic).items() for o in range(end)}
+
+
+def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contract(
+        spark: Any, broker: str, topic: str, tmp_path: Path) -> None:
+    now_ms = int(time.time() * 1000)
+    codec = Codec()
+    produce_events(broker, topic, (make_event(i) for i in range(1_000)))
+    late = now_ms - 2 * 3600 * 1000  # a burst of late data: two hours old, still accepted
+    produce_events(broker, topic, (make_event(10_000 + i, timestamp=late + i) for i in range(200)))
+    old_writer = Codec(writer=avro_schemas.by_version(1))
+    produce(broker, topic, [old_writer.encode({k: v for k, v in make_event(20_000).items() if k != "span_id"})])
+    unknown = codec.encode(make_event(1))
+    bad = {
+        "poison": b"\xff\xfe definitely not avro \x00\x01",
+        "confluent framed, no registry": b"\x00\x00\x00\x00\x07" + unknown[10:],
+        "giant": codec.encode(make_event(2, message="x" * 1_500_000)),
+        "unknown schema": b"\xc3\x01" + b"\x42" * 8 + unknown[10:],
+        "1970": codec.encode(make_event(3, timestamp=0)),
+        "next year": codec.encode(make_event(4, timestamp=now_ms + 365 * 24 * 3600 * 1000)),
+        "no event id": codec.encode(make_event(5, event_id=" ")),
+        "tombstone": None,
+        "junk": b"{\"level\": \"ERROR\"}",
+    }
+    produce(broker, topic, list(bad.values()))
+    data = tmp_path / "data"
+
+    summary = run_job(spark, job_settings(broker, topic, data), options(data, max_records_per_trigger=600),
+                      handle_signals=False)
+
+    assert summary["status"] == "finished", summary
+    events, letters = read_table(data / "events"), read_table(data / "dead_letter")
+    assert events.num_rows == 1_201 and summary["events_written"] == 1_201
+    assert letters.num_rows == len(bad) and summary["dead_letter_written"] == len(bad)
+    reasons = sorted(letters.column("reason").to_pylist())
+    assert reasons == sorted(["bad_magic", "too_large", "unknown_fingerprint", "timestamp_out_of_range",
+                              "timestamp_out_of_range", "invalid_field", "empty", "bad_magic",
+                              "unknown_schema_id"])
+    giant = letters.filter(pc.equal(letters.column("reason"), "too_large")).to_pylist()[0]
+    assert giant["value_size"] > 1_500_000 and len(giant["raw_value"]) == DEAD_LETTER_MAX_RAW_BYTES
+    old = letters.filter(pc.equal(letters.column("reason"), "timestamp_out_of_range")).column("detail").to_pylist()
+    assert any("1970-01-01" in d for d in old) and all("STREAM_MAX_" in d for d in old)
+    # Every record is in exactly one table: nothing lost, nothing twice.
+    seen = list(zip(events.column("kafka_partition").to_pylist(), events.column("kafka_offset").to_pylist(),
+                    strict=True))
+    seen += list(zip(letters.column("kafka_partition").to_pylist(), letters.column("kafka_offset").to_pylist(),
+                     strict=True))
+    assert len(seen) == len(set(seen)) and set(seen) == all_offsets(broker, topic)
+    assert summary["end_offsets"] == {str(p): o for p, o in end_offsets(broker, topic).items()}
+    # Late events are kept, in the partition of their own hour.
+    late_hour = dt.datetime.fromtimestamp(late / 1000, dt.UTC)
+    late_rows = events.filter(pc.starts_with(events.column("event_id"), "evt-10"))
+    assert set(late_rows.column("event_hour").to_pylist()) <= {late_hour.hour, (late_hour.hour + 1) % 24}
+    for name in ("events", "dead_letter", "metrics"):
+        assert check_schema(name, read_table(data / name).schema) == [], name
+    metrics = read_table(data / "metrics").to_pylist()
+    assert {m["query_name"] for m in metrics} == {"ingest"}
+    assert metrics[-1]["lag"] == 0 and sum(m["num_input_rows"] for m in metrics) >= 1_210
+
+
+def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str, topic: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    produce_events(broker, topic, (make_event(i) for i in range(6_000)))
+    data = tmp_path / "data"
+    settings = job_settings(broker, topic, data)
+
+    # 1. Stopped abruptly mid-stream (no grace: the running batch is interrupted).
+    job = StreamJob(spark, settings, options(data, once=False, max_records_per_trigger=1_000))
+    job.start()
+    deadline = time.monotonic() + 180
+    while job.counters.batches.get("ingest", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for query in job.queries.values():
+        query.stop()
+    spark.streams.removeListener(job.metrics)
+    assert 2_000 <= read_table(data / "events").num_rows < 6_000
+
+    # 2. A crash after the batch's files are in place but before Spark commits it.
+    original = job_module.IngestSink.__call__
+    crashed: list[int] = []
+
+    def crash_once(self: Any, batch: Any, batch_id: int) -> None:
+        original(self, batch, batch_id)
+        if not crashed:
+            crashed.append(batch_id)
+            raise RuntimeError("simulated crash between writing and committing")
+
+    monkeypatch.setattr(job_module.IngestSink, "__call__", crash_once)
+    failed = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
+    assert failed["status"] == "failed" and "simulated crash" in failed["error"]
+    monkeypatch.setattr(job_module.IngestSink, "__call__", original)
+
+    # 3. Restart: the crashed batch is replayed (same id, same offsets), then the rest.
+    done = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
+    assert done["status"] == "finished", done
+    events = read_table(data / "events")
+    ids = events.column("event_id").to_pylist()
+    assert len(ids) == 6_000 and len(set(ids)) == 6_000
+    names = [p.name for p in (data / "events").rglob("*.parquet")]
+    assert any(f"-b{crashed[0]:012d}-" in n for n in names) or any("-c" in n for n in names)
