@@ -93,6 +93,24 @@ def test_incidents_were_written_and_summarised(finished_run, run_settings):
     assert note and "reconciled: nothing lost" in note and "Incidents touched" in note
 
 
+def test_triage_analyses_the_runs_p1_p2_incidents(finished_run, run_settings):
+    """What the triage DAG does with the asset event of this run: offline analyses, stored for the dashboard."""
+    from incident_airflow.pipeline import incident_digest
+    from incident_airflow.triage import incidents_to_triage, triage
+    from incident_dashboard.analysis.service import cached_analysis
+
+    _, folder = finished_run
+    produced = json.loads((folder / "offsets.json").read_text())
+    digest = incident_digest(run_settings, produced)
+    incident_ids = incidents_to_triage([{"escalate": digest["escalate"]}])
+    assert incident_ids, f"the scenario should open P1/P2 incidents: {digest}"
+    result = triage([*incident_ids, "inc-does-not-exist"], run_settings)
+    assert result.analysed == incident_ids
+    assert list(result.failed) == ["inc-does-not-exist"]  # reported, and the others still analysed
+    stored = cached_analysis(incident_ids[0], settings=run_settings)
+    assert stored is not None and stored.engine == "offline"
+    assert stored.result.summary
+
 def test_deleting_a_parquet_file_makes_reconciliation_fail(finished_run, run_settings):
     import pyarrow.parquet as pq
 
@@ -112,3 +130,4 @@ def test_deleting_a_parquet_file_makes_reconciliation_fail(finished_run, run_set
     assert any("in neither events nor dead_letter" in problem for problem in result.problems)
     with pytest.raises(ReconciliationFailed, match=r"partition \d+: \d+ of \d+ records"):
         reconcile_run(run_settings, produced)
+

@@ -106,6 +106,18 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
     status = describe_last_run(standalone)
     assert "success" in status and "reconciled" in status
 
-    run = AirflowApi.for_embedded(standalone).dag_runs("incident_processing_pipeline", limit=1)[0]
+    api = AirflowApi.for_embedded(standalone)
+    run = api.dag_runs("incident_processing_pipeline", limit=1)[0]
     assert run["state"] == "success"
     assert run["note"].startswith("**Run manual__")
+
+    # The published incidents asset schedules the triage DAG.
+    deadline = time.monotonic() + 180
+    triage_runs: list[dict] = []
+    while time.monotonic() < deadline:
+        triage_runs = api.dag_runs("incident_triage", limit=1)
+        if triage_runs and triage_runs[0]["state"] in ("success", "failed"):
+            break
+        time.sleep(3)
+    assert triage_runs and triage_runs[0]["run_type"] == "asset_triggered"
+    assert triage_runs[0]["state"] == "success"

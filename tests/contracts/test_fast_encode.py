@@ -66,7 +66,7 @@ def test_fast_path_is_active_for_the_newest_schema() -> None:
     assert FastEncoder().fast
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(record=record_strategy)
 def test_identical_bytes_for_any_valid_record(record: dict, codecs: list[tuple[Codec, FastEncoder]]) -> None:
     for codec, fast in codecs:

@@ -112,8 +112,7 @@ def test_sample_files_every_line_accounted_for(name: str, fmt: str, parsed: int,
     assert (stats.parsed, stats.unparsed) == (parsed, unparsed)
     assert len(records) == parsed
     lines = (SAMPLES / name).read_text().splitlines()
-    continuation = stats.lines_read - stats.parsed - stats.unparsed - stats.blank
-    assert stats.lines_read == len(lines) and continuation >= 0
+    assert stats.lines_read == len(lines) == stats.parsed + stats.unparsed + stats.blank + stats.continuation
     assert len(unparsed_file.read_text().splitlines()) == unparsed == len(stats.unparsed_samples)
     codec = Codec()
     for record in records:

@@ -320,6 +320,8 @@ class Schedule:
             start = s0 + int(self.rng.uniform(0.05, 0.95) * max(1, duration_ms - window))
             self._add("flapping", start, window)
         self.incidents.sort(key=lambda i: i.start_ms)
+        for number, incident in enumerate(self.incidents, start=1):  # ids in order of start
+            incident.truth.id = f"inc-{number:03d}-{incident.scenario.name}"
 
     def extend_to(self, t_ms: int) -> None:
         """Plan endless runs up to t_ms (no-op for finite runs)."""

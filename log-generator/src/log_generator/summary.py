@@ -21,6 +21,7 @@ class ReplayStats:
     parsed: int = 0
     unparsed: int = 0
     blank: int = 0
+    continuation: int = 0  # lines joined to the entry before them (stack traces)
     unparsed_samples: list[str] = field(default_factory=list)  # "line N: <text>"
     unparsed_file: str | None = None
 
@@ -86,7 +87,7 @@ class RunSummary:
         if self.replay is not None:
             r = self.replay
             lines.append(f"  replay           {r.source} as {r.format}: {r.lines_read:,} lines, {r.parsed:,} parsed, "
-                         f"{r.unparsed:,} unparsed, {r.blank:,} blank")
+                         f"{r.unparsed:,} unparsed, {r.blank:,} blank, {r.continuation:,} joined to the entry above")
             if r.unparsed_file:
                 lines.append(f"  unparsed lines   {r.unparsed_file}")
             for sample in r.unparsed_samples[:5]:

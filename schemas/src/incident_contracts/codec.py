@@ -155,13 +155,17 @@ class Codec:
         return record  # type: ignore[return-value]
 
 
-def default_codec(schema_registry_url: str = "") -> Codec:
-    """The codec the settings ask for: Confluent framing with a registry, single-object otherwise."""
+def default_codec(schema_registry_url: str = "", topic: str = "logs.events") -> Codec:
+    """The codec the settings ask for: Confluent framing with a registry, single-object otherwise.
+
+    With a registry the schema is registered (idempotently) under the subject `<topic>-value`, the
+    Confluent TopicNameStrategy that Kafka UIs and other clients expect.
+    """
     if not schema_registry_url:
         return Codec()
     from incident_contracts.registry import SchemaRegistry
 
-    registry = SchemaRegistry(schema_registry_url)
+    registry = SchemaRegistry(schema_registry_url, subject=f"{topic}-value")
     schema_id = registry.register(avro_schemas.latest())
     return Codec(registry_id=schema_id, registry_lookup=registry.lookup)
 

@@ -15,7 +15,7 @@ from incident_contracts.settings import Settings
 def round_trip(settings: Settings, count: int = 1000, timeout: float = 30.0) -> dict[str, float]:
     """Produce `count` events with the configured wire format, read them back, check every field."""
     topic = settings.kafka_topic_logs
-    encoder = default_codec(settings.schema_registry_url)
+    encoder = default_codec(settings.schema_registry_url, topic)
     decoder = decoding_codec(settings.schema_registry_url)
     marker = uuid.uuid4().hex
     now = int(time.time() * 1000)

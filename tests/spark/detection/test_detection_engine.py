@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams

@@ -10,6 +10,7 @@ import pytest
 from detection_synthetic import T0_MS, Profile, Scenario, events
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from incident_stream.detection import histogram
 from incident_stream.detection.anomaly import binomial_score, window_sums
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame

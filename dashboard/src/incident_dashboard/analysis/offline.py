@@ -34,7 +34,7 @@ MIN_SCORE = 12.0  # BM25 score below which nothing matched convincingly (real ma
 MIN_TERMS = 2  # distinct runbook terms a match must share with the incident
 KEYWORD_WEIGHT = 3
 
-_WORD = re.compile(r"[a-z][a-z0-9_]+|\d{3}")
+_WORD = re.compile(r"[a-z][a-z0-9_]+")  # numbers carry no meaning once masked; raw ones mislead
 _PLACEHOLDER = {"num", "hex", "uuid", "ip", "path", "id", "time", "host", "service", "method"}
 _STOP = {"the", "and", "for", "from", "with", "after", "before", "was", "are", "not", "but", "this", "that",
          "has", "have", "its", "into", "of", "to", "in", "on", "at", "by", "is", "it", "or", "be", "as", "an",

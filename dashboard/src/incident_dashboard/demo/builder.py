@@ -208,7 +208,8 @@ def _write_events(folder: Path, config: DemoConfig, catalog: Catalog, pools: _Po
         share = (hi_ms - lo_ms) / span_ms
         parts = [_base_events(services, weights, pools, nprng, int(round(base_total * share)), lo_ms, hi_ms)]
         for plan in plans:
-            parts.append(_incident_events(plan, catalog, pools, nprng, start_ms, lo_ms, hi_ms, end))
+            if plan.opened_at < hi and (plan.resolved_at or end) > lo:
+                parts.append(_incident_events(plan, catalog, pools, nprng, start_ms, lo_ms, hi_ms, end))
         parts = [p for p in parts if len(p["time"])]
         n = sum(len(p["time"]) for p in parts)
         if n:

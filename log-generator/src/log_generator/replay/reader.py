@@ -135,6 +135,7 @@ class LogFileReader:
                             record["message"] = f"{record['message']}\n{line}"
                             if not record.get("error_type"):
                                 record["error_type"] = exception_type(line)
+                            self.stats.continuation += 1
                             continue
                         parsed = None  # a continuation with nothing to continue
                     if parsed is None:

@@ -14,8 +14,6 @@ teach the baseline that the incident is normal.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from incident_stream.detection import histogram
