@@ -38,7 +38,7 @@ QUICK = {"events": 1_000_000, "incidents": 760, "hours": 24, "files_per_hour": 2
 
 def _p95(samples: list[float]) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def build(data_dir: Path, size: dict) -> dict:

@@ -76,7 +76,8 @@ def write_events(events: list[dict], data_dir: Path, catalog: Catalog, tag: str)
 
 def _stats(events: list[dict], truth: IncidentTruth, service: str) -> dict | None:
     start, end = truth.start_ms, truth.end_ms
-    before = [e for e in events if e["service"] == service and start - BEFORE.total_seconds() * 1000 <= e["timestamp"] < start]
+    first = start - BEFORE.total_seconds() * 1000
+    before = [e for e in events if e["service"] == service and first <= e["timestamp"] < start]
     during = [e for e in events if e["service"] == service and start <= e["timestamp"] < end]
     if not during or not before:
         return None
@@ -128,7 +129,7 @@ def incident_rows(events: list[dict], truth: IncidentTruth, catalog: Catalog, pr
                 "update_time": seen + timedelta(seconds=5), "service": service, "environment": "prod",
                 "tier": str(spec.tier), "owner": spec.owner, "severity": "P2" if spec.tier == 1 else "P3",
                 "severity_reasons": [f"{stats['trigger']} departed from baseline"], "trigger": stats["trigger"],
-                "title": f"{service}: {stats['trigger']} - {stats['top'][0]['signature'][:100] if stats['top'] else ''}",
+                "title": f"{service}: {stats['trigger']} - {stats['top'][0]['signature'][:100]}",
                 "opened_at": opened, "first_seen": opened, "last_seen": seen,
                 "resolved_at": last if status == "resolved" else None, "event_count": len(stats["during"]),
                 "error_count": int(stats["rate"] * len(stats["during"])), "error_rate": stats["rate"],

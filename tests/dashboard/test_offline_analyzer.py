@@ -32,7 +32,7 @@ def test_knowledge_base_is_complete() -> None:
 def test_a_broken_runbook_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "broken.md"
     bad.write_text("# no front matter\n")
-    with pytest.raises(RunbookError, match="broken.md"):
+    with pytest.raises(RunbookError, match=r"broken\.md"):
         parse_runbook(bad)
     bad.write_text("---\nid: x\ntitle: t\n---\n# body\n")
     with pytest.raises(RunbookError, match="category, cause"):
@@ -75,6 +75,7 @@ def test_unknown_failure_falls_back_to_generic_triage(demo_env: DemoSummary) -> 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory):
     from generated_tables import build_generated_tables
+
     from log_generator.scenarios import REAL_SCENARIOS
 
     folder = tmp_path_factory.mktemp("generated") / "data"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from incident_contracts.settings import get_settings
 from incident_dashboard.analysis.export import to_markdown
 from incident_dashboard.analysis.models import Analysis, Feedback
 from incident_dashboard.analysis.service import analyze, store_for
 from incident_dashboard.analysis.store import AnalysisStore
 from incident_dashboard.demo import DemoSummary
-from incident_contracts.settings import get_settings
 
 
 def test_offline_analysis_is_stored_reused_and_exported(demo_env: DemoSummary) -> None:

@@ -38,8 +38,12 @@ def incidents_to_triage(asset_event_extras: Iterable[dict[str, Any]]) -> list[st
 
 
 def default_analyzer() -> Callable[..., Any]:
-    from incident_dashboard.analysis.service import analyze
-
+    try:
+        from incident_dashboard.analysis.service import analyze
+    except ImportError as exc:
+        raise RuntimeError(f"the dashboard's analysis service cannot be imported here ({exc}); triage needs the "
+                           "incident-dashboard package installed next to Airflow (`make setup` installs it "
+                           "locally; the Airflow image must include it)") from None
     return analyze
 
 

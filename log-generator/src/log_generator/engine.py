@@ -40,8 +40,8 @@ from log_generator.templates import LineTemplate, TemplateSet, compile_text
 from log_generator.topology import ServiceModel, Topology
 
 TICK_MS = 1000
-POOL_SIZE = 64
-FRESH_PER_SECOND = 4000.0  # fresh renders per second of event time, at most
+POOL_SIZE = 32
+FRESH_PER_SECOND = 1000.0  # fresh renders per second of event time, at most
 MIN_FRESH = 1 / 64
 ACCESS_SHARE = 0.72  # of a service's normal lines, for services that log requests
 _DOUBLE = struct.Struct("<d").pack

@@ -203,7 +203,6 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
     routes = {s.name: (s.name.encode(), producer.partition_of(s.name.encode())) for s in sim.topology.services}
     sent_by_partition = stats.sent_by_partition
     join = b"".join
-    tw = wire.TRACE_WIDTH
     started = time.monotonic()
     first_send = last_send = None
     with signals_stop(stop), _no_gc():
@@ -213,8 +212,8 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
                 if first_ms is None and n:
                     first_ms = int(block.ts[0])
                 if encoder.fast:
-                    heads, width = wire.head_bytes(header, sim.prefix, block.seq0, block.ts)
-                    traces = wire.trace_bytes(block.trace)
+                    heads = wire.heads(header, sim.prefix, block.seq0, block.ts)
+                    traces = wire.traces(block.trace)
                     pools, pool_index, rs, slots = block.pools, block.pool_index, block.rs, block.slots
                     event_partitions = _event_partitions(block, routes)
                 else:
@@ -230,17 +229,12 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
                         first_send = time.monotonic()
                     if encoder.fast:
                         # Same choice of variant as Block.variants, fused with encoding and sending.
-                        h, t = i * width, i * tw
-                        for pi, slot, r in zip(pool_index[i:j], slots[i:j], rs[i:j], strict=True):
+                        for pi, slot, r, head, trace in zip(pool_index[i:j], slots[i:j], rs[i:j], heads[i:j],
+                                                            traces[i:j], strict=True):
                             pool = pools[pi]
                             items = pool.items
                             v = items[slot] if slot < len(items) else fill(pool, r, slot)
-                            if v.traced:
-                                value = join((heads[h:h + width], v.a, traces[t:t + tw], v.b))
-                            else:
-                                value = heads[h:h + width] + v.ab
-                            h += width
-                            t += tw
+                            value = join((head, v.a, trace, v.b)) if v.traced else head + v.ab
                             key, part = routes[v.service]
                             try:
                                 raw_produce(topic, value, key, part)

@@ -55,15 +55,11 @@ def records(block: Block, prefix: str, environment: str) -> list[dict]:
     return out
 
 
-def head_bytes(header: bytes, prefix: str, seq0: int, ts: np.ndarray) -> tuple[bytes, int]:
-    """Wire header + event id + timestamp of every event of a block, concatenated; and the width of one."""
+def heads(header: bytes, prefix: str, seq0: int, ts: np.ndarray) -> list[bytes]:
+    """Wire header + event id + timestamp, encoded, for every event of a block."""
     n = len(ts)
     if n and (int(ts.min()) < _TS_MIN or int(ts.max()) > _TS_MAX):
-        heads = [header + head_segment(f"{prefix}{seq0 + i:012x}", t) for i, t in enumerate(ts.tolist())]
-        width = len(heads[0])
-        if any(len(h) != width for h in heads):
-            raise ValueError("timestamps outside 1970-07..2039-09 need variable-width encoding")
-        return b"".join(heads), width
+        return [header + head_segment(f"{prefix}{seq0 + i:012x}", t) for i, t in enumerate(ts.tolist())]
     constant = np.frombuffer(header + bytes([EVENT_ID_LENGTH * 2]) + prefix.encode("ascii"), dtype=np.uint8)
     lead = len(constant)
     width = lead + 12 + 6
@@ -74,12 +70,12 @@ def head_bytes(header: bytes, prefix: str, seq0: int, ts: np.ndarray) -> tuple[b
     zz = ts.astype(np.int64) << 1
     for k in range(5):
         out[:, lead + 12 + k] = ((zz >> (7 * k)) & 0x7F) | 0x80
-    out[:, lead + 17] = zz >> 35
-    return out.tobytes(), width
+    out[:, lead + 17] = zz >> 35  # >= 1 in this range: the row never ends in a NUL byte
+    return _rows(out)
 
 
-def trace_bytes(trace: np.ndarray) -> bytes:
-    """Encoded trace_id and span_id unions (both present) of every event of a block, concatenated."""
+def traces(trace: np.ndarray) -> list[bytes]:
+    """Encoded trace_id and span_id unions (both present) for every event of a block."""
     n = len(trace)
     out = np.empty((n, TRACE_WIDTH), dtype=np.uint8)
     out[:, 0] = 2
@@ -88,23 +84,21 @@ def trace_bytes(trace: np.ndarray) -> bytes:
     out[:, 34] = 2
     out[:, 35] = 32
     out[:, 36:52] = trace[:, 32:48]
-    return out.tobytes()
+    return _rows(out)
+
+
+def _rows(matrix: np.ndarray) -> list[bytes]:
+    """Each row as a bytes object, split in C. (numpy's S dtype drops trailing NUL bytes, so callers
+    guarantee rows end in a non-zero byte; checked here to be safe.)"""
+    n, width = matrix.shape
+    if n and not matrix[:, -1].all():
+        return [row.tobytes() for row in matrix]
+    return np.ascontiguousarray(matrix).view(f"S{width}").ravel().tolist()
 
 
 def messages(block: Block, header: bytes, prefix: str) -> list[bytes]:
     """The block's events as wire messages (framing header included)."""
-    heads, width = head_bytes(header, prefix, block.seq0, block.ts)
-    traces = trace_bytes(block.trace)
-    out = []
-    append = out.append
     join = b"".join
-    h = 0
-    t = 0
-    for v in block.variants:
-        if v.traced:
-            append(join((heads[h:h + width], v.a, traces[t:t + TRACE_WIDTH], v.b)))
-        else:
-            append(heads[h:h + width] + v.ab)
-        h += width
-        t += TRACE_WIDTH
-    return out
+    return [join((h, v.a, t, v.b)) if v.traced else h + v.ab
+            for v, h, t in zip(block.variants, heads(header, prefix, block.seq0, block.ts), traces(block.trace),
+                               strict=True)]

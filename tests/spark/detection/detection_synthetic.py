@@ -29,7 +29,9 @@ class Episode:
     end_s: float
     error_rate: float | None = None  # overrides the profile while active
     latency_factor: float = 1.0
+    warn_rate: float | None = None  # share of lines that become warnings while active
     signature: str = "ConnectionPoolTimeout: pool exhausted after <n> ms"
+    warn_signature: str = "TLS handshake error from <ip>: bad certificate"
     hosts: tuple[str, ...] | None = None  # errors only on these hosts
 
 
@@ -49,6 +51,8 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
         count = rng.poisson(prof.rate * scenario.duration_s)
         t = np.sort(rng.uniform(0, scenario.duration_s, count))
         err_p = np.full(count, prof.error_rate)
+        warn_p = np.zeros(count)
+        warn_sig = np.array([""] * count, dtype=object)
         lat_factor = np.ones(count)
         sig = np.array(["GET /api <path> 500 upstream error"] * count, dtype=object)
         host = rng.choice(np.array(prof.hosts, dtype=object), count)
@@ -61,18 +65,24 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
             if ep.error_rate is not None:
                 err_p[active] = ep.error_rate
                 sig[active] = ep.signature
+            if ep.warn_rate is not None:
+                warn_p[active] = ep.warn_rate
+                warn_sig[active] = ep.warn_signature
             lat_factor[active] *= ep.latency_factor
         is_error = rng.uniform(size=count) < err_p
+        is_warn = ~is_error & (rng.uniform(size=count) < warn_p)
+        sig = np.where(is_warn, warn_sig, sig)
         sigma = np.log(prof.p95_ms / prof.p50_ms) / 1.645
         latency = prof.p50_ms * np.exp(rng.normal(0, sigma, count)) * lat_factor
-        signature = np.where(is_error, sig, "request ok")
+        signature = np.where(is_error | is_warn, sig, "request ok")
         uniques = {s: (f"sig-{zlib.crc32(s.encode()):08x}", f"ERROR {s}") for s in set(signature.tolist())}
         signature_id = np.array([uniques[s][0] for s in signature], dtype=object)
-        message = np.where(is_error, np.array([uniques[s][1] for s in signature], dtype=object), "request ok")
+        message = np.where(is_error | is_warn, np.array([uniques[s][1] for s in signature], dtype=object),
+                           "request ok")
         frames.append(pd.DataFrame({
             "t_ms": (start_ms + t * 1000).astype(np.int64),
             "service": name, "environment": scenario.environment, "host": host, "is_error": is_error,
-            "is_warn": False,
+            "is_warn": is_warn,
             "latency_ms": latency, "signature": signature, "signature_id": signature_id,
             "message": message, "tier": prof.tier, "owner": prof.owner,
         }))

@@ -111,6 +111,15 @@ def test_latency_departure_opens_a_latency_incident():
     assert any("p95 latency" in r for r in inc["severity_reasons"])
 
 
+def test_a_surge_of_warnings_opens_a_warning_incident():
+    episodes = [Episode("orders", 250, 400, warn_rate=0.4)]  # a server logging failed handshakes as WARN
+    rows = run(Scenario(FLEET, 450, episodes), deps=DEPS)
+    (inc,) = opened(rows)
+    assert inc["service"] == "orders" and inc["trigger"] == "warning_rate"
+    assert inc["top_signatures"][0]["signature"].startswith("TLS handshake error")
+    assert 250 <= rel_s(inc["first_seen"]) <= rel_s(inc["opened_at"]) + 1 <= 256
+
+
 def test_dependent_incidents_link_to_the_deepest_origin():
     episodes = [Episode("db", 200, 400, error_rate=0.4), Episode("orders", 203, 400, error_rate=0.2),
                 Episode("gateway", 206, 400, error_rate=0.08)]

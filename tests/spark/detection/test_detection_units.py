@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_buckets_do_not_depend_on_how_events_are_split(cuts, shuffle_seed):
     whole = aggregate_frame(frame, 1000, 5)
     merged: dict = {}
     bounds = [0, *sorted(set(cuts)), len(frame)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         for key, agg in aggregate_frame(frame.iloc[lo:hi], 1000, 5).items():
             if key in merged:
                 merged[key].merge(agg, 5)

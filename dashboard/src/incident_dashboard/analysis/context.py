@@ -123,17 +123,17 @@ class IncidentContext:
         return self.incident.get("resolved_at") or self.incident["last_seen"]
 
 
-def _fmt_time(value: Any) -> str:
+def format_time(value: Any) -> str:
     if value is None or value is pd.NaT:
         return "-"
     return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pct(value: Any) -> str:
+def format_pct(value: Any) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{100 * float(value):.2f}%"
 
 
-def _num(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
@@ -151,9 +151,9 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
 
     history = repo.incident_history(incident_id)
     lifecycle = [
-        Fact(f"L{i + 1}", f"{_fmt_time(row.update_time)} update {int(row.update_seq)} ({row.update_type}): "
-                          f"severity {row.severity}, status {row.status}, error rate {_pct(row.error_rate)}, "
-                          f"p95 latency {_num(row.latency_p95_ms) or 0:.0f} ms, events {row.event_count}")
+        Fact(f"L{i + 1}", f"{format_time(row.update_time)} update {int(row.update_seq)} ({row.update_type}): "
+                          f"severity {row.severity}, status {row.status}, error rate {format_pct(row.error_rate)}, "
+                          f"p95 latency {as_float(row.latency_p95_ms) or 0:.0f} ms, events {row.event_count}")
         for i, row in enumerate(history.itertuples())]
 
     signatures = [SignatureItem(f"S{i + 1}", s.get("signature") or "", s.get("signature_id") or "",
@@ -234,17 +234,18 @@ def _sample_events(repo: Repository, incident: dict[str, Any], signatures: list[
 def _metric_facts(incident: dict[str, Any], window: pd.DataFrame, service: str, dependencies: list[str],
                   dependents: list[str]) -> list[Fact]:
     facts: list[str] = []
-    rate, base = _num(incident.get("error_rate")), _num(incident.get("baseline_error_rate"))
+    rate, base = as_float(incident.get("error_rate")), as_float(incident.get("baseline_error_rate"))
     if rate is not None:
         ratio = f" ({rate / base:.0f}x)" if base else ""
-        facts.append(f"Error rate of {service} during the incident {_pct(rate)} vs baseline {_pct(base)}{ratio}.")
-    p95, base95 = _num(incident.get("latency_p95_ms")), _num(incident.get("baseline_latency_p95_ms"))
+        facts.append(f"Error rate of {service} during the incident {format_pct(rate)} vs baseline "
+                     f"{format_pct(base)}{ratio}.")
+    p95, base95 = as_float(incident.get("latency_p95_ms")), as_float(incident.get("baseline_latency_p95_ms"))
     if p95 is not None:
         ratio = f" ({p95 / base95:.1f}x)" if base95 else ""
         facts.append(f"p95 latency of {service} {p95:.0f} ms vs baseline {base95 or 0:.0f} ms{ratio}.")
     if incident.get("event_count") is not None:
         facts.append(f"{incident.get('event_count')} events, {incident.get('error_count')} errors counted by the "
-                     f"detector; anomaly score {_num(incident.get('anomaly_score')) or 0:.1f}.")
+                     f"detector; anomaly score {as_float(incident.get('anomaly_score')) or 0:.1f}.")
     opened = pd.Timestamp(incident["opened_at"])
     if not window.empty:
         for name in [service, *dependencies, *dependents]:
@@ -259,8 +260,9 @@ def _metric_facts(incident: dict[str, Any], window: pd.DataFrame, service: str, 
             base_rate = before["errors"].sum() / before["events"].sum() if before["events"].sum() else None
             role = "" if name == service else (" (dependency)" if name in dependencies else " (caller)")
             facts.append(
-                f"{name}{role}: error rate {_pct(base_rate)} in the 30 min before opening, peak {_pct(peak.error_rate)} "
-                f"at {_fmt_time(peak.bucket)}; p95 latency before {_median(before, 'latency_p95_ms')} ms, "
+                f"{name}{role}: error rate {format_pct(base_rate)} in the 30 min before opening, "
+                f"peak {format_pct(peak.error_rate)} "
+                f"at {format_time(peak.bucket)}; p95 latency before {_median(before, 'latency_p95_ms')} ms, "
                 f"peak {_peak(during, 'latency_p95_ms')} ms during.")
     return [Fact(f"M{i + 1}", text) for i, text in enumerate(facts)]
 

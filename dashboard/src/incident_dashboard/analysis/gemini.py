@@ -95,7 +95,8 @@ def generate(settings: Settings, request: SentRequest) -> GeminiAnswer:
         raise _api_error(exc, settings) from None
     except _TIMEOUTS:
         raise AnalysisError("timeout", f"Gemini did not answer within {settings.gemini_timeout_seconds:.0f} s.",
-                            "Retry; if it keeps happening raise GEMINI_TIMEOUT_SECONDS or try a faster model.") from None
+                            "Retry; if it keeps happening raise GEMINI_TIMEOUT_SECONDS or try a faster "
+                            "model.") from None
     except _NETWORK as exc:
         where = settings.gemini_base_url or "generativelanguage.googleapis.com"
         raise AnalysisError("network", f"Could not reach Gemini at {where} ({type(exc).__name__}).",

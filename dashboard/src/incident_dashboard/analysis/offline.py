@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 from rank_bm25 import BM25Okapi
 
-from incident_dashboard.analysis.context import IncidentContext, _fmt_time, _num, _pct
+from incident_dashboard.analysis.context import IncidentContext, as_float, format_pct, format_time
 from incident_dashboard.analysis.models import (
     ActionStep,
     Category,
@@ -48,7 +49,7 @@ _STOP = {"the", "and", "for", "from", "with", "after", "before", "was", "are", "
 
 def tokenize(text: str) -> list[str]:
     words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and w not in _PLACEHOLDER]
-    return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    return words + [f"{a}_{b}" for a, b in pairwise(words)]
 
 
 @dataclass
@@ -63,10 +64,10 @@ def signals_of(context: IncidentContext) -> list[str]:
     """Signal tokens from the incident's numbers and topology."""
     inc = context.incident
     tokens: list[str] = []
-    p95, base95 = _num(inc.get("latency_p95_ms")), _num(inc.get("baseline_latency_p95_ms"))
+    p95, base95 = as_float(inc.get("latency_p95_ms")), as_float(inc.get("baseline_latency_p95_ms"))
     if p95 and base95 and p95 / base95 >= 3:
         tokens.append("latency")
-    rate, base = _num(inc.get("error_rate")), _num(inc.get("baseline_error_rate"))
+    rate, base = as_float(inc.get("error_rate")), as_float(inc.get("baseline_error_rate"))
     if rate is not None and (not base or rate / base >= 5):
         tokens.append("error_rate")
         if rate < 0.35:
@@ -187,7 +188,8 @@ def _substitute(text: str, context: IncidentContext) -> str:
     cache = next((d["service"] for d in deps if d["kind"] == "cache"), None)
     host = (context.incident.get("affected_hosts") or topology.get("hosts") or ["<host>"])[0]
     values = {"<service>": service, "<service-host>": host, "<caller-host>": host,
-              "<dependency>": context.incident.get("origin_service") or (deps[0]["service"] if deps else "<dependency>"),
+              "<dependency>": context.incident.get("origin_service")
+              or (deps[0]["service"] if deps else "<dependency>"),
               "<db-host>": db or (service if topology.get("kind") == "database" else "<db-host>"),
               "<redis-host>": cache or (service if topology.get("kind") == "cache" else "<redis-host>")}
     for placeholder, value in values.items():
@@ -235,15 +237,16 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
     for r in upstream[:3]:
         evidence.append(EvidenceItem(
             finding=f"{r.service} ({r.relation}) had incident {r.incident_id} ({r.severity}) overlapping this one, "
-                    f"opened {_fmt_time(r.opened_at)}.", citations=[r.id]))
+                    f"opened {format_time(r.opened_at)}.", citations=[r.id]))
     if not evidence:
         evidence.append(EvidenceItem(finding="No signature or sample line matched a known failure pattern.",
                                      citations=[], supports=False))
 
-    timeline = [TimelineEntry(time=_fmt_time(inc.get("first_seen")), event="First anomalous events seen.")]
+    timeline = [TimelineEntry(time=format_time(inc.get("first_seen")), event="First anomalous events seen.")]
     timeline += [TimelineEntry(time=f.text.split(" ", 1)[0], event=f.text.split(" ", 1)[1], citations=[f.id])
                  for f in context.lifecycle]
-    timeline += [TimelineEntry(time=_fmt_time(r.opened_at), event=f"{r.incident_id} opened on {r.service} ({r.relation}).",
+    timeline += [TimelineEntry(time=format_time(r.opened_at),
+                               event=f"{r.incident_id} opened on {r.service} ({r.relation}).",
                                citations=[r.id]) for r in context.related]
     timeline.sort(key=lambda t: t.time)
 
@@ -274,8 +277,8 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
     except ValueError:
         category = Category.UNKNOWN
     summary = (f"{inc.get('severity')} incident on {service} ({inc.get('status')}), opened "
-               f"{_fmt_time(inc.get('opened_at'))}: error rate {_pct(inc.get('error_rate'))} vs baseline "
-               f"{_pct(inc.get('baseline_error_rate'))}. "
+               f"{format_time(inc.get('opened_at'))}: error rate {format_pct(inc.get('error_rate'))} vs baseline "
+               f"{format_pct(inc.get('baseline_error_rate'))}. "
                + (f"The evidence matches the runbook '{runbook.title}'." if match
                   else "The evidence does not match a known failure type; generic triage applies."))
     missing = []

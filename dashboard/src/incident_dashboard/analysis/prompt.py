@@ -19,7 +19,7 @@ import secrets
 from collections import Counter
 from typing import Any
 
-from incident_dashboard.analysis.context import IncidentContext, _fmt_time, _num, _pct
+from incident_dashboard.analysis.context import IncidentContext, as_float, format_pct, format_time
 from incident_dashboard.analysis.models import SentRequest
 from incident_dashboard.analysis.redact import redact
 
@@ -69,13 +69,14 @@ def build_request(context: IncidentContext, nonce: str | None = None) -> SentReq
     facts = {
         "incident_id": inc["incident_id"], "service": inc["service"], "environment": inc.get("environment"),
         "severity": inc.get("severity"), "status": inc.get("status"), "trigger": inc.get("trigger"),
-        "opened_at": _fmt_time(inc.get("opened_at")), "first_seen": _fmt_time(inc.get("first_seen")),
-        "last_seen": _fmt_time(inc.get("last_seen")), "resolved_at": _fmt_time(inc.get("resolved_at")),
-        "error_rate": _pct(inc.get("error_rate")), "baseline_error_rate": _pct(inc.get("baseline_error_rate")),
-        "latency_p95_ms": _num(inc.get("latency_p95_ms")),
-        "baseline_latency_p95_ms": _num(inc.get("baseline_latency_p95_ms")),
+        "opened_at": format_time(inc.get("opened_at")), "first_seen": format_time(inc.get("first_seen")),
+        "last_seen": format_time(inc.get("last_seen")), "resolved_at": format_time(inc.get("resolved_at")),
+        "error_rate": format_pct(inc.get("error_rate")),
+        "baseline_error_rate": format_pct(inc.get("baseline_error_rate")),
+        "latency_p95_ms": as_float(inc.get("latency_p95_ms")),
+        "baseline_latency_p95_ms": as_float(inc.get("baseline_latency_p95_ms")),
         "event_count": inc.get("event_count"), "error_count": inc.get("error_count"),
-        "anomaly_score": _num(inc.get("anomaly_score")),
+        "anomaly_score": as_float(inc.get("anomaly_score")),
         "affected_hosts": [_clean(h, counts) for h in inc.get("affected_hosts") or []],
         "severity_reasons": [_clean(r, counts) for r in inc.get("severity_reasons") or []],
         "origin_service": inc.get("origin_service"), "origin_incident_id": inc.get("origin_incident_id"),
@@ -87,7 +88,8 @@ def build_request(context: IncidentContext, nonce: str | None = None) -> SentReq
         "surging_lines": [{"id": w.id, "level": w.level, "lines_in_30_min_before": w.before,
                            "lines_since_opened": w.during, "signature": _clean(w.signature, counts),
                            "example": _clean(w.sample, counts)} for w in context.surging],
-        "sample_events": [{"id": e.id, "time": _fmt_time(e.time), "service": e.service, "host": _clean(e.host, counts),
+        "sample_events": [{"id": e.id, "time": format_time(e.time), "service": e.service,
+                           "host": _clean(e.host, counts),
                            "level": e.level, "http_status": e.http_status, "latency_ms": e.latency_ms,
                            "signature": next((s.id for s in context.signatures
                                               if s.signature_id and s.signature_id == e.signature_id), None),
@@ -129,7 +131,7 @@ def _incident_lines(items: list) -> str:
         return "none"
     return "\n".join(
         f"{i.id}: {i.incident_id} on {i.service} ({i.relation}), {i.severity} {i.status}, "
-        f"opened {_fmt_time(i.opened_at)}, resolved {_fmt_time(i.resolved_at)}"
+        f"opened {format_time(i.opened_at)}, resolved {format_time(i.resolved_at)}"
         + (f"; resolved after {int((i.resolved_at - i.opened_at).total_seconds() // 60)} min"
            if i.resolved_at and i.opened_at else "")
         for i in items)

@@ -206,7 +206,7 @@ def _write_events(folder: Path, config: DemoConfig, catalog: Catalog, pools: _Po
         lo, hi = max(hour, start), min(hour + timedelta(hours=1), end)
         lo_ms, hi_ms = int(lo.timestamp() * 1000), int(hi.timestamp() * 1000)
         share = (hi_ms - lo_ms) / span_ms
-        parts = [_base_events(services, weights, pools, nprng, int(round(base_total * share)), lo_ms, hi_ms)]
+        parts = [_base_events(services, weights, pools, nprng, round(base_total * share), lo_ms, hi_ms)]
         for plan in plans:
             if plan.opened_at < hi and (plan.resolved_at or end) > lo:
                 parts.append(_incident_events(plan, catalog, pools, nprng, start_ms, lo_ms, hi_ms, end))

@@ -193,7 +193,8 @@ def render(template: str, rng: random.Random, *, path: str = "/health", method: 
         "small": rng.randint(1, 20), "num": rng.randint(100, 99999), "timeout": rng.choice((3000, 5000, 30000)),
         "pool": rng.choice((20, 50)), "waiting": rng.randint(10, 300), "pct": rng.randint(10, 99),
         "pct_high": rng.randint(97, 100), "heap": rng.randint(1900, 2048), "slow": rng.randint(800, 9000),
-        "ms": rng.randint(2, 400), "hex": f"{rng.getrandbits(48):012x}", "ip": f"10.0.{rng.randint(0, 9)}.{rng.randint(2, 250)}",
+        "ms": rng.randint(2, 400), "hex": f"{rng.getrandbits(48):012x}",
+        "ip": f"10.0.{rng.randint(0, 9)}.{rng.randint(2, 250)}",
         "iso": "2026-11-23T10:00:00Z", "path": path, "method": method, "status": status,
     }
     return template.format(**values)

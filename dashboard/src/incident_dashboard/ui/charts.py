@@ -65,7 +65,8 @@ def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None)
     return alt.Chart(data).mark_line(strokeWidth=2, interpolate="monotone").encode(
         x=_x_time(),
         y=alt.Y("error_rate:Q", title="error rate", axis=alt.Axis(format="%")),
-        color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None), scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None),
+                        scale=alt.Scale(scheme="tableau10")),
         opacity=alt.condition(highlight, alt.value(1.0), alt.value(0.15)),
         tooltip=[_utc_tooltip("bucket", "time (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
                  alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],

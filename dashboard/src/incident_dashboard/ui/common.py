@@ -59,7 +59,7 @@ def _bucket_for(span: timedelta) -> str:
     for step in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440):
         if step >= minutes:
             return f"{step} minutes"
-    return f"{int(math.ceil(minutes / 1440))} days"
+    return f"{math.ceil(minutes / 1440)} days"
 
 
 def time_window(key: str, freshness: Freshness, default: str = "6 h", first: datetime | None = None) -> Window:
@@ -99,7 +99,8 @@ def table_notice(status: MirrorStatus, what: str) -> bool:
     if not status.exists:
         st.info(f"**No {what} yet.** The folder `{status.path}` does not exist. {hint} Start the pipeline with "
                 "`make up`, or try the dashboard on demo data: `python -m incident_dashboard.demo --data-dir "
-                "/tmp/demo` then `DATA_DIR=/tmp/demo streamlit run dashboard/app.py`.", icon=":material/hourglass_empty:")
+                "/tmp/demo` then `DATA_DIR=/tmp/demo streamlit run dashboard/app.py`.",
+                icon=":material/hourglass_empty:")
         return True
     if status.empty:
         pending = f" {len(status.pending)} file(s) are still being written." if status.pending else ""

@@ -94,13 +94,11 @@ def window_sums(ring: list, windows: tuple[int, ...]) -> list[WindowStats]:
     n = errors = warns = 0
     latency = histogram.empty()
     pending = sorted(range(len(windows)), key=lambda i: windows[i])
-    taken = 0
-    for agg in reversed(ring):
+    for taken, agg in enumerate(reversed(ring), start=1):
         n += agg.n
         errors += agg.errors
         warns += agg.warns
         latency = latency + agg.lat
-        taken += 1
         while pending and windows[pending[0]] == taken:
             i = pending.pop(0)
             stats[i].n, stats[i].errors, stats[i].warns, stats[i].latency = n, errors, warns, latency.copy()

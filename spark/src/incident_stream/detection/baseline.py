@@ -5,11 +5,15 @@
 * latency: an exponentially decayed latency histogram (its 95th percentile, and the share of
   requests above any threshold);
 * noise: for each test and window, an exponentially weighted mean of the squared standardised
-  deviation seen in normal times (1 for counts that vary as chance alone would make them vary). A service whose error count naturally swings widely (bursty, chatty) learns a
-  large noise and needs a larger departure to page; a steady, quiet one learns a small noise.
+  deviation seen in normal times (1 for counts that vary as chance alone would make them vary). A
+  service whose error count naturally swings widely (bursty, chatty) learns a large noise and needs a
+  larger departure to page; a steady, quiet one learns a small noise.
 
-The detector feeds it only buckets it judges normal once the warm-up is over, so an incident does not
-teach the baseline that the incident is normal.
+During the warm-up every bucket is learned at once. After it, learning is delayed: buckets are
+queued in blocks of BLOCK_BUCKETS and learned only `baseline_guard_s` later, and only if every bucket
+of the block was judged normal (no incident, no candidate, below hold level). When an incident opens,
+the queue is thrown away: the slow onset of an incident (a leak, a ramp) that stayed under the
+thresholds for a while never becomes the new normal.
 """
 
 from __future__ import annotations
@@ -21,6 +25,41 @@ from incident_stream.detection.params import DetectionParams
 
 NOISE_PRIOR_WEIGHT_S = 30.0  # the noise estimates start as if 30 s of unit-noise history had been seen
 MAX_ERROR_NOISE = 400.0  # cap on the learned error-count dispersion (variance ratio)
+BLOCK_BUCKETS = 10
+
+
+class Block:
+    """Buckets waiting to be learned: sums of what they would teach, and whether all were normal."""
+
+    def __init__(self, block_id: int, n_windows: int) -> None:
+        self.block_id = block_id
+        self.clean = True
+        self.n = self.errors = self.warns = 0
+        self.latency = histogram.empty()
+        self.noise = [[[0.0, 0] for _ in range(n_windows)] for _ in range(3)]  # err, warn, lat: [sum r^2, count]
+
+    def add(self, n: int, errors: int, warns: int, latency: np.ndarray, squares: list[list[float | None]]) -> None:
+        self.n += n
+        self.errors += errors
+        self.warns += warns
+        self.latency = self.latency + latency
+        for kind, per_window in enumerate(squares):
+            for i, square in enumerate(per_window):
+                if square is not None:
+                    self.noise[kind][i][0] += square
+                    self.noise[kind][i][1] += 1
+
+    def to_json(self) -> list:
+        return [self.block_id, self.clean, self.n, self.errors, self.warns, histogram.to_sparse(self.latency),
+                self.noise]
+
+    @classmethod
+    def from_json(cls, data: list) -> Block:
+        block = cls(data[0], len(data[6][0]))
+        block.clean, block.n, block.errors, block.warns = data[1], data[2], data[3], data[4]
+        block.latency = histogram.from_sparse(data[5])
+        block.noise = [[list(cell) for cell in kind] for kind in data[6]]
+        return block
 
 
 class Baseline:
@@ -37,6 +76,8 @@ class Baseline:
         self.lat_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]
         self.age = 0  # buckets observed since the service was first seen
         self.events_seen = 0
+        self.block: Block | None = None  # being filled
+        self.queue: list[Block] = []  # full, waiting for the guard time to pass
 
     @property
     def alpha(self) -> float:
@@ -91,38 +132,80 @@ class Baseline:
         self.age += decay_buckets
         self.events_seen += n
 
-    def learn_level(self, n: int, errors: int, warns: int, latency_hist: np.ndarray) -> None:
+    def learn_now(self, n: int, errors: int, warns: int, latency_hist: np.ndarray,
+                  residuals: list[list[float | None]]) -> None:
+        """Learn one bucket at once (warm-up): level, and noise without any cap."""
+        self._learn_level(n, errors, warns, latency_hist)
+        a = self.alpha
+        for cells, per_window in zip(self._noise_cells(), residuals, strict=True):
+            for cell, r in zip(cells, per_window, strict=True):
+                if r is not None:
+                    cell[0] = a * cell[0] + (1 - a) * min(r * r, MAX_ERROR_NOISE)
+                    cell[1] = a * cell[1] + (1 - a)
+
+    def observe(self, bucket: int, n: int, errors: int, warns: int, latency_hist: np.ndarray,
+                residuals: list[list[float | None]], normal: bool) -> None:
+        """Queue one bucket for delayed learning (after the warm-up). An abnormal bucket spoils its block."""
+        block_id = bucket // BLOCK_BUCKETS
+        if self.block is not None and self.block.block_id != block_id:
+            self.queue.append(self.block)
+            self.block = None
+        if self.block is None:
+            self.block = Block(block_id, len(self.params.windows_buckets))
+        if not normal:
+            self.block.clean = False
+        elif self.block.clean:
+            clip = self.params.hold_score ** 2
+            squares = [[None if r is None else min(r * r, clip * current(i), MAX_ERROR_NOISE)
+                        for i, r in enumerate(per_window)]
+                       for per_window, current in zip(residuals, (self.error_noise, self.warning_noise,
+                                                                  self.latency_noise), strict=True)]
+            self.block.add(n, errors, warns, latency_hist, squares)
+        guard_blocks = max(1, self.params.buckets(self.params.baseline_guard_s) // BLOCK_BUCKETS)
+        while self.queue and self.queue[0].block_id <= block_id - guard_blocks - 1:
+            self._learn_block(self.queue.pop(0))
+
+    def discard_recent(self) -> None:
+        """Forget what was queued: it may hold the onset of the incident that just opened."""
+        self.queue.clear()
+        if self.block is not None:
+            self.block.clean = False
+
+    def flush(self) -> None:
+        """Learn every clean queued block now (a long gap in the data has passed)."""
+        if self.block is not None:
+            self.queue.append(self.block)
+            self.block = None
+        while self.queue:
+            self._learn_block(self.queue.pop(0))
+
+    def _learn_block(self, block: Block) -> None:
+        if not block.clean:
+            return
+        self._learn_level(block.n, block.errors, block.warns, block.latency)
+        a = self.alpha
+        for cells, kind in zip(self._noise_cells(), block.noise, strict=True):
+            for cell, (total, count) in zip(cells, kind, strict=True):
+                if count:
+                    keep = a ** count
+                    cell[0] = keep * cell[0] + (1 - keep) * total / count
+                    cell[1] = keep * cell[1] + (1 - keep)
+
+    def _learn_level(self, n: int, errors: int, warns: int, latency_hist: np.ndarray) -> None:
         self.errors += errors
         self.warns += warns
         self.events += n
         self.latency += latency_hist
 
-    def learn_noise(self, err_residuals: list[float | None], warn_residuals: list[float | None],
-                    lat_residuals: list[float | None], clip: float | None = None) -> None:
-        """Fold one bucket's window deviations into the noise estimates. `clip` caps a deviation at
-        that many current noise units, so no single bucket can inflate the noise much."""
-        self._fold(self.err_noise, err_residuals, self.error_noise, clip, MAX_ERROR_NOISE)
-        self._fold(self.warn_noise, warn_residuals, self.warning_noise, clip, MAX_ERROR_NOISE)
-        self._fold(self.lat_noise, lat_residuals, self.latency_noise, clip, MAX_ERROR_NOISE)
-
-    def _fold(self, cells: list[list[float]], residuals: list[float | None], current, clip: float | None,
-              cap: float) -> None:
-        a = self.alpha
-        for i, r in enumerate(residuals):
-            if r is None:
-                continue
-            square = min(r * r, cap)
-            if clip is not None:
-                square = min(square, clip * clip * current(i))
-            cell = cells[i]
-            cell[0] = a * cell[0] + (1 - a) * square
-            cell[1] = a * cell[1] + (1 - a)
+    def _noise_cells(self) -> tuple[list[list[float]], ...]:
+        return self.err_noise, self.warn_noise, self.lat_noise
 
     # --- state -------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {"e": self.errors, "w": self.warns, "n": self.events, "lat": histogram.to_sparse_float(self.latency),
                 "en": self.err_noise, "wn": self.warn_noise, "ln": self.lat_noise, "age": self.age,
-                "seen": self.events_seen}
+                "seen": self.events_seen, "block": self.block.to_json() if self.block else None,
+                "queue": [b.to_json() for b in self.queue]}
 
     @classmethod
     def from_json(cls, data: dict, params: DetectionParams) -> Baseline:
@@ -134,4 +217,7 @@ class Baseline:
             b.warn_noise = [list(c) for c in data["wn"]]
             b.lat_noise = [list(c) for c in data["ln"]]
         b.age, b.events_seen = data["age"], data["seen"]
+        if len(data["en"]) == len(b.err_noise):
+            b.block = Block.from_json(data["block"]) if data["block"] else None
+            b.queue = [Block.from_json(x) for x in data["queue"]]
         return b

@@ -196,6 +196,6 @@ class Incident:
 
 
 _PLAIN = ("incident_id", "service", "environment", "opened_at", "first_seen", "last_seen", "last_active",
-          "baseline_error_rate", "baseline_latency_p95", "baseline_warning_rate", "triggers", "peak_score", "status", "resolved_at",
-          "severity", "severity_reasons", "origin_service", "origin_incident_id", "linked_ids", "dependents",
-          "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events")
+          "baseline_error_rate", "baseline_latency_p95", "baseline_warning_rate", "triggers", "peak_score",
+          "status", "resolved_at", "severity", "severity_reasons", "origin_service", "origin_incident_id",
+          "linked_ids", "dependents", "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events")

@@ -14,6 +14,7 @@ class DetectionParams:
     allowed_lateness_s: float = 2.0  # a bucket is final once event time has moved this far past its end
     # --- baseline --------------------------------------------------------------------------
     baseline_half_life_s: float = 600.0  # exponential forgetting of the per-service baseline
+    baseline_guard_s: float = 120.0  # normal buckets are learned this late (dropped if an incident opens)
     warmup_s: float = 60.0  # a service is watched this long before it may page
     warmup_min_events: int = 30
     prior_error_rate: float = 0.01  # what a service with little history is assumed to have
@@ -73,15 +74,15 @@ class DetectionParams:
     # --- derived, in buckets/milliseconds ------------------------------------------------------
     @property
     def bucket_ms(self) -> int:
-        return int(round(self.bucket_s * 1000))
+        return round(self.bucket_s * 1000)
 
     @property
     def lateness_ms(self) -> int:
-        return int(round(self.allowed_lateness_s * 1000))
+        return round(self.allowed_lateness_s * 1000)
 
     def buckets(self, seconds: float) -> int:
         """A duration in whole buckets (at least one)."""
-        return max(1, int(round(seconds / self.bucket_s)))
+        return max(1, round(seconds / self.bucket_s))
 
     @property
     def max_window(self) -> int:

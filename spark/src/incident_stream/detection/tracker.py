@@ -12,8 +12,8 @@
 
 The baseline learns from every bucket during the warm-up (so a service that is bursty by nature
 learns its burstiness); after it, only from buckets that are normal and outside any candidate run or
-incident, with the noise contribution of a bucket capped, which keeps an incident (or its onset) from
-becoming the new normal.
+incident, with a delay, and with the noise contribution of a bucket capped (see baseline.py), which
+keeps an incident, or its slow onset, from becoming the new normal.
 """
 
 from __future__ import annotations
@@ -65,30 +65,33 @@ class ServiceTracker:
         else:
             self.streak_start = None
         if self.incident is not None:
+            self.baseline.observe(bucket, 0, 0, 0, agg.lat, [[], [], []], normal=False)
             return self._step_open(bucket, agg, ev)
         warm = self.baseline.warm
         if ev.level == ANOMALOUS and warm:
             if self.run_start is None:
                 self.run_start, self.run_len = bucket, 0
             self.run_len += 1
+            self.baseline.observe(bucket, 0, 0, 0, agg.lat, [[], [], []], normal=False)
             if self.run_len >= self._needed(bucket):
+                self.baseline.discard_recent()
                 return [(OPENED, self._open(bucket, ev))]
             return []
         if self.run_start is not None:
             self._record_episode(self.run_start, bucket - 1)
             self.run_start, self.run_len = None, 0
+        residuals = [ev.err_residuals, ev.warn_residuals, ev.lat_residuals]
         if not warm:
-            self.baseline.learn_level(agg.n, agg.errors, agg.warns, agg.lat)
-            self.baseline.learn_noise(ev.err_residuals, ev.warn_residuals, ev.lat_residuals)
-        elif ev.level == NORMAL:
-            self.baseline.learn_level(agg.n, agg.errors, agg.warns, agg.lat)
-            self.baseline.learn_noise(ev.err_residuals, ev.warn_residuals, ev.lat_residuals,
-                                      clip=self.params.hold_score)
+            self.baseline.learn_now(agg.n, agg.errors, agg.warns, agg.lat, residuals)
+        else:
+            self.baseline.observe(bucket, agg.n, agg.errors, agg.warns, agg.lat, residuals,
+                                  normal=ev.level == NORMAL)
         return []
 
     def skip(self, buckets: int) -> None:
         """Let `buckets` empty buckets pass at once (a long gap in the data, nothing open)."""
         self.ring.clear()
+        self.baseline.flush()
         self.baseline.tick(0, buckets)
         self.streak_start = None
 
