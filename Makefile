@@ -58,6 +58,10 @@ demo: $(STAMP) ## Start the stack and run the whole pipeline once on a mixed sce
 	@$(BIN)/incident-stack up
 	@$(BIN)/incident-stack demo
 
+stream: $(STAMP) ## Run the Spark streaming job in the foreground against the embedded stack (ONCE=1: process the backlog, exit)
+	@$(BIN)/incident-stack up broker
+	@$(BIN)/incident-stream $(if $(ONCE),--once,)
+
 trigger-dag: $(STAMP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE, DURATION, SEED, SPEEDUP; WAIT=1 follows it)
 	@$(BIN)/incident-trigger $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(RATE),--rate $(RATE),) \
 		$(if $(DURATION),--duration $(DURATION),) $(if $(SEED),--seed $(SEED),) \

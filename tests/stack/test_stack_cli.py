@@ -49,9 +49,9 @@ def test_up_is_idempotent_status_reports_and_down_stops_everything(stack_env: di
     assert f"pid {record['pid']}" in broker_line and " yes " in broker_line
     assert stack_env["KAFKA_BOOTSTRAP_SERVERS"] in broker_line
 
-    demo = _run(stack_env, "demo")
-    assert demo.returncode == 0, demo.stderr
-    assert "1000 Avro events produced, consumed and decoded intact" in demo.stdout
+    trip = _run(stack_env, "roundtrip")
+    assert trip.returncode == 0, trip.stderr
+    assert "1000 Avro events produced, consumed and decoded intact" in trip.stdout
 
     logs = _run(stack_env, "logs", "broker", "-n", "5")
     assert "tansu" in logs.stdout or "listening" in logs.stdout

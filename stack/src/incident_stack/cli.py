@@ -149,14 +149,26 @@ def clean(settings: Settings, assume_yes: bool) -> int:
     return 0
 
 
-def demo(settings: Settings) -> int:
-    """Until the pipeline DAG runs the whole demo: prove the broker and the codec with a round trip."""
+def roundtrip(settings: Settings) -> int:
+    """Prove the broker and the codec: produce encoded events, consume and decode them intact."""
     from incident_stack.roundtrip import round_trip
 
     result = round_trip(settings)
     print(f"round trip through {settings.kafka_bootstrap_servers}/{settings.kafka_topic_logs}: "
           f"{result['events']} Avro events produced, consumed and decoded intact in {result['total_seconds']:.2f}s")
     return 0
+
+
+def demo(settings: Settings) -> int:
+    """Run the pipeline DAG once on a mixed scenario, wait for it, and print where to look."""
+    from incident_airflow.trigger import RunFailed
+    from incident_airflow.trigger import demo as run_demo
+
+    try:
+        return run_demo(settings)
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p_logs.add_argument("-f", "--follow", action="store_true")
     p_logs.add_argument("-n", "--lines", type=int, default=50)
     sub.add_parser("demo", help="run the pipeline once on the running stack and print where to look")
+    sub.add_parser("roundtrip", help="produce, consume and decode Avro events through the broker")
     p_clean = sub.add_parser("clean", help="remove runtime state; asks before deleting data")
     p_clean.add_argument("--yes", action="store_true", help="also delete the data directory without asking")
     args = parser.parse_args(argv)
@@ -195,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             return logs(settings, args.services, args.follow, args.lines)
         if args.command == "demo":
             return demo(settings)
+        if args.command == "roundtrip":
+            return roundtrip(settings)
         return clean(settings, args.yes)
     except (RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
