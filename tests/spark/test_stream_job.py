@@ -18,6 +18,7 @@ from incident_contracts.settings import Settings
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES, check_schema
 from incident_stream import job as job_module
 from incident_stream.job import JobOptions, StreamJob, run_job
+from incident_stream.metrics import MetricsRecorder
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,27 @@ def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str,
     assert len(ids) == 6_000 and len(set(ids)) == 6_000
     names = [p.name for p in (data / "events").rglob("*.parquet")]
     assert any(f"-b{crashed[0]:012d}-" in n for n in names) or any("-c" in n for n in names)
+
+
+def test_metrics_cover_every_batch_even_when_progress_reports_arrive_late(
+        spark: Any, broker: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark delivers progress reports to listeners asynchronously; on a busy machine the last ones arrive
+    after the queries ended. The metrics table and the summary must still account for every batch."""
+    produce_events(broker, topic, (make_event(i) for i in range(1_500)))
+    original = MetricsRecorder.onQueryProgress
+
+    def late(self: MetricsRecorder, event: Any) -> None:
+        time.sleep(3)  # the listener thread lags far behind the queries
+        original(self, event)
+
+    monkeypatch.setattr(MetricsRecorder, "onQueryProgress", late)
+    data = tmp_path / "data"
+    summary = run_job(spark, job_settings(broker, topic, data), options(data, max_records_per_trigger=500),
+                      handle_signals=False)
+
+    assert summary["status"] == "finished", summary
+    assert summary["input_rows"] == 1_500 and summary["batches"] == {"ingest": 3}
+    metrics = sorted(read_table(data / "metrics").to_pylist(), key=lambda m: m["batch_id"])
+    assert [m["batch_id"] for m in metrics] == [0, 1, 2]
+    assert [m["num_input_rows"] for m in metrics] == [500, 500, 500]
+    assert [m["lag"] for m in metrics] == [1_000, 500, 0]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowException
 
 from incident_airflow.checkpoint_lock import checkpoint_lock
 from incident_airflow.run_tables import data_files
@@ -34,6 +35,11 @@ LOCK_WAIT_SECONDS = 120.0
 # Task states after which the produce task will not write any more records in this try.
 PRODUCER_DONE = {"success"}
 PRODUCER_GAVE_UP = {"failed", "upstream_failed", "skipped", "removed"}
+# Failures of the job that say nothing about the run's data and pass on their own: Spark gives a new
+# Python worker 10 seconds (fixed) to connect back, which a busy 2-core machine can miss. The job is
+# submitted again (it resumes from its checkpoint) instead of failing the task.
+PASSING_FAILURES = ("Python worker failed to connect back", "Timed out while waiting for the Python worker")
+RESUBMIT_DELAY_SECONDS = 5.0
 
 
 def application_path() -> str:
@@ -112,6 +118,17 @@ def job_summary(line: str) -> dict[str, Any] | None:
         return None
 
 
+def passing_failure(summaries: list[dict[str, Any]]) -> str | None:
+    """The reason, if the last job summary reports a failure worth submitting again (see PASSING_FAILURES)."""
+    if not summaries or summaries[-1].get("status") != "failed":
+        return None
+    error = str(summaries[-1].get("error") or "")
+    for marker in PASSING_FAILURES:
+        if marker in error:
+            return marker
+    return None
+
+
 class StreamJobOperator(SparkSubmitOperator):
     """Submit the streaming job until the run's records are processed (see the module docstring)."""
 
@@ -176,7 +193,17 @@ class StreamJobOperator(SparkSubmitOperator):
                 self._hook = None  # a fresh spark-submit each time
                 self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
                               "records).", submissions, self.idle_stop)
-                super().execute(context)
+                try:
+                    super().execute(context)
+                except AirflowException:
+                    reason = passing_failure(self.job_summaries)
+                    if reason is None or submissions >= self.max_submissions:
+                        raise
+                    self.log.warning("The streaming job failed on a passing problem of a busy machine (%s); "
+                                     "submitting it again in %gs, it resumes from its checkpoint.", reason,
+                                     RESUBMIT_DELAY_SECONDS)
+                    time.sleep(RESUBMIT_DELAY_SECONDS)
+                    continue
                 state = self._wait_for_producer(context)
                 if state in PRODUCER_GAVE_UP:
                     self.log.warning("The produce task ended in state %s; not waiting for more records.", state)

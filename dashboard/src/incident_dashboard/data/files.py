@@ -17,6 +17,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -32,15 +33,24 @@ class FileEntry:
     size: int
     mtime_ns: int
 
-    @property
+    @cached_property
     def partition(self) -> dict[str, str]:
-        """Hive partition values from the path (``event_date=2026-11-23/event_hour=10``)."""
+        """Hive partition values from the path (``event_date=2026-11-23/event_hour=10``), parsed once."""
         values: dict[str, str] = {}
         for part in Path(self.path).parent.parts:
             match = _PARTITION.match(part)
             if match:
                 values[match.group(1)] = unquote(match.group(2))
         return values
+
+    @cached_property
+    def hour_partition(self) -> tuple[str, int] | None:
+        """(event_date, event_hour) of an hourly partitioned file, else None."""
+        part = self.partition
+        date, hour = part.get("event_date"), part.get("event_hour")
+        if date is None or hour is None or not hour.isdigit():
+            return None
+        return date, int(hour)
 
 
 @dataclass(frozen=True)
@@ -140,11 +150,5 @@ def hour_partitions_between(start: datetime, end: datetime) -> set[tuple[str, in
 def prune_by_hour(files: list[FileEntry], start: datetime, end: datetime) -> list[FileEntry]:
     """Files whose event_date/event_hour partition overlaps [start, end]; unpartitioned files are kept."""
     wanted = hour_partitions_between(start, end)
-    kept: list[FileEntry] = []
-    for entry in files:
-        part = entry.partition
-        date, hour = part.get("event_date"), part.get("event_hour")
-        if date is None or hour is None or not hour.isdigit() or (date, int(hour)) in wanted:
-            kept.append(entry)
-    return kept
+    return [entry for entry in files if entry.hour_partition is None or entry.hour_partition in wanted]
 

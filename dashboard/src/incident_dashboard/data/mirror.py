@@ -102,6 +102,10 @@ class TableMirror:
             self._lock.release()
         return self.status()
 
+    def expire(self) -> None:
+        """Make the next :meth:`refresh` list the folder whatever ``min_interval`` says."""
+        self._refreshed_at = float("-inf")
+
     def loaded_files(self) -> list[FileEntry]:
         """Files whose rows are in the targets (all known to be readable)."""
         return list(self._loaded.values())

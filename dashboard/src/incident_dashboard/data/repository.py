@@ -199,6 +199,13 @@ class Repository:
         """What is on disk for a table: missing folder, no files yet, files still being written."""
         return self._mirrors[table].refresh()
 
+    def expire(self) -> None:
+        """Drop cached results and make the next query of each table re-list its folder: the state every
+        page is in once ``cache_ttl`` has passed (the benchmark measures renders from it)."""
+        self.cache.clear()
+        for mirror in self._mirrors.values():
+            mirror.expire()
+
     def refresh_all(self, force: bool = False) -> None:
         for mirror in self._mirrors.values():
             mirror.refresh(force=force)

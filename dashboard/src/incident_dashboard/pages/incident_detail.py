@@ -7,7 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from incident_contracts.catalog import default_catalog
-from incident_dashboard.analysis.context import WINDOW_AFTER, WINDOW_BEFORE, IncidentContext, build_context
+from incident_dashboard.analysis.context import (
+    WINDOW_AFTER,
+    WINDOW_BEFORE,
+    IncidentContext,
+    IncidentNotFound,
+    build_context,
+)
 from incident_dashboard.ui import analysis_panel, charts, common
 from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
 
@@ -32,7 +38,9 @@ def render() -> None:
         return
     context = build_context(repo, default_catalog(), incident_id)
     _header(context)
-    common.live(lambda: _live_body(incident_id))
+    # The fragment's first run (part of this full run) reuses the context; its own reruns gather a fresh one.
+    first_run = [context]
+    common.live(lambda: _live_body(incident_id, first_run.pop() if first_run else None))
     st.divider()
     analysis_panel.render(common.settings(), context)
 
@@ -65,12 +73,14 @@ def _header(context: IncidentContext) -> None:
         st.badge(inc.get("environment") or "", color="gray")
 
 
-def _live_body(incident_id: str) -> None:
-    repo = common.repository()
-    inc = repo.incident(incident_id)
-    if inc is None:
-        return
-    end = inc.get("resolved_at") or inc["last_seen"]
+def _live_body(incident_id: str, context: IncidentContext | None = None) -> None:
+    if context is None:
+        try:
+            context = build_context(common.repository(), default_catalog(), incident_id)
+        except IncidentNotFound:
+            return
+    inc = context.incident
+    end = context.end
     cols = st.columns(6, gap="small")
     cols[0].metric("Opened (UTC)", f"{inc['opened_at']:%H:%M:%S}", border=True,
                    help=f"{fmt_time(inc['opened_at'])}; first anomalous event {fmt_time(inc['first_seen'])}")
@@ -88,7 +98,6 @@ def _live_body(incident_id: str) -> None:
                    help=f"out of {inc.get('event_count') or 0:,} events counted by the detector")
     cols[5].metric("Anomaly score", f"{inc.get('anomaly_score') or 0:.1f}", border=True)
 
-    context = build_context(repo, default_catalog(), incident_id)
     left, right = st.columns([2, 1], gap="medium")
     with left:
         _charts(context)
@@ -118,12 +127,11 @@ def _charts(context: IncidentContext) -> None:
         window = window[window["service"].isin(_chart_services(context))]
         tab_errors, tab_latency = st.tabs(["Error rate", "Latency p95"])
         with tab_errors:
-            st.altair_chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
-                                                inc.get("baseline_error_rate"), fmt=".1%"), width="stretch")
+            common.chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
+                                             inc.get("baseline_error_rate"), fmt=".1%"))
         with tab_latency:
-            st.altair_chart(charts.window_chart(window, "latency_p95_ms", "p95 latency (ms)", start, end,
-                                                inc["service"], inc.get("baseline_latency_p95_ms"), fmt=",.0f"),
-                            width="stretch")
+            common.chart(charts.window_chart(window, "latency_p95_ms", "p95 latency (ms)", start, end,
+                                             inc["service"], inc.get("baseline_latency_p95_ms"), fmt=",.0f"))
 
 
 def _chart_services(context: IncidentContext, extra: int = 2) -> list[str]:
@@ -169,7 +177,7 @@ def _signatures(context: IncidentContext) -> None:
             st.caption("The detector recorded no signatures for this incident.")
             return
         frame = pd.DataFrame([{"id": s.id, "signature": s.signature, "count": s.count} for s in context.signatures])
-        st.altair_chart(charts.signatures_bar(frame), width="stretch")
+        common.chart(charts.signatures_bar(frame))
         st.dataframe(frame, hide_index=True, width="stretch",
                      column_config={"signature": st.column_config.TextColumn(width="large")})
         if context.surging:

@@ -51,7 +51,7 @@ def _results(flt: IncidentFilter) -> None:
         return
     with st.container(border=True):
         st.markdown("### Timeline")
-        st.altair_chart(charts.incident_timeline(rows.head(300)), width="stretch")
+        common.chart(charts.incident_timeline(rows.head(300)))
     table = pd.DataFrame({
         "link": rows["incident_id"].map(incident_link),
         "severity": rows["severity"],

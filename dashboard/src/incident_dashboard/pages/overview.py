@@ -34,11 +34,11 @@ def _body(window: Window) -> None:
             if over_time.empty:
                 st.caption(f"No incident opened in the last {window.label}.")
             else:
-                st.altair_chart(charts.incidents_over_time(over_time), width="stretch")
+                common.chart(charts.incidents_over_time(over_time))
     with right, st.container(border=True):
         st.markdown("### Open incidents by severity")
         if not updates.empty:
-            st.altair_chart(charts.severity_donut(repo.open_by_severity()), width="stretch")
+            common.chart(charts.severity_donut(repo.open_by_severity()))
         else:
             st.caption("No incidents table yet.")
 
@@ -50,7 +50,7 @@ def _body(window: Window) -> None:
                 st.caption(f"No events in the last {window.label}.")
             else:
                 noisy = repo.noisiest_services(window.start, window.end, limit=8)["service"].tolist()
-                st.altair_chart(charts.error_rate_over_time(traffic, noisy), width="stretch")
+                common.chart(charts.error_rate_over_time(traffic, noisy))
 
     if not events.empty:
         left, right = st.columns([3, 2], gap="medium")
@@ -58,12 +58,12 @@ def _body(window: Window) -> None:
             st.markdown("### Heat map: error rate per service")
             traffic = repo.traffic(window.start, window.end, window.bucket)
             if not traffic.empty:
-                st.altair_chart(charts.service_heatmap(traffic), width="stretch")
+                common.chart(charts.service_heatmap(traffic))
         with right, st.container(border=True):
             st.markdown("### Noisiest services")
             noisy = repo.noisiest_services(window.start, window.end, limit=8)
             if not noisy.empty:
-                st.altair_chart(charts.noisiest_services(noisy), width="stretch")
+                common.chart(charts.noisiest_services(noisy))
 
     left, right = st.columns([3, 2], gap="medium")
     with left, st.container(border=True):

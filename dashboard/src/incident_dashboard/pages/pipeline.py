@@ -70,7 +70,7 @@ def _kafka() -> None:
                            "every retained record.")
         with right:
             if not logs.empty:
-                st.altair_chart(charts.partition_lag_chart(logs.fillna({"lag": 0})), width="stretch")
+                common.chart(charts.partition_lag_chart(logs.fillna({"lag": 0})))
             with st.expander(f"All topics ({len(snap.topics)})"):
                 st.dataframe(snap.topics, hide_index=True, width="stretch")
 
@@ -96,13 +96,13 @@ def _spark() -> None:
         view = _downsample(metrics)
         tab_rate, tab_duration, tab_state, tab_lag = st.tabs(["Throughput", "Batch duration", "State", "Lag"])
         with tab_rate:
-            st.altair_chart(charts.throughput_chart(view), width="stretch")
+            common.chart(charts.throughput_chart(view))
         with tab_duration:
-            st.altair_chart(charts.batch_duration_chart(view, cfg.stream_trigger_seconds * 1000), width="stretch")
+            common.chart(charts.batch_duration_chart(view, cfg.stream_trigger_seconds * 1000))
         with tab_state:
-            st.altair_chart(charts.state_chart(view), width="stretch")
+            common.chart(charts.state_chart(view))
         with tab_lag:
-            st.altair_chart(charts.lag_chart(view), width="stretch")
+            common.chart(charts.lag_chart(view))
         st.caption(f"{len(metrics):,} micro-batches recorded; charts show at most 1,500 points.")
 
 
@@ -132,9 +132,9 @@ def _dead_letters() -> None:
         st.markdown(f"**{total:,} records** could not be decoded; each is kept with its reason and raw bytes.")
         left, right = st.columns([2, 3], gap="medium")
         with left:
-            st.altair_chart(charts.dead_letter_reasons(summary), width="stretch")
+            common.chart(charts.dead_letter_reasons(summary))
         with right:
-            st.altair_chart(charts.dead_letter_over_time(repo.dead_letter_over_time()), width="stretch")
+            common.chart(charts.dead_letter_over_time(repo.dead_letter_over_time()))
         reasons = summary["reason"].tolist()
         reason = st.selectbox("Reason", reasons, index=None, placeholder="All reasons", key="dl_reason")
         recent = repo.dead_letters(limit=200, reason=reason)

@@ -2,14 +2,26 @@
 
 Times are shown in UTC everywhere (``scale type utc``), like the tables, so a chart and a log line
 can be compared without converting.
+
+Speed: every rerun of a page builds its charts again, and Altair's JSON-schema checks cost more than
+the queries behind a chart (a ``"field:N"`` shorthand or an ``alt.condition`` dict is parsed against
+the whole Vega-Lite schema, about 10 ms each; validating a finished spec 50-100 ms). So encodings
+are written as explicit channel objects, Altair's check of every object at creation is off in this
+process, and :func:`to_vega_lite` turns a chart into the spec Streamlit draws without validating it
+again. The tests validate every chart against the schema instead.
 """
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
+from typing import Any
 
 import altair as alt
 import pandas as pd
+from altair.utils import schemapi
+
+schemapi.disable_debug_mode()  # no schema check of each object at creation (see the module docstring)
 
 SEVERITY_COLORS = {"P1": "#d6336c", "P2": "#f76707", "P3": "#f2b705", "P4": "#74a9cf"}
 SEVERITY_SCALE = alt.Scale(domain=list(SEVERITY_COLORS), range=list(SEVERITY_COLORS.values()))
@@ -36,14 +48,14 @@ def severity_donut(frame: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(frame).encode(
         theta=alt.Theta("incidents:Q", stack=True),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["severity:N", alt.Tooltip("incidents:Q", title="open incidents")],
+        tooltip=[alt.Tooltip("severity:N"), alt.Tooltip("incidents:Q", title="open incidents")],
     )
     ring = base.mark_arc(innerRadius=58, outerRadius=96, cornerRadius=3, padAngle=0.02)
     total = int(frame["incidents"].sum()) if not frame.empty else 0
     label = alt.Chart(pd.DataFrame({"text": [str(total)], "sub": ["open"]})).mark_text(
-        fontSize=30, fontWeight="bold", dy=-6).encode(text="text:N")
+        fontSize=30, fontWeight="bold", dy=-6).encode(text=alt.Text("text:N"))
     sub = alt.Chart(pd.DataFrame({"text": ["open"]})).mark_text(fontSize=12, dy=18, color="#868e96").encode(
-        text="text:N")
+        text=alt.Text("text:N"))
     return (ring + label + sub).properties(height=240)
 
 
@@ -54,7 +66,7 @@ def incidents_over_time(frame: pd.DataFrame) -> alt.Chart:
         y=alt.Y("incidents:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1)),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
         order=alt.Order("severity:N", sort="descending"),
-        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "severity:N", "incidents:Q"],
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), alt.Tooltip("severity:N"), alt.Tooltip("incidents:Q")],
     ).properties(height=240)
 
 
@@ -67,9 +79,10 @@ def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None)
         y=alt.Y("error_rate:Q", title="error rate", axis=alt.Axis(format="%")),
         color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None),
                         scale=alt.Scale(scheme="tableau10")),
-        opacity=alt.condition(highlight, alt.value(1.0), alt.value(0.15)),
-        tooltip=[_utc_tooltip("bucket", "time (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
-                 alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],
+        opacity=alt.OpacityValue(0.15, condition={"param": highlight.name, "value": 1.0}),
+        tooltip=[_utc_tooltip("bucket", "time (UTC)"), alt.Tooltip("service:N"),
+                 alt.Tooltip("error_rate:Q", format=".2%"), alt.Tooltip("errors:Q", format=","),
+                 alt.Tooltip("events:Q", format=",")],
     ).add_params(highlight).properties(height=260)
 
 
@@ -92,14 +105,15 @@ def service_heatmap(frame: pd.DataFrame) -> alt.Chart:
     data["bucket_end"] = data["bucket"] + step
     return alt.Chart(data).mark_rect(cornerRadius=2, stroke="white", strokeWidth=0.5).encode(
         x=_x_time(),
-        x2="bucket_end:T",
+        x2=alt.X2("bucket_end"),
         y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending"),
                 axis=alt.Axis(labelOverlap=False, labelLimit=170)),
         color=alt.Color("error_rate:Q", title="error rate",
                         scale=alt.Scale(scheme="orangered", type="sqrt", domainMin=0),
                         legend=alt.Legend(format="%", orient="right")),
-        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "service:N", alt.Tooltip("error_rate:Q", format=".2%"),
-                 alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=",")],
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), alt.Tooltip("service:N"),
+                 alt.Tooltip("error_rate:Q", format=".2%"), alt.Tooltip("errors:Q", format=","),
+                 alt.Tooltip("events:Q", format=",")],
     ).properties(height=band_height(frame["service"].nunique() if not frame.empty else 1, 24, 40))
 
 
@@ -108,7 +122,7 @@ def noisiest_services(frame: pd.DataFrame) -> alt.Chart:
     bars = alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color=SPAN_COLOR).encode(
         x=alt.X("errors:Q", title="errors", axis=alt.Axis(format="~s")),
         y=alt.Y("service:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=170)),
-        tooltip=["service:N", alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=","),
+        tooltip=[alt.Tooltip("service:N"), alt.Tooltip("errors:Q", format=","), alt.Tooltip("events:Q", format=","),
                  alt.Tooltip("error_rate:Q", format=".2%")],
     )
     text = bars.mark_text(align="left", dx=4, color="#495057").encode(text=alt.Text("error_rate:Q", format=".1%"))
@@ -137,11 +151,12 @@ def incident_timeline(frame: pd.DataFrame) -> alt.Chart:
     services = data["service"].nunique() if not data.empty else 1
     return alt.Chart(data).mark_bar(cornerRadius=3).encode(
         x=alt.X("opened_at:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", title=None, labelAngle=0)),
-        x2="active_until:T",
+        x2=alt.X2("active_until"),
         y=alt.Y("service:N", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=170, grid=True)),
         yOffset=alt.YOffset("lane:O", scale=alt.Scale(paddingInner=0.25)),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
-        tooltip=["incident_id:N", "severity:N", "status:N", "service:N", "title:N",
+        tooltip=[alt.Tooltip("incident_id:N"), alt.Tooltip("severity:N"), alt.Tooltip("status:N"),
+                 alt.Tooltip("service:N"), alt.Tooltip("title:N"),
                  _utc_tooltip("opened_at", "opened (UTC)"), _utc_tooltip("active_until", "until (UTC)")],
     ).properties(height=band_height(services, max(26, 12 * lanes), 70))
 
@@ -149,7 +164,7 @@ def incident_timeline(frame: pd.DataFrame) -> alt.Chart:
 def _span(start: datetime, end: datetime) -> alt.Chart:
     span = pd.DataFrame({"start": [pd.Timestamp(start)], "end": [pd.Timestamp(end)], "label": ["incident"]})
     return alt.Chart(span).mark_rect(color=SPAN_COLOR, opacity=0.09).encode(
-        x=alt.X("start:T", scale=alt.Scale(type="utc")), x2="end:T",
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), x2=alt.X2("end"),
         tooltip=[_utc_tooltip("start", "opened (UTC)"), _utc_tooltip("end", "until (UTC)")])
 
 
@@ -166,15 +181,16 @@ def window_chart(frame: pd.DataFrame, metric: str, title: str, start: datetime, 
         x=_x_time(title="time (UTC)"),
         y=alt.Y(f"{metric}:Q", title=title, axis=alt.Axis(format=fmt.replace(".1", "").replace(".0", "") or None)),
         color=alt.Color("service:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="tableau10")),
-        strokeWidth=alt.condition("datum.is_focus", alt.value(3), alt.value(1.2)),
-        opacity=alt.condition("datum.is_focus", alt.value(1.0), alt.value(0.55)),
-        tooltip=[_utc_tooltip("bucket", "time (UTC)"), "service:N", alt.Tooltip(f"{metric}:Q", format=fmt),
+        strokeWidth=alt.StrokeWidthValue(1.2, condition={"test": "datum.is_focus", "value": 3}),
+        opacity=alt.OpacityValue(0.55, condition={"test": "datum.is_focus", "value": 1.0}),
+        tooltip=[_utc_tooltip("bucket", "time (UTC)"), alt.Tooltip("service:N"), alt.Tooltip(f"{metric}:Q", format=fmt),
                  alt.Tooltip("events:Q", format=",")],
     )
     layers = [_span(start, end), _span_rule(start), lines]
     if baseline is not None and pd.notna(baseline):
         rule = alt.Chart(pd.DataFrame({"y": [baseline], "label": [f"{service} baseline"]})).mark_rule(
-            color="#868e96", strokeDash=[2, 2]).encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=fmt)])
+            color="#868e96", strokeDash=[2, 2]).encode(
+                y=alt.Y("y:Q"), tooltip=[alt.Tooltip("label:N"), alt.Tooltip("y:Q", format=fmt)])
         layers.append(rule)
     return alt.layer(*layers).properties(height=300)
 
@@ -185,7 +201,7 @@ def signatures_bar(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(data).mark_bar(cornerRadiusEnd=3, color=ACCENT).encode(
         x=alt.X("count:Q", title="events"),
         y=alt.Y("id:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
-        tooltip=["id:N", "signature:N", alt.Tooltip("count:Q", format=",")],
+        tooltip=[alt.Tooltip("id:N"), alt.Tooltip("signature:N"), alt.Tooltip("count:Q", format=",")],
     ).properties(height=band_height(len(frame), 28, 45))
 
 
@@ -199,7 +215,8 @@ def throughput_chart(frame: pd.DataFrame) -> alt.Chart:
         y=alt.Y("rows_per_second:Q", title="rows / s", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", legend=alt.Legend(orient="top", title=None),
                         scale=alt.Scale(range=[ACCENT, "#12b886"])),
-        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), "series:N", alt.Tooltip("rows_per_second:Q", format=",.0f")],
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("series:N"),
+                 alt.Tooltip("rows_per_second:Q", format=",.0f")],
     ).properties(height=220)
 
 
@@ -207,11 +224,12 @@ def batch_duration_chart(frame: pd.DataFrame, trigger_ms: float | None = None) -
     bars = alt.Chart(frame).mark_area(opacity=0.35, color="#7048e8", line={"color": "#7048e8"}).encode(
         x=_x_time("timestamp"),
         y=alt.Y("batch_duration_ms:Q", title="batch duration (ms)"),
-        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), "batch_id:Q", alt.Tooltip("batch_duration_ms:Q", format=","),
-                 alt.Tooltip("num_input_rows:Q", format=",")])
+        tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("batch_id:Q"),
+                 alt.Tooltip("batch_duration_ms:Q", format=","), alt.Tooltip("num_input_rows:Q", format=",")])
     if trigger_ms:
         rule = alt.Chart(pd.DataFrame({"y": [trigger_ms], "label": ["trigger interval"]})).mark_rule(
-            color=SPAN_COLOR, strokeDash=[4, 3]).encode(y="y:Q", tooltip=["label:N", "y:Q"])
+            color=SPAN_COLOR, strokeDash=[4, 3]).encode(y=alt.Y("y:Q"),
+                                                        tooltip=[alt.Tooltip("label:N"), alt.Tooltip("y:Q")])
         return (bars + rule).properties(height=220)
     return bars.properties(height=220)
 
@@ -240,7 +258,7 @@ def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#f59f00").encode(
         x=alt.X("lag:Q", title="lag (records)"),
         y=alt.Y("partition:O", title="partition", axis=alt.Axis(labelOverlap=False)),
-        tooltip=["partition:O", alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
+        tooltip=[alt.Tooltip("partition:O"), alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
     ).properties(height=band_height(len(frame), 30, 50))
 
 
@@ -248,7 +266,7 @@ def dead_letter_reasons(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#ae3ec9").encode(
         x=alt.X("records:Q", title="records"),
         y=alt.Y("reason:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
-        tooltip=["reason:N", alt.Tooltip("records:Q", format=","), "example:N"],
+        tooltip=[alt.Tooltip("reason:N"), alt.Tooltip("records:Q", format=","), alt.Tooltip("example:N")],
     ).properties(height=band_height(len(frame), 30, 50))
 
 
@@ -256,5 +274,41 @@ def dead_letter_over_time(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
         x=_x_time(), y=alt.Y("records:Q", title="dead letters"),
         color=alt.Color("reason:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="purples")),
-        tooltip=[_utc_tooltip("bucket", "from (UTC)"), "reason:N", "records:Q"],
+        tooltip=[_utc_tooltip("bucket", "from (UTC)"), alt.Tooltip("reason:N"), alt.Tooltip("records:Q")],
     ).properties(height=200)
+
+
+def to_vega_lite(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    """The Vega-Lite spec of a chart with its DataFrames under ``datasets``, for ``st.vega_lite_chart``.
+
+    What ``st.altair_chart`` sends, minus its schema validation: each layer's DataFrame is replaced by
+    a named reference (Streamlit ships the named frames as Arrow), and the default theme's fixed
+    300 px view size is left out as Streamlit does.
+    """
+    datasets: dict[str, pd.DataFrame] = {}
+    names = (f"data_{i}" for i in itertools.count())
+
+    def detach(node: Any) -> Any:
+        node = node.copy(deep=False)
+        data = getattr(node, "data", alt.Undefined)
+        if isinstance(data, pd.DataFrame):
+            name = next(names)
+            datasets[name] = data
+            node.data = alt.NamedData(name=name)
+        for part in ("layer", "hconcat", "vconcat", "concat"):
+            children = getattr(node, part, alt.Undefined)
+            if isinstance(children, list):
+                setattr(node, part, [detach(child) for child in children])
+        return node
+
+    spec = detach(chart).to_dict(validate=False)
+    view = spec.get("config", {}).get("view", {})
+    for key, value in (alt.theme.get() or dict)().get("config", {}).get("view", {}).items():
+        if view.get(key) == value:
+            del view[key]
+    if "config" in spec and not spec["config"].get("view", True):
+        del spec["config"]["view"]
+    if "config" in spec and not spec["config"]:
+        del spec["config"]
+    spec["datasets"] = datasets
+    return spec

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlparse
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from incident_contracts.settings import Settings, SettingsError, get_settings
 from incident_dashboard.data import Freshness, Repository, get_repository
 from incident_dashboard.data.mirror import MirrorStatus
+from incident_dashboard.ui import charts
 
 REFRESH_CHOICES = {"Off": None, "10 s": 10, "30 s": 30, "1 min": 60}
 REFRESH_KEY = "auto_refresh"
@@ -72,6 +74,11 @@ def time_window(key: str, freshness: Freshness, default: str = "6 h", first: dat
     start = (first or end - timedelta(days=1)) if span is None else end - span
     start = min(start, end - timedelta(minutes=1))
     return Window(choice, start, end, _bucket_for(end - start))
+
+
+def chart(figure: alt.TopLevelMixin) -> None:
+    """Draw an Altair chart across the container's width (see :func:`charts.to_vega_lite`)."""
+    st.vega_lite_chart(charts.to_vega_lite(figure), width="stretch")
 
 
 def refresh_every() -> int | None:

@@ -89,21 +89,19 @@ class RateRule:
 
 
 def window_sums(ring: list, windows: tuple[int, ...]) -> list[WindowStats]:
-    """Sums over the newest `w` buckets of the ring (newest last), for each window length."""
-    stats = [WindowStats(w) for w in windows]
-    n = errors = warns = 0
-    latency = histogram.empty()
-    pending = sorted(range(len(windows)), key=lambda i: windows[i])
-    for taken, agg in enumerate(reversed(ring), start=1):
-        n += agg.n
-        errors += agg.errors
-        warns += agg.warns
-        latency = latency + agg.lat
-        while pending and windows[pending[0]] == taken:
-            i = pending.pop(0)
-            stats[i].n, stats[i].errors, stats[i].warns, stats[i].latency = n, errors, warns, latency.copy()
-    for i in pending:  # ring shorter than the window: the window holds what there is
-        stats[i].n, stats[i].errors, stats[i].warns, stats[i].latency = n, errors, warns, latency.copy()
+    """Sums over the newest `w` buckets of the ring (newest last), for each window length.
+
+    A window longer than the ring holds what there is."""
+    if not ring:
+        return [WindowStats(w) for w in windows]
+    newest_first = list(reversed(ring))
+    counts = np.cumsum(np.array([(a.n, a.errors, a.warns) for a in newest_first], dtype=np.int64), axis=0)
+    latency = np.cumsum(np.stack([a.lat for a in newest_first]), axis=0)
+    stats = []
+    for w in windows:
+        i = min(w, len(newest_first)) - 1
+        n, errors, warns = counts[i].tolist()
+        stats.append(WindowStats(w, n, errors, warns, latency[i]))
     return stats
 
 
@@ -114,14 +112,29 @@ def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluat
     warning_rule = RateRule(WARNING_RATE, p.min_warnings, p.warning_rate_ratio, p.warning_rate_min_delta,
                             p.hold_error_rate_ratio)
     rate0, warn0 = baseline.error_rate(), baseline.warning_rate()
+    slow_levels = _slow_levels(baseline, p)
     result = Evaluation()
     for i, win in enumerate(window_sums(ring, p.windows_buckets)):
         result.err_residuals.append(
             _rate_test(result, error_rule, win.errors, win.n, rate0, baseline.error_noise(i), p))
         result.warn_residuals.append(
             _rate_test(result, warning_rule, win.warns, win.n, warn0, baseline.warning_noise(i), p))
-        result.lat_residuals.append(_latency_test(result, win, baseline, baseline.latency_noise(i), p))
+        result.lat_residuals.append(_latency_test(result, win, slow_levels, baseline.latency_noise(i), p))
     return result
+
+
+def _slow_levels(baseline: Baseline, p: DetectionParams) -> list[tuple[int, int, float]] | None:
+    """(level, first histogram bin counted as slow, baseline share of requests that slow) for the open
+    and the hold test; None while the baseline has too little latency history."""
+    lat0 = baseline.latency_p95()
+    if lat0 is None:
+        return None
+    levels = []
+    for level, ratio, delta in ((ANOMALOUS, p.latency_ratio, p.latency_min_delta_ms),
+                                (ELEVATED, p.hold_latency_ratio, p.latency_min_delta_ms / 2)):
+        edge = histogram.bin_of(max(ratio * lat0, lat0 + delta)) + 1  # first bin fully above
+        levels.append((level, edge, max(baseline.latency_share_from(edge), SLOW_SHARE_FLOOR)))
+    return levels
 
 
 def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: float, noise: float,
@@ -139,19 +152,17 @@ def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: fl
     return r
 
 
-def _latency_test(result: Evaluation, win: WindowStats, baseline: Baseline, noise: float,
-                  p: DetectionParams) -> float | None:
-    lat0 = baseline.latency_p95()
+def _latency_test(result: Evaluation, win: WindowStats, slow_levels: list[tuple[int, int, float]] | None,
+                  noise: float, p: DetectionParams) -> float | None:
+    if slow_levels is None:
+        return None
     lat_n = int(win.latency.sum())
-    if lat0 is None or lat_n < p.latency_min_samples:
+    if lat_n < p.latency_min_samples:
         return None
     tail = 1.0 - p.latency_quantile
     residual = None
-    for level, ratio, delta in ((ANOMALOUS, p.latency_ratio, p.latency_min_delta_ms),
-                                (ELEVATED, p.hold_latency_ratio, p.latency_min_delta_ms / 2)):
-        edge = histogram.bin_index(np.array([max(ratio * lat0, lat0 + delta)]))[0] + 1  # first bin fully above
+    for level, edge, share0 in slow_levels:
         slow = int(win.latency[edge:].sum())
-        share0 = max(baseline.latency_share_from(edge), SLOW_SHARE_FLOOR)
         r = binomial_score(slow, lat_n, share0)
         if residual is None:
             residual = r

@@ -78,6 +78,9 @@ class Baseline:
         self.events_seen = 0
         self.block: Block | None = None  # being filled
         self.queue: list[Block] = []  # full, waiting for the guard time to pass
+        # Read on every bucket, changed only by learning (forgetting scales every bin alike): kept.
+        self._lat_q: float | None = None
+        self._lat_tail: list[float] = [0.0] * (histogram.NUM_BINS + 1)
 
     @property
     def alpha(self) -> float:
@@ -97,12 +100,15 @@ class Baseline:
     def latency_p95(self) -> float | None:
         if self.latency.sum() < self.params.latency_min_samples:
             return None
-        return histogram.quantile(self.latency, self.params.latency_quantile)
+        return self._lat_q
 
     def latency_share_from(self, bin_index: int) -> float:
         """Share of the baseline's requests in bins >= bin_index (0 when there is no history)."""
-        total = float(self.latency.sum())
-        return float(self.latency[bin_index:].sum()) / total if total > 0 else 0.0
+        return self._lat_tail[min(max(bin_index, 0), histogram.NUM_BINS)]
+
+    def _latency_changed(self) -> None:
+        self._lat_q = histogram.quantile(self.latency, self.params.latency_quantile)
+        self._lat_tail = histogram.tail_shares(self.latency)
 
     def error_noise(self, window_index: int) -> float:
         total, weight = self.err_noise[window_index]
@@ -195,7 +201,9 @@ class Baseline:
         self.errors += errors
         self.warns += warns
         self.events += n
-        self.latency += latency_hist
+        if latency_hist.any():
+            self.latency += latency_hist
+            self._latency_changed()
 
     def _noise_cells(self) -> tuple[list[list[float]], ...]:
         return self.err_noise, self.warn_noise, self.lat_noise
@@ -205,7 +213,7 @@ class Baseline:
         return {"e": self.errors, "w": self.warns, "n": self.events, "lat": histogram.to_sparse_float(self.latency),
                 "en": self.err_noise, "wn": self.warn_noise, "ln": self.lat_noise, "age": self.age,
                 "seen": self.events_seen, "block": self.block.to_json() if self.block else None,
-                "queue": [b.to_json() for b in self.queue]}
+                "queue": [b.to_json() for b in self.queue], "lq": self._lat_q, "lt": self._lat_tail}
 
     @classmethod
     def from_json(cls, data: dict, params: DetectionParams) -> Baseline:
@@ -217,6 +225,10 @@ class Baseline:
             b.warn_noise = [list(c) for c in data["wn"]]
             b.lat_noise = [list(c) for c in data["ln"]]
         b.age, b.events_seen = data["age"], data["seen"]
+        if "lq" in data:
+            b._lat_q, b._lat_tail = data["lq"], list(data["lt"])
+        else:
+            b._latency_changed()
         if len(data["en"]) == len(b.err_noise):
             b.block = Block.from_json(data["block"]) if data["block"] else None
             b.queue = [Block.from_json(x) for x in data["queue"]]

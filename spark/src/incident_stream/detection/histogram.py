@@ -6,6 +6,8 @@ is within ~9% of the true value, from 0.1 ms to about 28 minutes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 BASE_MS = 0.1
@@ -22,6 +24,21 @@ def bin_index(latency_ms: np.ndarray) -> np.ndarray:
     clipped = np.maximum(np.asarray(latency_ms, dtype=np.float64), BASE_MS)
     idx = np.floor(np.log2(clipped / BASE_MS) * BINS_PER_OCTAVE).astype(np.int64)
     return np.clip(idx, 0, NUM_BINS - 1)
+
+
+def bin_of(latency_ms: float) -> int:
+    """The bin of one latency (same result as bin_index, without numpy's per-call overhead)."""
+    value = max(float(latency_ms), BASE_MS)
+    return min(max(math.floor(math.log2(value / BASE_MS) * BINS_PER_OCTAVE), 0), NUM_BINS - 1)
+
+
+def tail_shares(hist: np.ndarray) -> list[float]:
+    """share[i] = fraction of the histogram's mass in bins >= i (length NUM_BINS + 1; all 0 when empty)."""
+    total = float(hist.sum())
+    if total <= 0:
+        return [0.0] * (NUM_BINS + 1)
+    suffix = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]]) / total
+    return [float(x) for x in suffix]
 
 
 def quantile(hist: np.ndarray, q: float) -> float | None:

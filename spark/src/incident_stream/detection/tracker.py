@@ -5,10 +5,15 @@
   from the first bucket of the run. A flapping service - marked `flapping: true` in the catalog, or
   seen flapping (`flap_min_episodes` short episodes in `flap_window_s`) - must instead stay anomalous
   for `flap_sustain_s`: its short bursts never page, a lasting failure still does.
-* open: buckets at "hold" level or above keep it active and add to it; quieter buckets are kept aside
-  and only added if it becomes active again.
+* open: a bucket keeps it active, and is added to it, when one of the incident's own tests (its
+  triggers) is at "hold" level or above, or any test is at "open" level (which then joins the
+  triggers); other buckets are kept aside and only added if it becomes active again. A test that
+  never opened the incident cannot hold it open: a stray slow second does not stretch an error
+  incident.
 * resolved: after `quiet_period_s` without an active bucket; resolved_at is the end of the last active
-  bucket.
+  bucket. Since the longest window still holds the incident's lines for `max_window` buckets after
+  they stop, resolved_at lies at most about that long after the failure ended (plus any hold-level
+  noise of its own tests), and the resolved row is written `quiet_period_s` after resolved_at.
 
 The baseline learns from every bucket during the warm-up (so a service that is bursty by nature
 learns its burstiness); after it, only from buckets that are normal and outside any candidate run or
@@ -146,8 +151,9 @@ class ServiceTracker:
     def _step_open(self, bucket: int, agg: BucketAgg, ev) -> list[tuple[str, Incident]]:
         p = self.params
         inc = self.incident
-        if ev.level >= ELEVATED:
-            inc.absorb_active(agg, bucket, ev.triggers, ev.score, p)
+        held = tuple(t for t in ev.triggers if t in inc.triggers) if ev.level == ELEVATED else ev.triggers
+        if held:
+            inc.absorb_active(agg, bucket, held, ev.score, p)
         else:
             inc.absorb_quiet(agg, p)
         if bucket - inc.last_active >= p.buckets(p.quiet_period_s):
