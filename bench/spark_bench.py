@@ -2,34 +2,46 @@
 
     .venv/bin/python bench/spark_bench.py [--quick] [--json OUT.json] [--events N] [--repeats N]
 
-1. Starts the embedded broker, creates a 2-partition topic and produces the backlog (default 2,000,000
-   events; --quick 300,000) from a pool of pre-encoded messages (realistic services, levels, HTTP fields
-   and messages; event ids repeat across the pool's cycles, which nothing here depends on).
-2. Practical limit, measured in the same run on the same data: the raw consume + decode + Arrow rate,
-   i.e. what the source's Spark tasks do without Spark: one process per partition, in parallel.
-3. End to end: the job's ingest query (`incident_stream.job`, Trigger.AvailableNow, local[2], default
-   max records per trigger) from the backlog to the events table, repeated with fresh checkpoint and
-   data folders. Sustained rate = records / time the micro-batches took (the first micro-batch's
-   warm-up included; JVM start and query planning excluded; wall time is printed beside it).
-4. Peak resident memory of the driver JVM (local mode: driver and executor) and of the Python workers.
-The full run also reports, for information, the job with the detection query running beside ingest.
+1. Starts an embedded broker of its own, creates a 2-partition topic and produces the backlog (default
+   2,000,000 events; --quick 300,000) from a pool of pre-encoded messages shaped like the generator's
+   (services from the catalog, levels, HTTP fields, messages with ids and numbers to mask).
+2. Practical limit, measured on the same data in the same run: the raw consume + decode + Arrow rate, i.e.
+   exactly what the source's Spark tasks do (``incident_stream.kafka_read.read_range``) without Spark, in
+   two worker processes in parallel (one per partition, as Spark's two task slots). The processes are
+   started once, before timing.
+3. End to end: the job's ingest query (``incident_stream.job``, Trigger.AvailableNow, ``local[2]``, the
+   default max records per trigger) from the backlog to the events table, each repeat with fresh
+   checkpoint and data folders. Sustained rate = records / the time the micro-batches took (from the
+   query's progress reports; the first micro-batch's warm-up included, JVM start excluded). The rate with
+   query start-up, stop and the final compaction (wall) is printed beside it.
+   Limit and job alternate, so the machine's noise hits both alike.
+4. Driver memory: peak resident memory of the driver JVM plus the driver's Python process, sampled every
+   0.2 s (local mode: the driver JVM also runs the executor). Spark's Python workers are reported apart.
+5. CPU time per event of the job (driver JVM + Python workers) and of the limit, for information: less
+   sensitive to other load on a shared machine than rates.
+
+The full run also reports, for information, the ingest rate while the detection query runs beside it.
+Exit status 0 when the measurements completed (missed targets show as FAIL in the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -44,7 +56,8 @@ from incident_contracts.kafka import TopicSpec, end_offsets, ensure_topics, wait
 from incident_stack.broker import free_port, start_broker  # noqa: E402
 
 TOPIC = "bench.logs"
-TARGET = 100_000
+TARGET = 100_000  # events/s end to end
+DRIVER_MEMORY_TARGET_MB = 2048
 
 MESSAGES = [
     ("INFO", "GET {path} returned 200 in {ms}ms", None),
@@ -106,66 +119,109 @@ def produce_backlog(bootstrap: str, count: int, pool: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def _raw_worker(bootstrap: str, partition: int, end: int, out: multiprocessing.Queue) -> None:
+# --- the practical limit: the source's work without Spark ------------------------------------------
+
+def _warm_worker() -> int:
+    """Import everything a raw read needs (outside the timed part)."""
+    import incident_stream.kafka_read
+    import incident_stream.kafka_source  # noqa: F401
+
+    return os.getpid()
+
+
+def _raw_worker(bootstrap: str, partition: int, end: int, barrier_at: float) -> tuple[int, float, float]:
+    """Read one partition [0, end) like a Spark task does: (rows, seconds, CPU seconds)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
     from incident_stream.kafka_read import Range, ReadConfig, read_range
     from incident_stream.kafka_source import logevent_schema
-    from pyspark.sql.pandas.types import to_arrow_schema
 
     schema = to_arrow_schema(logevent_schema(), timezone="UTC")
     config = ReadConfig(bootstrap=bootstrap, topic=TOPIC)
-    started = time.perf_counter()
+    time.sleep(max(0.0, barrier_at - time.time()))  # both partitions start together
+    cpu, started = time.process_time(), time.perf_counter()
     rows = sum(batch.num_rows for batch in read_range(config, Range(partition, 0, end), schema))
-    out.put((partition, rows, time.perf_counter() - started))
+    return rows, time.perf_counter() - started, time.process_time() - cpu
 
 
-def raw_rate(bootstrap: str, ends: dict[int, int]) -> tuple[float, int]:
-    """Records/s of consume + decode + Arrow, one process per partition in parallel (as Spark's tasks)."""
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    started = time.perf_counter()
-    workers = [context.Process(target=_raw_worker, args=(bootstrap, p, e, out)) for p, e in ends.items()]
-    for w in workers:
-        w.start()
-    results = [out.get(timeout=600) for _ in workers]
-    for w in workers:
-        w.join()
-    wall = time.perf_counter() - started
-    rows = sum(r[1] for r in results)
-    slowest = max(r[2] for r in results)  # excludes interpreter start-up, like the job's warm tasks
-    return rows / slowest, rows if wall else rows
+def raw_rate(pool: ProcessPoolExecutor, bootstrap: str, ends: dict[int, int]) -> dict[str, float]:
+    """Records/s of consume + decode + Arrow over all partitions in parallel (as Spark's tasks)."""
+    start_at = time.time() + 0.5
+    futures = [pool.submit(_raw_worker, bootstrap, p, e, start_at) for p, e in ends.items()]
+    results = [f.result(timeout=900) for f in futures]
+    rows = sum(r[0] for r in results)
+    slowest = max(r[1] for r in results)
+    return {"rows": rows, "seconds": slowest, "rate": rows / slowest, "cpu_s": sum(r[2] for r in results)}
 
 
-class MemoryWatch:
-    """Peak RSS of the driver JVM and of the Python workers it spawned, sampled every 0.2 s."""
+# --- memory and CPU of the job ------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.jvm_peak = 0
-        self.workers_peak = 0
+class ProcessWatch:
+    """Peak RSS of the driver (JVM + this Python process) and of Spark's Python workers, every 0.2 s."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.me = psutil.Process()
+        self.exclude = exclude  # the limit's worker processes
+        self.driver_peak = self.jvm_peak = self.python_peak = self.workers_peak = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="process-watch")
 
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.2):
+    def jvm(self) -> psutil.Process | None:
+        for child in self.me.children(recursive=True):
             try:
-                children = me.children(recursive=True)
+                if child.name() == "java":
+                    return child
             except psutil.Error:
                 continue
-            jvm = workers = 0
-            for child in children:
-                try:
-                    rss = child.memory_info().rss
-                    name = child.name()
-                except psutil.Error:
-                    continue
-                if name == "java":
-                    jvm += rss
-                elif "python" in name:
-                    workers += rss
-            self.jvm_peak = max(self.jvm_peak, jvm)
-            self.workers_peak = max(self.workers_peak, workers)
+        return None
 
-    def __enter__(self) -> MemoryWatch:
+    def spark_processes(self) -> list[psutil.Process]:
+        """The driver JVM and every process below it (the Python daemon and workers)."""
+        jvm = self.jvm()
+        if jvm is None:
+            return []
+        try:
+            return [jvm, *jvm.children(recursive=True)]
+        except psutil.Error:
+            return [jvm]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.spark_processes():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                continue
+        return total
+
+    def _sample(self) -> None:
+        processes = self.spark_processes()
+        if not processes:
+            return
+        try:
+            jvm = processes[0].memory_info().rss
+            mine = self.me.memory_info().rss
+        except psutil.Error:
+            return
+        workers = 0
+        for process in processes[1:]:
+            if process.pid in self.exclude:
+                continue
+            try:
+                workers += process.memory_info().rss
+            except psutil.Error:
+                continue
+        self.jvm_peak = max(self.jvm_peak, jvm)
+        self.python_peak = max(self.python_peak, mine)
+        self.driver_peak = max(self.driver_peak, jvm + mine)
+        self.workers_peak = max(self.workers_peak, workers)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def __enter__(self) -> ProcessWatch:
         self._thread.start()
         return self
 
@@ -174,100 +230,125 @@ class MemoryWatch:
         self._thread.join()
 
 
-def run_job_once(spark, settings, work: Path, detection: bool) -> dict:  # noqa: ANN001
+# --- the job end to end ------------------------------------------------------------------------
+
+def run_job_once(spark: Any, settings: Any, work: Path, detection: bool, watch: ProcessWatch) -> dict[str, float]:
     from incident_stream.job import INGEST, JobOptions, StreamJob
 
     shutil.rmtree(work, ignore_errors=True)
     options = JobOptions(data_dir=work / "data", checkpoint=work / "checkpoint", once=True, detection=detection,
                          max_records_per_trigger=settings.stream_max_records_per_trigger)
     job = StreamJob(spark, settings, options)
+    cpu = watch.cpu_seconds()
     started = time.perf_counter()
-    job.start()
-    job.wait()
-    job.stop()
+    try:
+        job.start()
+        job.wait()
+    finally:
+        job.stop()  # also records progress reports the listener had not delivered yet
     wall = time.perf_counter() - started
-    spark.streams.removeListener(job.metrics)
+    cpu = watch.cpu_seconds() - cpu
     if job.error:
         raise RuntimeError(job.error)
-    activity = job.metrics.activity[INGEST]
+    activity = job.metrics.activity.get(INGEST)
+    if activity is None or not activity.batches:
+        raise RuntimeError("the ingest query reported no progress")
     busy = activity.busy_ms / 1000
     events = job.counters.events
     return {"events": events, "busy_s": busy, "wall_s": wall, "rate": events / busy if busy else 0.0,
-            "batches": activity.batches, "files": len(list((work / "data" / "events").rglob("*.parquet")))}
+            "wall_rate": events / wall, "batches": activity.batches, "cpu_s": cpu,
+            "files": len(list((work / "data" / "events").rglob("*.parquet")))}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300k events, 2 repetitions")
+    parser.add_argument("--quick", action="store_true", help="300k events, 2 repetitions (about a minute)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
-    parser.add_argument("--events", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--events", type=int, default=None, help="backlog size (default 2,000,000; quick 300,000)")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 3; quick 2)")
     args = parser.parse_args()
     count = args.events or (300_000 if args.quick else 2_000_000)
     repeats = args.repeats or (2 if args.quick else 3)
     os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
     work = Path(tempfile.mkdtemp(prefix="spark-bench-"))
     port = free_port()
     broker = start_broker("127.0.0.1", port, work / "broker.log")
     bootstrap = f"127.0.0.1:{port}"
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"))
     try:
+        warming = [pool.submit(_warm_worker) for _ in range(2)]
         wait_for_broker(bootstrap, timeout=30)
         ensure_topics(bootstrap, [TopicSpec(TOPIC, partitions=2)])
-        pool = event_pool(50_000 if not args.quick else 20_000)
-        produce_s = produce_backlog(bootstrap, count, pool)
+        messages = event_pool(50_000 if not args.quick else 20_000)
+        size = sum(map(len, messages)) / len(messages)
+        produce_s = produce_backlog(bootstrap, count, messages)
+        del messages
         ends = end_offsets(bootstrap, TOPIC)
         assert sum(ends.values()) == count, f"backlog has {sum(ends.values())} records, expected {count}"
-        print(f"backlog: {count:,} events ({sum(map(len, pool)) / len(pool):.0f} B each) produced in "
-              f"{produce_s:.1f}s; end offsets {ends}", flush=True)
-
-        raw = [raw_rate(bootstrap, ends)[0] for _ in range(repeats)]
-        print(f"raw consume+decode+Arrow: {[f'{r:,.0f}' for r in raw]} events/s", flush=True)
+        print(f"backlog: {count:,} events ({size:.0f} B each) produced in {produce_s:.1f}s; end offsets {ends}",
+              flush=True)
+        limit_pids = {f.result(timeout=120) for f in warming}
 
         from incident_contracts.settings import Settings
         from incident_stream.session import build_session
 
         settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap, kafka_topic_logs=TOPIC,  # type: ignore[call-arg]
                             kafka_consumer_group="", spark_shuffle_partitions=2, data_dir=work / "data")
-        with MemoryWatch() as memory:
+        raw: list[dict[str, float]] = []
+        runs: list[dict[str, float]] = []
+        with ProcessWatch(exclude=limit_pids) as watch:
             spark = build_session(settings, master="local[2]", ui=False)
             spark.sparkContext.setLogLevel("ERROR")
-            runs = []
             for i in range(repeats):
-                result = run_job_once(spark, settings, work / f"run{i}", detection=False)
+                raw.append(raw_rate(pool, bootstrap, ends))
+                assert raw[-1]["rows"] == count, raw[-1]
+                print(f"limit  {i + 1}/{repeats}: {raw[-1]['rate']:>10,.0f} events/s "
+                      f"({raw[-1]['cpu_s'] / count * 1e6:.1f} CPU us/event)", flush=True)
+                result = run_job_once(spark, settings, work / f"run{i}", False, watch)
                 assert result["events"] == count, result
                 runs.append(result)
-                print(f"end-to-end run {i + 1}: {json.dumps({k: round(v, 2) for k, v in result.items()})}",
-                      flush=True)
+                print(f"job    {i + 1}/{repeats}: {result['rate']:>10,.0f} events/s "
+                      f"({result['cpu_s'] / count * 1e6:.1f} CPU us/event) "
+                      f"{json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
             with_detection = None
             if not args.quick:
-                with_detection = run_job_once(spark, settings, work / "detect", detection=True)
+                with_detection = run_job_once(spark, settings, work / "detect", True, watch)
                 print(f"with detection: {json.dumps({k: round(v, 2) for k, v in with_detection.items()})}",
                       flush=True)
             spark.stop()
-        limit = sorted(raw)[len(raw) // 2]
+        limit = statistics.median(r["rate"] for r in raw)
         metrics = [
-            median_metric("spark_e2e_events_per_s", [r["rate"] for r in runs], "events/s", target=TARGET,
-                          limit=limit, note=f"{count:,} events, local[2], 2 partitions, Kafka -> events Parquet"),
-            median_metric("raw_consume_decode_arrow_events_per_s", raw, "events/s",
-                          note="practical limit: the source's work without Spark, 2 processes"),
-            median_metric("spark_e2e_wall_events_per_s", [r["events"] / r["wall_s"] for r in runs], "events/s",
-                          note="including query start and the last compaction"),
-            Metric("driver_jvm_peak_rss_mb", memory.jvm_peak / 2**20, "MB", target=2048, op="<=",
-                   note="local mode: driver and executor in one JVM"),
-            Metric("python_workers_peak_rss_mb", memory.workers_peak / 2**20, "MB"),
+            median_metric("end-to-end Kafka -> events Parquet", [r["rate"] for r in runs], "events/s",
+                          target=TARGET, limit=limit,
+                          note=f"{count:,} events, local[2], 2 partitions; ratio to the raw rate below"),
+            median_metric("raw consume + decode + Arrow (practical limit)", [r["rate"] for r in raw], "events/s",
+                          note="the source's task work without Spark, 2 processes, same data, same run"),
+            median_metric("end-to-end incl. query start/stop (wall)", [r["wall_rate"] for r in runs], "events/s",
+                          note="including query start, stop and the final compaction"),
+            Metric("driver peak RSS (JVM + Python)", watch.driver_peak / 2**20, "MB",
+                   target=DRIVER_MEMORY_TARGET_MB, op="<=",
+                   note=f"JVM {watch.jvm_peak / 2**20:,.0f} MB + driver Python {watch.python_peak / 2**20:,.0f} MB"),
+            Metric("Spark Python workers peak RSS", watch.workers_peak / 2**20, "MB"),
+            median_metric("job CPU per event (JVM + workers)", [r["cpu_s"] / count * 1e6 for r in runs], "us",
+                          note="2 cores give 20 us per event at the target rate"),
+            median_metric("limit CPU per event", [r["cpu_s"] / count * 1e6 for r in raw], "us"),
         ]
         if with_detection:
-            metrics.append(Metric("spark_e2e_with_detection_events_per_s", with_detection["rate"], "events/s",
-                                  note="ingest rate while the detection query runs beside it"))
+            metrics.append(Metric("end-to-end with the detection query beside it", with_detection["rate"],
+                                  "events/s", note="ingest rate while detection reads the same backlog"))
         emit("spark", metrics, args.json, events=count, repeats=repeats, cores=os.cpu_count(),
-             load_average=os.getloadavg(), files_per_run=[r["files"] for r in runs])
+             load_average=os.getloadavg(), batches_per_run=[r["batches"] for r in runs],
+             files_per_run=[r["files"] for r in runs], event_bytes=round(size))
+        return 0
     finally:
+        pool.shutdown(cancel_futures=True)
         os.killpg(broker.pid, signal.SIGTERM)
         broker.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

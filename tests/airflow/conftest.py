@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-import subprocess
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +15,7 @@ DAGS = ROOT / "airflow" / "dags"
 
 # Airflow reads its configuration when first imported: point it at a throw-away home now.
 _HOME = Path(tempfile.mkdtemp(prefix="airflow-test-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -34,9 +35,12 @@ def airflow_home() -> Path:
 
 @pytest.fixture(scope="session")
 def airflow_db(airflow_home: Path) -> Path:
-    """The metadata database of the session's Airflow home, migrated once."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run([str(bin_dir / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
+    """The metadata database of the session's Airflow home, created once.
+
+    Created in this process (what `airflow db migrate` does on an empty database): a subprocess would
+    pay Airflow's import a second time.
+    """
+    from airflow.utils.db import initdb
+
+    initdb()
     return airflow_home / "airflow.db"

@@ -1,13 +1,15 @@
 """A real `airflow standalone` with the project's environment: trigger through the REST API and wait.
 
 Covers what `make trigger-dag`, `make status` and `make demo` rely on: the generated connections and
-login, Param validation at trigger time, parallel tasks on the LocalExecutor, the run's note written
-through the API, and the last-run status line.
+login, Param validation at trigger time, a second run queued behind the first, parallel tasks on the
+LocalExecutor, the run's note written through the API, the last-run status line, and the triage DAG
+started by the run's asset event.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT = 240
+PIPELINE = "incident_processing_pipeline"
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -87,28 +90,51 @@ def test_bad_params_are_refused_at_trigger_time(standalone, capsys):
     assert "rate" in capsys.readouterr().err
 
 
+def _wait_for_state(api, run_id: str, states: set[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = api.dag_run(PIPELINE, run_id)["state"]
+        if state in states or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
+
+
 def test_triggered_run_succeeds_and_reports(standalone, capsys):
     from incident_airflow.api_client import AirflowApi
     from incident_airflow.last_run import describe_last_run
-    from incident_airflow.trigger import main
+    from incident_airflow.trigger import main, report_finished, wait_for_run
 
-    code = main(["--scenario", "memory_leak", "--rate", "200", "--duration", "8", "--seed", "5", "--wait",
-                 "--timeout", "600"])
-    captured = capsys.readouterr()
-    out = captured.out
-    assert code == 0, out + captured.err
-    assert "Triggered incident_processing_pipeline run manual__" in out
-    assert f"http://127.0.0.1:{standalone.airflow_port}/dags/incident_processing_pipeline/runs/" in out
+    api = AirflowApi.for_embedded(standalone)
+    assert main(["--scenario", "memory_leak", "--rate", "200", "--duration", "8", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    first = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
+    assert f"http://127.0.0.1:{standalone.airflow_port}/dags/incident_processing_pipeline/runs/manual__" in out
+
+    # A second run triggered meanwhile is told it waits, and stays queued while the first runs
+    # (max_active_runs=1: two streaming jobs never meet on the checkpoint).
+    assert main(["--scenario", "none", "--duration", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: run {first} is " in out and "waits for it to finish" in out
+    second = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
+    assert _wait_for_state(api, first, {"running", "success", "failed"}, timeout=180) == "running"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert api.dag_run(PIPELINE, second)["state"] == "queued"
+        time.sleep(1)
+    api.delete_run(PIPELINE, second)
+
+    code = report_finished(api, wait_for_run(api, first, timeout=600))
+    out = capsys.readouterr().out
+    assert code == 0, out
     assert "process_stream: running" in out and "reconcile: success" in out
     assert "finished: SUCCESS" in out
     assert "reconciled: nothing lost, nothing duplicated" in out  # the note, written through the API
 
     status = describe_last_run(standalone)
-    assert "success" in status and "reconciled" in status
+    assert first in status and "success" in status and "reconciled" in status
 
-    api = AirflowApi.for_embedded(standalone)
-    run = api.dag_runs("incident_processing_pipeline", limit=1)[0]
-    assert run["state"] == "success"
+    run = api.dag_runs(PIPELINE, limit=1)[0]
+    assert run["dag_run_id"] == first and run["state"] == "success"
     assert run["note"].startswith("**Run manual__")
 
     # The published incidents asset schedules the triage DAG.

@@ -12,7 +12,8 @@ from incident_stream.offsets import DataLossError, SourceOffset, TopicState, lag
 TOPIC = "logs.events"
 
 
-def offset(offsets: dict[int, int], topic_id: str | None = "id-1", starts: dict[int, int] | None = None) -> SourceOffset:
+def offset(offsets: dict[int, int], topic_id: str | None = "id-1",
+           starts: dict[int, int] | None = None) -> SourceOffset:
     return SourceOffset(TOPIC, topic_id, offsets, starts or {})
 
 
@@ -90,7 +91,7 @@ def test_a_recreated_topic_is_detected_by_its_id() -> None:
 
 
 def test_a_vanished_partition_is_data_loss() -> None:
-    with pytest.raises(DataLossError, match="Partition 1 .* no longer exists"):
+    with pytest.raises(DataLossError, match=r"Partition 1 .* no longer exists"):
         plan_batch(offset({0: 1, 1: 1}), state({0: (0, 5)}), None, True)
 
 

@@ -126,6 +126,9 @@ class AirflowApi:
         path = f"/api/v2/dags/{self._q(dag_id)}/dagRuns?{urllib.parse.urlencode(query)}"
         return self._send("GET", path)["dag_runs"]
 
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        self._send("DELETE", f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}")
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         path = f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}/taskInstances?limit=100"
         return self._send("GET", path)["task_instances"]

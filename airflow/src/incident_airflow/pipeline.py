@@ -10,16 +10,17 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incident_airflow import producer
 from incident_airflow.params import RunRequest
-from incident_airflow.reconcile import ProducerReport, Reconciliation, reconcile
-from incident_airflow.run_tables import incidents_updated_since, offsets_in_ranges
 from incident_airflow.runs import run_dir
 from incident_airflow.summary import RunSummary, build_summary
 from incident_contracts.kafka import TopicSpec, check_broker, end_offsets, ensure_topics, partitions_of
 from incident_contracts.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from incident_airflow.reconcile import Reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ def produce(settings: Settings, request: RunRequest, key: str) -> dict[str, Any]
 
 def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
     """Compare the run's offset ranges with what `events` and `dead_letter` hold (no side effects)."""
+    # Imported here (DuckDB, numpy): the DAG files import this module at every parse.
+    from incident_airflow.reconcile import ProducerReport, reconcile
+    from incident_airflow.run_tables import offsets_in_ranges
+
     topic = produced["topic"]
     ranges = _ranges(produced)
     since = datetime.fromisoformat(produced["started_at"]) - CLOCK_MARGIN
@@ -154,6 +159,8 @@ def reconcile_run(settings: Settings, produced: dict[str, Any]) -> dict[str, Any
 
 def incident_digest(settings: Settings, produced: dict[str, Any]) -> dict[str, Any]:
     """Incidents the run opened or updated (by severity), and the P1/P2 ones to triage."""
+    from incident_airflow.run_tables import incidents_updated_since
+
     since = datetime.fromisoformat(produced["started_at"]) - CLOCK_MARGIN
     digest = incidents_updated_since(settings.table_path("incident_updates"), since)
     escalate = digest.ids_with_severity(ESCALATE_SEVERITIES)

@@ -4,7 +4,9 @@ The job runs bounded: it stops once the topic has been idle for a few seconds. I
 generator is still producing (they run in parallel), so a long pause in production could stop it
 early. The operator therefore checks, after the job exits, whether the produce task has finished
 and whether the tables cover the run's offset ranges; if not it submits the job again, which resumes
-from its checkpoint. The checkpoint is shared by all runs and locked while a job uses it.
+from its checkpoint. A submission made after the generator has finished (a slow start, a retry, a
+cleared task, `dag.test()`) runs the job available-now instead: it processes what the topic holds and
+stops without waiting for silence. The checkpoint is shared by all runs and locked while a job uses it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk.exceptions import AirflowException
 
 from incident_airflow.checkpoint_lock import checkpoint_lock
-from incident_airflow.run_tables import data_files
 from incident_contracts.settings import Settings, project_root
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ def job_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def job_arguments(settings: Settings, key: str, idle_stop: float) -> list[str]:
-    return ["--data-dir", str(settings.data_dir), "--checkpoint", str(checkpoint_dir(settings)),
-            "--idle-stop", f"{idle_stop:g}", "--run-id", key]
+def job_arguments(settings: Settings, key: str, idle_stop: float, once: bool = False) -> list[str]:
+    """The job's options: stop after `idle_stop` seconds without records, or (`once`) when the topic is read."""
+    stop = ["--once"] if once else ["--idle-stop", f"{idle_stop:g}"]
+    return ["--data-dir", str(settings.data_dir), "--checkpoint", str(checkpoint_dir(settings)), *stop,
+            "--run-id", key]
 
 
 def job_conf(settings: Settings) -> dict[str, str]:
@@ -90,7 +93,9 @@ def job_conf(settings: Settings) -> dict[str, str]:
 
 def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
     """{partition: highest offset + 1 found in events or dead_letter within the run's ranges}."""
-    import duckdb
+    import duckdb  # imported here: the DAG file imports this module at every parse
+
+    from incident_airflow.run_tables import data_files
 
     files = data_files(settings.table_path("events")) + data_files(settings.table_path("dead_letter"))
     found = {p: start for p, (start, _) in ranges.items()}
@@ -178,7 +183,6 @@ class StreamJobOperator(SparkSubmitOperator):
         key = run_key(context["run_id"])
         # Resolved when the task runs (not when the DAG file is parsed), from the same settings as the
         # other tasks, so the job reads the broker and writes the tables the rest of the run uses.
-        self.application_args = job_arguments(settings, key, self.idle_stop)
         self.env_vars = job_env(settings)
         self.conf = job_conf(settings)
         self._driver_memory = settings.spark_driver_memory
@@ -191,8 +195,14 @@ class StreamJobOperator(SparkSubmitOperator):
             while True:
                 submissions += 1
                 self._hook = None  # a fresh spark-submit each time
-                self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
-                              "records).", submissions, self.idle_stop)
+                once = self._producer_state(context) in PRODUCER_DONE
+                self.application_args = job_arguments(settings, key, self.idle_stop, once=once)
+                if once:
+                    self.log.info("Submitting the streaming job (submission %d). The generator has finished, so "
+                                  "the job processes what the topic holds, then stops.", submissions)
+                else:
+                    self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
+                                  "records).", submissions, self.idle_stop)
                 try:
                     super().execute(context)
                 except AirflowException:

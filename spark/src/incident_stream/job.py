@@ -264,10 +264,19 @@ class StreamJob:
         since = activity.last_input_time if activity else self._started
         return time.monotonic() - since
 
+    def _poll_progress(self) -> None:
+        """Record each query's newest progress report now, whatever the listener's delay."""
+        for query in self.queries.values():
+            with contextlib.suppress(Exception):  # a query being torn down
+                progress = query.lastProgress
+                if progress is not None:
+                    self.metrics.record(json.loads(progress.json))
+
     def wait(self) -> None:
         """Block until the run ends: queries finished (available-now), idle, failed or asked to stop."""
         self._started = time.monotonic()
         while not self._stop.is_set():
+            self._poll_progress()
             failed = [q for q in self.queries.values() if q.exception() is not None]
             if failed:
                 self.error = str(failed[0].exception())
@@ -286,13 +295,21 @@ class StreamJob:
         return any(q.isActive and q.status.get("isTriggerActive") for q in self.queries.values())
 
     def stop(self) -> None:
-        """Stop the queries once their running batch is done, then compact and flush metrics."""
+        """Stop the queries once their running batch is done, then record the metrics and compact.
+
+        Progress reports reach the listener asynchronously: once the queries stopped, the listener is
+        removed and the reports it has not delivered yet are taken from the queries' own history, so the
+        metrics table and the summary cover every batch.
+        """
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for query in self.queries.values():
             while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
                 time.sleep(0.2)
             if query.isActive:
                 query.stop()
+        with contextlib.suppress(Exception):  # the session may already be gone
+            self.spark.streams.removeListener(self.metrics)
+        self.metrics.catch_up(self.queries.values())
         self.metrics.flush()
         self._final_compaction()
 
@@ -356,6 +373,4 @@ def run_job(spark: SparkSession, settings: Settings, options: JobOptions, catalo
         job.request_stop("error")
     finally:
         job.stop()
-        with contextlib.suppress(Exception):  # the session may already be gone
-            spark.streams.removeListener(job.metrics)
     return job.summary(time.monotonic() - started)

@@ -4,6 +4,12 @@ A StreamingQueryListener turns each progress report into one METRICS row (input 
 batch duration, offsets, lag, state size). Rows are buffered and written every ``flush_seconds`` as one
 small Parquet file (temporary name, then an atomic rename); small files are merged now and then.
 The listener also keeps the latest progress per query for the job's stop rules and summary.
+
+Spark hands progress reports to listeners asynchronously, on its listener bus: on a busy machine the
+reports of the last batches arrive after the queries ended, or never once the listener is removed.
+:meth:`MetricsRecorder.catch_up` therefore records, when the job stops, whatever the queries' own
+progress history (``StreamingQuery.recentProgress``) holds that the listener has not delivered yet;
+a report is recorded once whichever path brings it first.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,12 @@ from incident_contracts.tables import METRICS
 from incident_stream.compaction import compact_table
 
 log = logging.getLogger(__name__)
+
+SEEN_LIMIT = 10_000  # progress reports remembered for de-duplication (Spark keeps the last 100 per query)
+
+
+def _order(progress: dict[str, Any]) -> tuple[str, int]:
+    return str(progress.get("timestamp") or ""), int(progress.get("batchId", -1))
 
 
 def _partition_offsets(offset: Any) -> dict[str, int] | None:
@@ -95,6 +109,8 @@ class MetricsRecorder(StreamingQueryListener):
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._files = 0
+        self._seen: set[tuple[Any, ...]] = set()
+        self._seen_order: deque[tuple[Any, ...]] = deque()
 
     # --- listener callbacks (Spark's listener thread) -----------------------------------------
     def onQueryStarted(self, event: Any) -> None:
@@ -103,26 +119,63 @@ class MetricsRecorder(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:
         try:
             progress = json.loads(event.progress.json)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring a progress report that could not be read: %s", exc)
+            return
+        if self.record(progress):
+            self._flush_if_due()
+
+    def record(self, progress: dict[str, Any]) -> bool:
+        """Record one progress report (parsed JSON) unless it was recorded already; True if it was new."""
+        try:
             row = progress_row(progress, self.run_id)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a progress report that could not be read: %s", exc)
-            return
+            return False
+        key = (progress.get("runId"), row["batch_id"], progress.get("timestamp"))
         with self._lock:
+            if key in self._seen:
+                return False
+            self._remember(key)
             activity = self.activity.setdefault(row["query_name"], QueryActivity())
-            activity.last_progress = progress
+            if activity.last_progress is None or _order(progress) >= _order(activity.last_progress):
+                activity.last_progress = progress
             activity.batches += 1
             activity.input_rows += row["num_input_rows"]
             activity.busy_ms += row["batch_duration_ms"] or 0
             if row["num_input_rows"] > 0:
                 activity.last_input_time = time.monotonic()
             self._rows.append(row)
-            due = time.monotonic() - self._last_flush >= self.flush_seconds
-        if due:
+        return True
+
+    def catch_up(self, queries: Iterable[Any]) -> int:
+        """Record the progress reports the queries hold that the listener has not delivered; returns how many.
+
+        Call it once the queries stopped (their history is complete then), before the last flush.
+        """
+        added = 0
+        for query in queries:
+            try:
+                history = [json.loads(p.json) for p in query.recentProgress]
+            except Exception as exc:  # a query whose session is gone: nothing to add
+                log.warning("could not read the progress history of query %s: %s", getattr(query, "name", "?"),
+                            exc)
+                continue
+            added += sum(self.record(progress) for progress in history)
+        return added
+
+    def _remember(self, key: tuple[Any, ...]) -> None:
+        self._seen.add(key)
+        self._seen_order.append(key)
+        while len(self._seen_order) > SEEN_LIMIT:
+            self._seen.discard(self._seen_order.popleft())
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def onQueryIdle(self, event: Any) -> None:
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
-            self.flush()
+        self._flush_if_due()
 
     def onQueryTerminated(self, event: Any) -> None:
         self.flush()

@@ -82,25 +82,31 @@ class TableMirror:
         self._pending_since: dict[str, float] = {}
         self._uncommitted = 0
         self._refreshed_at = 0.0
+        self._totals: tuple[int, int, int | None] = (0, 0, None)  # loaded files, their bytes, newest mtime (ns)
         self._lock = threading.Lock()
         self._created = False
 
     # --- public ----------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> MirrorStatus:
         """Bring the targets up to date unless refreshed less than ``min_interval`` seconds ago."""
+        self.update(force=force)
+        return self.status()
+
+    def update(self, *, force: bool = False) -> int:
+        """:meth:`refresh` without building a status; returns the version of the targets' content."""
         fresh = time.monotonic() - self._refreshed_at < self.min_interval
         if fresh and not force and self._created:
-            return self.status()
+            return self.version
         # Another thread refreshing: readers use the current content instead of waiting (after the first load).
         if not self._lock.acquire(blocking=not self._created):
-            return self.status()
+            return self.version
         try:
             self._ensure_tables()
             self._sync()
             self._refreshed_at = time.monotonic()
         finally:
             self._lock.release()
-        return self.status()
+        return self.version
 
     def expire(self) -> None:
         """Make the next :meth:`refresh` list the folder whatever ``min_interval`` says."""
@@ -115,11 +121,10 @@ class TableMirror:
         pending, unreadable = [], []
         for path, since in self._pending_since.items():
             (unreadable if now - since >= self.grace_seconds else pending).append(path)
-        loaded = list(self._loaded.values())
-        newest = max((f.mtime_ns for f in loaded), default=None)
+        files, size, newest = self._totals
         return MirrorStatus(
-            table=self.table, path=self.root, exists=self.root.is_dir(), files=len(loaded),
-            bytes=sum(f.size for f in loaded), pending=sorted(pending), unreadable=sorted(unreadable),
+            table=self.table, path=self.root, exists=self.root.is_dir(), files=files,
+            bytes=size, pending=sorted(pending), unreadable=sorted(unreadable),
             uncommitted=self._uncommitted,
             latest_mtime=newest / 1e9 if newest is not None else None,
             refreshed_at=time.time(), version=self.version)
@@ -158,6 +163,8 @@ class TableMirror:
                 self._forget(gone)
             for start in range(0, len(fresh), CHUNK_FILES):
                 self._load(fresh[start:start + CHUNK_FILES])
+        loaded = self._loaded.values()
+        self._totals = (len(loaded), sum(f.size for f in loaded), max((f.mtime_ns for f in loaded), default=None))
         self.version += 1
 
     def _forget(self, paths: list[str]) -> None:

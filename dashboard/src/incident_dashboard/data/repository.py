@@ -156,9 +156,7 @@ class Repository:
 
     # --- plumbing --------------------------------------------------------------------------
     def _fresh(self, *tables: str) -> tuple[int, ...]:
-        versions = []
-        for name in tables:
-            versions.append(self._mirrors[name].refresh().version)
+        versions = [self._mirrors[name].update() for name in tables]
         if "incident_updates" in tables:
             self._ensure_current()
         return tuple(versions)
@@ -185,6 +183,7 @@ class Repository:
                         CASE severity WHEN 'P1' THEN 1 WHEN 'P2' THEN 2 WHEN 'P3' THEN 3 ELSE 4 END
                             AS severity_rank,
                         coalesce(top_signatures[1].signature, '') AS top_signature,
+                        list_transform(coalesce(top_signatures, []), lambda s: s.signature_id) AS signature_ids,
                         coalesce(resolved_at, last_seen) AS active_until,
                         lower(concat_ws(' ', incident_id, title, service, owner, trigger,
                             array_to_string(list_transform(coalesce(top_signatures, []),
@@ -324,14 +323,14 @@ class Repository:
         key = ("related", incident["incident_id"], tuple(sorted(services)), start, end, tuple(sorted(linked)))
         return self._cached(key, ("incident_updates",), lambda: self.db.df(f"""
             SELECT {LIST_COLUMNS},
-                   incident_id IN (SELECT unnest($linked)) AS explicitly_linked,
+                   list_contains($linked, incident_id) AS explicitly_linked,
                    list_transform(coalesce(top_signatures, []), lambda s: s.signature) AS signature_texts
             FROM incidents_current
             WHERE incident_id <> $id AND (
-                incident_id IN (SELECT unnest($linked))
-                OR $id IN (SELECT unnest(coalesce(linked_incident_ids, [])))
+                list_contains($linked, incident_id)
+                OR list_contains(coalesce(linked_incident_ids, []), $id)
                 OR origin_incident_id = $id
-                OR (service IN (SELECT unnest($services)) AND active_until >= $start AND opened_at <= $end))
+                OR (list_contains($services, service) AND active_until >= $start AND opened_at <= $end))
             ORDER BY explicitly_linked DESC, opened_at""",
             {"id": incident["incident_id"], "linked": linked or [""], "services": list(services) or [""],
              "start": start, "end": end}))
@@ -342,14 +341,17 @@ class Repository:
         key = ("similar", incident["incident_id"], tuple(signature_ids), limit)
         return self._cached(key, ("incident_updates",), lambda: self.db.df(f"""
             WITH scored AS (
-                SELECT {LIST_COLUMNS}, resolved_at - opened_at AS time_to_resolve,
-                    len(list_intersect(list_transform(coalesce(top_signatures, []), lambda s: s.signature_id),
-                                       $sigs)) AS shared_signatures,
-                    service = $service AS same_service
+                SELECT incident_id, len(list_intersect(signature_ids, $sigs)) AS shared_signatures,
+                       service = $service AS same_service, opened_at AS scored_opened_at
                 FROM incidents_current
-                WHERE incident_id <> $id AND opened_at < $opened)
-            SELECT * FROM scored WHERE shared_signatures > 0 OR same_service
-            ORDER BY shared_signatures DESC, same_service DESC, opened_at DESC LIMIT {int(limit)}""",
+                WHERE incident_id <> $id AND opened_at < $opened),
+            best AS (
+                SELECT * FROM scored WHERE shared_signatures > 0 OR same_service
+                ORDER BY shared_signatures DESC, same_service DESC, scored_opened_at DESC LIMIT {int(limit)})
+            SELECT {LIST_COLUMNS}, resolved_at - opened_at AS time_to_resolve, best.shared_signatures,
+                   best.same_service
+            FROM best JOIN incidents_current USING (incident_id)
+            ORDER BY best.shared_signatures DESC, best.same_service DESC, opened_at DESC""",
             {"id": incident["incident_id"], "sigs": signature_ids or [""], "service": incident["service"],
              "opened": incident["opened_at"]}))
 
@@ -462,23 +464,27 @@ class Repository:
         before_min = max(before.total_seconds() / 60, 1.0)
         during_min = max((end - opened).total_seconds() / 60, 1.0)
         key = ("surging", service, opened, end, before, tuple(exclude), limit)
+        # One pass over the service's lines: per signature, its warning/error lines before and since the
+        # opening, and all its lines (summed over signatures: the service's totals).
         return self._cached(key, ("events",), lambda: self.db.df(f"""
-            WITH scope AS (
-                SELECT * FROM {self._event_source()}
-                WHERE service = $service AND event_time BETWEEN $start AND $end),
-            totals AS (
-                SELECT greatest(count_if(event_time < $opened), 1) AS all_before,
-                       greatest(count_if(event_time >= $opened), 1) AS all_during FROM scope),
-            lines AS (
-                SELECT signature_id, any_value(signature) AS signature, any_value(message) AS sample,
-                       max(level) AS level,
-                       count_if(event_time < $opened) AS before, count_if(event_time >= $opened) AS during
-                FROM scope
-                WHERE is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL')
-                GROUP BY signature_id)
+            WITH lines AS (
+                SELECT signature_id, any_value(signature) FILTER (WHERE flagged) AS signature,
+                       any_value(message) FILTER (WHERE flagged) AS sample, max(level) FILTER (WHERE flagged) AS level,
+                       count_if(flagged AND event_time < $opened) AS before,
+                       count_if(flagged AND event_time >= $opened) AS during,
+                       count_if(event_time < $opened) AS all_lines_before, count_if(event_time >= $opened) AS all_lines_during
+                FROM (SELECT signature_id, signature, message, level, event_time,
+                             is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL') AS flagged
+                      FROM {self._event_source()}
+                      WHERE service = $service AND event_time BETWEEN $start AND $end)
+                GROUP BY signature_id),
+            scored AS (
+                SELECT *, greatest(sum(all_lines_before) OVER (), 1) AS all_before,
+                       greatest(sum(all_lines_during) OVER (), 1) AS all_during
+                FROM lines)
             SELECT {', '.join(columns[:6])}, before / {before_min} AS rate_before_per_min,
                    during / {during_min} AS rate_during_per_min
-            FROM lines, totals
+            FROM scored
             WHERE during >= 3
               -- its share of the service's lines tripled: more traffic alone does not make a line surge
               AND during / all_during >= 3 * (before + 1) / all_before

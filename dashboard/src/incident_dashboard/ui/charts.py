@@ -131,17 +131,19 @@ def noisiest_services(frame: pd.DataFrame) -> alt.Chart:
 
 def _lanes(frame: pd.DataFrame) -> pd.Series:
     """Per service, the lowest lane where an incident does not overlap the previous one in that lane."""
-    lanes = pd.Series(0, index=frame.index)
-    for _, group in frame.sort_values("opened_at").groupby("service"):
-        ends: list[pd.Timestamp] = []
-        for idx, row in group.iterrows():
-            lane = next((i for i, end in enumerate(ends) if end <= row["opened_at"]), len(ends))
-            if lane == len(ends):
-                ends.append(row["active_until"])
-            else:
-                ends[lane] = row["active_until"]
-            lanes[idx] = lane
-    return lanes
+    ordered = frame.sort_values("opened_at", kind="stable")
+    lanes: dict[Any, int] = {}
+    ends_by_service: dict[str, list[pd.Timestamp]] = {}
+    for idx, service, opened, until in zip(ordered.index, ordered["service"], ordered["opened_at"],
+                                           ordered["active_until"], strict=True):
+        ends = ends_by_service.setdefault(service, [])
+        lane = next((i for i, end in enumerate(ends) if end <= opened), len(ends))
+        if lane == len(ends):
+            ends.append(until)
+        else:
+            ends[lane] = until
+        lanes[idx] = lane
+    return pd.Series(lanes, index=frame.index, dtype="int64") if lanes else pd.Series(0, index=frame.index)
 
 
 def incident_timeline(frame: pd.DataFrame) -> alt.Chart:

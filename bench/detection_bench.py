@@ -1,0 +1,434 @@
+"""Incident detection: latency on the running streaming job, and quality against the generator's ground truth.
+
+    .venv/bin/python bench/detection_bench.py [--quick] [--json OUT.json]
+
+Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
+  1. Starts the embedded broker and the streaming job (`incident-stream`, continuous mode, 1 s trigger,
+     local[2], 2 shuffle partitions) as its own process, on a fresh topic, data and checkpoint folder.
+  2. The log generator writes 90 s of normal history at 5,000 events/s (so every service is past its
+     warm-up), then keeps producing normal traffic at 5,000 events/s, paced in real time.
+  3. Once the job has caught up, incidents are injected one after another: each is a generator run of one
+     scenario at the same 5,000 events/s (normal traffic with the incident in the middle 60% of the run),
+     each starting in a different service.
+  4. A reader lists the incident_updates table every 0.2 s and notes when each `opened` row first becomes
+     readable. Latency of an injection = that moment for the first incident opened on one of its services
+     (origin or affected) - the Kafka timestamp (wall clock of production) of the injection's first error
+     line, found in the topic afterwards from the generator's ground truth and the events' labels.
+  Injections not detected within the wait count as that wait in the percentile.
+
+Quality (offline, no Kafka, the engine the job's stateful operator runs): seeded `mixed` runs of 30 minutes
+of simulated time (every real scenario plus the flapping service), enriched as the job does
+(incident_stream.detection.offline, checked against the Spark enrichment by a test) and fed to the
+detector in 2-second micro-batches; incidents scored against the ground truth with
+incident_stream.detection.scoring. It runs in a separate process while the job starts up and is done
+before the first injection, so it does not disturb the latency figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import pyarrow.parquet as pq  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from report import Metric, emit  # noqa: E402
+
+from incident_contracts.catalog import default_catalog  # noqa: E402
+from incident_contracts.codec import decoding_codec  # noqa: E402
+from incident_contracts.kafka import TopicSpec, end_offsets, ensure_topics, wait_for_broker  # noqa: E402
+from incident_stack.broker import free_port, start_broker  # noqa: E402
+
+RATE = 5_000.0  # background traffic of the latency run, events per second
+TRIGGER_S = 1.0
+HISTORY_S = 90.0
+POLL_S = 0.2
+LATENCY_TARGET_S = 10.0
+# (scenario, origin) of the injections, in order; consecutive ones start in different services
+INJECTIONS = [("bad_deploy", "payment-service"), ("tls_expired", "inventory-service"),
+              ("disk_full", "shipping-service"), ("db_pool_exhaustion", "postgres-primary"),
+              ("bad_deploy", "search-service"), ("slow_dependency", "user-service"),
+              ("cache_stampede", "redis-cache"), ("bad_deploy", "order-service"),
+              ("tls_expired", "payment-service"), ("disk_full", "search-service")]
+QUALITY_START_MS = 1_795_000_000_000
+
+
+# --- quality ----------------------------------------------------------------------------------------
+@dataclass
+class QualityResult:
+    seed: int
+    events: int = 0
+    expected: int = 0
+    found: int = 0
+    detected: int = 0
+    true_positives: int = 0
+    fp_flapping: int = 0
+    fp_normal: int = 0
+    missed: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def quality_run(seed: int, minutes: float, rate: float) -> QualityResult:
+    """One seeded mixed run through the offline detector, scored against its ground truth."""
+    from incident_stream.detection import scoring
+    from incident_stream.detection.buckets import INPUT_COLUMNS
+    from incident_stream.detection.offline import OfflineDetector, Preparer, frame_of
+    from log_generator.simulation import build_simulation
+
+    started = time.monotonic()
+    catalog = default_catalog()
+    sim = build_simulation("mixed", rate=rate, duration_s=minutes * 60, seed=seed, start_ms=QUALITY_START_MS,
+                           catalog=catalog)
+    preparer = Preparer(catalog)
+    detector = OfflineDetector(catalog)
+    enriched: dict[int, tuple] = {}  # per generator variant (lines are pooled): (variant, Enriched)
+    rows: list[dict] = []
+    result = QualityResult(seed)
+    batch: dict[str, list] = {c: [] for c in ("environment", *INPUT_COLUMNS)}
+    for number, block in enumerate(sim.blocks(), start=1):  # a block is one simulated second
+        for v in block.variants:
+            cached = enriched.get(id(v))
+            if cached is None or cached[0] is not v:
+                cached = enriched[id(v)] = (v, preparer.enriched(v.level, v.message, v.status, v.latency))
+            e = cached[1]
+            batch["service"].append(v.service)
+            batch["host"].append(v.host)
+            batch["is_error"].append(e.is_error)
+            batch["is_warn"].append(e.is_warn)
+            batch["latency_ms"].append(e.latency_ms)
+            batch["signature"].append(e.signature)
+            batch["signature_id"].append(e.signature_id)
+            batch["message"].append(e.message)
+            batch["tier"].append(preparer.tiers.get(v.service))
+            batch["owner"].append(preparer.owners.get(v.service))
+        batch["environment"] += [sim.environment] * len(block)
+        batch["t_ms"] += block.ts.tolist()
+        result.events += len(block)
+        if len(enriched) > 400_000:
+            enriched.clear()
+        if number % 2 == 0 and batch["t_ms"]:  # micro-batches of two seconds
+            rows += detector.feed(frame_of(batch), now_ms=batch["t_ms"][-1] + 1)
+            batch = {c: [] for c in batch}
+    if batch["t_ms"]:
+        rows += detector.feed(frame_of(batch), now_ms=batch["t_ms"][-1] + 1)
+    truths = scoring.truths_from_manifest(sim.sync_truth().to_dict())
+    score = scoring.score(scoring.detected_from_updates(rows), truths)
+    result.expected, result.found, result.detected = score.expected, score.found, score.detected
+    result.true_positives = score.true_positives
+    result.fp_flapping, result.fp_normal = len(score.false_positives_flapping), len(score.false_positives_normal)
+    result.missed = list(score.missed)
+    by_id = {d.incident_id: d for d in scoring.detected_from_updates(rows)}
+    result.false_positives = [f"{by_id[i].service}@{(by_id[i].opened_at_ms - QUALITY_START_MS) / 1000:.0f}s"
+                              for i in score.false_positives_flapping + score.false_positives_normal]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def quality_all(seeds: list[int], minutes: float, rate: float) -> list[QualityResult]:
+    return [quality_run(seed, minutes, rate) for seed in seeds]
+
+
+# --- latency ------------------------------------------------------------------------------------------
+@dataclass
+class Injection:
+    scenario: str
+    origin: str
+    run_id: str = ""
+    truth_id: str = ""
+    services: tuple[str, ...] = ()
+    start_ms: int = 0
+    end_ms: int = 0
+    first_error_wall_ms: int | None = None
+    opened_wall_ms: int | None = None
+    opened_service: str | None = None
+
+
+class UpdatesReader(threading.Thread):
+    """Lists the incident_updates folder every POLL_S seconds; notes when each opened row became readable."""
+
+    def __init__(self, table: Path) -> None:
+        super().__init__(daemon=True)
+        self.table = table
+        self.seen_files: set[str] = set()
+        self.opened: dict[str, dict] = {}  # incident id -> {service, opened_at_ms, readable_ms}
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.poll()
+            self.stop_event.wait(POLL_S)
+
+    def poll(self) -> None:
+        if not self.table.is_dir():
+            return
+        now_ms = int(time.time() * 1000)
+        for path in sorted(self.table.rglob("*.parquet")):
+            if path.name in self.seen_files or path.name.startswith("."):
+                continue
+            try:
+                table = pq.read_table(path, columns=["incident_id", "update_type", "service", "opened_at"])
+            except (OSError, ValueError):
+                continue  # replaced while listing: read on the next pass
+            self.seen_files.add(path.name)
+            with self.lock:
+                for row in table.to_pylist():
+                    if row["update_type"] == "opened" and row["incident_id"] not in self.opened:
+                        opened_at = row["opened_at"]
+                        self.opened[row["incident_id"]] = {
+                            "service": row["service"], "readable_ms": now_ms,
+                            "opened_at_ms": int(opened_at.timestamp() * 1000) if opened_at else None}
+
+    def snapshot(self) -> dict[str, dict]:
+        with self.lock:
+            return dict(self.opened)
+
+
+def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
+    """True once a committed micro-batch of the detection query has read up to `targets` (partition -> offset)."""
+    commits = checkpoint / "detection" / "commits"
+    offsets = checkpoint / "detection" / "offsets"
+    if not commits.is_dir():
+        return False
+    done = sorted((int(p.name) for p in commits.iterdir() if p.name.isdigit()), reverse=True)
+    for batch in done[:1]:
+        try:
+            last = (offsets / str(batch)).read_text().strip().splitlines()[-1]
+            read = {int(k): int(v) for k, v in json.loads(last)["offsets"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        return all(read.get(p, 0) >= end for p, end in targets.items())
+    return False
+
+
+def first_error_times(bootstrap: str, topic: str, injections: list[Injection]) -> None:
+    """For each injection: the Kafka timestamp of the first error line labelled with its incident id."""
+    from incident_stream.detection.offline import normalise_level
+
+    codec = decoding_codec()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"detection-bench-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = sorted(end_offsets(bootstrap, topic))
+        for inj in injections:
+            found: list[int] = []
+            starts = consumer.offsets_for_times([TopicPartition(topic, p, inj.start_ms - 2000) for p in partitions],
+                                                timeout=10)
+            for tp in starts:
+                if tp.offset < 0:
+                    continue
+                consumer.assign([TopicPartition(topic, tp.partition, tp.offset)])
+                deadline = time.monotonic() + 20
+                done = False
+                while not done and time.monotonic() < deadline:
+                    for message in consumer.consume(2000, timeout=1.0):
+                        if message.error():
+                            continue
+                        stamp = message.timestamp()[1]
+                        if stamp > inj.end_ms + 5000:
+                            done = True
+                            break
+                        event = codec.decode(message.value())
+                        attributes = event.get("attributes") or {}
+                        status = event.get("http_status")
+                        error = normalise_level(event.get("level")) in ("ERROR", "FATAL") or (
+                            status is not None and status >= 500)
+                        if error and attributes.get("incident_id") == inj.truth_id \
+                                and inj.start_ms <= event["timestamp"] <= inj.end_ms:
+                            found.append(stamp)
+                            done = True
+                            break
+                consumer.unassign()
+            inj.first_error_wall_ms = min(found) if found else None
+    finally:
+        consumer.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    data = sorted(values)
+    rank = max(1, min(len(data), math.ceil(q / 100 * len(data))))
+    return data[rank - 1]
+
+
+def latency_run(work: Path, injections: list[Injection], injection_s: float, detect_wait_s: float,
+                quality: Future | None, log) -> tuple[list[Injection], dict]:  # noqa: ANN001
+    from log_generator import api
+    from log_generator.ground_truth import load_ground_truth
+
+    port = free_port()
+    broker = start_broker("127.0.0.1", port, work / "broker.log")
+    bootstrap = f"127.0.0.1:{port}"
+    topic = "bench.detection"
+    data_dir, checkpoint, runs = work / "data", work / "checkpoint", work / "runs"
+    job = None
+    reader = UpdatesReader(data_dir / "incident_updates")
+    context: dict = {}
+    try:
+        wait_for_broker(bootstrap, timeout=30)
+        ensure_topics(bootstrap, [TopicSpec(topic, 2)])
+        env = {**os.environ, "ENV_FILE": str(work / "no.env"), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "KAFKA_TOPIC_LOGS": topic, "DATA_DIR": str(data_dir), "RUNTIME_DIR": str(work / "runtime"),
+               "CHECKPOINT_DIR": str(checkpoint), "SPARK_MASTER": "local[2]", "SPARK_SHUFFLE_PARTITIONS": "2",
+               "SPARK_UI_PORT": str(free_port()), "STREAM_TRIGGER_SECONDS": f"{TRIGGER_S:g}",
+               "STREAM_STARTING_OFFSETS": "earliest", "LOG_LEVEL": "WARNING",
+               "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+        job_started = time.monotonic()
+        job = subprocess.Popen([str(Path(sys.executable).parent / "incident-stream"), "--run-id", "detection-bench",
+                                "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)],
+                               env=env, stdout=open(work / "job.log", "wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        reader.start()
+        common = {"rate": RATE, "bootstrap_servers": bootstrap, "topic": topic, "data_dir": runs,
+                  "create_topic": False, "progress": False}
+        api.run("none", duration_s=HISTORY_S, speedup=None, seed=1, **common)
+        log(f"  history: {HISTORY_S:.0f} s of event time at {RATE:,.0f} ev/s produced")
+        segment = 0
+        waited_since = time.monotonic()
+        while True:  # normal traffic until the job has caught up (and the quality run is done)
+            targets = end_offsets(bootstrap, topic)
+            segment += 1
+            api.run("none", duration_s=3.0, speedup=1.0, seed=100 + segment, **common)
+            if job.poll() is not None:
+                raise RuntimeError(f"the streaming job exited early (code {job.returncode}); see {work / 'job.log'}")
+            if detection_caught_up(checkpoint, targets) and (quality is None or quality.done()):
+                break
+            if time.monotonic() - waited_since > 600:
+                raise RuntimeError("the detection query did not catch up within 10 minutes")
+        context["job_ready_s"] = round(time.monotonic() - job_started, 1)
+        log(f"  job caught up {context['job_ready_s']} s after start; injecting {len(injections)} incidents")
+        for i, inj in enumerate(injections):
+            summary = api.run(inj.scenario, duration_s=injection_s, speedup=1.0, seed=200 + i, origin=inj.origin,
+                              run_id=f"inject-{i + 1:02d}-{inj.scenario}", **common)
+            truth = next(t for t in load_ground_truth(summary.run_dir).incidents if t.expect_incident)
+            inj.run_id, inj.truth_id = summary.run_id, truth.id
+            inj.services = (truth.origin_service, *truth.affected_services)
+            inj.start_ms, inj.end_ms = truth.start_ms, truth.end_ms
+        deadline = time.monotonic() + detect_wait_s
+        while time.monotonic() < deadline and not _all_seen(injections, reader.snapshot()):
+            api.run("none", duration_s=2.0, speedup=1.0, seed=300 + int(time.monotonic()), **common)
+        time.sleep(POLL_S * 2)
+        reader.stop_event.set()
+        reader.join(timeout=5)
+        reader.poll()
+        _match(injections, reader.snapshot())
+        first_error_times(bootstrap, topic, injections)
+        context["incidents_opened"] = len(reader.opened)
+    finally:
+        reader.stop_event.set()
+        if job is not None and job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait(timeout=10)
+        os.killpg(broker.pid, signal.SIGTERM)
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(broker.pid, signal.SIGKILL)
+    return injections, context
+
+
+def _matches(inj: Injection, opened: dict) -> bool:
+    return (opened["service"] in inj.services and opened["opened_at_ms"] is not None
+            and inj.start_ms - 5000 <= opened["opened_at_ms"] <= inj.end_ms)
+
+
+def _all_seen(injections: list[Injection], opened: dict[str, dict]) -> bool:
+    return all(any(_matches(inj, o) for o in opened.values()) for inj in injections)
+
+
+def _match(injections: list[Injection], opened: dict[str, dict]) -> None:
+    for inj in injections:
+        hits = sorted((o["readable_ms"], o["service"]) for o in opened.values() if _matches(inj, o))
+        if hits:
+            inj.opened_wall_ms, inj.opened_service = hits[0]
+
+
+# --- main ---------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 injections and one quality run (under 2 minutes)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    if args.quick:
+        n_injections, injection_s, seeds, minutes, quality_rate = 3, 18.0, [11], 30.0, 200.0
+    else:
+        n_injections, injection_s, seeds, minutes, quality_rate = len(INJECTIONS), 24.0, [11, 12, 13], 30.0, 500.0
+    detect_wait_s = 20.0
+    started = time.monotonic()
+
+    def log(text: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="detection-bench-"))
+    injections = [Injection(s, o) for s, o in INJECTIONS[:n_injections]]
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        quality = pool.submit(quality_all, seeds, minutes, quality_rate)
+        injections, context = latency_run(work, injections, injection_s, detect_wait_s, quality, log)
+        results: list[QualityResult] = quality.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    samples = []
+    for inj in injections:
+        if inj.first_error_wall_ms is not None and inj.opened_wall_ms is not None:
+            value = (inj.opened_wall_ms - inj.first_error_wall_ms) / 1000
+            log(f"  {inj.scenario} @ {inj.origin}: opened on {inj.opened_service} {value:.1f} s after the first error")
+        else:
+            value = detect_wait_s + injection_s
+            log(f"  {inj.scenario} @ {inj.origin}: not detected (first error seen: {inj.first_error_wall_ms is not None})")
+        samples.append(value)
+    detected = sum(1 for inj in injections if inj.opened_wall_ms is not None)
+    for r in results:
+        log(f"  quality seed {r.seed}: {r.events:,} events, {r.found}/{r.expected} found, {r.true_positives}/"
+            f"{r.detected} true, missed {r.missed}, false positives {r.false_positives} ({r.seconds:.0f} s)")
+    expected = sum(r.expected for r in results)
+    found = sum(r.found for r in results)
+    detected_q = sum(r.detected for r in results)
+    tp = sum(r.true_positives for r in results)
+    events = sum(r.events for r in results)
+    run_note = (f"{len(seeds)} seeded mixed run(s) x {minutes:.0f} min simulated, {quality_rate:,.0f} ev/s, "
+                f"{events:,} events; offline engine")
+    metrics = [
+        Metric("detection latency p95 (first error -> opened row in Parquet)", percentile(samples, 95), "s",
+               target=LATENCY_TARGET_S, op="<=", samples=samples,
+               note=f"{detected}/{len(injections)} injections detected; {RATE:,.0f} ev/s background, "
+                    f"job trigger {TRIGGER_S:g} s"),
+        Metric("detection latency median", percentile(samples, 50), "s", samples=samples),
+        Metric("precision", tp / detected_q if detected_q else 0.0, "", target=0.95, note=run_note),
+        Metric("recall", found / expected if expected else 0.0, "", target=0.95,
+               note=f"{found}/{expected} injected incidents found"),
+        Metric("incidents from the flapping service", sum(r.fp_flapping for r in results), "incidents",
+               target=0, op="<="),
+        Metric("incidents from normal traffic", sum(r.fp_normal for r in results), "incidents", target=0, op="<="),
+    ]
+    emit("detection", metrics, args.json, quick=args.quick, injections=len(injections), injection_s=injection_s,
+         background_rate=RATE, trigger_s=TRIGGER_S, quality_seeds=seeds, quality_minutes=minutes,
+         quality_rate=quality_rate, cpus=os.cpu_count(), load_average=os.getloadavg(),
+         total_s=round(time.monotonic() - started, 1), **context)
+    return 0 if all(m.passed for m in metrics if m.target is not None) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
