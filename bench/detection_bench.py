@@ -5,7 +5,7 @@
 Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
   1. Starts the embedded broker and the streaming job (`incident-stream`, continuous mode, 1 s trigger,
      local[2], 2 shuffle partitions) as its own process, on a fresh topic, data and checkpoint folder.
-  2. The log generator writes 90 s of normal history at 5,000 events/s (so every service is past its
+  2. The log generator writes 75 s of normal history (1,000 events/s, so every service is past its
      warm-up), then keeps producing normal traffic at 5,000 events/s, paced in real time.
   3. Once the job has caught up, incidents are injected one after another: each is a generator run of one
      scenario at the same 5,000 events/s (normal traffic with the incident in the middle 60% of the run),
@@ -57,7 +57,8 @@ from incident_stack.broker import free_port, start_broker  # noqa: E402
 
 RATE = 5_000.0  # background traffic of the latency run, events per second
 TRIGGER_S = 1.0
-HISTORY_S = 90.0
+HISTORY_S = 75.0  # normal history before the live traffic, so every service is past its warm-up
+HISTORY_RATE = 1_000.0
 POLL_S = 0.2
 LATENCY_TARGET_S = 10.0
 # (scenario, origin) of the injections, in order; consecutive ones start in different services
@@ -297,20 +298,22 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         reader.start()
         common = {"rate": RATE, "bootstrap_servers": bootstrap, "topic": topic, "data_dir": runs,
                   "create_topic": False, "progress": False}
-        api.run("none", duration_s=HISTORY_S, speedup=None, seed=1, **common)
-        log(f"  history: {HISTORY_S:.0f} s of event time at {RATE:,.0f} ev/s produced")
-        segment = 0
+        api.run("none", duration_s=HISTORY_S, speedup=None, seed=1, **{**common, "rate": HISTORY_RATE})
+        log(f"  history: {HISTORY_S:.0f} s of event time at {HISTORY_RATE:,.0f} ev/s produced")
+        background = Background(api, common, seed=2)
         waited_since = time.monotonic()
         while True:  # normal traffic until the job has caught up (and the quality run is done)
             targets = end_offsets(bootstrap, topic)
-            segment += 1
-            api.run("none", duration_s=3.0, speedup=1.0, seed=100 + segment, **common)
+            time.sleep(2.0)
             if job.poll() is not None:
                 raise RuntimeError(f"the streaming job exited early (code {job.returncode}); see {work / 'job.log'}")
+            if background.error:
+                raise RuntimeError(f"background traffic failed: {background.error}")
             if detection_caught_up(checkpoint, targets) and (quality is None or quality.done()):
                 break
             if time.monotonic() - waited_since > 600:
                 raise RuntimeError("the detection query did not catch up within 10 minutes")
+        background.stop()
         context["job_ready_s"] = round(time.monotonic() - job_started, 1)
         log(f"  job caught up {context['job_ready_s']} s after start; injecting {len(injections)} incidents")
         for i, inj in enumerate(injections):
@@ -320,9 +323,11 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
             inj.run_id, inj.truth_id = summary.run_id, truth.id
             inj.services = (truth.origin_service, *truth.affected_services)
             inj.start_ms, inj.end_ms = truth.start_ms, truth.end_ms
+        background = Background(api, common, seed=3)
         deadline = time.monotonic() + detect_wait_s
         while time.monotonic() < deadline and not _all_seen(injections, reader.snapshot()):
-            api.run("none", duration_s=2.0, speedup=1.0, seed=300 + int(time.monotonic()), **common)
+            time.sleep(POLL_S)
+        background.stop()
         time.sleep(POLL_S * 2)
         reader.stop_event.set()
         reader.join(timeout=5)
@@ -345,6 +350,29 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         except subprocess.TimeoutExpired:
             os.killpg(broker.pid, signal.SIGKILL)
     return injections, context
+
+
+class Background(threading.Thread):
+    """Normal traffic at RATE, paced in real time, until stopped."""
+
+    def __init__(self, api, common: dict, seed: int) -> None:  # noqa: ANN001
+        super().__init__(daemon=True)
+        from log_generator.runner import StopFlag
+
+        self.api, self.common, self.seed = api, common, seed
+        self.flag = StopFlag()
+        self.error: str | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.api.run("none", duration_s=None, speedup=1.0, seed=self.seed, stop=self.flag, **self.common)
+        except Exception as exc:  # reported by the caller
+            self.error = repr(exc)
+
+    def stop(self) -> None:
+        self.flag.set()
+        self.join(timeout=60)
 
 
 def _matches(inj: Injection, opened: dict) -> bool:

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from incident_contracts.catalog import Catalog
 from incident_contracts.tables import EVENTS
-from incident_stream.signature import mask_column, signature_id_column
+from incident_stream.signature import signature_id_column, with_signature
 
 LEVEL_SYNONYMS = {
     "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
@@ -50,18 +50,26 @@ def _extract(message: Column, pattern: str, group: int) -> Column:
     return F.when(found != "", found)
 
 
+def _request(group: int) -> Column:
+    """A group of the request line in the message; the regex only runs on messages with a " /" in them
+    (a request line has one), as most messages have none and a JVM regex costs microseconds per row."""
+    message = F.col("message")
+    return F.when(message.contains(" /"), _extract(message, _REQUEST, group))
+
+
 def http_method(df: DataFrame) -> Column:
-    return F.upper(F.coalesce(F.col("http_method"), _extract(F.col("message"), _REQUEST, 1)))
+    return F.upper(F.coalesce(F.col("http_method"), _request(1)))
 
 
 def http_path(df: DataFrame) -> Column:
-    path = F.coalesce(F.col("http_path"), _extract(F.col("message"), _REQUEST, 2))
+    path = F.coalesce(F.col("http_path"), _request(2))
     return F.when(path.contains("?"), F.substring_index(path, "?", 1)).otherwise(path)
 
 
 def http_status(df: DataFrame) -> Column:
-    parsed = F.coalesce(_extract(F.col("message"), _REQUEST, 3), _extract(F.col("message"), _STATUS, 1))
-    return F.coalesce(F.col("http_status"), parsed.cast("int"))
+    lower = F.lower(F.col("message"))
+    status = F.when(lower.contains("status") | lower.contains("code"), _extract(F.col("message"), _STATUS, 1))
+    return F.coalesce(F.col("http_status"), F.coalesce(_request(3), status).cast("int"))
 
 
 def latency_ms(df: DataFrame) -> Column:
@@ -111,11 +119,9 @@ def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
         F.col("kafka_partition"),
         F.col("kafka_offset"),
     )
-    signature = mask_column(F.col("message"))
-    return (staged
+    return (with_signature(staged, "message", "signature")
             .withColumn("is_error", F.col("level").isin("ERROR", "FATAL") | F.coalesce(F.col("http_status") >= 500,
                                                                                      F.lit(False)))
-            .withColumn("signature", signature)
             .withColumn("signature_id", signature_id_column(F.col("signature")))
             .withColumn("event_date", F.date_format(F.col("event_time"), "yyyy-MM-dd"))
             .withColumn("event_hour", F.hour(F.col("event_time")).cast("int"))

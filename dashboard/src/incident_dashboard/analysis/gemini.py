@@ -5,6 +5,9 @@ is parsed and validated here with pydantic rather than trusting ``response.parse
 silently None on malformed JSON), so a broken answer produces a message naming what was wrong.
 The SDK's own retries are off: a failed call is reported at once and the user (or the Airflow
 task's retry policy) decides when to try again.
+
+The SDK and its HTTP library are imported on the first call, not with this module: together they take
+seconds to import, and every page of the dashboard imports this module (for :class:`AnalysisError`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import importlib
 import json
 import time
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from pydantic import ValidationError
 
 from incident_contracts.settings import Settings
 from incident_dashboard.analysis.models import RootCauseAnalysis, SentRequest, TokenUsage
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
 
 MAX_OUTPUT_TOKENS = 8192
 
@@ -37,8 +44,16 @@ def _transport_errors(*names: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-_TIMEOUTS = _transport_errors("TimeoutException")
-_NETWORK = _transport_errors("NetworkError", "ProtocolError", "ConnectError")
+@cache
+def _timeouts() -> tuple[type[BaseException], ...]:
+    return _transport_errors("TimeoutException")
+
+
+@cache
+def _network_errors() -> tuple[type[BaseException], ...]:
+    return _transport_errors("NetworkError", "ProtocolError", "ConnectError")
+
+
 _BLOCKED_FINISH = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
 
 
@@ -67,6 +82,9 @@ class GeminiAnswer:
 
 
 def _client(settings: Settings) -> genai.Client:
+    from google import genai
+    from google.genai import types
+
     if settings.gemini_api_key is None:
         raise AnalysisError("missing_key", "No Gemini API key is configured.",
                             "Set GEMINI_API_KEY in .env (or the environment) and restart, or use the offline "
@@ -80,6 +98,9 @@ def _client(settings: Settings) -> genai.Client:
 def generate(settings: Settings, request: SentRequest) -> GeminiAnswer:
     """Send the request; return the validated answer or raise :class:`AnalysisError`."""
     client = _client(settings)
+    from google.genai import errors as genai_errors
+    from google.genai import types
+
     config = types.GenerateContentConfig(
         system_instruction=request.system_instruction,
         response_mime_type="application/json",
@@ -93,11 +114,11 @@ def generate(settings: Settings, request: SentRequest) -> GeminiAnswer:
                                                    config=config)
     except genai_errors.APIError as exc:
         raise _api_error(exc, settings) from None
-    except _TIMEOUTS:
+    except _timeouts():
         raise AnalysisError("timeout", f"Gemini did not answer within {settings.gemini_timeout_seconds:.0f} s.",
                             "Retry; if it keeps happening raise GEMINI_TIMEOUT_SECONDS or try a faster "
                             "model.") from None
-    except _NETWORK as exc:
+    except _network_errors() as exc:
         where = settings.gemini_base_url or "generativelanguage.googleapis.com"
         raise AnalysisError("network", f"Could not reach Gemini at {where} ({type(exc).__name__}).",
                             "Check the network (or GEMINI_BASE_URL), then retry; the offline analysis works "

@@ -13,7 +13,7 @@ again. The tests validate every chart against the schema instead.
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -288,13 +288,12 @@ def to_vega_lite(chart: alt.TopLevelMixin) -> dict[str, Any]:
     300 px view size is left out as Streamlit does.
     """
     datasets: dict[str, pd.DataFrame] = {}
-    names = (f"data_{i}" for i in itertools.count())
 
     def detach(node: Any) -> Any:
         node = node.copy(deep=False)
         data = getattr(node, "data", alt.Undefined)
         if isinstance(data, pd.DataFrame):
-            name = next(names)
+            name = _content_name(data)
             datasets[name] = data
             node.data = alt.NamedData(name=name)
         for part in ("layer", "hconcat", "vconcat", "concat"):
@@ -314,3 +313,15 @@ def to_vega_lite(chart: alt.TopLevelMixin) -> dict[str, Any]:
         del spec["config"]
     spec["datasets"] = datasets
     return spec
+
+
+def _content_name(frame: pd.DataFrame) -> str:
+    """A name that changes with the frame's content. The browser keeps a chart's datasets by name and
+    only swaps in a dataset whose name is new, so a fixed name would leave the first data on screen."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    try:
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    except TypeError:  # unhashable cells (lists): hash their text
+        digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    return f"d{digest.hexdigest()}"
