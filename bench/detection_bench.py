@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ TRIGGER_S = 1.0
 HISTORY_S = 75.0  # normal history before the live traffic, so every service is past its warm-up
 HISTORY_RATE = 1_000.0
 POLL_S = 0.2
+JOB_ATTEMPTS = 3  # the job is started again if it dies while starting up (a loaded machine can time it out)
 LATENCY_TARGET_S = 10.0
 # (scenario, origin) of the injections, in order; consecutive ones start in different services
 INJECTIONS = [("bad_deploy", "payment-service"), ("tls_expired", "inventory-service"),
@@ -219,6 +221,11 @@ def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
     return False
 
 
+def sources_started(checkpoint: Path) -> bool:
+    """Both queries have planned a first micro-batch (their Kafka source workers are running)."""
+    return all((checkpoint / query / "offsets" / "0").exists() for query in ("ingest", "detection"))
+
+
 def first_error_times(bootstrap: str, topic: str, injections: list[Injection]) -> None:
     """For each injection: the Kafka timestamp of the first error line labelled with its incident id."""
     from incident_stream.detection.offline import normalise_level
@@ -269,7 +276,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency_run(work: Path, injections: list[Injection], injection_s: float, detect_wait_s: float,
-                quality: Future | None, log) -> tuple[list[Injection], dict]:  # noqa: ANN001
+                start_quality: Callable[[], Future], log) -> tuple[list[Injection], dict]:  # noqa: ANN001
     from log_generator import api
     from log_generator.ground_truth import load_ground_truth
 
@@ -290,28 +297,35 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
                "SPARK_UI_PORT": str(free_port()), "STREAM_TRIGGER_SECONDS": f"{TRIGGER_S:g}",
                "STREAM_STARTING_OFFSETS": "earliest", "LOG_LEVEL": "WARNING",
                "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-        job_started = time.monotonic()
-        job = subprocess.Popen([str(Path(sys.executable).parent / "incident-stream"), "--run-id", "detection-bench",
-                                "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)],
-                               env=env, stdout=open(work / "job.log", "wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        command = [str(Path(sys.executable).parent / "incident-stream"), "--run-id", "detection-bench",
+                   "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
         reader.start()
         common = {"rate": RATE, "bootstrap_servers": bootstrap, "topic": topic, "data_dir": runs,
                   "create_topic": False, "progress": False}
         api.run("none", duration_s=HISTORY_S, speedup=None, seed=1, **{**common, "rate": HISTORY_RATE})
         log(f"  history: {HISTORY_S:.0f} s of event time at {HISTORY_RATE:,.0f} ev/s produced")
         background = Background(api, common, seed=2)
-        waited_since = time.monotonic()
+        job_started = time.monotonic()
+        attempts = 0
+        quality: Future | None = None
         while True:  # normal traffic until the job has caught up (and the quality run is done)
+            if job is None or job.poll() is not None:
+                if job is not None:
+                    log(f"  the streaming job exited during start-up (code {job.returncode}); starting it again")
+                attempts += 1
+                if attempts > JOB_ATTEMPTS:
+                    raise RuntimeError(f"the streaming job failed {JOB_ATTEMPTS} times; see {work / 'job.log'}")
+                job = subprocess.Popen(command, env=env, stdout=open(work / "job.log", "ab"),
+                                       stderr=subprocess.STDOUT, start_new_session=True)
             targets = end_offsets(bootstrap, topic)
             time.sleep(2.0)
-            if job.poll() is not None:
-                raise RuntimeError(f"the streaming job exited early (code {job.returncode}); see {work / 'job.log'}")
             if background.error:
                 raise RuntimeError(f"background traffic failed: {background.error}")
-            if detection_caught_up(checkpoint, targets) and (quality is None or quality.done()):
+            if quality is None and sources_started(checkpoint):
+                quality = start_quality()  # CPU-heavy: only once the job's Python workers are up
+            if detection_caught_up(checkpoint, targets) and quality is not None and quality.done():
                 break
-            if time.monotonic() - waited_since > 600:
+            if time.monotonic() - job_started > 600:
                 raise RuntimeError("the detection query did not catch up within 10 minutes")
         background.stop()
         context["job_ready_s"] = round(time.monotonic() - job_started, 1)
@@ -411,9 +425,15 @@ def main() -> int:
     injections = [Injection(s, o) for s, o in INJECTIONS[:n_injections]]
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
-        quality = pool.submit(quality_all, seeds, minutes, quality_rate)
-        injections, context = latency_run(work, injections, injection_s, detect_wait_s, quality, log)
-        results: list[QualityResult] = quality.result()
+        futures: list[Future] = []
+
+        def start_quality() -> Future:
+            log("  streaming job started; quality runs begin in a separate process")
+            futures.append(pool.submit(quality_all, seeds, minutes, quality_rate))
+            return futures[0]
+
+        injections, context = latency_run(work, injections, injection_s, detect_wait_s, start_quality, log)
+        results: list[QualityResult] = futures[0].result()
     finally:
         pool.shutdown(cancel_futures=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -90,10 +90,24 @@ def test_bad_params_are_refused_at_trigger_time(standalone, capsys):
     assert "rate" in capsys.readouterr().err
 
 
+def _state(api, run_id: str, patience: float = 120.0) -> str:
+    """The run's state; a request the busy API server leaves unanswered is asked again (as the CLI does)."""
+    from incident_airflow.api_client import AirflowApiError
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return api.dag_run(PIPELINE, run_id)["state"]
+        except AirflowApiError as exc:
+            if exc.status is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _wait_for_state(api, run_id: str, states: set[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        state = api.dag_run(PIPELINE, run_id)["state"]
+        state = _state(api, run_id)
         if state in states or time.monotonic() > deadline:
             return state
         time.sleep(1)
@@ -119,7 +133,7 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
     assert _wait_for_state(api, first, {"running", "success", "failed"}, timeout=180) == "running"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        assert api.dag_run(PIPELINE, second)["state"] == "queued"
+        assert _state(api, second) == "queued"
         time.sleep(1)
     api.delete_run(PIPELINE, second)
 

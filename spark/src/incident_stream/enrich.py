@@ -8,7 +8,9 @@ of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exa
   mapped), ``is_error`` = ERROR/FATAL or an HTTP status of 500 or more;
 * HTTP method (upper case), path (without query string), status and latency: taken from the event's
   fields, or parsed from the message when the producer left them empty (``GET /orders 503 in 81ms``);
-* the error signature and its id (signature.py);
+* the error signature and its id (signature.py): taken from the source's ``signature``/``signature_id``
+  columns where they are set (the Kafka source computes them vectorised in its tasks), else computed
+  with Spark built-ins;
 * the service's tier and owner from the service catalog;
 * ``event_date``/``event_hour`` (UTC) for partitioning, ``ingest_time`` = time of the micro-batch.
 """
@@ -95,6 +97,9 @@ def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
     level = normalise_level(F.col("level"))
     status = http_status(decoded)
     tier, owner = catalog_lookup(catalog, service)
+    # The Kafka source computes signatures in its tasks (vectorised); other frames get them from Spark.
+    computed = "signature" in decoded.columns and "signature_id" in decoded.columns
+    carried = [F.col("signature").alias("_signature"), F.col("signature_id").alias("_signature_id")] if computed else []
     staged = decoded.select(
         F.col("event_id"),
         F.col("timestamp").alias("event_time"),
@@ -118,11 +123,16 @@ def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
         F.col("topic"),
         F.col("kafka_partition"),
         F.col("kafka_offset"),
+        *carried,
     )
-    return (with_signature(staged, "message", "signature")
+    with_sig = with_signature(staged, "message", "signature", "_signature" if computed else None)
+    signature_id = signature_id_column(F.col("signature"))
+    if computed:
+        signature_id = F.coalesce(F.col("_signature_id"), signature_id)
+    return (with_sig
             .withColumn("is_error", F.col("level").isin("ERROR", "FATAL") | F.coalesce(F.col("http_status") >= 500,
                                                                                      F.lit(False)))
-            .withColumn("signature_id", signature_id_column(F.col("signature")))
+            .withColumn("signature_id", signature_id)
             .withColumn("event_date", F.date_format(F.col("event_time"), "yyyy-MM-dd"))
             .withColumn("event_hour", F.hour(F.col("event_time")).cast("int"))
             .select(*EVENTS.names))

@@ -24,6 +24,7 @@ from incident_contracts.fast_decode import FastDecoder
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
 from incident_stream.event_checks import TimeBounds, check_events
 from incident_stream.offsets import DataLossError
+from incident_stream.signature import mask_array, signature_ids
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,9 @@ def logevent_batches(messages: list[Any], config: ReadConfig, schema: pa.Schema)
         events = events.filter(pa.array(keep))
         ok = ok[keep]
     if events.num_rows:
-        yield _assemble(schema, config.topic, partition, offsets[ok], kafka_ms[ok], events=events)
+        signatures = mask_array(events.column("message"))
+        derived = {"signature": signatures, "signature_id": signature_ids(signatures)}
+        yield _assemble(schema, config.topic, partition, offsets[ok], kafka_ms[ok], events=events, derived=derived)
     if rejected:
         rejected.sort()
         index = np.array([i for i, _, _ in rejected], dtype=np.int64)
@@ -208,7 +211,8 @@ def logevent_batches(messages: list[Any], config: ReadConfig, schema: pa.Schema)
 
 
 def _assemble(schema: pa.Schema, topic: str, partition: int, offsets: np.ndarray, kafka_ms: np.ndarray,
-              events: pa.RecordBatch | None = None, rejects: tuple | None = None) -> pa.RecordBatch:
+              events: pa.RecordBatch | None = None, rejects: tuple | None = None,
+              derived: dict[str, pa.Array] | None = None) -> pa.RecordBatch:
     n = len(offsets)
     stamps = pa.array(kafka_ms * 1000, mask=kafka_ms < 0, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     given = {
@@ -217,6 +221,7 @@ def _assemble(schema: pa.Schema, topic: str, partition: int, offsets: np.ndarray
         "kafka_offset": pa.array(offsets),
         "kafka_timestamp": stamps,
     }
+    given.update(derived or {})
     if rejects is not None:
         reasons, details, keys, raw, sizes = rejects
         given.update(reject_reason=pa.array(reasons, type=pa.string()),

@@ -256,7 +256,8 @@ def _build(context: IncidentContext, runbook: Runbook, match: RunbookMatch | Non
                         (Priority.LOW if i == len(runbook.remediation) - 1 else Priority.MEDIUM),
                         owner=owner, rationale=f"runbook '{runbook.id}', step {i + 1}")
              for i, step in enumerate(runbook.remediation)]
-    verification = [f"{c.purpose}: `{_substitute(c.command, context)}`" if c.purpose
+    verification = [f"{c.purpose}{' ' if c.purpose.endswith(('?', ':')) else ': '}"
+                    f"`{_substitute(c.command, context)}`" if c.purpose
                     else f"`{_substitute(c.command, context)}`" for c in runbook.diagnosis]
 
     origin = inc.get("origin_service")

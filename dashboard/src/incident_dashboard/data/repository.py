@@ -400,6 +400,15 @@ class Repository:
 
         return self._cached("event_totals", ("events",), compute)
 
+    def data_start(self) -> datetime | None:
+        """The oldest moment with data: the first event's minute or the first incident's opening."""
+        def compute() -> datetime | None:
+            row = self.db.rows("SELECT least((SELECT min(minute) FROM events_minute), "
+                               "(SELECT min(opened_at) FROM incidents_current))")[0]
+            return _ts(row[0])
+
+        return self._cached("data_start", ("events", "incident_updates"), compute)
+
     # --- events: raw -----------------------------------------------------------------------
     def _event_files(self, start: datetime, end: datetime) -> list[str]:
         self.events.refresh()

@@ -125,6 +125,9 @@ def _charts(context: IncidentContext) -> None:
             st.caption("No raw events for this window (they may have been compacted away or not written yet).")
             return
         window = window[window["service"].isin(_chart_services(context))]
+        if inc["service"] not in set(window["service"]):
+            st.caption(f":orange[:material/warning:] The events table has no events of **{inc['service']}** in this "
+                       "window, so its own line is missing; the lines are the services around it.")
         tab_errors, tab_latency = st.tabs(["Error rate", "Latency p95"])
         with tab_errors:
             common.chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
@@ -176,7 +179,7 @@ def _signatures(context: IncidentContext) -> None:
         if not context.signatures:
             st.caption("The detector recorded no signatures for this incident.")
             return
-        frame = pd.DataFrame([{"id": s.id, "signature": s.signature, "count": s.count} for s in context.signatures])
+        frame = pd.DataFrame([{"id": s.id, "count": s.count, "signature": s.signature} for s in context.signatures])
         common.chart(charts.signatures_bar(frame))
         st.dataframe(frame, hide_index=True, width="stretch",
                      column_config={"signature": st.column_config.TextColumn(width="large")})
@@ -209,10 +212,13 @@ def _samples(context: IncidentContext) -> None:
         if not context.events:
             st.caption("No sample lines.")
             return
-        lines = [f"[{e.id}] {fmt_time(e.time)} {e.host or '-':<10} {e.level or '-':<5} {e.message}"
-                 for e in context.events]
+        raw = any(e.time is not None for e in context.events)
+        lines = [f"[{e.id}] {fmt_time(e.time)} {e.host or '-':<10} {e.level or '-':<5} {e.message}" if e.time
+                 else f"[{e.id}] {e.message}" for e in context.events]
         st.code("\n".join(lines), language="log", wrap_lines=True)
-        st.caption("Log text is shown as written by the applications; it is untrusted data.")
+        source = ("" if raw else "The events table holds no error lines of this service for the incident's span "
+                  "(not written yet, or removed); these are the sample lines the detector stored with the incident. ")
+        st.caption(source + "Log text is shown as written by the applications; it is untrusted data.")
 
 
 def _related(context: IncidentContext) -> None:

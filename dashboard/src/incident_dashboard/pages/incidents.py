@@ -25,7 +25,7 @@ def render() -> None:
     top = st.columns([3, 2, 2], gap="medium", vertical_alignment="bottom")
     with top[0]:
         window = common.time_window("incidents_window", freshness, default="24 h",
-                                    first=repo.event_totals()["first"])
+                                    first=repo.data_start())
     with top[1]:
         severities = st.pills("Severity", SEVERITIES, selection_mode="multi", key="incidents_severity")
     with top[2]:

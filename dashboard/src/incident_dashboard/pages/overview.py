@@ -14,8 +14,7 @@ def render() -> None:
     repo = common.repository()
     freshness = repo.freshness()
     common.data_caption(freshness)
-    totals = repo.event_totals()
-    window = common.time_window("overview_window", freshness, first=totals["first"])
+    window = common.time_window("overview_window", freshness, first=repo.data_start(), zoom_to_data=True)
     common.live(lambda: _body(window))
 
 

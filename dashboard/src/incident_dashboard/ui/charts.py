@@ -29,13 +29,34 @@ ACCENT = "#4263eb"
 SPAN_COLOR = "#e03131"
 
 
+def _points(n: int) -> alt.OverlayMarkDef | bool:
+    """Dots on a line with few points, so three batches do not look like a smooth trend."""
+    return alt.OverlayMarkDef(size=22, filled=True) if n <= 40 else False
+
+
 def band_height(rows: int, per_row: int = 30, extra: int = 70) -> int:
     """Chart height for a band axis: the height Vega-Lite gets includes axes and legend (autosize fit)."""
     return extra + per_row * max(1, rows)
 
 
-def _x_time(field: str = "bucket", title: str | None = None) -> alt.X:
-    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", labelAngle=0,
+def time_format(*columns: pd.Series) -> str:
+    """Axis label format for the time span the columns cover: seconds for a few minutes, the day for
+    several days (a fixed ``%H:%M`` repeats the same label on short spans and hides the day on long ones)."""
+    values = pd.concat([pd.to_datetime(c, utc=True) for c in columns]) if columns else pd.Series(dtype=object)
+    values = values.dropna()
+    if values.empty:
+        return "%H:%M"
+    span = values.max() - values.min()
+    if span <= pd.Timedelta(minutes=20):
+        return "%H:%M:%S"
+    if span <= pd.Timedelta(hours=36):
+        return "%H:%M"
+    return "%b %d %H:%M"
+
+
+def _x_time(field: str = "bucket", title: str | None = None, frame: pd.DataFrame | None = None) -> alt.X:
+    fmt = time_format(frame[field]) if frame is not None and field in frame else "%H:%M"
+    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format=fmt, labelAngle=0,
                                                                           title=title, grid=False))
 
 
@@ -62,7 +83,7 @@ def severity_donut(frame: pd.DataFrame) -> alt.Chart:
 def incidents_over_time(frame: pd.DataFrame) -> alt.Chart:
     """Stacked bars of incidents opened per bucket and severity; frame: bucket, severity, incidents."""
     return alt.Chart(frame).mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2).encode(
-        x=_x_time(),
+        x=_x_time(frame=frame),
         y=alt.Y("incidents:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1)),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
         order=alt.Order("severity:N", sort="descending"),
@@ -74,8 +95,9 @@ def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None)
     """Error rate per service over time; frame: bucket, service, events, errors, error_rate."""
     data = frame if services is None else frame[frame["service"].isin(services)]
     highlight = alt.selection_point(fields=["service"], bind="legend")
-    return alt.Chart(data).mark_line(strokeWidth=2, interpolate="monotone").encode(
-        x=_x_time(),
+    return alt.Chart(data).mark_line(strokeWidth=2, interpolate="monotone",
+                                     point=_points(data["bucket"].nunique())).encode(
+        x=_x_time(frame=data),
         y=alt.Y("error_rate:Q", title="error rate", axis=alt.Axis(format="%")),
         color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None),
                         scale=alt.Scale(scheme="tableau10")),
@@ -88,7 +110,7 @@ def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None)
 
 def volume_over_time(frame: pd.DataFrame) -> alt.Chart:
     """Total events (area) and errors (bars) over time; frame: bucket, events, errors."""
-    base = alt.Chart(frame).encode(x=_x_time())
+    base = alt.Chart(frame).encode(x=_x_time(frame=frame))
     area = base.mark_area(opacity=0.25, color=ACCENT, line={"color": ACCENT}).encode(
         y=alt.Y("events:Q", title="events", axis=alt.Axis(format="~s")),
         tooltip=[_utc_tooltip("bucket", "time (UTC)"), alt.Tooltip("events:Q", format=","),
@@ -104,7 +126,7 @@ def service_heatmap(frame: pd.DataFrame) -> alt.Chart:
     step = buckets.diff().min() if len(buckets) > 1 else pd.Timedelta(minutes=10)
     data["bucket_end"] = data["bucket"] + step
     return alt.Chart(data).mark_rect(cornerRadius=2, stroke="white", strokeWidth=0.5).encode(
-        x=_x_time(),
+        x=_x_time(frame=data),
         x2=alt.X2("bucket_end"),
         y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending"),
                 axis=alt.Axis(labelOverlap=False, labelLimit=170)),
@@ -152,7 +174,9 @@ def incident_timeline(frame: pd.DataFrame) -> alt.Chart:
     lanes = int(data["lane"].max()) + 1 if not data.empty else 1
     services = data["service"].nunique() if not data.empty else 1
     return alt.Chart(data).mark_bar(cornerRadius=3).encode(
-        x=alt.X("opened_at:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M", title=None, labelAngle=0)),
+        x=alt.X("opened_at:T", scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format=time_format(data["opened_at"], data["active_until"]) if not data.empty
+                              else "%H:%M", title=None, labelAngle=0)),
         x2=alt.X2("active_until"),
         y=alt.Y("service:N", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=170, grid=True)),
         yOffset=alt.YOffset("lane:O", scale=alt.Scale(paddingInner=0.25)),
@@ -180,7 +204,7 @@ def window_chart(frame: pd.DataFrame, metric: str, title: str, start: datetime, 
     """A metric around an incident, the incident's span shaded; its own service drawn boldest."""
     data = frame.assign(is_focus=frame["service"] == service) if not frame.empty else frame
     lines = alt.Chart(data).mark_line(interpolate="monotone", point=alt.OverlayMarkDef(size=12)).encode(
-        x=_x_time(title="time (UTC)"),
+        x=_x_time(title="time (UTC)", frame=frame),
         y=alt.Y(f"{metric}:Q", title=title, axis=alt.Axis(format=fmt.replace(".1", "").replace(".0", "") or None)),
         color=alt.Color("service:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="tableau10")),
         strokeWidth=alt.StrokeWidthValue(1.2, condition={"test": "datum.is_focus", "value": 3}),
@@ -212,8 +236,8 @@ def throughput_chart(frame: pd.DataFrame) -> alt.Chart:
     long = frame.melt(id_vars=["timestamp"], value_vars=["input_rows_per_second", "processed_rows_per_second"],
                       var_name="series", value_name="rows_per_second")
     long["series"] = long["series"].map({"input_rows_per_second": "input", "processed_rows_per_second": "processed"})
-    return alt.Chart(long).mark_line(interpolate="monotone", strokeWidth=1.6).encode(
-        x=_x_time("timestamp"),
+    return alt.Chart(long).mark_line(interpolate="monotone", strokeWidth=1.6, point=_points(len(frame))).encode(
+        x=_x_time("timestamp", frame=frame),
         y=alt.Y("rows_per_second:Q", title="rows / s", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", legend=alt.Legend(orient="top", title=None),
                         scale=alt.Scale(range=[ACCENT, "#12b886"])),
@@ -224,7 +248,7 @@ def throughput_chart(frame: pd.DataFrame) -> alt.Chart:
 
 def batch_duration_chart(frame: pd.DataFrame, trigger_ms: float | None = None) -> alt.Chart:
     bars = alt.Chart(frame).mark_area(opacity=0.35, color="#7048e8", line={"color": "#7048e8"}).encode(
-        x=_x_time("timestamp"),
+        x=_x_time("timestamp", frame=frame),
         y=alt.Y("batch_duration_ms:Q", title="batch duration (ms)"),
         tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("batch_id:Q"),
                  alt.Tooltip("batch_duration_ms:Q", format=","), alt.Tooltip("num_input_rows:Q", format=",")])
@@ -237,8 +261,8 @@ def batch_duration_chart(frame: pd.DataFrame, trigger_ms: float | None = None) -
 
 
 def state_chart(frame: pd.DataFrame) -> alt.Chart:
-    base = alt.Chart(frame).encode(x=_x_time("timestamp"))
-    rows = base.mark_line(color="#0c8599", strokeWidth=1.6).encode(
+    base = alt.Chart(frame).encode(x=_x_time("timestamp", frame=frame))
+    rows = base.mark_line(color="#0c8599", strokeWidth=1.6, point=_points(len(frame))).encode(
         y=alt.Y("state_rows:Q", title="state rows", axis=alt.Axis(format="~s", titleColor="#0c8599")),
         tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("state_rows:Q", format=","),
                  alt.Tooltip("state_memory_bytes:Q", format=".3~s", title="state memory (bytes)")])
@@ -249,7 +273,7 @@ def state_chart(frame: pd.DataFrame) -> alt.Chart:
 
 def lag_chart(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_area(opacity=0.3, color="#f59f00", line={"color": "#f59f00"}).encode(
-        x=_x_time("timestamp"),
+        x=_x_time("timestamp", frame=frame),
         y=alt.Y("lag:Q", title="records behind", axis=alt.Axis(format="~s")),
         tooltip=[_utc_tooltip("timestamp", "time (UTC)"), alt.Tooltip("lag:Q", format=",")],
     ).properties(height=220)
@@ -259,9 +283,10 @@ def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
     """Consumer lag per partition; frame: partition, lag."""
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#f59f00").encode(
         x=alt.X("lag:Q", title="lag (records)"),
-        y=alt.Y("partition:O", title="partition", axis=alt.Axis(labelOverlap=False)),
+        y=alt.Y("partition:O", title=None,
+                axis=alt.Axis(labelOverlap=False, labelExpr="'partition ' + datum.label")),
         tooltip=[alt.Tooltip("partition:O"), alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
-    ).properties(height=band_height(len(frame), 30, 50))
+    ).properties(height=band_height(len(frame), 36, 60))
 
 
 def dead_letter_reasons(frame: pd.DataFrame) -> alt.Chart:
@@ -269,12 +294,12 @@ def dead_letter_reasons(frame: pd.DataFrame) -> alt.Chart:
         x=alt.X("records:Q", title="records"),
         y=alt.Y("reason:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
         tooltip=[alt.Tooltip("reason:N"), alt.Tooltip("records:Q", format=","), alt.Tooltip("example:N")],
-    ).properties(height=band_height(len(frame), 30, 50))
+    ).properties(height=band_height(len(frame), 36, 60))
 
 
 def dead_letter_over_time(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
-        x=_x_time(), y=alt.Y("records:Q", title="dead letters"),
+        x=_x_time(frame=frame), y=alt.Y("records:Q", title="dead letters"),
         color=alt.Color("reason:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="purples")),
         tooltip=[_utc_tooltip("bucket", "from (UTC)"), alt.Tooltip("reason:N"), alt.Tooltip("records:Q")],
     ).properties(height=200)

@@ -64,14 +64,22 @@ def _bucket_for(span: timedelta) -> str:
     return f"{math.ceil(minutes / 1440)} days"
 
 
-def time_window(key: str, freshness: Freshness, default: str = "6 h", first: datetime | None = None) -> Window:
-    """A window selector; windows end at the newest data (see Freshness.reference_time)."""
+def time_window(key: str, freshness: Freshness, default: str = "6 h", first: datetime | None = None,
+                zoom_to_data: bool = False) -> Window:
+    """A window selector; windows end at the newest data (see Freshness.reference_time).
+
+    ``first`` is the oldest data: the start of the "All" window, and with ``zoom_to_data`` the start of
+    any window that reaches further back than the data (so a pipeline that has run for ten minutes
+    fills its charts with one-minute buckets instead of two bars in a six-hour frame).
+    """
     choice = st.segmented_control("Time window", list(_WINDOWS), default=default, key=key,
                                   help="Windows end at the newest data, so a stopped or replayed pipeline still "
                                        "shows its last hours.") or default
     end = freshness.reference_time + timedelta(seconds=1)
     span = _WINDOWS[choice]
     start = (first or end - timedelta(days=1)) if span is None else end - span
+    if zoom_to_data and first is not None and first > start:
+        start = first.replace(second=0, microsecond=0)
     start = min(start, end - timedelta(minutes=1))
     return Window(choice, start, end, _bucket_for(end - start))
 
@@ -92,9 +100,13 @@ def live(body: Callable[[], None]) -> None:
 
 
 def data_caption(freshness: Freshness) -> None:
-    ref = freshness.reference_time
-    age = freshness.age_seconds(freshness.latest_event_time or freshness.latest_incident_update)
-    when = f"{ref:%Y-%m-%d %H:%M:%S} UTC" + (f" ({fmt_age(age)} ago)" if age is not None else "")
+    newest = freshness.latest_event_time or freshness.latest_incident_update
+    if newest is None:
+        when = "none yet"
+    else:
+        age = freshness.age_seconds(newest)
+        when = f"{freshness.reference_time:%Y-%m-%d %H:%M:%S} UTC" + (f" ({fmt_age(age)} ago)" if age is not None
+                                                                     else "")
     interval = refresh_every()
     refresh = f"auto-refresh every {interval} s" if interval else "auto-refresh off"
     st.caption(f"Newest data: {when} · {refresh} · all times UTC")
@@ -104,9 +116,10 @@ def table_notice(status: MirrorStatus, what: str) -> bool:
     """Explain a missing or empty table (returns True when there is nothing to show)."""
     hint = TABLE_HINTS.get(status.table, "")
     if not status.exists:
-        st.info(f"**No {what} yet.** The folder `{status.path}` does not exist. {hint} Start the pipeline with "
-                "`make up`, or try the dashboard on demo data: `python -m incident_dashboard.demo --data-dir "
-                "/tmp/demo` then `DATA_DIR=/tmp/demo streamlit run dashboard/app.py`.",
+        st.info(f"**No {what} yet.** The folder `{status.path}` does not exist. {hint} Run the pipeline with "
+                "`make demo` (or, with `make up` running, `make trigger-dag`), or try the dashboard on demo data: "
+                "`python -m incident_dashboard.demo --data-dir /tmp/demo` then "
+                "`DATA_DIR=/tmp/demo streamlit run dashboard/app.py`.",
                 icon=":material/hourglass_empty:")
         return True
     if status.empty:
