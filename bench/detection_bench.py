@@ -276,7 +276,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency_run(work: Path, injections: list[Injection], injection_s: float, detect_wait_s: float,
-                start_quality: Callable[[], Future], log) -> tuple[list[Injection], dict]:  # noqa: ANN001
+                start_quality: Callable[[], Future], log) -> tuple[list[Injection], dict]:
     from log_generator import api
     from log_generator.ground_truth import load_ground_truth
 
@@ -315,8 +315,9 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
                 attempts += 1
                 if attempts > JOB_ATTEMPTS:
                     raise RuntimeError(f"the streaming job failed {JOB_ATTEMPTS} times; see {work / 'job.log'}")
-                job = subprocess.Popen(command, env=env, stdout=open(work / "job.log", "ab"),
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                with open(work / "job.log", "ab") as job_log:  # the child keeps its own descriptor
+                    job = subprocess.Popen(command, env=env, stdout=job_log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
             targets = end_offsets(bootstrap, topic)
             time.sleep(2.0)
             if background.error:
@@ -369,7 +370,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
 class Background(threading.Thread):
     """Normal traffic at RATE, paced in real time, until stopped."""
 
-    def __init__(self, api, common: dict, seed: int) -> None:  # noqa: ANN001
+    def __init__(self, api, common: dict, seed: int) -> None:
         super().__init__(daemon=True)
         from log_generator.runner import StopFlag
 
@@ -445,7 +446,8 @@ def main() -> int:
             log(f"  {inj.scenario} @ {inj.origin}: opened on {inj.opened_service} {value:.1f} s after the first error")
         else:
             value = detect_wait_s + injection_s
-            log(f"  {inj.scenario} @ {inj.origin}: not detected (first error seen: {inj.first_error_wall_ms is not None})")
+            log(f"  {inj.scenario} @ {inj.origin}: not detected "
+                f"(first error found: {inj.first_error_wall_ms is not None})")
         samples.append(value)
     detected = sum(1 for inj in injections if inj.opened_wall_ms is not None)
     for r in results:

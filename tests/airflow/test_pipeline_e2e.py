@@ -14,7 +14,8 @@ import pytest
 
 from incident_airflow.runs import run_dir
 
-pytestmark = pytest.mark.integration
+# The module's one dag.test() run (a Spark job) happens in the first test's setup: minutes on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 PIPELINE = "incident_processing_pipeline"
 # dag.test() runs the tasks one at a time, so the generator's wall time is pure waiting: three minutes

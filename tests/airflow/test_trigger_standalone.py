@@ -113,6 +113,8 @@ def _wait_for_state(api, run_id: str, states: set[str], timeout: float) -> str:
         time.sleep(1)
 
 
+# One pipeline run with a Spark job: on a loaded 2-core machine a job submission can take minutes.
+@pytest.mark.timeout(900)
 def test_triggered_run_succeeds_and_reports(standalone, capsys):
     from incident_airflow.api_client import AirflowApi
     from incident_airflow.last_run import describe_last_run
@@ -137,7 +139,7 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
         time.sleep(1)
     api.delete_run(PIPELINE, second)
 
-    code = report_finished(api, wait_for_run(api, first, timeout=600))
+    code = report_finished(api, wait_for_run(api, first, timeout=720))
     out = capsys.readouterr().out
     assert code == 0, out
     assert "process_stream: running" in out and "reconcile: success" in out

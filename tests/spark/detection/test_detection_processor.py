@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from pyspark.sql.streaming.tws_tester import TwsTester
+
 from incident_contracts.tables import INCIDENT_UPDATES
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.processor import IncidentDetectorProcessor
-from pyspark.sql.streaming.tws_tester import TwsTester
 
 PARAMS = DetectionParams()
 DEPS = {"orders": ["db"], "db": []}

@@ -33,7 +33,7 @@ def _body(window: Window) -> None:
             if over_time.empty:
                 st.caption(f"No incident opened in the last {window.label}.")
             else:
-                common.chart(charts.incidents_over_time(over_time))
+                common.chart(charts.incidents_over_time(over_time, window.span, window.step))
     with right, st.container(border=True):
         st.markdown("### Open incidents by severity")
         if not updates.empty:
@@ -49,7 +49,7 @@ def _body(window: Window) -> None:
                 st.caption(f"No events in the last {window.label}.")
             else:
                 noisy = repo.noisiest_services(window.start, window.end, limit=8)["service"].tolist()
-                common.chart(charts.error_rate_over_time(traffic, noisy))
+                common.chart(charts.error_rate_over_time(traffic, noisy, window.span))
 
     if not events.empty:
         left, right = st.columns([3, 2], gap="medium")
@@ -57,7 +57,7 @@ def _body(window: Window) -> None:
             st.markdown("### Heat map: error rate per service")
             traffic = repo.traffic(window.start, window.end, window.bucket)
             if not traffic.empty:
-                common.chart(charts.service_heatmap(traffic))
+                common.chart(charts.service_heatmap(traffic, window.span, window.step))
         with right, st.container(border=True):
             st.markdown("### Noisiest services")
             noisy = repo.noisiest_services(window.start, window.end, limit=8)
@@ -71,7 +71,7 @@ def _body(window: Window) -> None:
         if signatures.empty:
             st.caption("No error signatures in this window.")
         else:
-            st.dataframe(signatures[["service", "signature", "errors", "last_seen"]], hide_index=True,
+            st.dataframe(signatures[["service", "errors", "signature", "last_seen"]], hide_index=True,
                          width="stretch", column_config={
                              "signature": st.column_config.TextColumn("signature", width="large"),
                              "errors": st.column_config.NumberColumn("errors", format="localized"),

@@ -54,9 +54,20 @@ def time_format(*columns: pd.Series) -> str:
     return "%b %d %H:%M"
 
 
-def _x_time(field: str = "bucket", title: str | None = None, frame: pd.DataFrame | None = None) -> alt.X:
-    fmt = time_format(frame[field]) if frame is not None and field in frame else "%H:%M"
-    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=alt.Axis(format=fmt, labelAngle=0,
+Span = tuple[datetime, datetime]
+
+
+def _x_time(field: str = "bucket", title: str | None = None, frame: pd.DataFrame | None = None,
+            span: Span | None = None) -> alt.X:
+    """A UTC time axis; with ``span`` (the page's time window) it covers exactly that window, so the
+    charts of one page line up whatever data each of them has."""
+    if span is not None:
+        fmt = time_format(pd.Series(span))
+        scale = alt.Scale(type="utc", domain=[pd.Timestamp(t).isoformat() for t in span])
+    else:
+        fmt = time_format(frame[field]) if frame is not None and field in frame else "%H:%M"
+        scale = alt.Scale(type="utc")
+    return alt.X(f"{field}:T", scale=scale, axis=alt.Axis(format=fmt, labelAngle=0,
                                                                           title=title, grid=False))
 
 
@@ -80,10 +91,21 @@ def severity_donut(frame: pd.DataFrame) -> alt.Chart:
     return (ring + label + sub).properties(height=240)
 
 
-def incidents_over_time(frame: pd.DataFrame) -> alt.Chart:
-    """Stacked bars of incidents opened per bucket and severity; frame: bucket, severity, incidents."""
-    return alt.Chart(frame).mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2).encode(
-        x=_x_time(frame=frame),
+def _bucket_step(frame: pd.DataFrame, step: pd.Timedelta | None) -> pd.Timedelta:
+    if step is not None:
+        return pd.Timedelta(step)
+    buckets = pd.Series(sorted(frame["bucket"].unique())) if not frame.empty else pd.Series(dtype=object)
+    return buckets.diff().min() if len(buckets) > 1 else pd.Timedelta(minutes=10)
+
+
+def incidents_over_time(frame: pd.DataFrame, span: Span | None = None, step: pd.Timedelta | None = None) -> alt.Chart:
+    """Stacked bars of incidents opened per bucket and severity, each bar as wide as its bucket;
+    frame: bucket, severity, incidents."""
+    data = frame.assign(bucket_end=frame["bucket"] + _bucket_step(frame, step))
+    return alt.Chart(data).mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2, stroke="white",
+                                    strokeWidth=0.5).encode(
+        x=_x_time(frame=data, span=span),
+        x2=alt.X2("bucket_end"),
         y=alt.Y("incidents:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1)),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
         order=alt.Order("severity:N", sort="descending"),
@@ -91,13 +113,14 @@ def incidents_over_time(frame: pd.DataFrame) -> alt.Chart:
     ).properties(height=240)
 
 
-def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None) -> alt.Chart:
+def error_rate_over_time(frame: pd.DataFrame, services: list[str] | None = None,
+                         span: Span | None = None) -> alt.Chart:
     """Error rate per service over time; frame: bucket, service, events, errors, error_rate."""
     data = frame if services is None else frame[frame["service"].isin(services)]
     highlight = alt.selection_point(fields=["service"], bind="legend")
     return alt.Chart(data).mark_line(strokeWidth=2, interpolate="monotone",
                                      point=_points(data["bucket"].nunique())).encode(
-        x=_x_time(frame=data),
+        x=_x_time(frame=data, span=span),
         y=alt.Y("error_rate:Q", title="error rate", axis=alt.Axis(format="%")),
         color=alt.Color("service:N", legend=alt.Legend(orient="right", title=None),
                         scale=alt.Scale(scheme="tableau10")),
@@ -119,14 +142,11 @@ def volume_over_time(frame: pd.DataFrame) -> alt.Chart:
     return (area + errors).properties(height=200)
 
 
-def service_heatmap(frame: pd.DataFrame) -> alt.Chart:
+def service_heatmap(frame: pd.DataFrame, span: Span | None = None, step: pd.Timedelta | None = None) -> alt.Chart:
     """Error rate per service and time bucket; frame: bucket, service, events, errors, error_rate."""
-    data = frame.copy()
-    buckets = pd.Series(sorted(data["bucket"].unique())) if not data.empty else pd.Series(dtype="datetime64[ns, UTC]")
-    step = buckets.diff().min() if len(buckets) > 1 else pd.Timedelta(minutes=10)
-    data["bucket_end"] = data["bucket"] + step
+    data = frame.assign(bucket_end=frame["bucket"] + _bucket_step(frame, step))
     return alt.Chart(data).mark_rect(cornerRadius=2, stroke="white", strokeWidth=0.5).encode(
-        x=_x_time(frame=data),
+        x=_x_time(frame=data, span=span),
         x2=alt.X2("bucket_end"),
         y=alt.Y("service:N", title=None, sort=alt.EncodingSortField("errors", op="sum", order="descending"),
                 axis=alt.Axis(labelOverlap=False, labelLimit=170)),

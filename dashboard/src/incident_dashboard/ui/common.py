@@ -51,6 +51,14 @@ class Window:
     end: datetime
     bucket: str  # DuckDB interval, e.g. "10 minutes"
 
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        return self.start, self.end
+
+    @property
+    def step(self) -> pd.Timedelta:
+        return pd.Timedelta(self.bucket)
+
 
 _WINDOWS = {"1 h": timedelta(hours=1), "6 h": timedelta(hours=6), "24 h": timedelta(hours=24),
             "7 d": timedelta(days=7), "All": None}

@@ -46,7 +46,7 @@ class Enriched:
 
 
 def normalise_level(level: str | None) -> str:
-    upper = (level or "").strip().upper()
+    upper = (level or "").strip(" ").upper()
     mapped = LEVEL_SYNONYMS.get(upper, upper)
     return mapped if mapped in LEVELS else "INFO"
 
@@ -104,15 +104,16 @@ class Preparer:
         """The input frame of a batch of LogEvent dicts (timestamp in epoch ms)."""
         columns: dict[str, list] = {c: [] for c in ("environment", *INPUT_COLUMNS)}
         for r in records:
-            service = (r.get("service") or "").strip()
-            environment = (r.get("environment") or "").strip()
-            if r.get("timestamp") is None or not service or not environment:
+            service, environment = r.get("service"), r.get("environment")
+            if r.get("timestamp") is None or service is None or environment is None:
                 continue
+            service, environment = service.strip(" "), environment.strip(" ")  # Spark trim: spaces only
+            host = r.get("host")
             e = self.enriched(r.get("level"), r.get("message"), r.get("http_status"), r.get("latency_ms"))
             columns["environment"].append(environment)
             columns["t_ms"].append(int(r["timestamp"]))
             columns["service"].append(service)
-            columns["host"].append(r.get("host") or "unknown")
+            columns["host"].append("unknown" if host is None else host)
             columns["is_error"].append(e.is_error)
             columns["is_warn"].append(e.is_warn)
             columns["latency_ms"].append(e.latency_ms)

@@ -32,19 +32,10 @@ def params_from_settings(settings: Settings) -> DetectionParams:
     return DetectionParams().with_overrides(**overrides)
 
 
-def detect(events: DataFrame, catalog: Catalog, settings: Settings,
-           params: DetectionParams | None = None) -> DataFrame:
-    """Incident lifecycle rows (opened / updated / resolved) for a stream (or batch) of events.
-
-    `events` has the columns of incident_contracts.tables.EVENTS (at least REQUIRED_COLUMNS). The
-    result has exactly the columns of INCIDENT_UPDATES and is meant for append output mode.
-    """
-    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
-    if missing:
-        raise ValueError(f"detect() needs the events columns {missing}, which the input lacks; pass the "
-                         "decoded and enriched events stream (columns of incident_contracts.tables.EVENTS)")
-    params = params or params_from_settings(settings)
-    prepared = events.select(
+def prepare(events: DataFrame, params: DetectionParams) -> DataFrame:
+    """The columns the detector reads, per event (built-in expressions only): environment, event_time and
+    buckets.INPUT_COLUMNS. Events without a time, service or environment are left out."""
+    return events.select(
         F.col("environment").cast("string").alias("environment"),
         F.col("event_time"),
         F.unix_millis(F.col("event_time")).alias("t_ms"),
@@ -59,6 +50,21 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
         F.col("tier").cast("string").alias("tier"),
         F.col("owner").cast("string").alias("owner"),
     ).where(F.col("event_time").isNotNull() & F.col("service").isNotNull() & F.col("environment").isNotNull())
+
+
+def detect(events: DataFrame, catalog: Catalog, settings: Settings,
+           params: DetectionParams | None = None) -> DataFrame:
+    """Incident lifecycle rows (opened / updated / resolved) for a stream (or batch) of events.
+
+    `events` has the columns of incident_contracts.tables.EVENTS (at least REQUIRED_COLUMNS). The
+    result has exactly the columns of INCIDENT_UPDATES and is meant for append output mode.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"detect() needs the events columns {missing}, which the input lacks; pass the "
+                         "decoded and enriched events stream (columns of incident_contracts.tables.EVENTS)")
+    params = params or params_from_settings(settings)
+    prepared = prepare(events, params)
     if events.isStreaming:
         prepared = prepared.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
     processor = IncidentDetectorProcessor(
