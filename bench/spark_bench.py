@@ -60,7 +60,7 @@ TARGET = 100_000  # events/s end to end
 DRIVER_MEMORY_TARGET_MB = 2048
 
 MESSAGES = [
-    ("INFO", "GET {path} returned 200 in {ms}ms", None),
+    ("INFO", "{method} {path} returned 200 in {ms}ms", None),
     ("INFO", "request completed user={user} items={n} total={money}", None),
     ("DEBUG", "cache hit key=session:{hex} ttl={n}s", None),
     ("WARN", "slow query on orders took {ms}ms rows={n}", None),
@@ -81,8 +81,9 @@ def event_pool(size: int, seed: int = 7) -> list[bytes]:
     for i in range(size):
         service = rng.choice(services)
         level, template, error_type = rng.choice(MESSAGES)
-        path = rng.choice(service.endpoints).replace("{id}", str(rng.randint(1, 99999)))
-        message = template.format(path=path, ms=rng.randint(1, 3000), user=f"u{rng.randint(1, 10**6)}",
+        method, _, path = rng.choice(service.endpoints).replace("{id}", str(rng.randint(1, 99999))).rpartition(" ")
+        method = method or "GET"
+        message = template.format(method=method, path=path, ms=rng.randint(1, 3000), user=f"u{rng.randint(1, 10**6)}",
                                   n=rng.randint(1, 500), n2=rng.randint(1, 254), money=f"{rng.random() * 500:.2f}",
                                   hex=f"{rng.getrandbits(32):08x}", host=rng.choice(services).name,
                                   port=rng.choice([443, 5432, 6379, 8080]), uuid=uuid.UUID(int=rng.getrandbits(128)))
@@ -92,7 +93,7 @@ def event_pool(size: int, seed: int = 7) -> list[bytes]:
             "service": service.name, "environment": "prod", "host": rng.choice(service.hosts), "level": level,
             "logger": service.logger or f"{service.name}.http", "message": message,
             "trace_id": f"{rng.getrandbits(128):032x}", "span_id": f"{rng.getrandbits(64):016x}",
-            "http_method": "GET" if service.kind == "http" else None,
+            "http_method": method if service.kind == "http" else None,
             "http_path": path if service.kind == "http" else None,
             "http_status": status if service.kind == "http" else None,
             "latency_ms": round(rng.lognormvariate(3, 0.8), 2), "error_type": error_type,

@@ -53,10 +53,14 @@ CHARTS: dict[str, Callable[[], Any]] = {
     "severity_donut": lambda: charts.severity_donut(
         pd.DataFrame({"severity": ["P1", "P2", "P3", "P4"], "incidents": [1, 2, 0, 4]})),
     "incidents_over_time": lambda: charts.incidents_over_time(
-        pd.DataFrame({"bucket": MINUTES[:3], "severity": ["P1", "P2", "P2"], "incidents": [1, 2, 1]})),
-    "error_rate_over_time": lambda: charts.error_rate_over_time(_traffic(), list(SERVICES[:2])),
+        pd.DataFrame({"bucket": MINUTES[:3], "severity": ["P1", "P2", "P2"], "incidents": [1, 2, 1]}),
+        (MINUTES[0], MINUTES[-1]), pd.Timedelta(minutes=5)),
+    "error_rate_over_time": lambda: charts.error_rate_over_time(_traffic(), list(SERVICES[:2]),
+                                                                (MINUTES[0], MINUTES[-1])),
     "volume_over_time": lambda: charts.volume_over_time(_traffic()),
     "service_heatmap": lambda: charts.service_heatmap(_traffic()),
+    "service_heatmap_window": lambda: charts.service_heatmap(_traffic(), (MINUTES[0], MINUTES[-1]),
+                                                             pd.Timedelta(minutes=5)),
     "noisiest_services": lambda: charts.noisiest_services(
         pd.DataFrame({"service": SERVICES, "events": [10, 20, 30], "errors": [3, 2, 1], "error_rate": [.3, .1, .03]})),
     "incident_timeline": lambda: charts.incident_timeline(_incidents()),
@@ -121,3 +125,28 @@ def test_to_vega_lite_keeps_every_layer_frame() -> None:
     lines = next(frame for frame in datasets.values() if len(frame) == len(window))
     assert lines["is_focus"].sum() == len(MINUTES)  # the incident's own service is flagged for the bold line
     assert isinstance(chart, alt.LayerChart) and len(chart.layer) == 4
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [(8, "%H:%M:%S"), (6 * 60, "%H:%M"), (7 * 24 * 60, "%b %d %H:%M")])
+def test_time_axis_labels_fit_the_span(minutes: int, expected: str) -> None:
+    span = (T0, T0 + pd.Timedelta(minutes=minutes))
+    assert charts.time_format(pd.Series(span)) == expected
+    spec = charts.to_vega_lite(charts.error_rate_over_time(_traffic(), None, span))
+    assert spec["encoding"]["x"]["axis"]["format"] == expected
+    start, end = spec["encoding"]["x"]["scale"]["domain"]
+    assert start["utc"] and (start["hours"], start["minutes"]) == (T0.hour, T0.minute)
+    assert (end["date"] - start["date"]) * 24 * 60 + (end["hours"] - start["hours"]) * 60 + (
+        end["minutes"] - start["minutes"]) == minutes
+
+
+def test_incident_bars_cover_their_bucket_and_stack() -> None:
+    frame = pd.DataFrame({"bucket": [MINUTES[0], MINUTES[0], MINUTES[1]], "severity": ["P1", "P3", "P2"],
+                          "incidents": [1, 2, 4]})
+    spec = charts.to_vega_lite(charts.incidents_over_time(frame, None, pd.Timedelta(minutes=5)))
+    (data,) = spec["datasets"].values()
+    assert (data["bucket_end"] - data["bucket"]).eq(pd.Timedelta(minutes=5)).all()
+    assert spec["encoding"]["x2"]["field"] == "bucket_end"
+    first = data[data["bucket"] == MINUTES[0]].set_index("severity")
+    assert (first.loc["P3", "y0"], first.loc["P3", "y1"]) == (0, 2)  # lower severities at the bottom
+    assert (first.loc["P1", "y0"], first.loc["P1", "y1"]) == (2, 3)
+    assert data[data["bucket"] == MINUTES[1]][["y0", "y1"]].values.tolist() == [[0, 4]]

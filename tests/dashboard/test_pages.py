@@ -108,6 +108,9 @@ def test_incident_picker_and_unknown_id(demo_env: DemoSummary, app: AppTest) -> 
     _open(app, "views/incident.py")
     picker = app.selectbox(key="incident_picker")
     assert len(picker.options) == len(demo_env.incidents)
+    newest = app.dataframe[0].value  # the newest incidents, one click away
+    assert len(newest) == min(10, len(demo_env.incidents)) and newest["link"].str.startswith("incident?id=").all()
+    assert newest["opened_at"].is_monotonic_decreasing
     _open(app, "views/incident.py", id="INC-DOES-NOT-EXIST")
     assert "No incident with ID `INC-DOES-NOT-EXIST`" in _text(app)
 
@@ -153,6 +156,34 @@ def test_gemini_error_shows_message_and_retry_paths(demo_env: DemoSummary, app: 
         app.button(key="analysis_fallback").click().run()
         assert "Offline analysis" in _text(app) and not app.error
         assert len(fake.requests) == 1
+    finally:
+        fake.close()
+
+
+def test_the_analysis_just_asked_for_is_the_one_shown(demo_env: DemoSummary, app: AppTest,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_gemini import VALID_KEY, FakeGemini
+
+    fake = FakeGemini()
+    try:
+        monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
+        monkeypatch.setenv("GEMINI_BASE_URL", fake.url)
+        get_settings.cache_clear()
+        _open(app, "views/incident.py", id=demo_env.incident_for("bad_deploy_5xx").incident_id)
+        app.button(key="analysis_run").click().run()
+        assert not app.exception and len(fake.requests) == 1
+
+        def shown_label() -> str:
+            return next(c.value for c in app.caption if " · prompt " in c.value)
+
+        assert shown_label().startswith("Gemini (")
+        app.button(key="analysis_offline").click().run()  # asked for the offline analysis: it is shown
+        assert not app.exception
+        assert shown_label().startswith("Offline analysis") and any("Offline analysis" in i.value for i in app.info)
+        (picker,) = [s for s in app.selectbox if s.label == "Stored analyses"]
+        assert len(picker.options) == 2
+        picker.select_index(1).run()  # the earlier Gemini answer is still one click away
+        assert shown_label().startswith("Gemini (") and len(fake.requests) == 1
     finally:
         fake.close()
 

@@ -57,6 +57,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Tasks report to the API server; on a busy 2-core machine it can take longer than the default
+        # 5 s to answer, and a task whose start is not acknowledged fails before it runs.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_connection(settings)),
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(kafka_connection(settings)),
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),

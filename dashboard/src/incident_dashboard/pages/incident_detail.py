@@ -56,6 +56,19 @@ def _picker(recent: pd.DataFrame, current: str | None) -> None:
     if choice and choice != current:
         st.query_params["id"] = choice
         st.rerun()
+    if current is None:
+        newest = recent.head(10)
+        st.markdown("**Newest incidents**")
+        st.dataframe(pd.DataFrame({
+            "link": newest["incident_id"].map(incident_link), "severity": newest["severity"],
+            "status": newest["status"], "service": newest["service"], "opened_at": newest["opened_at"],
+            "title": newest["title"]}), hide_index=True, width="stretch", column_config={
+            "link": st.column_config.LinkColumn("incident", display_text=r"incident\?id=(.*)"),
+            "severity": st.column_config.TextColumn("sev", width="small"),
+            "opened_at": st.column_config.DatetimeColumn("opened (UTC)", format="YYYY-MM-DD HH:mm",
+                                                         timezone="UTC"),
+            "title": st.column_config.TextColumn(width="large")})
+        st.caption("The Incidents page filters and sorts all of them.")
 
 
 def _header(context: IncidentContext) -> None:
@@ -88,12 +101,10 @@ def _live_body(incident_id: str, context: IncidentContext | None = None) -> None
                    fmt_duration(end - inc["opened_at"]), border=True)
     rate, base = inc.get("error_rate"), inc.get("baseline_error_rate")
     cols[2].metric("Error rate", fmt_pct(rate, 1), border=True, delta_color="inverse",
-                   delta=f"{rate / base:,.0f}× baseline" if rate is not None and base else None,
-                   help=f"Baseline {fmt_pct(base)}")
+                   delta=_vs_baseline(rate, base), help=f"Baseline {fmt_pct(base)}")
     p95, base95 = inc.get("latency_p95_ms"), inc.get("baseline_latency_p95_ms")
     cols[3].metric("p95 latency", f"{p95:,.0f} ms" if p95 is not None else "-", border=True, delta_color="inverse",
-                   delta=f"{p95 / base95:.1f}× baseline" if p95 and base95 else None,
-                   help=f"Baseline {base95:,.0f} ms" if base95 else None)
+                   delta=_vs_baseline(p95, base95), help=f"Baseline {base95:,.0f} ms" if base95 else None)
     cols[4].metric("Errors", f"{inc.get('error_count') or 0:,}", border=True,
                    help=f"out of {inc.get('event_count') or 0:,} events counted by the detector")
     cols[5].metric("Anomaly score", f"{inc.get('anomaly_score') or 0:.1f}", border=True)
@@ -111,6 +122,17 @@ def _live_body(incident_id: str, context: IncidentContext | None = None) -> None
     _samples(context)
     _related(context)
     st.caption(f"Updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+
+def _vs_baseline(value: float | None, baseline: float | None) -> str | None:
+    """The metric's delta against its baseline: "12× baseline" above it, "-40% vs baseline" below it (the
+    arrow of st.metric follows the sign)."""
+    if value is None or not baseline or pd.isna(value) or pd.isna(baseline):
+        return None
+    ratio = value / baseline
+    if ratio >= 1:
+        return f"{ratio:,.0f}× baseline" if ratio >= 10 else f"{ratio:.1f}× baseline"
+    return f"-{(1 - ratio) * 100:.0f}% vs baseline"
 
 
 def _charts(context: IncidentContext) -> None:

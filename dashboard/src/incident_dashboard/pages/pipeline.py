@@ -69,8 +69,11 @@ def _kafka() -> None:
                 st.caption(f"Group `{snap.group}` has committed nothing on `{cfg.kafka_topic_logs}` yet: lag counts "
                            "every retained record.")
         with right:
-            if not logs.empty:
+            if not logs.empty and logs["lag"].fillna(0).sum() > 0:
                 common.chart(charts.partition_lag_chart(logs.fillna({"lag": 0})))
+            elif not logs.empty and logs["committed"].notna().any():
+                st.success(f"Group `{snap.group}` is caught up: no lag on any partition of "
+                           f"`{cfg.kafka_topic_logs}`.", icon=":material/check_circle:")
             with st.expander(f"All topics ({len(snap.topics)})"):
                 st.dataframe(snap.topics, hide_index=True, width="stretch")
 

@@ -43,6 +43,15 @@ def _error_key(incident_id: str) -> str:
     return f"analysis_error::{incident_id}"
 
 
+def _last_key(incident_id: str) -> str:
+    """The analysis the user last asked for on this incident (shown first)."""
+    return f"analysis_last::{incident_id}"
+
+
+def _pick_key(incident_id: str) -> str:
+    return f"analysis_pick::{incident_id}"
+
+
 def render(cfg: Settings, context: IncidentContext) -> None:
     incident_id = context.incident_id
     engine, model, version = engine_for(cfg)
@@ -71,14 +80,15 @@ def render(cfg: Settings, context: IncidentContext) -> None:
     if current is None and not stored:
         _preview(context)
         return
-    shown = current or stored[0]
+    last = st.session_state.get(_last_key(incident_id))
+    shown = next((a for a in stored if a.analysis_id == last), None) or current or stored[0]
     others = [a for a in stored if a.analysis_id != shown.analysis_id]
     if others:
-        choices = [shown, *others]
-        picked = st.selectbox("Stored analyses", range(len(choices)), key="analysis_pick",
-                              format_func=lambda i: f"{choices[i].label} · {choices[i].prompt_version} · "
-                                                    f"{choices[i].created_at:%Y-%m-%d %H:%M} UTC")
-        shown = choices[picked or 0]
+        by_id = {a.analysis_id: a for a in [shown, *others]}
+        picked = st.selectbox("Stored analyses", list(by_id), key=_pick_key(incident_id),
+                              format_func=lambda i: f"{by_id[i].label} · {by_id[i].prompt_version} · "
+                                                    f"{by_id[i].created_at:%Y-%m-%d %H:%M} UTC")
+        shown = by_id.get(picked, shown)
     show_analysis(shown, context)
     _feedback(cfg, shown)
 
@@ -89,7 +99,9 @@ def _run(cfg: Settings, incident_id: str, *, engine: str, force: bool) -> None:
     what = f"Asking Gemini ({model})…" if chosen == "gemini" else "Matching the runbooks…"
     try:
         with st.spinner(what):
-            analyze(incident_id, settings=cfg, force=force, engine=engine)  # type: ignore[arg-type]
+            done = analyze(incident_id, settings=cfg, force=force, engine=engine)  # type: ignore[arg-type]
+        st.session_state[_last_key(incident_id)] = done.analysis_id
+        st.session_state.pop(_pick_key(incident_id), None)  # the picker starts at the new answer
     except AnalysisError as exc:
         st.session_state[_error_key(incident_id)] = {
             "kind": exc.kind, "message": exc.message, "hint": exc.hint, "retryable": exc.retryable}

@@ -57,13 +57,21 @@ def time_format(*columns: pd.Series) -> str:
 Span = tuple[datetime, datetime]
 
 
+def _vl_datetime(moment: datetime) -> dict[str, Any]:
+    """A Vega-Lite DateTime object in UTC (a scale domain given as epoch milliseconds is misread)."""
+    t = pd.Timestamp(moment)
+    t = t.tz_convert("UTC") if t.tzinfo else t.tz_localize("UTC")
+    return {"year": t.year, "month": t.month, "date": t.day, "hours": t.hour, "minutes": t.minute,
+            "seconds": t.second, "milliseconds": t.microsecond // 1000, "utc": True}
+
+
 def _x_time(field: str = "bucket", title: str | None = None, frame: pd.DataFrame | None = None,
             span: Span | None = None) -> alt.X:
     """A UTC time axis; with ``span`` (the page's time window) it covers exactly that window, so the
     charts of one page line up whatever data each of them has."""
     if span is not None:
         fmt = time_format(pd.Series(span))
-        scale = alt.Scale(type="utc", domain=[pd.Timestamp(t).isoformat() for t in span])
+        scale = alt.Scale(type="utc", domain=[_vl_datetime(t) for t in span])
     else:
         fmt = time_format(frame[field]) if frame is not None and field in frame else "%H:%M"
         scale = alt.Scale(type="utc")
@@ -100,15 +108,20 @@ def _bucket_step(frame: pd.DataFrame, step: pd.Timedelta | None) -> pd.Timedelta
 
 def incidents_over_time(frame: pd.DataFrame, span: Span | None = None, step: pd.Timedelta | None = None) -> alt.Chart:
     """Stacked bars of incidents opened per bucket and severity, each bar as wide as its bucket;
-    frame: bucket, severity, incidents."""
-    data = frame.assign(bucket_end=frame["bucket"] + _bucket_step(frame, step))
-    return alt.Chart(data).mark_bar(cornerRadiusTopLeft=2, cornerRadiusTopRight=2, stroke="white",
-                                    strokeWidth=0.5).encode(
+    frame: bucket, severity, incidents.
+
+    The stacking is done here (rectangles from ``y0`` to ``y1``): Vega-Lite does not stack bars that
+    have an end (``x2``), and without one a bar is a few pixels wide whatever its bucket."""
+    data = frame.sort_values(["bucket", "severity"], ascending=[True, False], kind="stable")
+    data = data.assign(bucket_end=data["bucket"] + _bucket_step(data, step),
+                       y1=data.groupby("bucket")["incidents"].cumsum())
+    data = data.assign(y0=data["y1"] - data["incidents"])
+    return alt.Chart(data).mark_rect(cornerRadius=2, stroke="white", strokeWidth=0.5).encode(
         x=_x_time(frame=data, span=span),
         x2=alt.X2("bucket_end"),
-        y=alt.Y("incidents:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("y1:Q", title="incidents opened", axis=alt.Axis(tickMinStep=1), scale=alt.Scale(zero=True)),
+        y2=alt.Y2("y0"),
         color=alt.Color("severity:N", scale=SEVERITY_SCALE, legend=alt.Legend(orient="top", title=None)),
-        order=alt.Order("severity:N", sort="descending"),
         tooltip=[_utc_tooltip("bucket", "from (UTC)"), alt.Tooltip("severity:N"), alt.Tooltip("incidents:Q")],
     ).properties(height=240)
 
@@ -226,7 +239,8 @@ def window_chart(frame: pd.DataFrame, metric: str, title: str, start: datetime, 
     lines = alt.Chart(data).mark_line(interpolate="monotone", point=alt.OverlayMarkDef(size=12)).encode(
         x=_x_time(title="time (UTC)", frame=frame),
         y=alt.Y(f"{metric}:Q", title=title, axis=alt.Axis(format=fmt.replace(".1", "").replace(".0", "") or None)),
-        color=alt.Color("service:N", legend=alt.Legend(orient="top", title=None), scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("service:N", legend=alt.Legend(orient="top", title=None, columns=3, labelLimit=160),
+                        scale=alt.Scale(scheme="tableau10")),
         strokeWidth=alt.StrokeWidthValue(1.2, condition={"test": "datum.is_focus", "value": 3}),
         opacity=alt.OpacityValue(0.55, condition={"test": "datum.is_focus", "value": 1.0}),
         tooltip=[_utc_tooltip("bucket", "time (UTC)"), alt.Tooltip("service:N"), alt.Tooltip(f"{metric}:Q", format=fmt),
@@ -302,7 +316,7 @@ def lag_chart(frame: pd.DataFrame) -> alt.Chart:
 def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
     """Consumer lag per partition; frame: partition, lag."""
     return alt.Chart(frame).mark_bar(cornerRadiusEnd=3, color="#f59f00").encode(
-        x=alt.X("lag:Q", title="lag (records)"),
+        x=alt.X("lag:Q", title="lag (records)", axis=alt.Axis(format="~s")),
         y=alt.Y("partition:O", title=None,
                 axis=alt.Axis(labelOverlap=False, labelExpr="'partition ' + datum.label")),
         tooltip=[alt.Tooltip("partition:O"), alt.Tooltip("lag:Q", format=","), alt.Tooltip("end_offset:Q", format=",")],
