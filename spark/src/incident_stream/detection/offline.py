@@ -57,8 +57,12 @@ def _first_group(pattern: re.Pattern[str], text: str, group: int) -> str | None:
 
 
 def enrich_fields(level: str | None, message: str | None, http_status: int | None, latency_ms: float | None,
-                  message_max_chars: int = 300) -> Enriched:
-    """The detector's view of one event, as enrich.py and stream.py compute it in Spark."""
+                  message_max_chars: int = 300, signatures: bool = True) -> Enriched:
+    """The detector's view of one event, as enrich.py and stream.py compute it in Spark.
+
+    With `signatures` false, only error and warning lines get their signature (others get ""): the
+    detector's decisions never read signatures, and it reports those of problem lines, so an evaluation
+    that only scores incidents can skip the costly masking of every normal line."""
     text = message or ""
     lvl = normalise_level(level)
     status = http_status
@@ -69,9 +73,9 @@ def enrich_fields(level: str | None, message: str | None, http_status: int | Non
         match = _LATENCY_RE.search(text)
         if match:
             latency_ms = float(match.group(1)) * _UNIT_FACTOR.get(match.group(2).lower(), 1.0)
-    signature = mask_message(message)
-    return Enriched(is_error=lvl in ("ERROR", "FATAL") or (status is not None and status >= 500),
-                    is_warn=lvl == "WARN", latency_ms=latency_ms, signature=signature,
+    is_error = lvl in ("ERROR", "FATAL") or (status is not None and status >= 500)
+    signature = mask_message(message) if signatures or is_error or lvl == "WARN" else ""
+    return Enriched(is_error=is_error, is_warn=lvl == "WARN", latency_ms=latency_ms, signature=signature,
                     signature_id=signature_id(signature),
                     message=None if message is None else message[:message_max_chars])
 
@@ -80,13 +84,16 @@ class Preparer:
     """LogEvent records -> the detector's input frame (buckets.INPUT_COLUMNS plus environment).
 
     Enrichment is cached by (level, message, status, latency): generated and real logs repeat lines.
+    `signatures=False`: see enrich_fields.
     """
 
-    def __init__(self, catalog: Catalog, params: DetectionParams | None = None, cache_size: int = 200_000) -> None:
+    def __init__(self, catalog: Catalog, params: DetectionParams | None = None, cache_size: int = 200_000,
+                 signatures: bool = True) -> None:
         self.tiers = {s.name: str(s.tier) for s in catalog.services}
         self.owners = {s.name: s.owner for s in catalog.services}
         self.max_chars = (params or DetectionParams()).message_max_chars
         self.cache_size = cache_size
+        self.signatures = signatures
         self._cache: dict[tuple, Enriched] = {}
 
     def enriched(self, level: str | None, message: str | None, http_status: int | None,
@@ -94,7 +101,7 @@ class Preparer:
         key = (level, message, http_status, latency_ms)
         found = self._cache.get(key)
         if found is None:
-            found = enrich_fields(level, message, http_status, latency_ms, self.max_chars)
+            found = enrich_fields(level, message, http_status, latency_ms, self.max_chars, self.signatures)
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             self._cache[key] = found
