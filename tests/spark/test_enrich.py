@@ -25,7 +25,8 @@ CATALOG = Catalog(services=[
 
 def decoded(**fields: Any) -> dict[str, Any]:
     row = {name: None for name in logevent_schema().names}
-    row.update(topic="logs.events", kafka_partition=1, kafka_offset=42, kafka_timestamp=T0, event_id="e-1",
+    row.update(topic="logs.events", kafka_partition=1, kafka_offset=42, kafka_timestamp=T0, read_time=T0,
+               event_id="e-1",
                timestamp=T0, service="payments", environment="prod", host="pay-1", level="INFO",
                message="ok", attributes={"region": "eu"})
     row.update(fields)

@@ -12,7 +12,8 @@ of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exa
   columns where they are set (the Kafka source computes them vectorised in its tasks), else computed
   with Spark built-ins;
 * the service's tier and owner from the service catalog;
-* ``event_date``/``event_hour`` (UTC) for partitioning, ``ingest_time`` = time of the micro-batch.
+* ``event_date``/``event_hour`` (UTC) for partitioning; ``ingest_time`` = the source's ``read_time`` (when
+  the job read the record), or the time of the micro-batch for frames without it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ def latency_ms(df: DataFrame) -> Column:
     return F.coalesce(F.col("latency_ms"), value * factor)
 
 
+def ingest_time(df: DataFrame) -> Column:
+    """The source's read_time (set on every row it yields); current_timestamp() for other frames.
+
+    current_timestamp() is folded into a constant that Spark writes into the generated code, so each
+    micro-batch would compile (and warm up) new code for the whole enrichment; a column does not."""
+    return F.col("read_time") if "read_time" in df.columns else F.current_timestamp()
+
+
 def catalog_lookup(catalog: Catalog, service: Column) -> tuple[Column, Column]:
     """(tier, owner) of a service from the catalog; null for services the catalog does not list."""
     if not catalog.services:
@@ -103,7 +112,7 @@ def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
     staged = decoded.select(
         F.col("event_id"),
         F.col("timestamp").alias("event_time"),
-        F.current_timestamp().alias("ingest_time"),
+        ingest_time(decoded).alias("ingest_time"),
         service.alias("service"),
         F.trim(F.col("environment")).alias("environment"),
         F.col("host"),

@@ -195,15 +195,17 @@ def logevent_batches(messages: list[Any], config: ReadConfig, schema: pa.Schema)
         keep[bad_rows] = False
         events = events.filter(pa.array(keep))
         ok = ok[keep]
+    read_us = time.time_ns() // 1000
     if events.num_rows:
         signatures = mask_array(events.column("message"))
         derived = {"signature": signatures, "signature_id": signature_ids(signatures)}
-        yield _assemble(schema, config.topic, partition, offsets[ok], kafka_ms[ok], events=events, derived=derived)
+        yield _assemble(schema, config.topic, partition, offsets[ok], kafka_ms[ok], read_us, events=events,
+                        derived=derived)
     if rejected:
         rejected.sort()
         index = np.array([i for i, _, _ in rejected], dtype=np.int64)
         raw = [values[i] for i in index.tolist()]
-        yield _assemble(schema, config.topic, partition, offsets[index], kafka_ms[index], rejects=(
+        yield _assemble(schema, config.topic, partition, offsets[index], kafka_ms[index], read_us, rejects=(
             [reason for _, reason, _ in rejected], [detail for _, _, detail in rejected],
             [messages[i].key() for i in index.tolist()],
             [v[:DEAD_LETTER_MAX_RAW_BYTES] if v is not None else None for v in raw],
@@ -211,11 +213,12 @@ def logevent_batches(messages: list[Any], config: ReadConfig, schema: pa.Schema)
 
 
 def _assemble(schema: pa.Schema, topic: str, partition: int, offsets: np.ndarray, kafka_ms: np.ndarray,
-              events: pa.RecordBatch | None = None, rejects: tuple | None = None,
+              read_us: int, events: pa.RecordBatch | None = None, rejects: tuple | None = None,
               derived: dict[str, pa.Array] | None = None) -> pa.RecordBatch:
     n = len(offsets)
     stamps = pa.array(kafka_ms * 1000, mask=kafka_ms < 0, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     given = {
+        "read_time": pa.array(np.full(n, read_us, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC")),
         "topic": pa.array([topic] * n, type=pa.string()) if n else pa.array([], type=pa.string()),
         "kafka_partition": pa.array(np.full(n, partition, dtype=np.int32)),
         "kafka_offset": pa.array(offsets),

@@ -16,8 +16,8 @@ kafka.bootstrap.servers    broker list (required)
 subscribe                  the topic (required; one topic)
 format                     ``raw`` (key, value, topic, partition, offset, timestamp, timestampType, like
                            Spark's Kafka source) or ``logevent`` (Avro LogEvents decoded into columns, plus
-                           the message's error signature and its id (signature.py), with undecodable
-                           records as rows carrying reject_reason/reject_detail/raw_value)
+                           the message's error signature and its id (signature.py) and read_time, with
+                           undecodable records as rows carrying reject_reason/reject_detail/raw_value)
 startingOffsets            ``earliest`` (default) or ``latest``, for a query without a checkpoint
 maxOffsetsPerTrigger       most records per micro-batch (alias maxRecordsPerTrigger); spread over partitions
 failOnDataLoss             ``true`` (default): fail when records are gone or the topic was recreated;
@@ -75,8 +75,11 @@ log = logging.getLogger("incident_stream.kafka_source")
 SOURCE_NAME = "kafka_arrow"
 KAFKA_COLUMNS = [StructField("topic", StringType()), StructField("kafka_partition", IntegerType()),
                  StructField("kafka_offset", LongType()), StructField("kafka_timestamp", TimestampType())]
-# Derived while the batch is in Arrow form in the task (signature.py): null for rejected records.
-DERIVED_COLUMNS = [StructField("signature", StringType()), StructField("signature_id", StringType())]
+# Derived in the task: the message's signature and its id (signature.py; null for rejected records),
+# and when the task read the record (the job's ingest time: a column rather than current_timestamp(),
+# whose value Spark writes into the generated code, so that every micro-batch compiled new code).
+DERIVED_COLUMNS = [StructField("signature", StringType()), StructField("signature_id", StringType()),
+                   StructField("read_time", TimestampType())]
 REJECT_COLUMNS = [StructField("reject_reason", StringType()), StructField("reject_detail", StringType()),
                   StructField("key", BinaryType()), StructField("raw_value", BinaryType()),
                   StructField("value_size", LongType())]
@@ -88,8 +91,8 @@ RAW_SCHEMA = StructType([
 
 
 def logevent_schema() -> StructType:
-    """Kafka columns, the LogEvent fields (newest schema), the message's signature and its id, then the
-    reject columns; all nullable."""
+    """Kafka columns, the LogEvent fields (newest schema), the derived columns (signature, signature_id,
+    read_time), then the reject columns; all nullable."""
     event_fields = [replace_nullable(f) for f in from_arrow_schema(decoded_arrow_schema(latest())).fields]
     return StructType(KAFKA_COLUMNS + event_fields + DERIVED_COLUMNS + REJECT_COLUMNS)
 
