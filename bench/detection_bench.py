@@ -210,7 +210,7 @@ def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
     if not commits.is_dir():
         return False
     done = sorted((int(p.name) for p in commits.iterdir() if p.name.isdigit()), reverse=True)
-    for batch in done[:1]:
+    for batch in done[:1]:  # the newest committed batch
         try:
             last = (offsets / str(batch)).read_text().strip().splitlines()[-1]
             read = {int(k): int(v) for k, v in json.loads(last)["offsets"].items()}
@@ -296,26 +296,34 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         reader.start()
         common = {"rate": RATE, "bootstrap_servers": bootstrap, "topic": topic, "data_dir": runs,
                   "create_topic": False, "progress": False}
-        api.run("none", duration_s=HISTORY_S, speedup=None, seed=1, **{**common, "rate": HISTORY_RATE})
+        history = {**common, "rate": HISTORY_RATE, "speedup": None}
+        last_ms = api.run("none", duration_s=HISTORY_S, seed=1, **history).last_event_ms
         log(f"  history: {HISTORY_S:.0f} s of event time at {HISTORY_RATE:,.0f} ev/s produced")
-        background = Background(api, common, seed=2)
         job_started = time.monotonic()
         attempts = 0
-        while True:  # normal traffic until the job has caught up (and the quality run is done)
+        background = None
+        while True:
             if job is None or job.poll() is not None:
                 if job is not None:
-                    log(f"  the streaming job exited during start-up (code {job.returncode}); starting it again")
+                    log(f"  the streaming job exited (code {job.returncode}) before it caught up; starting it again")
                 attempts += 1
                 if attempts > JOB_ATTEMPTS:
                     raise RuntimeError(f"the streaming job failed {JOB_ATTEMPTS} times; see {work / 'job.log'}")
                 with open(work / "job.log", "ab") as job_log:  # the child keeps its own descriptor
                     job = subprocess.Popen(command, env=env, stdout=job_log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
+            if background is None and detection_caught_up(checkpoint, {}):
+                # The job is up (first batch done): history up to now, then live traffic, without a gap.
+                gap_s = (time.time() * 1000 - last_ms) / 1000
+                api.run("none", start_ms=last_ms + 1, duration_s=max(gap_s, 1.0), seed=2, **history)
+                background = Background(api, common, seed=3)
+                log(f"  job up {time.monotonic() - job_started:.0f} s after start; live traffic at {RATE:,.0f} ev/s")
             targets = end_offsets(bootstrap, topic)
             time.sleep(2.0)
-            if background.error:
+            if background is not None and background.error:
                 raise RuntimeError(f"background traffic failed: {background.error}")
-            if detection_caught_up(checkpoint, targets) and (quality is None or quality.done()):
+            if background is not None and detection_caught_up(checkpoint, targets) \
+                    and (quality is None or quality.done()):
                 break
             if time.monotonic() - job_started > 600:
                 raise RuntimeError("the detection query did not catch up within 10 minutes")

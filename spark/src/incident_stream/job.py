@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,11 @@ log = logging.getLogger("incident_stream")
 INGEST, DETECTION = "ingest", "detection"
 COMPACT_EVERY_BATCHES = 20
 STOP_GRACE_SECONDS = 60.0
+QUERY_INIT_WAIT_SECONDS = 60.0
+MAX_QUERY_RESTARTS = 3
+# Spark gives a Python source process 10 s (fixed) to connect back; on an overloaded machine it may not.
+TRANSIENT_START_ERRORS = ("Python worker failed to connect back",
+                          "Timed out while waiting for the Python worker to connect back")
 
 
 @dataclass
@@ -218,6 +224,9 @@ class StreamJob:
         self.stop_reason: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
+        self._builders: dict[str, Callable[[], StreamingQuery]] = {}
+        self._started_queries: list[StreamingQuery] = []  # restarted queries included
+        self._restarts: dict[str, int] = {}
 
     # --- building the queries ---------------------------------------------------------------------
     def _source(self, *, commit: bool) -> DataFrame:
@@ -238,20 +247,60 @@ class StreamJob:
         ingest_checkpoint = checkpoint / INGEST
         sink = IngestSink(self.options.data_dir, ingest_checkpoint, self.catalog, self.counters,
                           self.options.compact_every)
-        self.queries[INGEST] = (self._source(commit=True).writeStream.queryName(INGEST)
-                                .foreachBatch(sink)
-                                .option("checkpointLocation", str(ingest_checkpoint))
-                                .trigger(**self._trigger()).start())
+
+        def ingest() -> StreamingQuery:
+            return (self._source(commit=True).writeStream.queryName(INGEST)
+                    .foreachBatch(sink)
+                    .option("checkpointLocation", str(ingest_checkpoint))
+                    .trigger(**self._trigger()).start())
+
+        self._launch(INGEST, ingest)
         detect = _detector() if self.options.detection else None
         if detect is not None:
             detection_checkpoint = checkpoint / DETECTION
-            events = enrich(events_of(self._source(commit=False)), self.catalog)
-            updates = detect(events, self.catalog, self.settings)
-            self.queries[DETECTION] = (updates.writeStream.queryName(DETECTION)
-                                       .foreachBatch(UpdatesSink(self.options.data_dir, detection_checkpoint,
-                                                                 self.counters, self.options.compact_every))
-                                       .option("checkpointLocation", str(detection_checkpoint))
-                                       .trigger(**self._trigger()).start())
+            updates_sink = UpdatesSink(self.options.data_dir, detection_checkpoint, self.counters,
+                                       self.options.compact_every)
+
+            def detection() -> StreamingQuery:
+                events = enrich(events_of(self._source(commit=False)), self.catalog)
+                updates = detect(events, self.catalog, self.settings)
+                return (updates.writeStream.queryName(DETECTION)
+                        .foreachBatch(updates_sink)
+                        .option("checkpointLocation", str(detection_checkpoint))
+                        .trigger(**self._trigger()).start())
+
+            # Each query starts a Python process for its source; starting both at once on a busy
+            # machine can make one miss Spark's fixed 10 s connect-back window.
+            self._await_initialised(self.queries[INGEST])
+            self._launch(DETECTION, detection)
+
+    def _launch(self, name: str, build: Callable[[], StreamingQuery]) -> None:
+        self._builders[name] = build
+        query = build()
+        self.queries[name] = query
+        self._started_queries.append(query)
+
+    @staticmethod
+    def _await_initialised(query: StreamingQuery, timeout: float = QUERY_INIT_WAIT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and query.isActive:
+            if query.status.get("message") != "Initializing sources":
+                return
+            time.sleep(0.2)
+
+    def _restart_if_transient(self, query: StreamingQuery) -> bool:
+        """Restart a query that failed to start its Python source process (a busy machine); True if so."""
+        message = str(query.exception())
+        name = query.name
+        if not any(text in message for text in TRANSIENT_START_ERRORS) or name not in self._builders:
+            return False
+        if self._restarts.get(name, 0) >= MAX_QUERY_RESTARTS:
+            return False
+        self._restarts[name] = self._restarts.get(name, 0) + 1
+        log.warning("query %s could not start its Python source process (%s); restarting it (%d/%d)", name,
+                    message.splitlines()[0], self._restarts[name], MAX_QUERY_RESTARTS)
+        self._launch(name, self._builders[name])
+        return True
 
     # --- running ----------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -277,7 +326,8 @@ class StreamJob:
         self._started = time.monotonic()
         while not self._stop.is_set():
             self._poll_progress()
-            failed = [q for q in self.queries.values() if q.exception() is not None]
+            failed = [q for q in self.queries.values()
+                      if q.exception() is not None and not self._restart_if_transient(q)]
             if failed:
                 self.error = str(failed[0].exception())
                 self.request_stop(f"query {failed[0].name} failed")
@@ -309,7 +359,7 @@ class StreamJob:
                 query.stop()
         with contextlib.suppress(Exception):  # the session may already be gone
             self.spark.streams.removeListener(self.metrics)
-        self.metrics.catch_up(self.queries.values())
+        self.metrics.catch_up(self._started_queries)
         self.metrics.flush()
         self._final_compaction()
 
