@@ -25,7 +25,7 @@ $(STAMP): $(WORKSPACE_FILES)
 	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "installing uv..."; $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; }
 	@echo "installing the locked environment into $(VENV) (first time: about a minute)..."
-	@$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages --compile-bytecode
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Install everything into .venv from uv.lock (run automatically by the other targets)

@@ -99,7 +99,7 @@ SERVICES: dict[str, Service] = {
         command=lambda s: [str(Path(sys.executable).parent / "airflow"), "standalone"],
         healthy=lambda s: http_ok(f"http://127.0.0.1:{s.airflow_port}/api/v2/monitor/health"),
         extra_env=_airflow_env,
-        start_timeout=180,
+        start_timeout=300,
     ),
     "dashboard": Service(
         name="dashboard",
