@@ -19,7 +19,9 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import Metric, format_table  # noqa: E402
+import contextlib
+
+from report import Metric, format_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -55,11 +57,9 @@ def machine() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     cpu_model = None
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu_model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                          if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
         "cores": os.cpu_count(),
         "cpu": cpu_model,
@@ -94,10 +94,7 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict:
     except subprocess.TimeoutExpired:
         code = "timeout"
     elapsed = time.monotonic() - started
-    if out.exists():
-        result = json.loads(out.read_text())
-    else:
-        result = {"benchmark": script.stem, "metrics": [], "context": {}}
+    result = json.loads(out.read_text()) if out.exists() else {"benchmark": script.stem, "metrics": [], "context": {}}
     result["title"] = result.get("benchmark")
     result.update(benchmark=script.stem.removesuffix("_bench"), exit_code=code, seconds=round(elapsed, 1),
                   script=script.name)
