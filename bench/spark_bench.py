@@ -11,7 +11,7 @@
    started once, before timing.
 3. End to end: the job's ingest query (``incident_stream.job``, Trigger.AvailableNow, ``local[2]``, the
    default max records per trigger) from the backlog to the events table, each repeat with fresh
-   checkpoint and data folders, after one untimed warm-up run over 50,000 other events (JVM class
+   checkpoint and data folders, after one untimed warm-up run over 10,000 other events (JVM class
    loading and JIT). Sustained rate = records / the time the micro-batches took (from the query's
    progress reports). The rate with query start-up, stop and the final compaction (wall) is printed
    beside it.
@@ -60,7 +60,7 @@ TOPIC = "bench.logs"
 WARMUP_TOPIC = "bench.warmup"
 TARGET = 100_000  # events/s end to end
 DRIVER_MEMORY_TARGET_MB = 2048
-WARMUP_EVENTS = 50_000
+WARMUP_EVENTS = 10_000
 
 MESSAGES = [
     ("INFO", "{method} {path} returned 200 in {ms}ms", None),
