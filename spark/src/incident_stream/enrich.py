@@ -18,12 +18,14 @@ of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from incident_contracts.catalog import Catalog
 from incident_contracts.tables import EVENTS
-from incident_stream.signature import signature_id_column, with_signature
+from incident_stream.signature import mask_column, signature_id_column, with_signature
 
 LEVEL_SYNONYMS = {
     "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
@@ -100,15 +102,19 @@ def catalog_lookup(catalog: Catalog, service: Column) -> tuple[Column, Column]:
     return F.element_at(tiers, service), F.element_at(owners, service)
 
 
-def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
-    """Decoded events -> rows with exactly the EVENTS columns (see the module docstring)."""
+def enrich(decoded: DataFrame, catalog: Catalog, keep: Sequence[str] = ()) -> DataFrame:
+    """Decoded events -> rows with exactly the EVENTS columns (see the module docstring), followed by the
+    input columns named in `keep` (the job keeps the reject columns, to split one enriched stream into
+    events and dead letters per micro-batch)."""
     service = F.trim(F.col("service"))
     level = normalise_level(F.col("level"))
     status = http_status(decoded)
     tier, owner = catalog_lookup(catalog, service)
-    # The Kafka source computes signatures in its tasks (vectorised); other frames get them from Spark.
+    # The Kafka source computes signatures in its tasks (vectorised): Spark's masks then only run for rows
+    # without one (none from the source), inside a coalesce. Other frames get them from Spark.
     computed = "signature" in decoded.columns and "signature_id" in decoded.columns
-    carried = [F.col("signature").alias("_signature"), F.col("signature_id").alias("_signature_id")] if computed else []
+    signature = [F.coalesce(F.col("signature"), mask_column(F.col("message"))).alias("signature"),
+                 F.col("signature_id").alias("_signature_id")] if computed else []
     staged = decoded.select(
         F.col("event_id"),
         F.col("timestamp").alias("event_time"),
@@ -132,16 +138,20 @@ def enrich(decoded: DataFrame, catalog: Catalog) -> DataFrame:
         F.col("topic"),
         F.col("kafka_partition"),
         F.col("kafka_offset"),
-        *carried,
+        *signature,
+        *[F.col(name) for name in keep],
     )
-    with_sig = with_signature(staged, "message", "signature", "_signature" if computed else None)
     signature_id = signature_id_column(F.col("signature"))
     if computed:
         signature_id = F.coalesce(F.col("_signature_id"), signature_id)
-    return (with_sig
-            .withColumn("is_error", F.col("level").isin("ERROR", "FATAL") | F.coalesce(F.col("http_status") >= 500,
-                                                                                     F.lit(False)))
-            .withColumn("signature_id", signature_id)
-            .withColumn("event_date", F.date_format(F.col("event_time"), "yyyy-MM-dd"))
-            .withColumn("event_hour", F.hour(F.col("event_time")).cast("int"))
-            .select(*EVENTS.names))
+    else:
+        staged = with_signature(staged, "message", "signature")
+    derived = {
+        "is_error": F.col("level").isin("ERROR", "FATAL") | F.coalesce(F.col("http_status") >= 500, F.lit(False)),
+        "signature_id": signature_id,
+        "event_date": F.date_format(F.col("event_time"), "yyyy-MM-dd"),
+        "event_hour": F.hour(F.col("event_time")).cast("int"),
+    }
+    # Few DataFrame operations: each one costs an analysis of the whole plan on the driver.
+    return staged.select(*[derived[name].alias(name) if name in derived else F.col(name) for name in EVENTS.names],
+                         *[F.col(name) for name in keep])
