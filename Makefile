@@ -19,7 +19,7 @@ help: ## List the targets
 	@echo "Incident intelligence - make targets"
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo); WAIT=1 (trigger-dag); ONCE=1 (stream); QUICK=1 (bench); YES=1 (clean)"
+	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo); WAIT=1 (trigger-dag); ONCE=1 (stream); QUICK=1, ONLY=..., RESULTS=DIR (bench); YES=1 (clean)"
 
 $(STAMP): $(WORKSPACE_FILES)
 	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
@@ -80,7 +80,7 @@ format: $(STAMP) ## Format and autofix with ruff
 	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 bench: $(STAMP) ## Run every benchmark and print one table (QUICK=1: a reduced run in a few minutes)
-	@$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
+	@$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),) $(if $(RESULTS),--results $(RESULTS),)
 
 clean: $(STAMP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
 	@$(BIN)/incident-stack clean $(if $(YES),--yes,)

@@ -82,8 +82,8 @@ def _java_version() -> str | None:
         return None
 
 
-def run_script(script: Path, quick: bool, timeout: float) -> dict:
-    out = RESULTS / f"{script.stem}.json"
+def run_script(script: Path, quick: bool, timeout: float, results: Path) -> dict:
+    out = results / f"{script.stem}.json"
     out.unlink(missing_ok=True)
     command = [sys.executable, str(script), "--json", str(out), *(["--quick"] if quick else [])]
     started = time.monotonic()
@@ -116,15 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes: every benchmark in a few minutes")
     parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, detection, dashboard)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds one benchmark script may take")
+    parser.add_argument("--timeout", type=float, help="seconds one benchmark script may take "
+                        "(default: 3600, with --quick 420)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for latest.json and history.jsonl (default: bench/results)")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.timeout = args.timeout or (420 if args.quick else 3600)
+    results_dir: Path = args.results
+    results_dir.mkdir(parents=True, exist_ok=True)
     scripts = discover(args.only)
     if not scripts:
         print("no benchmark scripts found in bench/", file=sys.stderr)
         return 2
     started = datetime.now(UTC)
-    results = [run_script(s, args.quick, args.timeout) for s in scripts]
+    results = [run_script(s, args.quick, args.timeout, results_dir) for s in scripts]
     all_metrics: list[Metric] = []
     for result in results:
         for metric in as_metrics(result):
@@ -139,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "failed": sum(1 for m in all_metrics if m.passed is False),
         "errors": [r["error"] for r in results if "error" in r],
     }
-    (RESULTS / "latest.json").write_text(json.dumps(summary, indent=2))
-    with open(RESULTS / "history.jsonl", "a") as history:
+    (results_dir / "latest.json").write_text(json.dumps(summary, indent=2))
+    with open(results_dir / "history.jsonl", "a") as history:
         history.write(json.dumps({
             "started": summary["started"], "quick": args.quick, "commit": summary["machine"]["git_commit"],
             "metrics": {m.metric: m.value for m in all_metrics}, "failed": summary["failed"],
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     for error in summary["errors"]:
         print(f"ERROR: {error}")
     print(f"\n{summary['passed']} targets met, {summary['failed']} missed, {len(summary['errors'])} scripts failed; "
-          f"results in {RESULTS / 'latest.json'}")
+          f"results in {results_dir / 'latest.json'}")
     return 1 if summary["errors"] else 0
 
 
