@@ -18,8 +18,8 @@ def test_quick_bench_produces_a_table_json_and_history(tmp_path: Path) -> None:
     # A history line from an earlier run, to check that one line is appended (the real history is left alone).
     history = tmp_path / "history.jsonl"
     history.write_text('{"started": "earlier"}\n')
-    run = subprocess.run(["make", "--no-print-directory", "bench", "QUICK=1", f"RESULTS={tmp_path}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=1000)
+    run = subprocess.run(["make", "--no-print-directory", "bench", "QUICK=1", f"RESULTS={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1000)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     assert "== all benchmarks ==" in run.stdout
