@@ -486,8 +486,8 @@ def main() -> int:
                note=f"{detected}/{len(injections)} injections detected; {rate:,.0f} ev/s background, "
                     f"job trigger {TRIGGER_S:g} s"),
         Metric("detection latency median", percentile(samples, 50), "s", samples=samples),
-        Metric("precision", tp / detected_q if detected_q else 0.0, "", target=0.95, note=run_note),
-        Metric("recall", found / expected if expected else 0.0, "", target=0.95,
+        Metric("precision", tp / detected_q if detected_q else 0.0, "ratio", target=0.95, note=run_note),
+        Metric("recall", found / expected if expected else 0.0, "ratio", target=0.95,
                note=f"{found}/{expected} injected incidents found"),
         Metric("incidents from the flapping service", sum(r.fp_flapping for r in results), "incidents",
                target=0, op="<="),
