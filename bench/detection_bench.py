@@ -64,6 +64,7 @@ POLL_S = 0.2
 JOB_ATTEMPTS = 3  # the job is started again if it dies while starting up (a loaded machine can time it out)
 LATENCY_TARGET_S = 10.0
 CAUGHT_UP_S = 12.0  # the job counts as keeping up once it processes what the topic held within this time
+KEEP_UP_WAIT_S = 300.0  # live traffic this long without keeping up: inject anyway (and say so)
 # (scenario, origin) of the injections, in order; consecutive ones start in different services
 INJECTIONS = [("bad_deploy", "payment-service"), ("tls_expired", "inventory-service"),
               ("disk_full", "shipping-service"), ("db_pool_exhaustion", "postgres-primary"),
@@ -310,7 +311,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         attempts = 0
         background = None
         target: dict[int, int] | None = None
-        target_set = 0.0
+        target_set = live_since = 0.0
         while True:
             if job is None or job.poll() is not None:
                 if job is not None:
@@ -326,6 +327,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
                 gap_s = (time.time() * 1000 - last_ms) / 1000
                 api.run("none", start_ms=last_ms + 1, duration_s=max(gap_s, 1.0), seed=2, **history)
                 background = Background(api, common, seed=3)
+                live_since = time.monotonic()
                 log(f"  job up {time.monotonic() - job_started:.0f} s after start; live traffic at {rate:,.0f} ev/s")
             time.sleep(2.0)
             if background is not None and background.error:
@@ -337,16 +339,25 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
                     target, target_set = end_offsets(bootstrap, topic), time.monotonic()
                 elif detection_caught_up(checkpoint, target):
                     behind_s = time.monotonic() - target_set
-                    if behind_s <= CAUGHT_UP_S and (quality is None or quality.done()):
-                        context["detection_behind_s"] = round(behind_s, 1)
-                        break
+                    context["detection_behind_s"] = round(behind_s, 1)
                     target = None
-            if time.monotonic() - job_started > 600:
-                raise RuntimeError("the detection query did not catch up within 10 minutes")
+                    if behind_s <= CAUGHT_UP_S and (quality is None or quality.done()):
+                        context["kept_up"] = True
+                        break
+                if time.monotonic() - live_since > KEEP_UP_WAIT_S and (quality is None or quality.done()):
+                    # Measure anyway: the latencies then include the backlog, which is the honest figure.
+                    context["kept_up"] = False
+                    log(f"  WARNING: the job has not kept up with {rate:,.0f} ev/s after {KEEP_UP_WAIT_S:.0f} s "
+                        f"(the topic's content took {context.get('detection_behind_s', '?')} s to process); "
+                        "injecting anyway, so the latencies include that backlog")
+                    break
+            elif time.monotonic() - job_started > 600:
+                raise RuntimeError(f"the streaming job did not finish a micro-batch within 10 minutes; "
+                                   f"see {work / 'job.log'}")
         background.stop()
         context["job_ready_s"] = round(time.monotonic() - job_started, 1)
-        log(f"  job caught up {context['job_ready_s']} s after start (processes the topic within "
-            f"{context['detection_behind_s']} s); injecting {len(injections)} incidents")
+        log(f"  {context['job_ready_s']} s after the job's start, it processes the topic's content within "
+            f"{context.get('detection_behind_s', '?')} s; injecting {len(injections)} incidents")
         for i, inj in enumerate(injections):
             summary = api.run(inj.scenario, duration_s=injection_s, speedup=1.0, seed=200 + i, origin=inj.origin,
                               run_id=f"inject-{i + 1:02d}-{inj.scenario}", **common)
@@ -484,7 +495,8 @@ def main() -> int:
         Metric("detection latency p95 (first error -> opened row in Parquet)", percentile(samples, 95), "s",
                target=LATENCY_TARGET_S, op="<=", samples=samples,
                note=f"{detected}/{len(injections)} injections detected; {rate:,.0f} ev/s background, "
-                    f"job trigger {TRIGGER_S:g} s"),
+                    f"job trigger {TRIGGER_S:g} s"
+                    + ("" if context.get("kept_up") else "; the job did NOT keep up with the background traffic")),
         Metric("detection latency median", percentile(samples, 50), "s", samples=samples),
         Metric("precision", tp / detected_q if detected_q else 0.0, "ratio", target=0.95, note=run_note),
         Metric("recall", found / expected if expected else 0.0, "ratio", target=0.95,
