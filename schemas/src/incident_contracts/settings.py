@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # --- Spark -----------------------------------------------------------------------------
     spark_master: str = "local[*]"
     spark_ui_port: Port = 4040
-    spark_driver_memory: str = "2g"
+    spark_driver_memory: str = "1g"
     spark_shuffle_partitions: Annotated[int, Field(ge=1, le=10_000)] = 4
     stream_trigger_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
     stream_max_records_per_trigger: Annotated[int, Field(ge=1)] = 500_000
