@@ -20,8 +20,9 @@ Quality (offline, no Kafka, the engine the job's stateful operator runs): seeded
 of simulated time (every real scenario plus the flapping service), enriched as the job does
 (incident_stream.detection.offline, checked against the Spark enrichment by a test) and fed to the
 detector in 2-second micro-batches; incidents scored against the ground truth with
-incident_stream.detection.scoring. It runs in a separate, lower-priority process while the job starts up
-and is over before the first injection, so it does not disturb the latency figures.
+incident_stream.detection.scoring. With --quick it runs in a separate, lower-priority process while the job starts up
+and is over before the first injection; the full run does it first, alone, so it does not disturb the
+latency part at all.
 """
 
 from __future__ import annotations
@@ -453,12 +454,17 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="detection-bench-"))
     injections = [Injection(s, o) for s, o in INJECTIONS[:n_injections]]
-    # The quality runs share the machine with the job's start-up at a lower priority, and are over before
-    # the first injection.
+    # Quick: the quality run shares the machine with the job's start-up at a lower priority and is over
+    # before the first injection. Full: the quality runs come first, alone, so that the job's ability to
+    # keep up with the live traffic is measured on a machine of its own.
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=os.nice, initargs=(10,))
     try:
         quality = pool.submit(quality_all, seeds, minutes, quality_rate, not args.quick)
+        if not args.quick:
+            log(f"  quality: {len(seeds)} seeded mixed runs of {minutes:.0f} simulated minutes at "
+                f"{quality_rate:,.0f} ev/s")
+            quality.result()
         injections, context = latency_run(work, injections, injection_s, detect_wait_s, quality, log,
                                           rate=rate)
         results: list[QualityResult] = quality.result()
