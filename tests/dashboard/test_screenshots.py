@@ -1,4 +1,4 @@
-"""A real `streamlit run` server and a real headless Chromium: the overview and incident pages render.
+"""A real `streamlit run` server and a real headless Chromium: every page renders.
 
 Screenshots are kept under artifacts/screenshots/ (a build artifact, not committed).
 """
@@ -76,7 +76,7 @@ def _not_blank(path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_overview_and_incident_pages_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
+def test_every_page_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
     url, demo = server
     incident_id = demo.incident_for("db_pool_exhaustion").incident_id
     with Browser(width=1440, height=1000) as browser:
@@ -104,5 +104,22 @@ def test_overview_and_incident_pages_in_a_real_browser(server: tuple[str, DemoSu
         assert "Traceback" not in text
         incident = browser.screenshot(ARTIFACTS / "incident.png")
 
-    _not_blank(overview)
-    _not_blank(incident)
+        browser.open(f"{url}/incidents")
+        browser.wait_for(f"{DRAWN} >= 1 && document.body.innerText.includes('Click a row to open the incident')",
+                         timeout=120)
+        text = browser.text()
+        for expected in ("Incidents", "Timeline", "Click a row to open the incident"):
+            assert expected in text, expected
+        assert "Traceback" not in text
+        incidents = browser.screenshot(ARTIFACTS / "incidents.png")
+
+        browser.open(f"{url}/pipeline")  # the broker is unreachable here: the page must say so, not fail
+        browser.wait_for("document.body.innerText.includes('Dead letters')", timeout=120)
+        text = browser.text()
+        for expected in ("Pipeline", "Spark streaming job", "Dead letters", "Tables on disk"):
+            assert expected in text, expected
+        assert "Traceback" not in text
+        pipeline = browser.screenshot(ARTIFACTS / "pipeline.png")
+
+    for shot in (overview, incident, incidents, pipeline):
+        _not_blank(shot)
