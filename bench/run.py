@@ -8,6 +8,7 @@ line per run is appended to bench/results/history.jsonl, so regressions show ove
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,8 +20,6 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
 from report import Metric, format_table
 
 BENCH_DIR = Path(__file__).resolve().parent
