@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from incident_contracts.codec import Codec
-from incident_contracts.kafka import end_offsets, partitions_of
+from incident_contracts.kafka import TopicMissing, end_offsets, partitions_of
 from incident_stack.broker import free_port
 from log_generator import api
 from log_generator.ground_truth import load_ground_truth, load_summary
@@ -129,6 +129,24 @@ def test_replay_retime_moves_the_file_to_now(broker: str, topic: str, tmp_path: 
     summary = api.replay(SAMPLES / "access.log", "access", retime=True, bootstrap_servers=broker, topic=topic,
                          data_dir=tmp_path)
     assert before <= summary.first_event_ms <= int(time.time() * 1000)
+
+
+def os_threads() -> int:
+    """Threads of this process, native ones included (librdkafka's are invisible to `threading`)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.integration
+def test_runs_release_their_kafka_client(broker: str, topic: str, tmp_path: Path) -> None:
+    before = os_threads()
+    summary = api.run("none", rate=1000, count=2000, seed=1, speedup=None, bootstrap_servers=broker, topic=topic,
+                      data_dir=tmp_path)
+    assert summary.delivered == 2000
+    assert os_threads() == before, "the run left librdkafka threads behind"
+    with pytest.raises(TopicMissing, match="does not exist"):
+        api.run("none", rate=1000, count=10, bootstrap_servers=broker, topic=f"{topic}-absent",
+                create_topic=False, data_dir=tmp_path)
+    assert os_threads() == before, "a failed run left librdkafka threads behind"
 
 
 @pytest.mark.integration

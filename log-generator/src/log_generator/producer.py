@@ -238,3 +238,21 @@ class EventProducer:
 
     def __len__(self) -> int:
         return len(self._producer)
+
+    def close(self) -> None:
+        """Release the librdkafka client now: its threads would otherwise live until garbage collection
+        and keep logging connection errors once the broker is gone. Callers flush first (``_finish``);
+        what is still queued here (a run that failed) is purged, so closing never waits on a dead broker."""
+        if self._producer is None:
+            return
+        if len(self._producer):
+            self._producer.purge(in_queue=True, in_flight=True)
+            self._producer.poll(0)
+        self._producer.close()
+        self._producer = None
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -120,6 +120,15 @@ def _producer(options: RunOptions) -> EventProducer:
         bootstrap_servers=options.bootstrap_servers, topic=options.topic, compression=options.compression,
         connect_timeout_s=options.connect_timeout_s,
     ))
+    try:
+        _ensure_topic(producer, options)
+    except BaseException:
+        producer.close()
+        raise
+    return producer
+
+
+def _ensure_topic(producer: EventProducer, options: RunOptions) -> None:
     if producer.check_broker() == 0:
         if not options.create_topic:
             raise TopicMissing(f"topic {options.topic!r} does not exist on {options.bootstrap_servers}; create it "
@@ -129,7 +138,6 @@ def _producer(options: RunOptions) -> EventProducer:
                       timeout=max(5.0, options.connect_timeout_s))
         if producer.check_broker() == 0:
             raise TopicMissing(f"topic {options.topic!r} was created but the broker lists no partitions for it")
-    return producer
 
 
 def _finish(producer: EventProducer, options: RunOptions, stop: StopFlag, started: float) -> tuple[int, float]:
@@ -182,8 +190,12 @@ def _active_note(sim: Simulation, t_ms: int) -> str:
 def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | None = None,
                        on_folder: Callable[[str, Path], None] | None = None) -> RunSummary:
     """Stream a simulation to Kafka, paced by event time; write ground truth and summary in the run folder."""
-    stop = stop or StopFlag()
-    producer = _producer(options)
+    with _producer(options) as producer:
+        return _stream_simulation(sim, options, stop or StopFlag(), on_folder, producer)
+
+
+def _stream_simulation(sim: Simulation, options: RunOptions, stop: StopFlag,
+                       on_folder: Callable[[str, Path], None] | None, producer: EventProducer) -> RunSummary:
     run_id, folder = make_run_dir(options.data_dir, options.run_id, sim.scenario, sim.seed)
     sim.truth.run_id = run_id
     manifest = save_ground_truth(sim.sync_truth(), folder)
@@ -276,8 +288,13 @@ def produce_simulation(sim: Simulation, options: RunOptions, stop: StopFlag | No
 def produce_records(records: Iterator[dict], options: RunOptions, *, run_id: str, folder: Path,
                     replay: ReplayStats, rate: float | None, stop: StopFlag | None = None) -> RunSummary:
     """Stream already-built LogEvent records (a replay) to Kafka, optionally paced at `rate`."""
-    stop = stop or StopFlag()
-    producer = _producer(options)
+    with _producer(options) as producer:
+        return _stream_records(records, options, run_id=run_id, folder=folder, replay=replay, rate=rate,
+                               stop=stop or StopFlag(), producer=producer)
+
+
+def _stream_records(records: Iterator[dict], options: RunOptions, *, run_id: str, folder: Path,
+                    replay: ReplayStats, rate: float | None, stop: StopFlag, producer: EventProducer) -> RunSummary:
     encoder = FastEncoder.for_codec(options.codec)
     pacer = Pacer(rate)
     progress = Progress(options.progress)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from incident_stream.detection import histogram
 from incident_stream.detection.anomaly import binomial_score, window_sums
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame
+from incident_stream.detection.incident import shorten
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.severity import SeverityInput, assess, parse_tier
@@ -157,3 +158,20 @@ def test_params_validation():
     with pytest.raises(ValueError, match="unknown"):
         DetectionParams().with_overrides(nope=1)
     assert DetectionParams().with_overrides(quiet_period_s=10).buckets(10) == 10
+
+
+def test_shorten_cuts_on_a_word_boundary():
+    text = "connection refused by <ip>:<num> while calling payments-db for order <id>"
+    assert shorten(text, 200) == text
+    assert shorten(text, 40) == "connection refused by <ip>:<num> while\u2026"
+    assert shorten("x" * 50, 10) == "x" * 9 + "\u2026"  # one long word: cut inside it
+
+
+@given(st.text(alphabet=st.sampled_from("ab <>:/-"), max_size=300), st.integers(min_value=2, max_value=200))
+def test_shorten_never_exceeds_the_limit_and_keeps_a_prefix(text, limit):
+    short = shorten(text, limit)
+    assert len(short) <= limit
+    if short == text:
+        assert len(text) <= limit
+    else:
+        assert short.endswith("\u2026") and text.startswith(short[:-1])

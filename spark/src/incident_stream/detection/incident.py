@@ -12,6 +12,18 @@ from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.params import DetectionParams
 
 HOST_SHARE = 0.05
+TITLE_SIGNATURE_CHARS = 120
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else cut at the last word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:  # a word boundary not too far back; else cut inside the long word
+        cut = cut[:space]
+    return cut.rstrip() + "…"
 
 
 def incident_id(environment: str, service: str, opened_at_ms: int) -> str:
@@ -180,7 +192,7 @@ class Incident:
             parts.append(f"p95 latency {self.latency_p95:,.0f} ms{base}")
         title = f"{self.service}: {' and '.join(parts) or 'departure from baseline'}"
         if signatures and signatures[0].get("signature"):
-            title += f" - {signatures[0]['signature'][:120]}"
+            title += f" - {shorten(signatures[0]['signature'], TITLE_SIGNATURE_CHARS)}"
         return title
 
     # --- state -----------------------------------------------------------------------------------
