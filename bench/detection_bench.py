@@ -14,7 +14,8 @@ Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
      readable. Latency of an injection = that moment for the first incident opened on one of its services
      (origin or affected) - the Kafka timestamp (wall clock of production) of the injection's first error
      line, found in the topic afterwards from the generator's ground truth and the events' labels.
-  Injections not detected within the wait count as that wait in the percentile.
+  An injection not detected by the end of the run counts as the time it was watched (from its first error to
+  the end: a lower bound of its latency) in the percentiles.
 
 Quality (offline, no Kafka, the engine the job's stateful operator runs): seeded `mixed` runs of 30 minutes
 of simulated time (every real scenario plus the flapping service), enriched as the job does
@@ -272,6 +273,14 @@ def _millis(value) -> int:
     return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
 
+def watched_s(inj: Injection, observed_until_ms: int | None, fallback: float) -> float:
+    """How long an undetected injection was watched: from its first error (else its start) to the end."""
+    since = inj.first_error_wall_ms or inj.start_ms
+    if observed_until_ms is None or not since:
+        return fallback
+    return max(0.0, (observed_until_ms - since) / 1000)
+
+
 def percentile(values: list[float], q: float) -> float:
     data = sorted(values)
     rank = max(1, min(len(data), math.ceil(q / 100 * len(data))))
@@ -371,6 +380,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         deadline = time.monotonic() + detect_wait_s
         while time.monotonic() < deadline and not _all_seen(injections, reader.snapshot()):
             time.sleep(POLL_S)
+        context["observed_until_ms"] = int(time.time() * 1000)
         background.stop()
         time.sleep(POLL_S * 2)
         reader.stop_event.set()
@@ -483,9 +493,9 @@ def main() -> int:
             value = (inj.opened_wall_ms - inj.first_error_wall_ms) / 1000
             log(f"  {inj.scenario} @ {inj.origin}: opened on {inj.opened_service} {value:.1f} s after the first error")
         else:
-            value = detect_wait_s + injection_s
-            log(f"  {inj.scenario} @ {inj.origin}: not detected "
-                f"(first error found: {inj.first_error_wall_ms is not None})")
+            value = watched_s(inj, context.get("observed_until_ms"), fallback=detect_wait_s + injection_s)
+            log(f"  {inj.scenario} @ {inj.origin}: not detected within {value:.1f} s of its first error, counted "
+                f"as {value:.1f} s (a lower bound; first error found: {inj.first_error_wall_ms is not None})")
         samples.append(value)
     detected = sum(1 for inj in injections if inj.opened_wall_ms is not None)
     for r in results:
@@ -502,7 +512,8 @@ def main() -> int:
     metrics = [
         Metric("detection latency p95 (first error -> opened row in Parquet)", percentile(samples, 95), "s",
                target=LATENCY_TARGET_S, op="<=", samples=samples,
-               note=f"{detected}/{len(injections)} injections detected; {rate:,.0f} ev/s background, "
+               note=f"{detected}/{len(injections)} injections detected (the others count as the time they "
+                    f"were watched); {rate:,.0f} ev/s background, "
                     f"job trigger {TRIGGER_S:g} s"
                     + ("" if context.get("kept_up") else "; the job did NOT keep up with the background traffic")),
         Metric("detection latency median", percentile(samples, 50), "s", samples=samples),
