@@ -26,15 +26,14 @@ import pyarrow.parquet as pq
 
 from incident_contracts import tables as contract
 from incident_contracts.catalog import Catalog, ServiceSpec, default_catalog
+from incident_contracts.signature import mask_message, signature_id
 from incident_dashboard.demo.scenarios import (
     BASELINE_ERRORS,
     FLAPPING_MESSAGES,
     NORMAL_MESSAGES,
     SCENARIOS,
     Scenario,
-    mask,
     render,
-    signature_id,
 )
 
 TOPIC = "logs.events"
@@ -107,7 +106,7 @@ class _Pools:
                                                  for _ in range(POOL_SIZE // 4)])
             callers = scenario.caller_messages or scenario.origin_messages
             self._add((scenario.key, "caller"), [render(t, rng) for t in callers for _ in range(POOL_SIZE // 4)])
-        self.signatures = [mask(m) for m in self.messages]
+        self.signatures = [mask_message(m) for m in self.messages]
         self.signature_ids = [signature_id(s) for s in self.signatures]
         self.message_array = pa.array(self.messages, pa.string())
         self.signature_array = pa.array(self.signatures, pa.string())

@@ -1,33 +1,14 @@
 """Failure scenarios of the demo data: what each failure type looks like in the logs.
 
 These mirror the log generator's scenario families (database, memory, dependency, deployment, disk,
-certificate, cache) closely enough to exercise the dashboard and the offline analyzer; the generator
-and the Spark job remain the authority on real traffic and signatures.
+certificate, cache) closely enough to exercise the dashboard and the offline analyzer; the generator remains the
+authority on real traffic. Signatures are computed as the job computes them (incident_contracts.signature).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from dataclasses import dataclass, field
-
-_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
-_IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
-_HEX = re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}\b")
-_NUM = re.compile(r"(?<![A-Za-z0-9_])\d+(?:\.\d+)?")
-
-
-def mask(message: str) -> str:
-    """Message template: ids, addresses and numbers replaced by placeholders."""
-    text = _UUID.sub("<uuid>", message)
-    text = _IP.sub("<ip>", text)
-    text = _HEX.sub("<hex>", text)
-    return _NUM.sub("<num>", text)
-
-
-def signature_id(signature: str) -> str:
-    return hashlib.sha1(signature.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
