@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -54,7 +55,12 @@ class EnvironmentDetector:
         if frame is None or frame.empty:
             return
         parts = aggregate_frame(frame, self.params.bucket_ms, self.params.slowest_kept)
-        for key, agg in parts.items():
+        self.ingest_parts(parts.items(), int(frame["t_ms"].max()))
+
+    def ingest_parts(self, parts: Iterable[tuple[tuple[str, int], BucketAgg]], newest_ms: int | None) -> None:
+        """Partial buckets keyed by (service, bucket), aggregated elsewhere (partials.py), and the newest
+        event time they cover. Partials of a bucket that is already final are counted as late events."""
+        for key, agg in parts:
             if self.next_bucket is not None and key[1] < self.next_bucket:
                 self.late_events += agg.n
                 continue
@@ -63,8 +69,8 @@ class EnvironmentDetector:
                 self.pending[key] = agg
             else:
                 mine.merge(agg, self.params.slowest_kept)
-        newest = int(frame["t_ms"].max())
-        self.max_event_ms = newest if self.max_event_ms is None else max(self.max_event_ms, newest)
+        if newest_ms is not None:
+            self.max_event_ms = newest_ms if self.max_event_ms is None else max(self.max_event_ms, newest_ms)
 
     # --- time ----------------------------------------------------------------------------------
     def clock_ms(self, watermark_ms: int | None = None) -> int | None:

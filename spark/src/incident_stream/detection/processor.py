@@ -1,7 +1,8 @@
 """The Spark stateful processor: one EnvironmentDetector per environment key, its state in RocksDB.
 
 Used with ``groupBy("environment").transformWithStateInPandas(..., timeMode="EventTime")``. Each
-micro-batch hands it the environment's new events as Arrow-backed pandas chunks; the detector state
+micro-batch hands it the environment's partial buckets (partials.py: aggregated by the reading tasks)
+as pandas chunks; the detector state
 (buckets in progress, per-service baselines and incidents) is one compressed value per environment.
 An event-time timer at the next bucket boundary lets an environment that stopped sending events
 still close its buckets (and resolve incidents) as the watermark moves on other environments.
@@ -19,6 +20,7 @@ from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.output import rows_to_frame
 from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.partials import parts_of
 
 STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 
@@ -39,7 +41,8 @@ class IncidentDetectorProcessor(StatefulProcessor):
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         detector = self._load(key[0])
         for chunk in rows:
-            detector.ingest(chunk)
+            parts, newest_ms = parts_of(chunk)
+            detector.ingest_parts(parts, newest_ms)
         yield from self._advance(detector, timerValues)
 
     def handleExpiredTimer(self, key, timerValues, expiredTimerInfo) -> Iterator[pd.DataFrame]:

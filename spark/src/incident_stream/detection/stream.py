@@ -1,7 +1,8 @@
 """`detect`: the events stream in, the incident_updates stream out (append mode).
 
-Per event, only built-in Spark expressions run (projection, millisecond time, message cut); the rows
-then reach the stateful processor grouped by environment, as Arrow batches. See README.md for why
+Per event, only built-in Spark expressions run (projection, millisecond time, message cut); each
+reading task then aggregates its events into partial buckets (partials.py), and only those reach the
+stateful processor, grouped by environment. See README.md for why
 the detector is one stateful operator with event-time buckets rather than windowed aggregations.
 """
 
@@ -14,6 +15,7 @@ from incident_contracts.catalog import Catalog
 from incident_contracts.settings import Settings
 from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
 from incident_stream.detection.processor import IncidentDetectorProcessor
 
 REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "level", "is_error", "latency_ms",
@@ -64,16 +66,17 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
         raise ValueError(f"detect() needs the events columns {missing}, which the input lacks; pass the "
                          "decoded and enriched events stream (columns of incident_contracts.tables.EVENTS)")
     params = params or params_from_settings(settings)
-    prepared = prepare(events, params)
+    partials = prepare(events, params).mapInArrow(partial_buckets(params.bucket_ms, params.slowest_kept),
+                                                  PARTIALS_SCHEMA)
     if events.isStreaming:
-        prepared = prepared.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
+        partials = partials.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
     processor = IncidentDetectorProcessor(
         params,
         depends_on={s.name: list(s.depends_on) for s in catalog.services},
         tiers={s.name: s.tier for s in catalog.services},
         flapping=frozenset(s.name for s in catalog.services if s.flapping),
     )
-    return prepared.groupBy("environment").transformWithStateInPandas(
+    return partials.groupBy("environment").transformWithStateInPandas(
         statefulProcessor=processor,
         outputStructType=incident_updates_schema(),
         outputMode="append",
