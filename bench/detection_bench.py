@@ -8,8 +8,9 @@ Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
   2. The log generator writes 75 s of normal history (1,000 events/s, so every service is past its
      warm-up), then keeps producing normal traffic at 5,000 events/s, paced in real time.
   3. Once the job has caught up, incidents are injected one after another: each is a generator run of one
-     scenario at the same 5,000 events/s (normal traffic with the incident in the middle 60% of the run),
-     each starting in a different service.
+     scenario at the same 5,000 events/s (normal traffic with the incident in the middle 60% of the run).
+     Before each, the run waits (normal traffic) until the origin service has no open incident: a failure
+     on a service already in incident updates that incident, so it has no `opened` row to time.
   4. A reader lists the incident_updates table every 0.2 s and notes when each `opened` row first becomes
      readable. Latency of an injection = that moment for the first incident opened on one of its services
      (origin or affected) - the Kafka timestamp (wall clock of production) of the injection's first error
@@ -67,12 +68,17 @@ JOB_ATTEMPTS = 3  # the job is started again if it dies while starting up (a loa
 LATENCY_TARGET_S = 10.0
 CAUGHT_UP_S = 12.0  # the job counts as keeping up once it processes what the topic held within this time
 KEEP_UP_WAIT_S = 300.0  # live traffic this long without keeping up: inject anyway (and say so)
-# (scenario, origin) of the injections, in order; consecutive ones start in different services
-INJECTIONS = [("bad_deploy", "payment-service"), ("tls_expired", "inventory-service"),
-              ("disk_full", "shipping-service"), ("db_pool_exhaustion", "postgres-primary"),
-              ("bad_deploy", "search-service"), ("slow_dependency", "user-service"),
-              ("cache_stampede", "redis-cache"), ("bad_deploy", "order-service"),
-              ("tls_expired", "payment-service"), ("disk_full", "search-service")]
+QUIET_WAIT_S = 180.0  # longest wait for an injection's origin to have no open incident
+# (scenario, origin) of the injections, in order. An incident stays open for its quiet period (60 s) after
+# its lines stop, and a failure on a service already in incident updates that incident instead of opening
+# one, so it has no `opened` row to time. The order keeps an origin away from the injections shortly
+# before it that also hit it (its own, or a dependency's); the run still waits for the origin to be
+# quiet before each injection (QUIET_WAIT_S), so a sample is always a new incident.
+INJECTIONS = [("bad_deploy", "order-service"), ("bad_deploy", "search-service"),
+              ("bad_deploy", "payment-service"), ("disk_full", "shipping-service"),
+              ("slow_dependency", "user-service"), ("tls_expired", "inventory-service"),
+              ("disk_full", "search-service"), ("tls_expired", "payment-service"),
+              ("cache_stampede", "redis-cache"), ("db_pool_exhaustion", "postgres-primary")]
 QUALITY_START_MS = 1_795_000_000_000
 
 
@@ -168,13 +174,15 @@ class Injection:
 
 
 class UpdatesReader(threading.Thread):
-    """Lists the incident_updates folder every POLL_S seconds; notes when each opened row became readable."""
+    """Lists the incident_updates folder every POLL_S seconds; notes when each opened row became readable
+    and which incidents are open (opened, not resolved yet)."""
 
     def __init__(self, table: Path) -> None:
         super().__init__(daemon=True)
         self.table = table
         self.seen_files: set[str] = set()
         self.opened: dict[str, dict] = {}  # incident id -> {service, opened_at_ms, readable_ms}
+        self.resolved: set[str] = set()
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
 
@@ -197,6 +205,8 @@ class UpdatesReader(threading.Thread):
             self.seen_files.add(path.name)
             with self.lock:
                 for row in table.to_pylist():
+                    if row["update_type"] == "resolved":
+                        self.resolved.add(row["incident_id"])
                     if row["update_type"] == "opened" and row["incident_id"] not in self.opened:
                         opened_at = row["opened_at"]
                         self.opened[row["incident_id"]] = {
@@ -206,6 +216,10 @@ class UpdatesReader(threading.Thread):
     def snapshot(self) -> dict[str, dict]:
         with self.lock:
             return dict(self.opened)
+
+    def open_services(self) -> set[str]:
+        with self.lock:
+            return {o["service"] for i, o in self.opened.items() if i not in self.resolved}
 
 
 def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
@@ -369,7 +383,12 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         context["job_ready_s"] = round(time.monotonic() - job_started, 1)
         log(f"  {context['job_ready_s']} s after the job's start, it processes the topic's content within "
             f"{context.get('detection_behind_s', '?')} s; injecting {len(injections)} incidents")
+        context["quiet_waits_s"] = []
         for i, inj in enumerate(injections):
+            waited = wait_until_quiet(reader, inj.origin, api, common)
+            context["quiet_waits_s"].append(round(waited, 1))
+            if waited:
+                log(f"  waited {waited:.0f} s for the open incident on {inj.origin} to resolve")
             summary = api.run(inj.scenario, duration_s=injection_s, speedup=1.0, seed=200 + i, origin=inj.origin,
                               run_id=f"inject-{i + 1:02d}-{inj.scenario}", **common)
             truth = next(t for t in load_ground_truth(summary.run_dir).incidents if t.expect_incident)
@@ -404,6 +423,20 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         except subprocess.TimeoutExpired:
             os.killpg(broker.pid, signal.SIGKILL)
     return injections, context
+
+
+def wait_until_quiet(reader: UpdatesReader, service: str, api, common: dict) -> float:
+    """Normal traffic until `service` has no open incident (at most QUIET_WAIT_S); the seconds waited."""
+    if service not in reader.open_services():
+        return 0.0
+    started = time.monotonic()
+    background = Background(api, common, seed=4)
+    try:
+        while service in reader.open_services() and time.monotonic() - started < QUIET_WAIT_S:
+            time.sleep(POLL_S)
+    finally:
+        background.stop()
+    return time.monotonic() - started
 
 
 class Background(threading.Thread):

@@ -24,3 +24,26 @@ def test_percentile_is_nearest_rank() -> None:
     assert detection_bench.percentile(values, 95) == 88.0
     assert detection_bench.percentile(values, 50) == 60.0
     assert detection_bench.percentile([5.0], 95) == 5.0
+
+
+def test_the_reader_knows_which_services_have_an_open_incident(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    opened_at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+    def write(name: str, rows: list[tuple[str, str, str]]) -> None:
+        ids, kinds, services = zip(*rows, strict=True)
+        pq.write_table(pa.table({"incident_id": ids, "update_type": kinds, "service": services,
+                                 "opened_at": [opened_at] * len(rows)}), tmp_path / name)
+
+    reader = detection_bench.UpdatesReader(tmp_path)
+    write("part-1.parquet", [("a", "opened", "order-service"), ("b", "opened", "search-service")])
+    reader.poll()
+    assert reader.open_services() == {"order-service", "search-service"}
+    write("part-2.parquet", [("a", "updated", "order-service"), ("a", "resolved", "order-service")])
+    reader.poll()
+    assert reader.open_services() == {"search-service"}
+    assert set(reader.snapshot()) == {"a", "b"}
