@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from incident_stream.detection import histogram
 from incident_stream.detection.anomaly import binomial_score, window_sums
+from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame
 from incident_stream.detection.incident import shorten
 from incident_stream.detection.linking import DependencyGraph, Span, link
@@ -88,6 +89,23 @@ def test_binomial_score_sign_and_monotonicity():
     assert binomial_score(0, 0, 0.01) == 0.0
     # five errors where 0.05 were expected is about a six-sigma event
     assert 5.5 < binomial_score(5, 50, 0.001) < 6.5
+
+
+def test_noise_is_learned_per_event_so_it_scales_with_the_traffic():
+    params = DetectionParams()
+    baseline = Baseline(params)
+    assert baseline.error_noise(0, 1000) == 1.0  # nothing learned: chance alone
+    no_latency = histogram.empty()
+    for _ in range(3000):  # normal windows of 1,000 events whose squared deviation is 3: excess 2 / 1,000 events
+        baseline.learn_now(1000, 10, 0, no_latency, [[(math.sqrt(3.0), 1000)] * 3, [None] * 3, [None] * 3])
+    assert baseline.error_noise(0, 1000) == pytest.approx(3.0, rel=0.02)
+    assert baseline.error_noise(0, 5000) == pytest.approx(11.0, rel=0.02)  # five times the traffic
+    assert baseline.error_noise(0, 10) == pytest.approx(1.02, rel=0.01)
+    assert baseline.warning_noise(0, 1000) == 1.0  # other tests keep their own estimates
+    restored = Baseline.from_json(baseline.to_json(), params)
+    assert restored.error_noise(2, 5000) == baseline.error_noise(2, 5000)
+    older = {k: v for k, v in baseline.to_json().items() if k != "nm"}  # state of the previous noise model
+    assert Baseline.from_json(older, params).error_noise(0, 5000) == 1.0  # its estimates restart
 
 
 def test_window_sums_take_the_newest_buckets():

@@ -4,7 +4,7 @@ Each window (of `windows_buckets` buckets) is tested for three departures:
 
 * error rate: the signed square root of the binomial log-likelihood ratio of the window's errors
   against the baseline rate (a z-like score that behaves well for small counts), divided by the
-  square root of the noise the baseline learned for that window. It must also clear a minimum error
+  square root of the noise the baseline learned for that window at that many events. It must also clear a minimum error
   count and be both `error_rate_ratio` times and `error_rate_min_delta` above the baseline rate, so a
   chatty service (high baseline) needs a large rise and one stray error on a quiet service does not page;
 * warning rate: the same test on warning lines, with its own (looser) minimums - some failures are
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from incident_stream.detection import histogram
-from incident_stream.detection.baseline import Baseline
+from incident_stream.detection.baseline import Baseline, Residual
 from incident_stream.detection.params import DetectionParams
 
 NORMAL, ELEVATED, ANOMALOUS = 0, 1, 2
@@ -66,9 +66,10 @@ class Evaluation:
     level: int = NORMAL
     triggers: tuple[str, ...] = ()  # the tests at `level`
     score: float = 0.0  # the largest score of the tests at `level`
-    err_residuals: list[float | None] = field(default_factory=list)  # per window, for noise learning
-    warn_residuals: list[float | None] = field(default_factory=list)
-    lat_residuals: list[float | None] = field(default_factory=list)
+    # per window, for noise learning: (residual, events it was computed on), or None
+    err_residuals: list[Residual | None] = field(default_factory=list)
+    warn_residuals: list[Residual | None] = field(default_factory=list)
+    lat_residuals: list[Residual | None] = field(default_factory=list)
 
     def raise_to(self, level: int, trigger: str, score: float) -> None:
         if level > self.level:
@@ -116,10 +117,11 @@ def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluat
     result = Evaluation()
     for i, win in enumerate(window_sums(ring, p.windows_buckets)):
         result.err_residuals.append(
-            _rate_test(result, error_rule, win.errors, win.n, rate0, baseline.error_noise(i), p))
+            _rate_test(result, error_rule, win.errors, win.n, rate0, baseline.error_noise(i, win.n), p))
         result.warn_residuals.append(
-            _rate_test(result, warning_rule, win.warns, win.n, warn0, baseline.warning_noise(i), p))
-        result.lat_residuals.append(_latency_test(result, win, slow_levels, baseline.latency_noise(i), p))
+            _rate_test(result, warning_rule, win.warns, win.n, warn0, baseline.warning_noise(i, win.n), p))
+        lat_n = int(win.latency.sum())
+        result.lat_residuals.append(_latency_test(result, win, slow_levels, baseline.latency_noise(i, lat_n), p))
     return result
 
 
@@ -138,7 +140,7 @@ def _slow_levels(baseline: Baseline, p: DetectionParams) -> list[tuple[int, int,
 
 
 def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: float, noise: float,
-               p: DetectionParams) -> float | None:
+               p: DetectionParams) -> Residual | None:
     if n <= 0:
         return None
     r = binomial_score(count, n, rate0)
@@ -149,11 +151,11 @@ def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: fl
     elif (count >= max(2, rule.min_count // 2) and z >= p.hold_score
             and rate >= max(rule.hold_ratio * rate0, rate0 + rule.min_delta / 2)):
         result.raise_to(ELEVATED, rule.trigger, z)
-    return r
+    return r, n
 
 
 def _latency_test(result: Evaluation, win: WindowStats, slow_levels: list[tuple[int, int, float]] | None,
-                  noise: float, p: DetectionParams) -> float | None:
+                  noise: float, p: DetectionParams) -> Residual | None:
     if slow_levels is None:
         return None
     lat_n = int(win.latency.sum())
@@ -171,4 +173,4 @@ def _latency_test(result: Evaluation, win: WindowStats, slow_levels: list[tuple[
                                                                           else p.hold_score):
             result.raise_to(level, LATENCY, z)
             break
-    return residual
+    return None if residual is None else (residual, lat_n)

@@ -4,10 +4,14 @@
   `baseline_half_life_s`), shrunk towards a prior for services with little history;
 * latency: an exponentially decayed latency histogram (its 95th percentile, and the share of
   requests above any threshold);
-* noise: for each test and window, an exponentially weighted mean of the squared standardised
-  deviation seen in normal times (1 for counts that vary as chance alone would make them vary). A
-  service whose error count naturally swings widely (bursty, chatty) learns a large noise and needs a
-  larger departure to page; a steady, quiet one learns a small noise.
+* noise: for each test and window, how much more the standardised deviation r swings in normal times
+  than chance alone would make it swing (E[r^2] = 1). The excess is learned per event, as an
+  exponentially weighted mean of (r^2 - 1) / n, and the noise of a window of n events is
+  1 + excess * n: a rate that naturally wanders from second to second gives an excess r^2 that grows
+  with the traffic, so a service whose traffic rises fivefold keeps the same sensitivity to a given
+  departure of its rate instead of becoming five times as touchy. A service whose error count naturally
+  swings widely (bursty, chatty) learns a large noise and needs a larger departure to page; a steady,
+  quiet one learns a small noise.
 
 During the warm-up every bucket is learned at once. After it, learning is delayed: buckets are
 queued in blocks of BLOCK_BUCKETS and learned only `baseline_guard_s` later, and only if every bucket
@@ -23,7 +27,10 @@ import numpy as np
 from incident_stream.detection import histogram
 from incident_stream.detection.params import DetectionParams
 
+Residual = tuple[float, int]  # (standardised deviation of a window, events it was computed on)
+
 NOISE_PRIOR_WEIGHT_S = 30.0  # the noise estimates start as if 30 s of unit-noise history had been seen
+NOISE_MODEL = 2  # noise learned as excess per event (1: a plain ratio); older state restarts its estimates
 MAX_ERROR_NOISE = 400.0  # cap on the learned error-count dispersion (variance ratio)
 BLOCK_BUCKETS = 10
 
@@ -36,17 +43,18 @@ class Block:
         self.clean = True
         self.n = self.errors = self.warns = 0
         self.latency = histogram.empty()
-        self.noise = [[[0.0, 0] for _ in range(n_windows)] for _ in range(3)]  # err, warn, lat: [sum r^2, count]
+        # err, warn, lat: [sum of excess per event, count]
+        self.noise = [[[0.0, 0] for _ in range(n_windows)] for _ in range(3)]
 
-    def add(self, n: int, errors: int, warns: int, latency: np.ndarray, squares: list[list[float | None]]) -> None:
+    def add(self, n: int, errors: int, warns: int, latency: np.ndarray, excesses: list[list[float | None]]) -> None:
         self.n += n
         self.errors += errors
         self.warns += warns
         self.latency = self.latency + latency
-        for kind, per_window in enumerate(squares):
-            for i, square in enumerate(per_window):
-                if square is not None:
-                    self.noise[kind][i][0] += square
+        for kind, per_window in enumerate(excesses):
+            for i, excess in enumerate(per_window):
+                if excess is not None:
+                    self.noise[kind][i][0] += excess
                     self.noise[kind][i][1] += 1
 
     def to_json(self) -> list:
@@ -64,16 +72,14 @@ class Block:
 
 class Baseline:
     def __init__(self, params: DetectionParams) -> None:
-        n_windows = len(params.windows_buckets)
         self.params = params
         self.errors = 0.0  # decayed sums
         self.warns = 0.0
         self.events = 0.0
         self.latency = np.zeros(histogram.NUM_BINS, dtype=np.float64)
-        prior_weight = 1 - self.alpha ** params.buckets(NOISE_PRIOR_WEIGHT_S)
-        self.err_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]  # [weighted sum, weight]
-        self.warn_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]
-        self.lat_noise = [[prior_weight, prior_weight] for _ in range(n_windows)]
+        self.err_noise = self._prior_noise()  # per window: [weighted sum of excess per event, weight]
+        self.warn_noise = self._prior_noise()
+        self.lat_noise = self._prior_noise()
         self.age = 0  # buckets observed since the service was first seen
         self.events_seen = 0
         self.block: Block | None = None  # being filled
@@ -110,17 +116,14 @@ class Baseline:
         self._lat_q = histogram.quantile(self.latency, self.params.latency_quantile)
         self._lat_tail = histogram.tail_shares(self.latency)
 
-    def error_noise(self, window_index: int) -> float:
-        total, weight = self.err_noise[window_index]
-        return min(max(total / weight, 1.0), MAX_ERROR_NOISE)
+    def error_noise(self, window_index: int, n: int) -> float:
+        return _noise(self.err_noise[window_index], n)
 
-    def warning_noise(self, window_index: int) -> float:
-        total, weight = self.warn_noise[window_index]
-        return min(max(total / weight, 1.0), MAX_ERROR_NOISE)
+    def warning_noise(self, window_index: int, n: int) -> float:
+        return _noise(self.warn_noise[window_index], n)
 
-    def latency_noise(self, window_index: int) -> float:
-        total, weight = self.lat_noise[window_index]
-        return min(max(total / weight, 1.0), MAX_ERROR_NOISE)
+    def latency_noise(self, window_index: int, n: int) -> float:
+        return _noise(self.lat_noise[window_index], n)
 
     @property
     def warm(self) -> bool:
@@ -139,18 +142,19 @@ class Baseline:
         self.events_seen += n
 
     def learn_now(self, n: int, errors: int, warns: int, latency_hist: np.ndarray,
-                  residuals: list[list[float | None]]) -> None:
+                  residuals: list[list[Residual | None]]) -> None:
         """Learn one bucket at once (warm-up): level, and noise without any cap."""
         self._learn_level(n, errors, warns, latency_hist)
         a = self.alpha
         for cells, per_window in zip(self._noise_cells(), residuals, strict=True):
-            for cell, r in zip(cells, per_window, strict=True):
-                if r is not None:
-                    cell[0] = a * cell[0] + (1 - a) * min(r * r, MAX_ERROR_NOISE)
+            for cell, residual in zip(cells, per_window, strict=True):
+                if residual is not None and residual[1] > 0:
+                    r, events = residual
+                    cell[0] = a * cell[0] + (1 - a) * (min(r * r, MAX_ERROR_NOISE) - 1) / events
                     cell[1] = a * cell[1] + (1 - a)
 
     def observe(self, bucket: int, n: int, errors: int, warns: int, latency_hist: np.ndarray,
-                residuals: list[list[float | None]], normal: bool) -> None:
+                residuals: list[list[Residual | None]], normal: bool) -> None:
         """Queue one bucket for delayed learning (after the warm-up). An abnormal bucket spoils its block."""
         block_id = bucket // BLOCK_BUCKETS
         if self.block is not None and self.block.block_id != block_id:
@@ -162,11 +166,12 @@ class Baseline:
             self.block.clean = False
         elif self.block.clean:
             clip = self.params.hold_score ** 2
-            squares = [[None if r is None else min(r * r, clip * current(i), MAX_ERROR_NOISE)
-                        for i, r in enumerate(per_window)]
-                       for per_window, current in zip(residuals, (self.error_noise, self.warning_noise,
-                                                                  self.latency_noise), strict=True)]
-            self.block.add(n, errors, warns, latency_hist, squares)
+            excesses = [[None if res is None or res[1] <= 0
+                         else (min(res[0] * res[0], clip * current(i, res[1]), MAX_ERROR_NOISE) - 1) / res[1]
+                         for i, res in enumerate(per_window)]
+                        for per_window, current in zip(residuals, (self.error_noise, self.warning_noise,
+                                                                   self.latency_noise), strict=True)]
+            self.block.add(n, errors, warns, latency_hist, excesses)
         guard_blocks = max(1, self.params.buckets(self.params.baseline_guard_s) // BLOCK_BUCKETS)
         while self.queue and self.queue[0].block_id <= block_id - guard_blocks - 1:
             self._learn_block(self.queue.pop(0))
@@ -208,10 +213,15 @@ class Baseline:
     def _noise_cells(self) -> tuple[list[list[float]], ...]:
         return self.err_noise, self.warn_noise, self.lat_noise
 
+    def _prior_noise(self) -> list[list[float]]:
+        """No excess yet (noise 1), weighted as NOISE_PRIOR_WEIGHT_S of history."""
+        weight = 1 - self.alpha ** self.params.buckets(NOISE_PRIOR_WEIGHT_S)
+        return [[0.0, weight] for _ in self.params.windows_buckets]
+
     # --- state -------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {"e": self.errors, "w": self.warns, "n": self.events, "lat": histogram.to_sparse_float(self.latency),
-                "en": self.err_noise, "wn": self.warn_noise, "ln": self.lat_noise, "age": self.age,
+                "en": self.err_noise, "wn": self.warn_noise, "ln": self.lat_noise, "nm": NOISE_MODEL, "age": self.age,
                 "seen": self.events_seen, "block": self.block.to_json() if self.block else None,
                 "queue": [b.to_json() for b in self.queue], "lq": self._lat_q, "lt": self._lat_tail}
 
@@ -220,7 +230,8 @@ class Baseline:
         b = cls(params)
         b.errors, b.warns, b.events = data["e"], data["w"], data["n"]
         b.latency = histogram.from_sparse_float(data["lat"])
-        if len(data["en"]) == len(b.err_noise):  # window set unchanged; else restart the noise estimates
+        same_noise = len(data["en"]) == len(b.err_noise) and data.get("nm") == NOISE_MODEL
+        if same_noise:  # same windows and noise model; else restart the noise estimates
             b.err_noise = [list(c) for c in data["en"]]
             b.warn_noise = [list(c) for c in data["wn"]]
             b.lat_noise = [list(c) for c in data["ln"]]
@@ -229,7 +240,13 @@ class Baseline:
             b._lat_q, b._lat_tail = data["lq"], list(data["lt"])
         else:
             b._latency_changed()
-        if len(data["en"]) == len(b.err_noise):
+        if same_noise:
             b.block = Block.from_json(data["block"]) if data["block"] else None
             b.queue = [Block.from_json(x) for x in data["queue"]]
         return b
+
+
+def _noise(cell: list[float], n: int) -> float:
+    """Noise of a window of n events: 1 + the learned excess per event * n (at least 1, capped)."""
+    total, weight = cell
+    return min(max(1.0 + total / weight * n, 1.0), MAX_ERROR_NOISE)
