@@ -72,13 +72,14 @@ QUIET_WAIT_S = 180.0  # longest wait for an injection's origin to have no open i
 # (scenario, origin) of the injections, in order. An incident stays open for its quiet period (60 s) after
 # its lines stop, and a failure on a service already in incident updates that incident instead of opening
 # one, so it has no `opened` row to time. The order keeps an origin away from the injections shortly
-# before it that also hit it (its own, or a dependency's); the run still waits for the origin to be
+# before it that also hit it (its own, a dependency's, or a cache stampede's load on the database); the run
+# still waits for the origin to be
 # quiet before each injection (QUIET_WAIT_S), so a sample is always a new incident.
 INJECTIONS = [("bad_deploy", "order-service"), ("bad_deploy", "search-service"),
               ("bad_deploy", "payment-service"), ("disk_full", "shipping-service"),
               ("slow_dependency", "user-service"), ("tls_expired", "inventory-service"),
               ("disk_full", "search-service"), ("tls_expired", "payment-service"),
-              ("cache_stampede", "redis-cache"), ("db_pool_exhaustion", "postgres-primary")]
+              ("db_pool_exhaustion", "postgres-primary"), ("cache_stampede", "redis-cache")]
 QUALITY_START_MS = 1_795_000_000_000
 
 
