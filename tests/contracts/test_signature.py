@@ -1,6 +1,6 @@
 """The signature definition (the reference implementation): the same failure with other values groups
 together, different failures stay apart. That the Arrow and Spark implementations agree with it is
-tested in tests/spark/test_signature.py."""
+tested in tests/spark/test_signature_engines.py."""
 
 from __future__ import annotations
 

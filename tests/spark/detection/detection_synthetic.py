@@ -87,3 +87,20 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
             "message": message, "tier": prof.tier, "owner": prof.owner,
         }))
     return pd.concat(frames, ignore_index=True).sort_values(["t_ms", "service"], kind="stable").reset_index(drop=True)
+
+
+def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97) -> pd.DataFrame:
+    """What the reading tasks hand the stateful processor for `frame` (stream.py): the partial buckets of
+    `tasks` tasks, each reading every tasks-th event in Arrow batches of `batch_rows`."""
+    import pyarrow as pa
+
+    from incident_stream.detection.params import DetectionParams
+    from incident_stream.detection.partials import PARTIALS_ARROW_SCHEMA, READ_COLUMNS, partial_buckets
+
+    params = DetectionParams()
+    aggregate = partial_buckets(params.bucket_ms, params.slowest_kept)
+    batches = []
+    for task in range(tasks):
+        table = pa.Table.from_pandas(frame.iloc[task::tasks][list(READ_COLUMNS)], preserve_index=False)
+        batches += aggregate(iter(table.to_batches(max_chunksize=batch_rows)))
+    return pa.Table.from_batches(batches, schema=PARTIALS_ARROW_SCHEMA).to_pandas()

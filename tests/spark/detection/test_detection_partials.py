@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
-from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,11 +12,8 @@ from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import (
-    PARTIALS_ARROW_SCHEMA,
-    READ_COLUMNS,
     decode,
     encode,
-    partial_buckets,
     parts_of,
 )
 
@@ -29,18 +25,10 @@ def _stream() -> pd.DataFrame:
     return events(scenario, seed=3)
 
 
-def _task_output(frame: pd.DataFrame, batch_rows: int = 97) -> pa.Table:
-    """What one reading task yields for `frame`, handed to it in Arrow batches of `batch_rows`."""
-    table = pa.Table.from_pandas(frame[list(READ_COLUMNS)], preserve_index=False)
-    batches = table.to_batches(max_chunksize=batch_rows)
-    aggregate = partial_buckets(PARAMS.bucket_ms, PARAMS.slowest_kept)
-    return pa.Table.from_batches(list(aggregate(iter(batches))), schema=PARTIALS_ARROW_SCHEMA)
-
-
 def test_one_row_per_environment_service_and_bucket_with_the_newest_event_time():
     frame = _stream()
     frame["environment"] = ["prod" if i % 3 else "staging" for i in range(len(frame))]
-    out = _task_output(frame).to_pandas()
+    out = task_partials(frame)
     keys = frame.assign(bucket=frame.t_ms // 1000)[["environment", "service", "bucket"]].drop_duplicates()
     assert len(out) == len(keys)
     assert set(map(tuple, out[["environment", "service", "bucket"]].values.tolist())) == set(
@@ -59,7 +47,7 @@ def test_partials_of_any_split_merge_to_the_buckets_of_all_events(tasks, batch_r
     whole = aggregate_frame(frame, PARAMS.bucket_ms, PARAMS.slowest_kept)
     detector = EnvironmentDetector("prod", PARAMS, DependencyGraph({}))
     for task in range(tasks):
-        parts, newest = parts_of(_task_output(frame.iloc[task::tasks], batch_rows).to_pandas())
+        parts, newest = parts_of(task_partials(frame.iloc[task::tasks], batch_rows=batch_rows))
         detector.ingest_parts(parts, newest)
     assert sorted(detector.pending) == sorted(whole)
     for key, agg in whole.items():
@@ -82,7 +70,7 @@ def test_detector_on_partials_writes_the_rows_it_writes_on_events():
     for lo in range(0, 240_000, 4_000):
         chunk = frame[(frame.t_ms >= T0_MS + lo) & (frame.t_ms < T0_MS + lo + 4_000)]
         on_events.ingest(chunk)
-        parts, newest = parts_of(_task_output(chunk).to_pandas())
+        parts, newest = parts_of(task_partials(chunk))
         on_partials.ingest_parts(parts, newest)
     expected, got = on_events.advance(now_ms=0), on_partials.advance(now_ms=0)
     assert {r["service"] for r in expected if r["update_type"] == "opened"} == {"orders", "db"}

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
-from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
 from pyspark.sql.streaming.tws_tester import TwsTester
 
 from incident_contracts.tables import INCIDENT_UPDATES
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.partials import READ_COLUMNS, partial_buckets
 from incident_stream.detection.processor import IncidentDetectorProcessor
 
 PARAMS = DetectionParams()
@@ -21,17 +19,6 @@ SCENARIO = Scenario({"orders": Profile(30, 0.004, 35, 140), "db": Profile(20, 0.
                     [Episode("db", 120, 200, error_rate=0.5), Episode("orders", 122, 200, error_rate=0.3)])
 
 
-def _partials(frame: pd.DataFrame, tasks: int = 2) -> pd.DataFrame:
-    """What stream.py hands to the processor: the partial buckets of `tasks` reading tasks, each holding
-    every tasks-th event of the chunk (so partials of one bucket come from several tasks)."""
-    aggregate = partial_buckets(PARAMS.bucket_ms, PARAMS.slowest_kept)
-    batches = []
-    for task in range(tasks):
-        rows = frame.iloc[task::tasks].assign(environment="prod")[list(READ_COLUMNS)]
-        batches += aggregate(iter([pa.RecordBatch.from_pandas(rows, preserve_index=False)]))
-    return pa.Table.from_batches(batches).to_pandas() if batches else pd.DataFrame()
-
-
 def test_processor_matches_the_engine_keeps_state_and_resolves_on_the_watermark():
     frame = events(SCENARIO, seed=5)
     tester = TwsTester(IncidentDetectorProcessor(PARAMS, DEPS, TIERS), timeMode="EventTime",
@@ -39,7 +26,7 @@ def test_processor_matches_the_engine_keeps_state_and_resolves_on_the_watermark(
     outputs = []
     for lo in range(0, 240_000, 5_000):
         chunk = frame[(frame.t_ms >= T0_MS + lo) & (frame.t_ms < T0_MS + lo + 5_000)].reset_index(drop=True)
-        result = tester.testInPandas("prod", _partials(chunk))
+        result = tester.testInPandas("prod", task_partials(chunk, tasks=2))
         if len(result):
             outputs.append(result)
     produced = pd.concat(outputs, ignore_index=True)

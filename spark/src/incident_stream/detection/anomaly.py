@@ -4,9 +4,10 @@ Each window (of `windows_buckets` buckets) is tested for three departures:
 
 * error rate: the signed square root of the binomial log-likelihood ratio of the window's errors
   against the baseline rate (a z-like score that behaves well for small counts), divided by the
-  square root of the noise the baseline learned for that window at that many events. It must also clear a minimum error
-  count and be both `error_rate_ratio` times and `error_rate_min_delta` above the baseline rate, so a
-  chatty service (high baseline) needs a large rise and one stray error on a quiet service does not page;
+  square root of the noise the baseline learned for that window at that many events. It must also
+  clear a minimum error count and be both `error_rate_ratio` times and `error_rate_min_delta` above
+  the baseline rate, so a chatty service (high baseline) needs a large rise and one stray error on a
+  quiet service does not page;
 * warning rate: the same test on warning lines, with its own (looser) minimums - some failures are
   logged as warnings by the service that causes them (a server's TLS handshake failures, say);
 * latency: the share of the window's requests slower than a threshold T (`latency_ratio` times the
@@ -121,7 +122,8 @@ def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluat
         result.warn_residuals.append(
             _rate_test(result, warning_rule, win.warns, win.n, warn0, baseline.warning_noise(i, win.n), p))
         lat_n = int(win.latency.sum())
-        result.lat_residuals.append(_latency_test(result, win, slow_levels, baseline.latency_noise(i, lat_n), p))
+        result.lat_residuals.append(
+            _latency_test(result, win, lat_n, slow_levels, baseline.latency_noise(i, lat_n), p))
     return result
 
 
@@ -154,11 +156,11 @@ def _rate_test(result: Evaluation, rule: RateRule, count: int, n: int, rate0: fl
     return r, n
 
 
-def _latency_test(result: Evaluation, win: WindowStats, slow_levels: list[tuple[int, int, float]] | None,
-                  noise: float, p: DetectionParams) -> Residual | None:
+def _latency_test(result: Evaluation, win: WindowStats, lat_n: int,
+                  slow_levels: list[tuple[int, int, float]] | None, noise: float,
+                  p: DetectionParams) -> Residual | None:
     if slow_levels is None:
         return None
-    lat_n = int(win.latency.sum())
     if lat_n < p.latency_min_samples:
         return None
     tail = 1.0 - p.latency_quantile

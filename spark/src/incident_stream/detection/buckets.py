@@ -94,6 +94,16 @@ class BucketAgg:
                    last_warn=last_warn, tier=tier, owner=owner)
 
 
+def merge_into(into: dict[tuple[str, int], BucketAgg], key: tuple[str, int], agg: BucketAgg,
+               slowest_kept: int) -> None:
+    """Add a partial bucket to a map of buckets: taken as is when new, merged into the one there otherwise."""
+    mine = into.get(key)
+    if mine is None:
+        into[key] = agg
+    else:
+        mine.merge(agg, slowest_kept)
+
+
 def top_slowest(rows: list[list], k: int) -> list[list]:
     rows = sorted(rows, key=lambda r: (-r[0], r[1], r[2], r[5] or ""))
     return rows[:k]

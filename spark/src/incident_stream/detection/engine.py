@@ -26,7 +26,7 @@ import pandas as pd
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
 from incident_stream.detection.anomaly import WARNING_RATE
-from incident_stream.detection.buckets import BucketAgg, aggregate_frame
+from incident_stream.detection.buckets import BucketAgg, aggregate_frame, merge_into
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
@@ -64,11 +64,7 @@ class EnvironmentDetector:
             if self.next_bucket is not None and key[1] < self.next_bucket:
                 self.late_events += agg.n
                 continue
-            mine = self.pending.get(key)
-            if mine is None:
-                self.pending[key] = agg
-            else:
-                mine.merge(agg, self.params.slowest_kept)
+            merge_into(self.pending, key, agg, self.params.slowest_kept)
         if newest_ms is not None:
             self.max_event_ms = newest_ms if self.max_event_ms is None else max(self.max_event_ms, newest_ms)
 

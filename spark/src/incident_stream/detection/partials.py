@@ -13,26 +13,19 @@ import json
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
-from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.pandas.types import from_arrow_schema
 
-from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg, aggregate_frame
+from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg, aggregate_frame, merge_into
 
-PARTIALS_SCHEMA = StructType([
-    StructField("environment", StringType(), False),
-    StructField("event_time", TimestampType(), False),  # newest event of the environment in the task
-    StructField("service", StringType(), False),
-    StructField("bucket", LongType(), False),
-    StructField("newest_ms", LongType(), False),
-    StructField("agg", BinaryType(), False),
-])
 PARTIALS_ARROW_SCHEMA = pa.schema([
     pa.field("environment", pa.string(), False),
-    pa.field("event_time", pa.timestamp("us", tz="UTC"), False),
+    pa.field("event_time", pa.timestamp("us", tz="UTC"), False),  # newest event of the environment in the task
     pa.field("service", pa.string(), False),
     pa.field("bucket", pa.int64(), False),
-    pa.field("newest_ms", pa.int64(), False),
-    pa.field("agg", pa.binary(), False),
+    pa.field("newest_ms", pa.int64(), False),  # the same instant in milliseconds, as the detector counts
+    pa.field("agg", pa.binary(), False),  # the partial BucketAgg (encode)
 ])
+PARTIALS_SCHEMA = from_arrow_schema(PARTIALS_ARROW_SCHEMA, prefer_timestamp_ntz=False)
 READ_COLUMNS = ("environment", *INPUT_COLUMNS)
 
 Parts = dict[tuple[str, int], BucketAgg]
@@ -44,15 +37,6 @@ def encode(agg: BucketAgg) -> bytes:
 
 def decode(blob: bytes) -> BucketAgg:
     return BucketAgg.from_json(json.loads(blob))
-
-
-def merge_parts(into: Parts, parts: Parts, slowest_kept: int) -> None:
-    for key, agg in parts.items():
-        mine = into.get(key)
-        if mine is None:
-            into[key] = agg
-        else:
-            mine.merge(agg, slowest_kept)
 
 
 def partial_buckets(bucket_ms: int, slowest_kept: int) -> Callable[[Iterator[pa.RecordBatch]],
@@ -67,8 +51,9 @@ def partial_buckets(bucket_ms: int, slowest_kept: int) -> Callable[[Iterator[pa.
                 continue
             frame = batch.select(list(READ_COLUMNS)).to_pandas()
             for environment, events in frame.groupby("environment", sort=False):
-                merge_parts(by_env.setdefault(environment, {}), aggregate_frame(events, bucket_ms, slowest_kept),
-                            slowest_kept)
+                mine = by_env.setdefault(environment, {})
+                for key, agg in aggregate_frame(events, bucket_ms, slowest_kept).items():
+                    merge_into(mine, key, agg, slowest_kept)
                 latest = int(events["t_ms"].max())
                 newest[environment] = max(newest.get(environment, latest), latest)
         if by_env:

@@ -2,8 +2,8 @@
 
 Used with ``groupBy("environment").transformWithStateInPandas(..., timeMode="EventTime")``. Each
 micro-batch hands it the environment's partial buckets (partials.py: aggregated by the reading tasks)
-as pandas chunks; the detector state
-(buckets in progress, per-service baselines and incidents) is one compressed value per environment.
+as pandas chunks; the detector state (buckets in progress, per-service baselines and incidents) is one
+compressed value per environment.
 An event-time timer at the next bucket boundary lets an environment that stopped sending events
 still close its buckets (and resolve incidents) as the watermark moves on other environments.
 """
