@@ -4,8 +4,9 @@ Two streaming queries share one SparkSession, each with its own checkpoint sub-f
 
 * ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic, writes enriched events and dead
   letters with the exactly-once writer (sinks.py); it commits processed offsets to the consumer group.
-* ``detection`` (``<checkpoint>/detection``): reads the topic again, enriches, runs
-  ``incident_stream.detection.detect`` and writes incident_updates the same way.
+* ``detection`` (``<checkpoint>/detection``): reads the topic again with the detection source, whose
+  tasks hand over partial buckets rather than events (detection/source.py), runs
+  ``incident_stream.detection.detect_partials`` and writes incident_updates the same way.
 
 Run modes: continuous (processing-time trigger), ``available_now`` (everything already in the topic,
 then stop), or idle stop (stop once no record arrived for N seconds). SIGTERM/SIGINT stop gracefully:
@@ -24,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -218,13 +220,16 @@ class UpdatesSink:
             compact_table(self.path, tag=self._tag, before_batch=batch_id)
 
 
-def _detector() -> Any | None:
+def _detection() -> Any | None:
+    """The detection package (its source and detect_partials), or None when it cannot be imported."""
     try:
-        from incident_stream.detection import detect
+        from incident_stream import detection
+        from incident_stream.detection import source
     except ImportError as exc:
         log.warning("incident detection is unavailable (%s); only events and dead letters are written", exc)
         return None
-    return detect
+    return SimpleNamespace(detect_partials=detection.detect_partials, params=detection.params_from_settings,
+                           source=source.PARTIALS_SOURCE_NAME, options=source.partials_options)
 
 
 class StreamJob:
@@ -245,9 +250,9 @@ class StreamJob:
         self._restarts: dict[str, int] = {}
 
     # --- building the queries ---------------------------------------------------------------------
-    def _source(self, *, commit: bool) -> DataFrame:
-        reader = self.spark.readStream.format(SOURCE_NAME)
-        for key, value in source_options(self.settings, self.options, commit=commit).items():
+    def _source(self, *, commit: bool, name: str = SOURCE_NAME, extra: dict[str, str] | None = None) -> DataFrame:
+        reader = self.spark.readStream.format(name)
+        for key, value in {**source_options(self.settings, self.options, commit=commit), **(extra or {})}.items():
             reader = reader.option(key, value)
         return reader.load()
 
@@ -271,15 +276,17 @@ class StreamJob:
                     .trigger(**self._trigger()).start())
 
         self._launch(INGEST, ingest)
-        detect = _detector() if self.options.detection else None
-        if detect is not None:
+        detection = _detection() if self.options.detection else None
+        if detection is not None:
             detection_checkpoint = checkpoint / DETECTION
             updates_sink = UpdatesSink(self.options.data_dir, detection_checkpoint, self.counters,
                                        self.options.compact_every)
 
-            def detection() -> StreamingQuery:
-                events = enrich(events_of(self._source(commit=False)), self.catalog)
-                updates = detect(events, self.catalog, self.settings)
+            def detection_query() -> StreamingQuery:
+                params = detection.params(self.settings)
+                partials = self._source(commit=False, name=detection.source,
+                                        extra=detection.options(self.catalog, params))
+                updates = detection.detect_partials(partials, self.catalog, params)
                 return (updates.writeStream.queryName(DETECTION)
                         .foreachBatch(updates_sink)
                         .option("checkpointLocation", str(detection_checkpoint))
@@ -288,7 +295,7 @@ class StreamJob:
             # Each query starts a Python process for its source; starting both at once on a busy
             # machine can make one miss Spark's fixed 10 s connect-back window.
             self._await_initialised(self.queries[INGEST])
-            self._launch(DETECTION, detection)
+            self._launch(DETECTION, detection_query)
 
     def _launch(self, name: str, build: Callable[[], StreamingQuery]) -> None:
         self._builders[name] = build

@@ -54,7 +54,10 @@ def build_session(settings: Settings, *, master: str | None = None, ui: bool = T
 
 
 def register_sources(spark: SparkSession) -> None:
+    from incident_stream.detection.source import DetectionPartialsSource
+
     spark.dataSource.register(KafkaArrowSource)
+    spark.dataSource.register(DetectionPartialsSource)
 
 
 def ui_url(spark: SparkSession) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.stream import detect, params_from_settings
+from incident_stream.detection.stream import detect, detect_partials, params_from_settings
 
-__all__ = ["DetectionParams", "EnvironmentDetector", "detect", "params_from_settings"]
+__all__ = ["DetectionParams", "EnvironmentDetector", "detect", "detect_partials",
+           "params_from_settings"]

@@ -56,6 +56,20 @@ def _first_group(pattern: re.Pattern[str], text: str, group: int) -> str | None:
     return match.group(group) if match and match.group(group) else None
 
 
+def parse_status(text: str) -> int | None:
+    """The HTTP status in a message (a request line's, else ``status=``/``code:``), as enrich.py finds it."""
+    parsed = _first_group(_REQUEST_RE, text, 3) or _first_group(_STATUS_RE, text, 1)
+    return int(parsed) if parsed else None
+
+
+def parse_latency(text: str) -> float | None:
+    """The latency in a message in milliseconds (``took 1.5s``, ``latency: 250us``), as enrich.py finds it."""
+    match = _LATENCY_RE.search(text)
+    if not match:
+        return None
+    return float(match.group(1)) * _UNIT_FACTOR.get(match.group(2).lower(), 1.0)
+
+
 def enrich_fields(level: str | None, message: str | None, http_status: int | None, latency_ms: float | None,
                   message_max_chars: int = 300, signatures: bool = True) -> Enriched:
     """The detector's view of one event, as enrich.py and stream.py compute it in Spark.
@@ -65,14 +79,9 @@ def enrich_fields(level: str | None, message: str | None, http_status: int | Non
     that only scores incidents can skip the costly masking of every normal line."""
     text = message or ""
     lvl = normalise_level(level)
-    status = http_status
-    if status is None and text:
-        parsed = _first_group(_REQUEST_RE, text, 3) or _first_group(_STATUS_RE, text, 1)
-        status = int(parsed) if parsed else None
+    status = parse_status(text) if http_status is None and text else http_status
     if latency_ms is None and text:
-        match = _LATENCY_RE.search(text)
-        if match:
-            latency_ms = float(match.group(1)) * _UNIT_FACTOR.get(match.group(2).lower(), 1.0)
+        latency_ms = parse_latency(text)
     is_error = lvl in ("ERROR", "FATAL") or (status is not None and status >= 500)
     signature = mask_message(message) if signatures or is_error or lvl == "WARN" else ""
     return Enriched(is_error=is_error, is_warn=lvl == "WARN", latency_ms=latency_ms, signature=signature,

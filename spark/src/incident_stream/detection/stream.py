@@ -1,4 +1,5 @@
-"""`detect`: the events stream in, the incident_updates stream out (append mode).
+"""`detect`: the events stream in, the incident_updates stream out (append mode); `detect_partials`:
+the same from partial buckets (what the streaming job feeds it, from the source of source.py).
 
 Per event, only built-in Spark expressions run (projection, millisecond time, message cut); each
 reading task then aggregates its events into partial buckets (partials.py), and only those reach the
@@ -68,7 +69,13 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
     params = params or params_from_settings(settings)
     partials = prepare(events, params).mapInArrow(partial_buckets(params.bucket_ms, params.slowest_kept),
                                                   PARTIALS_SCHEMA)
-    if events.isStreaming:
+    return detect_partials(partials, catalog, params)
+
+
+def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionParams) -> DataFrame:
+    """Incident lifecycle rows for a stream (or batch) of partial buckets (PARTIALS_SCHEMA): those of
+    :func:`detect`'s reading tasks, or of the ``kafka_detection_partials`` source (source.py)."""
+    if partials.isStreaming:
         partials = partials.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
     processor = IncidentDetectorProcessor(
         params,

@@ -1,0 +1,147 @@
+"""The detection query's source: the Kafka source whose tasks hand over partial buckets, not events.
+
+    spark.dataSource.register(DetectionPartialsSource)
+    partials = (spark.readStream.format("kafka_detection_partials")
+                .options(**kafka_source_options, **partials_options(catalog, params)).load())
+    updates = detect_partials(partials, catalog, params)
+
+Each task reads its offset range like the ``kafka_arrow`` source (same options, offsets, limits,
+failOnDataLoss; kafka_source.py), decodes it, takes the detector's view of the events (view.py) and
+aggregates them into partial buckets (partials.py), all in its Python worker. Spark then only sees a
+few hundred rows per micro-batch: with ``kafka_arrow`` + enrich + mapInArrow, every event crossed from
+Python into the JVM and back, the main cost of a detection micro-batch. Rejected records are left out
+(the ingest query writes them to dead_letter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
+
+from incident_contracts.catalog import Catalog
+from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
+from incident_stream.detection.view import DetectorView, detector_view
+from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, read_range
+from incident_stream.kafka_source import (
+    KafkaArrowSource,
+    KafkaBatchReader,
+    KafkaRangePartition,
+    KafkaStreamReader,
+    SourceOptionError,
+    SourceOptions,
+    logevent_schema,
+)
+
+PARTIALS_SOURCE_NAME = "kafka_detection_partials"
+OPTION = "detection"  # JSON of PartialsConfig
+
+
+@dataclass(frozen=True)
+class PartialsConfig:
+    bucket_ms: int
+    slowest_kept: int
+    view: DetectorView
+
+    def to_json(self) -> str:
+        return json.dumps({"bucket_ms": self.bucket_ms, "slowest_kept": self.slowest_kept,
+                           "view": self.view.to_dict()}, sort_keys=True)
+
+    @classmethod
+    def parse(cls, options: dict[str, str]) -> PartialsConfig:
+        raw = {k.lower(): v for k, v in options.items()}.get(OPTION)
+        if not raw:
+            raise SourceOptionError(f"the {PARTIALS_SOURCE_NAME} source needs the option {OPTION!r} "
+                                    "(see partials_options)")
+        try:
+            data = json.loads(raw)
+            return cls(int(data["bucket_ms"]), int(data["slowest_kept"]), DetectorView.from_dict(data["view"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceOptionError(f"option {OPTION}: not a detection configuration ({exc})") from None
+
+
+def partials_options(catalog: Catalog, params: DetectionParams) -> dict[str, str]:
+    """The options the source needs beside the Kafka ones."""
+    config = PartialsConfig(params.bucket_ms, params.slowest_kept, DetectorView.of(catalog, params.message_max_chars))
+    return {OPTION: config.to_json()}
+
+
+@functools.cache
+def _logevent_arrow() -> pa.Schema:
+    return to_arrow_schema(logevent_schema(), timezone="UTC")
+
+
+def events_view(read: ReadConfig, rng: Range, view: DetectorView) -> Iterator[pa.RecordBatch]:
+    """The detector's view of the events of one offset range (rejected records left out)."""
+    for batch in read_range(read, rng, _logevent_arrow()):
+        accepted = pc.is_null(batch.column("reject_reason"))
+        if not pc.all(accepted).as_py():
+            batch = batch.filter(accepted)
+        if batch.num_rows:
+            yield detector_view(batch, view)
+
+
+def read_partials(read: ReadConfig, rng: Range, config: PartialsConfig) -> Iterator[pa.RecordBatch]:
+    """The partial buckets of one offset range (at most one batch)."""
+    yield from partial_buckets(config.bucket_ms, config.slowest_kept)(events_view(read, rng, config.view))
+
+
+def _options(options: dict[str, str]) -> tuple[SourceOptions, PartialsConfig]:
+    parsed = SourceOptions.parse(options)  # the tasks decode LogEvents whatever `format` says
+    read = dataclasses.replace(parsed.read, mode=LOGEVENT)
+    return dataclasses.replace(parsed, read=read), PartialsConfig.parse(options)
+
+
+class PartialsStreamReader(KafkaStreamReader):
+    def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
+        super().__init__(options, schema)
+        self.config = config
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"], state["spark_schema"], state["config"])  # type: ignore[misc]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
+                                 self.config)
+
+
+class PartialsBatchReader(KafkaBatchReader):
+    def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
+        super().__init__(options, schema)
+        self.config = config
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
+                                 self.config)
+
+
+class DetectionPartialsSource(KafkaArrowSource):
+    @classmethod
+    def name(cls) -> str:
+        return PARTIALS_SOURCE_NAME
+
+    def schema(self) -> StructType:
+        return PARTIALS_SCHEMA
+
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        options, config = _options(dict(self.options))
+        return PartialsStreamReader(options, schema, config)
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        options, config = _options(dict(self.options))
+        return PartialsBatchReader(options, schema, config)
