@@ -242,7 +242,7 @@ def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
 
 def first_error_times(bootstrap: str, topic: str, injections: list[Injection]) -> None:
     """For each injection: the Kafka timestamp of the first error line labelled with its incident id."""
-    from incident_stream.detection.offline import normalise_level
+    from incident_stream.message_fields import normalise_level
 
     codec = decoding_codec()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"detection-bench-{uuid.uuid4().hex[:6]}",

@@ -2,8 +2,9 @@
 
 Two streaming queries share one SparkSession, each with its own checkpoint sub-folder:
 
-* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic, writes enriched events and dead
-  letters with the exactly-once writer (sinks.py); it commits processed offsets to the consumer group.
+* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic in the source's ``events`` format
+  (decoded and enriched in the source's tasks), writes events and dead letters with the exactly-once
+  writer (sinks.py); it commits processed offsets to the consumer group.
 * ``detection`` (``<checkpoint>/detection``): reads the topic again with the detection source, whose
   tasks hand over partial buckets rather than events (detection/source.py), runs
   ``incident_stream.detection.detect_partials`` and writes incident_updates the same way.
@@ -37,7 +38,7 @@ from incident_contracts.settings import Settings
 from incident_contracts.tables import DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
 from incident_stream.compaction import compact_table
 from incident_stream.dead_letter import dead_letters, events_of, rejected
-from incident_stream.enrich import enrich
+from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
 from incident_stream.sinks import clear_staging, discard_batch, write_batch_exactly_once
@@ -146,24 +147,17 @@ def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
         return None
 
 
-# Source columns the ingest stream keeps beside the enriched ones, for the dead letters.
-INGEST_KEEP = ("kafka_timestamp", "key", "raw_value", "value_size", "reject_reason", "reject_detail")
-
-
-def ingest_stream(source: DataFrame, catalog: Catalog) -> DataFrame:
-    """The ingest query's input: every source row enriched (EVENTS columns) plus the reject columns.
-
-    Enriching the stream once, rather than each micro-batch inside foreachBatch, keeps the driver's
-    per-batch work small: building the enrichment costs hundreds of calls into the JVM and an analysis.
-    Rejected rows pass through with null event columns; the sink splits them off.
-    """
-    return enrich(source, catalog, keep=INGEST_KEEP)
+def ingest_options(catalog: Catalog) -> dict[str, str]:
+    """The ingest query reads the source's ``events`` format: rows enriched in the source's tasks (the events
+    table's columns, enrich_arrow.py) plus the Kafka timestamp and reject columns for the dead letters."""
+    return {"format": "events", "serviceCatalog": json.dumps(ServiceLookup.of(catalog).to_dict())}
 
 
 class IngestSink:
     """foreachBatch of the ingest query: events and dead letters of one micro-batch, exactly once.
 
-    The batch is :func:`ingest_stream`'s: enriched rows plus the reject columns."""
+    The batch is the source's ``events`` format (ingest_options): enriched rows plus the reject columns;
+    rejected rows have null event columns, the sink splits them off."""
 
     def __init__(self, data_dir: Path, checkpoint: Path, catalog: Catalog, counters: Counters,
                  compact_every: int):
@@ -270,7 +264,7 @@ class StreamJob:
                           self.options.compact_every)
 
         def ingest() -> StreamingQuery:
-            return (ingest_stream(self._source(commit=True), self.catalog).writeStream.queryName(INGEST)
+            return (self._source(commit=True, extra=ingest_options(self.catalog)).writeStream.queryName(INGEST)
                     .foreachBatch(sink)
                     .option("checkpointLocation", str(ingest_checkpoint))
                     .trigger(**self._trigger()).start())

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from incident_contracts.codec import decoding_codec
 from incident_contracts.fast_decode import FastDecoder
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
+from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.event_checks import TimeBounds, check_events
 from incident_stream.offsets import DataLossError
 from incident_stream.signature import mask_array, signature_ids
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 RAW = "raw"
 LOGEVENT = "logevent"
+EVENTS = "events"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ReadConfig:
     poll_timeout_s: float = 60.0
     bounds: TimeBounds = field(default_factory=TimeBounds)
     consumer_config: dict[str, str] = field(default_factory=dict)
+    services: ServiceLookup = field(default_factory=ServiceLookup)  # tiers and owners (format events)
 
 
 @dataclass(frozen=True)

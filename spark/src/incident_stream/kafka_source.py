@@ -15,9 +15,13 @@ wrong, and on Apache Kafka). Options (case-insensitive):
 kafka.bootstrap.servers    broker list (required)
 subscribe                  the topic (required; one topic)
 format                     ``raw`` (key, value, topic, partition, offset, timestamp, timestampType, like
-                           Spark's Kafka source) or ``logevent`` (Avro LogEvents decoded into columns, plus
+                           Spark's Kafka source), ``logevent`` (Avro LogEvents decoded into columns, plus
                            the message's error signature and its id (signature.py) and read_time, with
-                           undecodable records as rows carrying reject_reason/reject_detail/raw_value)
+                           undecodable records as rows carrying reject_reason/reject_detail/raw_value) or
+                           ``events`` (the same records enriched in the task: the columns of the events
+                           table (enrich_arrow.py), then kafka_timestamp and the reject columns)
+serviceCatalog             ``events``: JSON {"tiers": {service: tier}, "owners": {service: owner}}; default:
+                           the service catalog file (CATALOG_FILE)
 startingOffsets            ``earliest`` (default) or ``latest``, for a query without a checkpoint
 maxOffsetsPerTrigger       most records per micro-batch (alias maxRecordsPerTrigger); spread over partitions
 failOnDataLoss             ``true`` (default): fail when records are gone or the topic was recreated;
@@ -36,6 +40,7 @@ kafka.*                    any other librdkafka consumer setting, e.g. kafka.sec
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -64,10 +69,13 @@ from pyspark.sql.types import (
 )
 
 from incident_contracts.avro_schemas import latest
+from incident_contracts.catalog import CatalogError, default_catalog
 from incident_contracts.fast_decode import arrow_schema as decoded_arrow_schema
 from incident_contracts.kafka import TopicMissing, offset_range
+from incident_contracts.tables import EVENTS as EVENTS_TABLE
+from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.event_checks import TimeBounds
-from incident_stream.kafka_read import LOGEVENT, RAW, Range, ReadConfig, read_range
+from incident_stream.kafka_read import EVENTS, LOGEVENT, RAW, Range, ReadConfig, read_range
 from incident_stream.offsets import SourceOffset, TopicState, plan_batch
 
 log = logging.getLogger("incident_stream.kafka_source")
@@ -99,6 +107,45 @@ def logevent_schema() -> StructType:
 
 def replace_nullable(f: StructField) -> StructField:
     return StructField(f.name, f.dataType, True)
+
+
+# Source columns the events format keeps beside the events table's, for the dead letters.
+EVENTS_KEEP = ("kafka_timestamp", "key", "raw_value", "value_size", "reject_reason", "reject_detail")
+
+
+def events_schema() -> StructType:
+    """The events table's columns (incident_contracts.tables.EVENTS), then EVENTS_KEEP; all nullable."""
+    fields = {f.name: f for f in logevent_schema().fields}
+    table = [replace_nullable(f) for f in from_arrow_schema(EVENTS_TABLE, prefer_timestamp_ntz=False).fields]
+    return StructType(table + [fields[name] for name in EVENTS_KEEP])
+
+
+def schema_of(mode: str) -> StructType:
+    return {RAW: RAW_SCHEMA, EVENTS: events_schema()}.get(mode) or logevent_schema()
+
+
+@functools.cache
+def logevent_arrow_schema() -> pa.Schema:
+    return to_arrow_schema(logevent_schema(), timezone="UTC")
+
+
+def read_task(config: ReadConfig, partition: KafkaRangePartition, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The Arrow batches of one task in the source's output `schema` (every format)."""
+    rng = Range(partition.partition, partition.start, partition.end)
+    if config.mode != EVENTS:
+        yield from read_range(config, rng, schema)
+        return
+    for batch in read_range(config, rng, logevent_arrow_schema()):
+        if batch.column("reject_reason").null_count == batch.num_rows:  # a batch of events
+            batch = enrich_batch(batch, config.services, keep=EVENTS_KEEP)
+        yield pa.RecordBatch.from_arrays([_column(batch, f) for f in schema], schema=schema)
+
+
+def _column(batch: pa.RecordBatch, target: pa.Field) -> pa.Array:
+    if target.name not in batch.schema.names:
+        return pa.nulls(batch.num_rows, target.type)
+    column = batch.column(target.name)
+    return column if column.type.equals(target.type) else column.cast(target.type)
 
 
 class SourceOptionError(ValueError):
@@ -144,8 +191,8 @@ class SourceOptions:
         if "," in topic:
             raise SourceOptionError(f"subscribe={topic!r}: this source reads one topic per query")
         mode = opts.get("format", LOGEVENT).strip().lower()
-        if mode not in (RAW, LOGEVENT):
-            raise SourceOptionError(f"format={mode!r}: expected {RAW!r} or {LOGEVENT!r}")
+        if mode not in (RAW, LOGEVENT, EVENTS):
+            raise SourceOptionError(f"format={mode!r}: expected {RAW!r}, {LOGEVENT!r} or {EVENTS!r}")
         starting = opts.get("startingoffsets", "earliest").strip().lower()
         if starting not in ("earliest", "latest"):
             raise SourceOptionError(f"startingOffsets={starting!r}: expected 'earliest' or 'latest'")
@@ -171,9 +218,23 @@ class SourceOptions:
             poll_timeout_s=number("pollTimeoutSeconds", 60, 1),
             bounds=TimeBounds(int(age * 1000) if age > 0 else None, int(future * 1000) if future > 0 else None),
             consumer_config=consumer_config,
+            services=_services(opts.get("servicecatalog", "")) if mode == EVENTS else ServiceLookup(),
         )
         return cls(read=read, starting=starting, max_records=max_records,
                    commit_group=opts.get("commitgroup", "").strip())
+
+
+def _services(raw: str) -> ServiceLookup:
+    if not raw.strip():
+        try:
+            return ServiceLookup.of(default_catalog())
+        except CatalogError as exc:
+            raise SourceOptionError(f"format=events needs the service catalog: {exc}; pass the option "
+                                    "serviceCatalog or point CATALOG_FILE at a valid catalog") from None
+    try:
+        return ServiceLookup.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceOptionError(f"option serviceCatalog: expected JSON with 'tiers' and 'owners' ({exc})") from None
 
 
 class KafkaRangePartition(InputPartition):
@@ -270,9 +331,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, KafkaRangePartition)
-        schema = to_arrow_schema(self.spark_schema, timezone="UTC")
-        yield from read_range(self.options.read, Range(partition.partition, partition.start, partition.end),
-                              schema)
+        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
 
     def commit(self, end: dict) -> None:
         """Spark has processed everything up to `end`: publish it to the consumer group (if any)."""
@@ -326,9 +385,7 @@ class KafkaBatchReader(DataSourceReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, KafkaRangePartition)
-        schema = to_arrow_schema(self.spark_schema, timezone="UTC")
-        yield from read_range(self.options.read, Range(partition.partition, partition.start, partition.end),
-                              schema)
+        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
 
 
 class KafkaArrowSource(DataSource):
@@ -337,8 +394,7 @@ class KafkaArrowSource(DataSource):
         return SOURCE_NAME
 
     def schema(self) -> StructType:
-        mode = str(self.options.get("format", LOGEVENT)).lower()
-        return RAW_SCHEMA if mode == RAW else logevent_schema()
+        return schema_of(str(self.options.get("format", LOGEVENT)).strip().lower())
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         return KafkaStreamReader(SourceOptions.parse(dict(self.options)), schema)

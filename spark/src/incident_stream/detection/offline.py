@@ -11,7 +11,6 @@ A test checks that `Preparer` gives what enrich.py and stream.py give for the sa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +23,8 @@ from incident_stream.detection.buckets import INPUT_COLUMNS
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
-from incident_stream.enrich import _LATENCY, _REQUEST, _STATUS, LEVEL_SYNONYMS, LEVELS
+from incident_stream.message_fields import normalise_level, parse_latency, parse_status
 from incident_stream.signature import mask_message, signature_id
-
-_REQUEST_RE = re.compile(_REQUEST)
-_STATUS_RE = re.compile(_STATUS)
-_LATENCY_RE = re.compile(_LATENCY)
-_UNIT_FACTOR = {"s": 1000.0, "sec": 1000.0, "us": 0.001, "µs": 0.001}
 
 
 @dataclass(frozen=True)
@@ -43,31 +37,6 @@ class Enriched:
     signature: str
     signature_id: str
     message: str | None
-
-
-def normalise_level(level: str | None) -> str:
-    upper = (level or "").strip(" ").upper()
-    mapped = LEVEL_SYNONYMS.get(upper, upper)
-    return mapped if mapped in LEVELS else "INFO"
-
-
-def _first_group(pattern: re.Pattern[str], text: str, group: int) -> str | None:
-    match = pattern.search(text)
-    return match.group(group) if match and match.group(group) else None
-
-
-def parse_status(text: str) -> int | None:
-    """The HTTP status in a message (a request line's, else ``status=``/``code:``), as enrich.py finds it."""
-    parsed = _first_group(_REQUEST_RE, text, 3) or _first_group(_STATUS_RE, text, 1)
-    return int(parsed) if parsed else None
-
-
-def parse_latency(text: str) -> float | None:
-    """The latency in a message in milliseconds (``took 1.5s``, ``latency: 250us``), as enrich.py finds it."""
-    match = _LATENCY_RE.search(text)
-    if not match:
-        return None
-    return float(match.group(1)) * _UNIT_FACTOR.get(match.group(2).lower(), 1.0)
 
 
 def enrich_fields(level: str | None, message: str | None, http_status: int | None, latency_ms: float | None,

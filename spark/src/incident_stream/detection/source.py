@@ -16,7 +16,6 @@ Python into the JVM and back, the main cost of a detection micro-batch. Rejected
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from incident_contracts.catalog import Catalog
@@ -40,7 +38,7 @@ from incident_stream.kafka_source import (
     KafkaStreamReader,
     SourceOptionError,
     SourceOptions,
-    logevent_schema,
+    logevent_arrow_schema,
 )
 
 PARTIALS_SOURCE_NAME = "kafka_detection_partials"
@@ -76,14 +74,9 @@ def partials_options(catalog: Catalog, params: DetectionParams) -> dict[str, str
     return {OPTION: config.to_json()}
 
 
-@functools.cache
-def _logevent_arrow() -> pa.Schema:
-    return to_arrow_schema(logevent_schema(), timezone="UTC")
-
-
 def events_view(read: ReadConfig, rng: Range, view: DetectorView) -> Iterator[pa.RecordBatch]:
     """The detector's view of the events of one offset range (rejected records left out)."""
-    for batch in read_range(read, rng, _logevent_arrow()):
+    for batch in read_range(read, rng, logevent_arrow_schema()):
         accepted = pc.is_null(batch.column("reject_reason"))
         if not pc.all(accepted).as_py():
             batch = batch.filter(accepted)

@@ -1,0 +1,54 @@
+"""HTTP fields and latency found in a log message, in plain Python: the regular expressions of enrich.py.
+
+For events whose producer left ``http_method``/``http_path``/``http_status``/``latency_ms`` empty. The
+Spark enrichment (enrich.py) runs the same patterns as JVM regular expressions; the Arrow enrichment
+(enrich_arrow.py) and the offline detector (detection/offline.py) call these, only for the rows that
+need them. Tests check the three give the same values.
+"""
+
+from __future__ import annotations
+
+import re
+
+from incident_stream.enrich import _LATENCY, _REQUEST, _STATUS, LEVEL_SYNONYMS, LEVELS
+
+_REQUEST_RE = re.compile(_REQUEST)
+_STATUS_RE = re.compile(_STATUS)
+_LATENCY_RE = re.compile(_LATENCY)
+_UNIT_FACTOR = {"s": 1000.0, "sec": 1000.0, "us": 0.001, "µs": 0.001}
+
+
+def normalise_level(level: str | None) -> str:
+    """TRACE/DEBUG/INFO/WARN/ERROR/FATAL; synonyms mapped (WARNING, CRITICAL...), anything else INFO."""
+    upper = (level or "").strip(" ").upper()
+    mapped = LEVEL_SYNONYMS.get(upper, upper)
+    return mapped if mapped in LEVELS else "INFO"
+
+
+def _first_group(pattern: re.Pattern[str], text: str, group: int) -> str | None:
+    match = pattern.search(text)
+    return match.group(group) if match and match.group(group) else None
+
+
+def parse_request(text: str) -> tuple[str | None, str | None]:
+    """(method, path) of the first request line in a message (``GET /orders/12?x=1 ...``)."""
+    if " /" not in text:
+        return None, None
+    match = _REQUEST_RE.search(text)
+    if not match:
+        return None, None
+    return match.group(1) or None, match.group(2) or None
+
+
+def parse_status(text: str) -> int | None:
+    """The HTTP status in a message (a request line's, else ``status=``/``code:``), as enrich.py finds it."""
+    parsed = _first_group(_REQUEST_RE, text, 3) or _first_group(_STATUS_RE, text, 1)
+    return int(parsed) if parsed else None
+
+
+def parse_latency(text: str) -> float | None:
+    """The latency in a message in milliseconds (``took 1.5s``, ``latency: 250us``), as enrich.py finds it."""
+    match = _LATENCY_RE.search(text)
+    if not match:
+        return None
+    return float(match.group(1)) * _UNIT_FACTOR.get(match.group(2).lower(), 1.0)
