@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,14 +69,16 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def write_batch_exactly_once(df: DataFrame, batch_id: int, table_path: str | Path,
-                             partition_cols: Sequence[str] = (), *, tag: str = "q") -> WriteResult:
-    """Write one micro-batch's rows into a Parquet table so that a replay replaces, never duplicates."""
+                             partition_cols: Sequence[str] = (), *, tag: str = "q",
+                             options: Mapping[str, str] | None = None) -> WriteResult:
+    """Write one micro-batch's rows into a Parquet table so that a replay replaces, never duplicates.
+    `options`: Parquet writer options (e.g. per-column dictionary encoding)."""
     table_path = Path(table_path)
     if not re.fullmatch(r"[A-Za-z0-9]+", tag):
         raise ValueError(f"tag {tag!r} must be letters and digits only")
     stage = staging_root(table_path) / f"{table_path.name}-{tag}-b{batch_id}-{uuid.uuid4().hex[:8]}"
     try:
-        writer = df.write.mode("overwrite")
+        writer = df.write.mode("overwrite").options(**(options or {}))
         if partition_cols:
             writer = writer.partitionBy(*partition_cols)
         writer.parquet(str(stage))
