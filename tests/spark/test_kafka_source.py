@@ -89,6 +89,23 @@ def test_raw_format_and_batch_reads(spark: Any, broker: str, topic: str) -> None
     assert [(r.partition, r.offset, r.topic) for r in rows] == [(1, 0, topic), (1, 1, topic), (1, 2, topic)]
 
 
+def test_events_format_reads_enriched_rows_and_keeps_rejects_apart(spark: Any, broker: str, topic: str) -> None:
+    from incident_contracts.tables import EVENTS
+    from incident_stream.kafka_source import EVENTS_KEEP
+
+    produce_events(broker, topic, [make_event(i, service="payment-service") for i in range(5)], partition=0)
+    produce(broker, topic, [b"not avro"], partition=0)
+    frame = (spark.read.format("kafka_arrow").option("kafka.bootstrap.servers", broker)
+             .option("subscribe", topic).option("format", "events").load())
+    assert frame.columns == [*EVENTS.names, *EVENTS_KEEP]
+    rows = frame.orderBy("kafka_offset").collect()
+    events, rejects = rows[:5], rows[5:]
+    assert {(r.tier, r.owner is not None, r.reject_reason) for r in events} == {("1", True, None)}
+    assert all(r.signature and r.event_date and r.is_error == (r.http_status >= 500) for r in events)
+    (reject,) = rejects
+    assert reject.reject_reason and bytes(reject.raw_value) == b"not avro" and reject.event_id is None
+
+
 def reader(broker: str, topic: str, **options: str) -> KafkaStreamReader:
     parsed = SourceOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic, **options})
     from incident_stream.kafka_source import logevent_schema
@@ -148,6 +165,8 @@ def test_expired_offsets_are_data_loss(broker: str, topic: str) -> None:
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "maxOffsetsPerTrigger": "0"}, "at least 1"),
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "format": "json"}, "format"),
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "failOnDataLoss": "maybe"}, "true or false"),
+    ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "format": "events", "serviceCatalog": "{"},
+     "serviceCatalog"),
 ])
 def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
     with pytest.raises(SourceOptionError, match=message):

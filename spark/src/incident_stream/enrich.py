@@ -1,5 +1,9 @@
 """Parse and enrich decoded log events into rows of the events table (Spark built-in functions only).
 
+This is the definition, for any frame of the Kafka source's ``logevent`` columns; the streaming job
+reads the source's ``events`` format instead, enriched the same way on Arrow in the source's tasks
+(enrich_arrow.py; a test checks both give the same rows).
+
 ``enrich(decoded, catalog)`` is a pure DataFrame function (streaming or batch): it takes the columns
 of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exactly the columns of
 ``incident_contracts.tables.EVENTS``, in order:
