@@ -246,6 +246,11 @@ def _assemble(schema: pa.Schema, topic: str, partition: int, offsets: np.ndarray
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def is_event_batch(batch: pa.RecordBatch) -> bool:
+    """Whether a logevent batch holds events: logevent_batches never mixes events and rejected records."""
+    return batch.column("reject_reason").null_count == batch.num_rows
+
+
 def read_range(config: ReadConfig, rng: Range, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The Arrow batches of one planned range, in the source's output schema."""
     for chunk in consume_range(config, rng):

@@ -75,7 +75,7 @@ from incident_contracts.kafka import TopicMissing, offset_range
 from incident_contracts.tables import EVENTS as EVENTS_TABLE
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.event_checks import TimeBounds
-from incident_stream.kafka_read import EVENTS, LOGEVENT, RAW, Range, ReadConfig, read_range
+from incident_stream.kafka_read import EVENTS, LOGEVENT, RAW, Range, ReadConfig, is_event_batch, read_range
 from incident_stream.offsets import SourceOffset, TopicState, plan_batch
 
 log = logging.getLogger("incident_stream.kafka_source")
@@ -98,6 +98,7 @@ RAW_SCHEMA = StructType([
 ])
 
 
+@functools.cache
 def logevent_schema() -> StructType:
     """Kafka columns, the LogEvent fields (newest schema), the derived columns (signature, signature_id,
     read_time), then the reject columns; all nullable."""
@@ -113,6 +114,7 @@ def replace_nullable(f: StructField) -> StructField:
 EVENTS_KEEP = ("kafka_timestamp", "key", "raw_value", "value_size", "reject_reason", "reject_detail")
 
 
+@functools.cache
 def events_schema() -> StructType:
     """The events table's columns (incident_contracts.tables.EVENTS), then EVENTS_KEEP; all nullable."""
     fields = {f.name: f for f in logevent_schema().fields}
@@ -136,7 +138,7 @@ def read_task(config: ReadConfig, partition: KafkaRangePartition, schema: pa.Sch
         yield from read_range(config, rng, schema)
         return
     for batch in read_range(config, rng, logevent_arrow_schema()):
-        if batch.column("reject_reason").null_count == batch.num_rows:  # a batch of events
+        if is_event_batch(batch):
             batch = enrich_batch(batch, config.services, keep=EVENTS_KEEP)
         yield pa.RecordBatch.from_arrays([_column(batch, f) for f in schema], schema=schema)
 
@@ -268,7 +270,18 @@ class _Broker:
             return None
 
 
-class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+class TaskReading:
+    """What a task does with its partition range; shared by the stream and the batch reader."""
+
+    options: SourceOptions
+    spark_schema: StructType
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
+
+
+class KafkaStreamReader(TaskReading, DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: SourceOptions, schema: StructType):
         self.options = options
         self.spark_schema = schema
@@ -329,10 +342,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
         return plan_partitions(SourceOffset.from_json(start), SourceOffset.from_json(end))
 
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
-
     def commit(self, end: dict) -> None:
         """Spark has processed everything up to `end`: publish it to the consumer group (if any)."""
         self._publish(SourceOffset.from_json(end))
@@ -369,7 +378,7 @@ def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePa
     return partitions
 
 
-class KafkaBatchReader(DataSourceReader):
+class KafkaBatchReader(TaskReading, DataSourceReader):
     """`spark.read.format("kafka_arrow")`: everything from startingOffsets up to the current end."""
 
     def __init__(self, options: SourceOptions, schema: StructType):
@@ -382,10 +391,6 @@ class KafkaBatchReader(DataSourceReader):
         parts = [KafkaRangePartition(p, bounds[pick], bounds[1]) for p, bounds in sorted(ranges.items())
                  if bounds[1] > bounds[pick]]
         return parts or [KafkaRangePartition(0, 0, 0)]
-
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
 
 
 class KafkaArrowSource(DataSource):

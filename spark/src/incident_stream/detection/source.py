@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
@@ -30,7 +29,7 @@ from incident_contracts.catalog import Catalog
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
 from incident_stream.detection.view import DetectorView, detector_view
-from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, read_range
+from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, is_event_batch, read_range
 from incident_stream.kafka_source import (
     KafkaArrowSource,
     KafkaBatchReader,
@@ -77,10 +76,7 @@ def partials_options(catalog: Catalog, params: DetectionParams) -> dict[str, str
 def events_view(read: ReadConfig, rng: Range, view: DetectorView) -> Iterator[pa.RecordBatch]:
     """The detector's view of the events of one offset range (rejected records left out)."""
     for batch in read_range(read, rng, logevent_arrow_schema()):
-        accepted = pc.is_null(batch.column("reject_reason"))
-        if not pc.all(accepted).as_py():
-            batch = batch.filter(accepted)
-        if batch.num_rows:
+        if batch.num_rows and is_event_batch(batch):
             yield detector_view(batch, view)
 
 
@@ -95,7 +91,19 @@ def _options(options: dict[str, str]) -> tuple[SourceOptions, PartialsConfig]:
     return dataclasses.replace(parsed, read=read), PartialsConfig.parse(options)
 
 
-class PartialsStreamReader(KafkaStreamReader):
+class PartialsReading:
+    """A task's work in both readers: the partial buckets of its range (read_partials)."""
+
+    options: SourceOptions
+    config: PartialsConfig
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, KafkaRangePartition)
+        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
+                                 self.config)
+
+
+class PartialsStreamReader(PartialsReading, KafkaStreamReader):
     def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
         super().__init__(options, schema)
         self.config = config
@@ -106,21 +114,11 @@ class PartialsStreamReader(KafkaStreamReader):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["options"], state["spark_schema"], state["config"])  # type: ignore[misc]
 
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
-                                 self.config)
 
-
-class PartialsBatchReader(KafkaBatchReader):
+class PartialsBatchReader(PartialsReading, KafkaBatchReader):
     def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
         super().__init__(options, schema)
         self.config = config
-
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
-                                 self.config)
 
 
 class DetectionPartialsSource(KafkaArrowSource):
