@@ -20,7 +20,15 @@ import pyarrow.compute as pc
 
 from incident_contracts.catalog import Catalog
 from incident_contracts.tables import EVENTS
-from incident_stream.message_fields import normalise_level, parse_latency, parse_request, parse_status
+from incident_stream.message_fields import (
+    LATENCY_PROBE,
+    REQUEST_PROBE,
+    STATUS_PROBE,
+    normalise_level,
+    parse_latency,
+    parse_request,
+    parse_status,
+)
 
 
 @dataclass(frozen=True)
@@ -53,17 +61,23 @@ def levels(level: pa.Array) -> pa.Array:
     return per_distinct(level, normalise_level, pa.string())
 
 
-def _missing_rows(given: pa.Array, messages: pa.Array) -> np.ndarray:
+def _missing_rows(given: pa.Array, messages: pa.Array, probe: str) -> np.ndarray:
+    """Rows without a value whose message matches `probe` (message_fields.py: every message the parser
+    finds a value in matches it), so the Python parser runs only where it can find something."""
     missing = pc.and_(pc.is_null(given), pc.is_valid(messages))
-    return np.flatnonzero(missing.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(missing.to_numpy(zero_copy_only=False))
+    if len(rows) == 0:
+        return rows
+    matched = pc.match_substring_regex(messages.take(pa.array(rows)), probe)
+    return rows[matched.to_numpy(zero_copy_only=False)]
 
 
 def fill_from_message(given: pa.Array, messages: pa.Array, parse: Callable[[str], Any], kind: pa.DataType,
-                      rows: np.ndarray | None = None) -> pa.Array:
-    """`given` (cast to `kind`), with its null rows that have a message parsed from it (`rows`: those to
-    parse, when the caller knows them)."""
+                      probe: str) -> pa.Array:
+    """`given` (cast to `kind`), with its null rows filled from their message where `parse` finds a value
+    (only messages matching `probe` are parsed)."""
     given = given.cast(kind)
-    rows = _missing_rows(given, messages) if rows is None else rows
+    rows = _missing_rows(given, messages, probe)
     if len(rows) == 0:
         return given
     values = given.to_pylist()
@@ -73,11 +87,13 @@ def fill_from_message(given: pa.Array, messages: pa.Array, parse: Callable[[str]
 
 
 def http_status(batch: pa.RecordBatch) -> pa.Array:
-    return fill_from_message(batch.column("http_status"), batch.column("message"), parse_status, pa.int32())
+    return fill_from_message(batch.column("http_status"), batch.column("message"), parse_status, pa.int32(),
+                             STATUS_PROBE)
 
 
 def latency_ms(batch: pa.RecordBatch) -> pa.Array:
-    return fill_from_message(batch.column("latency_ms"), batch.column("message"), parse_latency, pa.float64())
+    return fill_from_message(batch.column("latency_ms"), batch.column("message"), parse_latency, pa.float64(),
+                             LATENCY_PROBE)
 
 
 def is_error(level: pa.Array, status: pa.Array) -> pa.Array:
@@ -88,7 +104,7 @@ def _request_fields(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
     """(http_method upper case, http_path without its query string): the event's, else its message's."""
     messages = batch.column("message")
     method, path = batch.column("http_method").cast(pa.string()), batch.column("http_path").cast(pa.string())
-    rows = np.union1d(_missing_rows(method, messages), _missing_rows(path, messages))
+    rows = np.union1d(_missing_rows(method, messages, REQUEST_PROBE), _missing_rows(path, messages, REQUEST_PROBE))
     if len(rows):
         texts = messages.take(pa.array(rows)).to_pylist()
         parsed = {row: parse_request(text) if text else (None, None) for row, text in zip(rows.tolist(), texts,

@@ -112,7 +112,10 @@ def consume_range(config: ReadConfig, rng: Range) -> Iterator[list[Any]]:
         last = rng.start - 1
         deadline = time.monotonic() + config.poll_timeout_s
         while last < rng.end - 1:
-            messages = consumer.consume(num_messages=config.arrow_batch_size, timeout=0.5)
+            # consume() returns once it has num_messages or the timeout passed: never ask for more than
+            # the range still holds, or a small range (a live micro-batch) waits out the whole timeout.
+            wanted = max(1, min(config.arrow_batch_size - len(chunk), rng.end - 1 - last))
+            messages = consumer.consume(num_messages=wanted, timeout=0.5)
             if not messages:
                 position = consumer.position([TopicPartition(config.topic, rng.partition)])[0].offset
                 if position >= rng.end:  # the rest of the range holds no records (e.g. control batches)

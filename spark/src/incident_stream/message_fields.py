@@ -4,6 +4,11 @@ For events whose producer left ``http_method``/``http_path``/``http_status``/``l
 Spark enrichment (enrich.py) runs the same patterns as JVM regular expressions; the Arrow enrichment
 (enrich_arrow.py) and the offline detector (detection/offline.py) call these, only for the rows that
 need them. Tests check the three give the same values.
+
+The ``*_PROBE`` patterns (RE2 syntax, which Python's ``re`` also reads) are necessary conditions: every
+message a parser finds a value in matches its probe. The Arrow enrichment tests a whole batch with them
+(vectorised) and calls the Python parsers only on the messages that pass; most log lines of services
+without HTTP fields pass none.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from incident_stream.enrich import _LATENCY, _REQUEST, _STATUS, LEVEL_SYNONYMS, 
 _REQUEST_RE = re.compile(_REQUEST)
 _STATUS_RE = re.compile(_STATUS)
 _LATENCY_RE = re.compile(_LATENCY)
+# A request line needs a method, spaces, then a path: " /" is in the text.
+REQUEST_PROBE = " /"
+STATUS_PROBE = "(?i)status|code| /"
+LATENCY_PROBE = "(?i)(?:latency|took|duration|elapsed|time|in|after)[=: ]+[0-9]"
 _UNIT_FACTOR = {"s": 1000.0, "sec": 1000.0, "us": 0.001, "µs": 0.001}
 
 

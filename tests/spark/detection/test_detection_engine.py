@@ -197,3 +197,36 @@ def test_state_version_mismatch_is_a_clear_error():
     data["v"] = 999
     with pytest.raises(ValueError, match="fresh checkpoint"):
         EnvironmentDetector.from_json(data, PARAMS, DependencyGraph({}))
+
+
+def opened_when(scenario: Scenario, params: DetectionParams) -> tuple[float, dict]:
+    """(end of the 1-second micro-batch that emitted the first opened row, in scenario seconds; the row)."""
+    frame = events(scenario).sort_values("t_ms", kind="stable").reset_index(drop=True)
+    times = frame["t_ms"].to_numpy()
+    det = EnvironmentDetector("prod", params, DependencyGraph(DEPS))
+    for end_ms in range(T0_MS + 1000, T0_MS + int(scenario.duration_s * 1000) + 1, 1000):
+        det.ingest(frame.iloc[np.searchsorted(times, end_ms - 1000):np.searchsorted(times, end_ms)])
+        rows = opened(det.advance(now_ms=end_ms))
+        if rows:
+            return rel_s(end_ms), rows[0]
+    raise AssertionError("no incident opened")
+
+
+def test_a_severe_failure_opens_a_bucket_sooner_a_moderate_one_waits_for_confirmation():
+    confirm_only = PARAMS.with_overrides(fast_open_score=float("inf"))
+    severe = Scenario(FLEET, 400, [Episode("orders", 300.2, 400, error_rate=0.9)])
+    fast_s, fast = opened_when(severe, PARAMS)
+    slow_s, slow = opened_when(severe, confirm_only)
+    assert fast["anomaly_score"] >= PARAMS.fast_open_score
+    assert fast_s == slow_s - PARAMS.bucket_s  # one bucket sooner...
+    assert (fast["incident_id"], fast["opened_at"]) == (slow["incident_id"], slow["opened_at"])  # ...same incident
+    moderate = Scenario(FLEET, 400, [Episode("db", 300.2, 400, error_rate=0.04)])
+    moderate_s, row = opened_when(moderate, PARAMS)
+    assert row["anomaly_score"] < PARAMS.fast_open_score
+    assert (moderate_s, row["incident_id"]) == (opened_when(moderate, confirm_only)[0], row["incident_id"])
+
+
+def test_a_bucket_at_the_fast_score_does_not_bypass_a_flapping_service_sustain_time():
+    episodes = [Episode("chatty", 200, 210, error_rate=0.95)]
+    rows = run(Scenario(FLEET, 400, episodes), deps=DEPS, flapping=frozenset({"chatty"}))
+    assert rows == []

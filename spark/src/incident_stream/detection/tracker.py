@@ -1,7 +1,9 @@
 """The lifecycle of one service, one final bucket at a time: normal -> candidate -> open -> resolved.
 
 * normal: every bucket is tested (anomaly.evaluate). A bucket at "open" level starts a candidate run.
-* candidate: after `confirm_buckets` consecutive open-level buckets the incident opens. Its id comes
+* candidate: after `confirm_buckets` consecutive open-level buckets the incident opens, or at once on a
+  bucket scoring `fast_open_score` or more (a severe failure: waiting one more bucket only delays the
+  page; as in multi-window burn-rate alerting, the faster the burn, the shorter the wait). Its id comes
   from the first bucket of the run. A flapping service - marked `flapping: true` in the catalog, or
   seen flapping (`flap_min_episodes` short episodes in `flap_window_s`) - must instead stay anomalous
   for `flap_sustain_s`: its short bursts never page, a lasting failure still does.
@@ -78,7 +80,7 @@ class ServiceTracker:
                 self.run_start, self.run_len = bucket, 0
             self.run_len += 1
             self.baseline.observe(bucket, 0, 0, 0, agg.lat, [[], [], []], normal=False)
-            if self.run_len >= self._needed(bucket):
+            if self.run_len >= self._needed(bucket, ev.score):
                 self.baseline.discard_recent()
                 return [(OPENED, self._open(bucket, ev))]
             return []
@@ -105,11 +107,13 @@ class ServiceTracker:
         return self.incident is None and self.run_start is None
 
     # --- helpers -----------------------------------------------------------------------------------
-    def _needed(self, bucket: int) -> int:
+    def _needed(self, bucket: int, score: float) -> int:
+        """Open-level buckets in a row needed to open: `confirm_buckets`, one for a bucket at
+        `fast_open_score` (a severe failure pages a bucket sooner), the sustain time for a flapping service."""
         p = self.params
         if self.flapping(bucket):
             return max(p.confirm_buckets, p.buckets(p.flap_sustain_s))
-        return p.confirm_buckets
+        return 1 if score >= p.fast_open_score else p.confirm_buckets
 
     def flapping(self, bucket: int) -> bool:
         """Marked flapping in the catalog, or seen flapping: several short anomalous episodes lately."""
