@@ -4,7 +4,7 @@
 
 Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
   1. Starts the embedded broker and the streaming job (`incident-stream`, continuous mode, 1 s trigger,
-     local[2], 2 shuffle partitions) as its own process, on a fresh topic, data and checkpoint folder.
+     local[2], default settings otherwise) as its own process, on a fresh topic, data and checkpoint folder.
   2. The log generator writes 75 s of normal history (1,000 events/s, so every service is past its
      warm-up), then keeps producing normal traffic at 5,000 events/s, paced in real time.
   3. Once the job has caught up, incidents are injected one after another: each is a generator run of one
@@ -321,7 +321,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
         ensure_topics(bootstrap, [TopicSpec(topic, 2)])
         env = {**os.environ, "ENV_FILE": str(work / "no.env"), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                "KAFKA_TOPIC_LOGS": topic, "DATA_DIR": str(data_dir), "RUNTIME_DIR": str(work / "runtime"),
-               "CHECKPOINT_DIR": str(checkpoint), "SPARK_MASTER": "local[2]", "SPARK_SHUFFLE_PARTITIONS": "2",
+               "CHECKPOINT_DIR": str(checkpoint), "SPARK_MASTER": "local[2]",
                "SPARK_UI_PORT": str(free_port()), "STREAM_TRIGGER_SECONDS": f"{TRIGGER_S:g}",
                "STREAM_STARTING_OFFSETS": "earliest", "LOG_LEVEL": "WARNING",
                "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}

@@ -315,7 +315,7 @@ def main() -> int:
         from incident_stream.session import build_session
 
         settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap, kafka_topic_logs=TOPIC,  # type: ignore[call-arg]
-                            kafka_consumer_group="", spark_shuffle_partitions=2, data_dir=work / "data")
+                            kafka_consumer_group="", data_dir=work / "data")
         raw: list[dict[str, float]] = []
         runs: list[dict[str, float]] = []
         with ProcessWatch(exclude=limit_pids) as watch:
