@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     stream_max_future_seconds: Annotated[float, Field(ge=0)] = 900.0
     checkpoint_dir: Path | None = None
 
+    # --- incident detection (the streaming job) ---------------------------------------------
+    detection_allowed_lateness_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
+    detection_open_score: Annotated[float, Field(gt=0, le=1000)] = 6.0
+    detection_quiet_period_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: Port = 8070
     airflow_parallelism: Annotated[int, Field(ge=1, le=64)] = 4

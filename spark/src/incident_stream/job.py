@@ -166,7 +166,8 @@ def offsets_in_batch(checkpoint: Path, batch_id: int) -> int | None:
 
 # Columns whose values are (nearly) unique per event: a Parquet dictionary for them is built, outgrows
 # its page and is dropped, which costs the writer time for nothing (measured: about 10 % of the JVM's
-# time per event went to dictionary lookups; the files grow by about 4 % without these five).
+# time per event went to dictionary lookups; without a dictionary for the five after the ids, the
+# files grow by about 4 %).
 EVENTS_WRITE_OPTIONS = {f"parquet.enable.dictionary#{column}": "false"
                         for column in ("event_id", "trace_id", "span_id", "message", "http_path", "latency_ms",
                                        "event_time", "kafka_offset")}
@@ -217,11 +218,12 @@ class IngestSink:
     def _write_events(self, batch: DataFrame, batch_id: int) -> tuple[WriteResult, bool]:
         """Write the batch's events; (what was written, whether the batch may hold rejected records).
 
-        When the offset log tells how many offsets the batch spans and that many events were written,
-        every record was an event: no second look is needed. Otherwise (the first batch, or offsets
-        without a record, or rejects) the rejects are counted while writing, with an observation. The
-        observation is not used for every batch because Spark cannot compile it into the write's
-        generated code: each row would be built twice (measured: about 9 % of the JVM's time per event).
+        When the offset log tells how many offsets the batch spans, a batch that wrote that many events
+        had no rejected record; one that wrote fewer may have some (or offsets without a record, such as
+        transaction markers) and is read again for its dead letters. When the log cannot tell (the first
+        batch), the rejects are counted while writing, with an observation. That is not done for every
+        batch because Spark cannot compile an observation into the write's generated code: each row
+        would be built twice (measured: about 9 % of the JVM's time per event).
         """
         expected = offsets_in_batch(self.checkpoint, batch_id)
         columns = batch.select(*EVENTS.names, "reject_reason")

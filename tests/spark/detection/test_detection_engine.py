@@ -213,7 +213,7 @@ def opened_when(scenario: Scenario, params: DetectionParams) -> tuple[float, dic
 
 
 def test_a_severe_failure_opens_a_bucket_sooner_a_moderate_one_waits_for_confirmation():
-    confirm_only = PARAMS.with_overrides(fast_open_score=float("inf"))
+    confirm_only = PARAMS.with_overrides(fast_open_ratio=float("inf"))
     severe = Scenario(FLEET, 400, [Episode("orders", 300.2, 400, error_rate=0.9)])
     fast_s, fast = opened_when(severe, PARAMS)
     slow_s, slow = opened_when(severe, confirm_only)

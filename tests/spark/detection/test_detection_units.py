@@ -12,6 +12,7 @@ from detection_synthetic import T0_MS, Profile, Scenario, events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from incident_contracts.settings import Settings
 from incident_stream.detection import histogram
 from incident_stream.detection.anomaly import binomial_score, window_sums
 from incident_stream.detection.baseline import Baseline
@@ -20,6 +21,7 @@ from incident_stream.detection.incident import shorten
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.severity import SeverityInput, assess, parse_tier
+from incident_stream.detection.stream import params_from_settings
 
 
 # --- histogram -------------------------------------------------------------------------------------
@@ -176,6 +178,17 @@ def test_params_validation():
     with pytest.raises(ValueError, match="unknown"):
         DetectionParams().with_overrides(nope=1)
     assert DetectionParams().with_overrides(quiet_period_s=10).buckets(10) == 10
+    with pytest.raises(ValueError, match="fast_open_ratio"):
+        DetectionParams(fast_open_ratio=0.5)
+    assert DetectionParams(open_score=5, fast_open_ratio=2).fast_open_score == 10
+
+
+def test_params_from_settings_take_the_detection_settings():
+    assert params_from_settings(Settings(_env_file=None)) == DetectionParams()  # type: ignore[call-arg]
+    tuned = params_from_settings(Settings(_env_file=None, detection_allowed_lateness_seconds=0.5,  # type: ignore[call-arg]
+                                          detection_open_score=8, detection_quiet_period_seconds=30))
+    assert (tuned.allowed_lateness_s, tuned.open_score, tuned.quiet_period_s) == (0.5, 8, 30)
+    assert tuned.lateness_ms == 500 and tuned.fast_open_score == 24
 
 
 def test_shorten_cuts_on_a_word_boundary():

@@ -39,7 +39,7 @@ class DetectionParams:
     min_slow_requests: int = 5
     # --- lifecycle -------------------------------------------------------------------------
     confirm_buckets: int = 2  # consecutive anomalous buckets before an incident opens...
-    fast_open_score: float = 18.0  # ...unless one is this far out: a severe failure opens on its first bucket
+    fast_open_ratio: float = 3.0  # ...unless one scores this many times open_score: it opens at once
     quiet_period_s: float = 60.0  # resolve after this long without an active bucket
     update_interval_s: float = 30.0  # an open incident reports at least this often while it changes
     flap_window_s: float = 1800.0  # flap detection looks back this far...
@@ -65,8 +65,8 @@ class DetectionParams:
             problems.append("windows_buckets needs at least one window of >= 1 bucket")
         if self.hold_score > self.open_score:
             problems.append("hold_score must not exceed open_score (hysteresis)")
-        if self.fast_open_score < self.open_score:
-            problems.append("fast_open_score must be at least open_score")
+        if self.fast_open_ratio < 1:
+            problems.append("fast_open_ratio must be at least 1")
         if self.confirm_buckets < 1:
             problems.append("confirm_buckets must be >= 1")
         if not 0 < self.latency_quantile < 1:
@@ -78,6 +78,11 @@ class DetectionParams:
     @property
     def bucket_ms(self) -> int:
         return round(self.bucket_s * 1000)
+
+    @property
+    def fast_open_score(self) -> float:
+        """A bucket scoring this much opens an incident without waiting for confirmation."""
+        return self.fast_open_ratio * self.open_score
 
     @property
     def lateness_ms(self) -> int:

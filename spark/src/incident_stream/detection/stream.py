@@ -24,15 +24,10 @@ REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "level", "is
 
 
 def params_from_settings(settings: Settings) -> DetectionParams:
-    """DetectionParams with the user-configurable fields taken from the settings, when present."""
-    overrides = {}
-    for setting, field in (("detection_quiet_period_seconds", "quiet_period_s"),
-                           ("detection_open_score", "open_score"),
-                           ("detection_allowed_lateness_seconds", "allowed_lateness_s")):
-        value = getattr(settings, setting, None)
-        if value is not None:
-            overrides[field] = float(value)
-    return DetectionParams().with_overrides(**overrides)
+    """DetectionParams with the user-configurable fields (DETECTION_* settings) taken from the settings."""
+    return DetectionParams().with_overrides(quiet_period_s=settings.detection_quiet_period_seconds,
+                                            open_score=settings.detection_open_score,
+                                            allowed_lateness_s=settings.detection_allowed_lateness_seconds)
 
 
 def prepare(events: DataFrame, params: DetectionParams) -> DataFrame:
