@@ -4,9 +4,9 @@
 * candidate: after `confirm_buckets` consecutive open-level buckets the incident opens, or at once on a
   bucket scoring `fast_open_ratio` times `open_score` or more (a severe failure: waiting one more bucket
   only delays the page; as in multi-window burn-rate alerting, the faster the burn, the shorter the
-  wait). Its id comes from the first bucket of the run. A flapping service - marked `flapping: true` in the catalog, or
-  seen flapping (`flap_min_episodes` short episodes in `flap_window_s`) - must instead stay anomalous
-  for `flap_sustain_s`: its short bursts never page, a lasting failure still does.
+  wait). Its id comes from the first bucket of the run. A flapping service - marked `flapping: true`
+  in the catalog, or seen flapping (`flap_min_episodes` short episodes in `flap_window_s`) - must
+  instead stay anomalous for `flap_sustain_s`: its short bursts never page, a lasting failure still does.
 * open: a bucket keeps it active, and is added to it, when one of the incident's own tests (its
   triggers) is at "hold" level or above, or any test is at "open" level (which then joins the
   triggers); other buckets are kept aside and only added if it becomes active again. A test that
