@@ -21,7 +21,7 @@ FRAGMENTS = st.sampled_from([
     "GET", "post", "DELETE", "PATCH", " ", "  ", "/", "/orders/12", "?x=1", "HTTP/1.1", '"', "->", "=>",
     "returned", "status", "STATUS", "Status", "ſtatus", "code", "CODE", "Kode", "=", ":", "200", "503", "5030",
     "99", "latency", "took", "TOOK", "duration", "elapsed", "time", "in", "IN", "after", "1.5", "250", "ms",
-    "s", "sec", "us", "µs", "msec", "x", "é", "\t",
+    "s", "sec", "us", "µs", "msec", "x", "é", "\t", "ı", "İ", "ſ", "K",
 ])
 MESSAGES = st.one_of(st.lists(FRAGMENTS, max_size=12).map("".join),
                      st.lists(FRAGMENTS, max_size=12).map(" ".join),
@@ -40,6 +40,12 @@ def test_probes_match_the_messages_with_values() -> None:
     assert probe_matches(texts, LATENCY_PROBE) == [False, False, False, True, True, True, False, False]
     assert [parse_status(t) for t in texts[:3]] == [503, 502, 404]
     assert [parse_latency(t) for t in texts[3:6]] == [1500.0, 0.25, 12.0]
+
+
+def test_parsers_fold_case_for_ascii_letters_only_as_java_does() -> None:
+    assert parse_status("STATUS=503") == 503 and parse_latency("TOOK 5ms") == 5.0
+    assert parse_status("ſtatus=503") is None  # Java's (?i) in enrich.py: ASCII letters only
+    assert parse_latency("ıN 5ms") is None and parse_latency("İn 5ms") is None
 
 
 @settings(max_examples=400, deadline=None)

@@ -17,9 +17,11 @@ import re
 
 from incident_stream.enrich import _LATENCY, _REQUEST, _STATUS, LEVEL_SYNONYMS, LEVELS
 
-_REQUEST_RE = re.compile(_REQUEST)
-_STATUS_RE = re.compile(_STATUS)
-_LATENCY_RE = re.compile(_LATENCY)
+# re.ASCII: case-insensitive for ASCII letters only, as Java's (?i) in enrich.py (Python's would also match
+# "ı" or "ſ" to "i" or "s").
+_REQUEST_RE = re.compile(_REQUEST, re.ASCII)
+_STATUS_RE = re.compile(_STATUS, re.ASCII)
+_LATENCY_RE = re.compile(_LATENCY, re.ASCII)
 # A request line needs a method, spaces, then a path: " /" is in the text.
 REQUEST_PROBE = " /"
 STATUS_PROBE = "(?i)status|code| /"
