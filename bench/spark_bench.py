@@ -360,7 +360,7 @@ def main() -> int:
             median_metric("job CPU per event (JVM + workers)", [r["cpu_s"] / count * 1e6 for r in runs], "us",
                           note="2 cores give 20 us per event at the target rate"),
             median_metric("  of which the JVM", [r["jvm_cpu_s"] / count * 1e6 for r in runs], "us",
-                          note="Arrow to rows, the write's sort, Parquet encoding, commit"),
+                          note="Arrow to rows, Parquet encoding, commit"),
             median_metric("  of which Spark's Python workers", [r["workers_cpu_s"] / count * 1e6 for r in runs],
                           "us", note="consume, decode, signature, enrichment, Arrow out"),
             median_metric("limit CPU per event", [r["cpu_s"] / count * 1e6 for r in raw], "us"),

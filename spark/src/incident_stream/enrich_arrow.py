@@ -61,10 +61,11 @@ def levels(level: pa.Array) -> pa.Array:
     return per_distinct(level, normalise_level, pa.string())
 
 
-def _missing_rows(given: pa.Array, messages: pa.Array, probe: str) -> np.ndarray:
-    """Rows without a value whose message matches `probe` (message_fields.py: every message the parser
-    finds a value in matches it), so the Python parser runs only where it can find something."""
-    missing = pc.and_(pc.is_null(given), pc.is_valid(messages))
+def _missing_rows(missing: pa.Array, messages: pa.Array, probe: str) -> np.ndarray:
+    """Rows flagged `missing` (a value to find) whose message matches `probe` (message_fields.py: every
+    message the parser finds a value in matches it), so the Python parser runs only where it can find
+    something."""
+    missing = pc.and_(missing, pc.is_valid(messages))
     rows = np.flatnonzero(missing.to_numpy(zero_copy_only=False))
     if len(rows) == 0:
         return rows
@@ -77,7 +78,7 @@ def fill_from_message(given: pa.Array, messages: pa.Array, parse: Callable[[str]
     """`given` (cast to `kind`), with its null rows filled from their message where `parse` finds a value
     (only messages matching `probe` are parsed)."""
     given = given.cast(kind)
-    rows = _missing_rows(given, messages, probe)
+    rows = _missing_rows(pc.is_null(given), messages, probe)
     if len(rows) == 0:
         return given
     values = given.to_pylist()
@@ -104,7 +105,7 @@ def _request_fields(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
     """(http_method upper case, http_path without its query string): the event's, else its message's."""
     messages = batch.column("message")
     method, path = batch.column("http_method").cast(pa.string()), batch.column("http_path").cast(pa.string())
-    rows = np.union1d(_missing_rows(method, messages, REQUEST_PROBE), _missing_rows(path, messages, REQUEST_PROBE))
+    rows = _missing_rows(pc.or_(pc.is_null(method), pc.is_null(path)), messages, REQUEST_PROBE)
     if len(rows):
         texts = messages.take(pa.array(rows)).to_pylist()
         parsed = {row: parse_request(text) if text else (None, None) for row, text in zip(rows.tolist(), texts,
