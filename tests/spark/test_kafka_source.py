@@ -108,9 +108,9 @@ def test_events_format_reads_enriched_rows_and_keeps_rejects_apart(spark: Any, b
 
 def reader(broker: str, topic: str, **options: str) -> KafkaStreamReader:
     parsed = SourceOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic, **options})
-    from incident_stream.kafka_source import logevent_schema
+    from incident_stream.kafka_source import logevent_schema, rows_of
 
-    return KafkaStreamReader(parsed, logevent_schema())
+    return KafkaStreamReader(parsed, rows_of(logevent_schema()))
 
 
 def test_a_new_partition_is_picked_up_from_its_beginning(broker: str, topic: str) -> None:

@@ -2,9 +2,10 @@
 
 Two streaming queries share one SparkSession, each with its own checkpoint sub-folder:
 
-* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic in the source's ``events`` format
-  (decoded and enriched in the source's tasks), writes events and dead letters with the exactly-once
-  writer (sinks.py); it commits processed offsets to the consumer group.
+* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic with the ingest source, whose tasks
+  decode and enrich their offset range and stage it as Parquet files of the events and dead_letter
+  tables (ingest_files.py); the sink publishes those files exactly once per micro-batch (sinks.py). It
+  commits processed offsets to the consumer group.
 * ``detection`` (``<checkpoint>/detection``): reads the topic again with the detection source, whose
   tasks hand over partial buckets rather than events (detection/source.py), runs
   ``incident_stream.detection.detect_partials`` and writes incident_updates the same way.
@@ -19,29 +20,27 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
-from incident_contracts.tables import DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
 from incident_stream.compaction import compact_table
-from incident_stream.dead_letter import dead_letters, events_of, rejected
 from incident_stream.enrich_arrow import ServiceLookup
+from incident_stream.ingest_files import DEAD_LETTER_TABLE, EVENTS_TABLE, INGEST_SOURCE_NAME, ingest_files_options
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
-from incident_stream.sinks import WriteResult, clear_staging, discard_batch, write_batch_exactly_once
+from incident_stream.sinks import STAGING, clear_staging, discard_batch, publish_files, write_batch_exactly_once
 
 log = logging.getLogger("incident_stream")
 
@@ -150,48 +149,26 @@ def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
     return None if batch is None else batch_end_offsets(checkpoint, batch)
 
 
-def offsets_in_batch(checkpoint: Path, batch_id: int) -> int | None:
-    """How many offsets a micro-batch spans: its end minus the previous batch's end, per partition (a new
-    partition from 0). None for the first batch (it starts at the source's initial offsets, which the log
-    does not keep) or when the log cannot tell. Every record of the batch has one of these offsets; an
-    offset may hold no record (transaction markers, compacted or expired records)."""
-    if batch_id <= 0:
-        return None
-    end, start = batch_end_offsets(checkpoint, batch_id), batch_end_offsets(checkpoint, batch_id - 1)
-    if end is None or start is None:
-        return None
-    spans = [offset - start.get(partition, 0) for partition, offset in end.items()]
-    return sum(spans) if all(span >= 0 for span in spans) else None
+def ingest_options(catalog: Catalog, data_dir: Path) -> dict[str, str]:
+    """Options of the ingest query's source beside the Kafka ones: its tasks enrich the events with the
+    service catalog and write them, and the dead letters, as staged Parquet files (ingest_files.py)."""
+    return ingest_files_options(ingest_staging(data_dir), ServiceLookup.of(catalog).to_dict())
 
 
-# Columns whose values are (nearly) unique per event: a Parquet dictionary for them is built, outgrows
-# its page and is dropped, which costs the writer time for nothing (measured: about 10 % of the JVM's
-# time per event went to dictionary lookups; without a dictionary for the five after the ids, the
-# files grow by about 4 %).
-EVENTS_WRITE_OPTIONS = {f"parquet.enable.dictionary#{column}": "false"
-                        for column in ("event_id", "trace_id", "span_id", "message", "http_path", "latency_ms",
-                                       "event_time", "kafka_offset")}
-
-
-def ingest_options(catalog: Catalog) -> dict[str, str]:
-    """The ingest query reads the source's ``events`` format: rows enriched in the source's tasks (the events
-    table's columns, enrich_arrow.py) plus the Kafka timestamp and reject columns for the dead letters."""
-    return {"format": "events", "serviceCatalog": json.dumps(ServiceLookup.of(catalog).to_dict())}
+def ingest_staging(data_dir: Path) -> Path:
+    return data_dir / STAGING / INGEST
 
 
 class IngestSink:
-    """foreachBatch of the ingest query: events and dead letters of one micro-batch, exactly once.
+    """foreachBatch of the ingest query: publishes the events and dead-letter files the batch's tasks
+    staged (one row per file, ingest_files.FILES_SCHEMA), exactly once per batch (sinks.publish_files)."""
 
-    The batch is the source's ``events`` format (ingest_options): enriched rows plus the reject columns;
-    rejected rows have null event columns, the sink splits them off."""
-
-    def __init__(self, data_dir: Path, checkpoint: Path, catalog: Catalog, counters: Counters,
+    def __init__(self, data_dir: Path, checkpoint: Path, counters: Counters, metrics: MetricsRecorder,
                  compact_every: int):
-        self.events_path = data_dir / "events"
-        self.dead_letter_path = data_dir / "dead_letter"
+        self.tables = {EVENTS_TABLE: data_dir / EVENTS_TABLE, DEAD_LETTER_TABLE: data_dir / DEAD_LETTER_TABLE}
         self.checkpoint = checkpoint
-        self.catalog = catalog
         self.counters = counters
+        self.metrics = metrics
         self.compact_every = compact_every
         self._tag: str | None = None
 
@@ -202,41 +179,22 @@ class IngestSink:
         return self._tag
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        events, maybe_rejects = self._write_events(batch, batch_id)
-        dead = 0
-        if maybe_rejects:
-            # Rare: the batch is read again (same offsets) rather than cached for every batch.
-            dead = write_batch_exactly_once(dead_letters(batch), batch_id, self.dead_letter_path,
-                                            DEAD_LETTER_PARTITIONS, tag=self.tag).rows
-        else:
-            discard_batch(self.dead_letter_path, batch_id, self.tag)
-        self.counters.add(INGEST, events=events.rows, dead_letter=dead)
+        files = batch.collect()  # runs the batch's tasks: they read, enrich and stage the files
+        rows = {}
+        for table, path in self.tables.items():
+            staged = [(Path(f.path), f.folder) for f in files if f.table == table]
+            if staged:
+                rows[table] = publish_files(staged, path, batch_id, self.tag).rows
+            else:
+                discard_batch(path, batch_id, self.tag)
+                rows[table] = 0
+        for task_dir in {f.task_dir for f in files}:
+            shutil.rmtree(task_dir, ignore_errors=True)
+        self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
+        self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
         if self.compact_every and batch_id > 0 and batch_id % self.compact_every == 0:
-            for table in (self.events_path, self.dead_letter_path):
-                compact_table(table, tag=self.tag, before_batch=batch_id)
-
-    def _write_events(self, batch: DataFrame, batch_id: int) -> tuple[WriteResult, bool]:
-        """Write the batch's events; (what was written, whether the batch may hold rejected records).
-
-        When the offset log tells how many offsets the batch spans, a batch that wrote that many events
-        had no rejected record; one that wrote fewer may have some (or offsets without a record, such as
-        transaction markers) and is read again for its dead letters. When the log cannot tell (the first
-        batch), the rejects are counted while writing, with an observation. That is not done for every
-        batch because Spark cannot compile an observation into the write's generated code: each row
-        would be built twice (measured: about 9 % of the JVM's time per event).
-        """
-        expected = offsets_in_batch(self.checkpoint, batch_id)
-        columns = batch.select(*EVENTS.names, "reject_reason")
-        observation = None
-        if expected is None:
-            observation = Observation(f"ingest-{batch_id}-{uuid.uuid4().hex[:6]}")
-            columns = columns.observe(observation, F.coalesce(F.sum(F.when(rejected(), 1).otherwise(0)),
-                                                              F.lit(0)).alias("rejected"))
-        events = write_batch_exactly_once(events_of(columns).select(*EVENTS.names), batch_id, self.events_path,
-                                          EVENTS_PARTITIONS, tag=self.tag, options=EVENTS_WRITE_OPTIONS)
-        if observation is not None:
-            return events, bool(int(observation.get.get("rejected") or 0))
-        return events, events.rows != expected
+            for path in self.tables.values():
+                compact_table(path, tag=self.tag, before_batch=batch_id)
 
 
 class UpdatesSink:
@@ -304,11 +262,13 @@ class StreamJob:
         self.spark.streams.addListener(self.metrics)
         checkpoint = self.options.checkpoint
         ingest_checkpoint = checkpoint / INGEST
-        sink = IngestSink(self.options.data_dir, ingest_checkpoint, self.catalog, self.counters,
+        sink = IngestSink(self.options.data_dir, ingest_checkpoint, self.counters, self.metrics,
                           self.options.compact_every)
 
         def ingest() -> StreamingQuery:
-            return (self._source(commit=True, extra=ingest_options(self.catalog)).writeStream.queryName(INGEST)
+            return (self._source(commit=True, name=INGEST_SOURCE_NAME,
+                                 extra=ingest_options(self.catalog, self.options.data_dir))
+                    .writeStream.queryName(INGEST)
                     .foreachBatch(sink)
                     .option("checkpointLocation", str(ingest_checkpoint))
                     .trigger(**self._trigger()).start())

@@ -43,7 +43,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,9 +131,14 @@ def logevent_arrow_schema() -> pa.Schema:
     return to_arrow_schema(logevent_schema(), timezone="UTC")
 
 
-def read_task(config: ReadConfig, partition: KafkaRangePartition, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+# What a task does with its offset range: Arrow batches in the source's output schema. Readers take it as
+# a picklable callable, so sources built on this one (the detection partials, the ingest files) only
+# swap the task's work and keep the offsets, limits and failOnDataLoss of this source.
+TaskWork = Callable[[ReadConfig, Range], Iterator[pa.RecordBatch]]
+
+
+def read_task(config: ReadConfig, rng: Range, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The Arrow batches of one task in the source's output `schema` (every format)."""
-    rng = Range(partition.partition, partition.start, partition.end)
     if config.mode != EVENTS:
         yield from read_range(config, rng, schema)
         return
@@ -141,6 +146,11 @@ def read_task(config: ReadConfig, partition: KafkaRangePartition, schema: pa.Sch
         if is_event_batch(batch):
             batch = enrich_batch(batch, config.services, keep=EVENTS_KEEP)
         yield pa.RecordBatch.from_arrays([_column(batch, f) for f in schema], schema=schema)
+
+
+def rows_of(schema: StructType) -> TaskWork:
+    """The task's work of the kafka_arrow source: the range's rows in `schema`."""
+    return functools.partial(read_task, schema=to_arrow_schema(schema, timezone="UTC"))
 
 
 def _column(batch: pa.RecordBatch, target: pa.Field) -> pa.Array:
@@ -239,14 +249,6 @@ def _services(raw: str) -> ServiceLookup:
         raise SourceOptionError(f"option serviceCatalog: expected JSON with 'tiers' and 'owners' ({exc})") from None
 
 
-class KafkaRangePartition(InputPartition):
-    """One Spark task: offsets [start, end) of one partition."""
-
-    def __init__(self, partition: int, start: int, end: int):
-        super().__init__((partition, start, end))
-        self.partition, self.start, self.end = partition, start, end
-
-
 class _Broker:
     """Driver-side view of the topic: true offset ranges and the topic id."""
 
@@ -270,21 +272,28 @@ class _Broker:
             return None
 
 
-class TaskReading:
-    """What a task does with its partition range; shared by the stream and the batch reader."""
+class KafkaRangePartition(InputPartition):
+    """One Spark task: offsets [start, end) of one partition."""
 
-    options: SourceOptions
-    spark_schema: StructType
+    def __init__(self, partition: int, start: int, end: int):
+        super().__init__((partition, start, end))
+        self.partition, self.start, self.end = partition, start, end
 
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_task(self.options.read, partition, to_arrow_schema(self.spark_schema, timezone="UTC"))
+    @property
+    def range(self) -> Range:
+        return Range(self.partition, self.start, self.end)
 
 
-class KafkaStreamReader(TaskReading, DataSourceStreamReader, SupportsTriggerAvailableNow):
-    def __init__(self, options: SourceOptions, schema: StructType):
+def read_partition(options: SourceOptions, work: TaskWork, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+    """A task of either reader: `work` over the partition's offset range."""
+    assert isinstance(partition, KafkaRangePartition)
+    yield from work(options.read, partition.range)
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: SourceOptions, work: TaskWork):
         self.options = options
-        self.spark_schema = schema
+        self.work = work
         self._broker: _Broker | None = None
         self._latest: SourceOffset | None = None
         self._cap: dict[int, int] | None = None
@@ -292,10 +301,13 @@ class KafkaStreamReader(TaskReading, DataSourceStreamReader, SupportsTriggerAvai
         self._published: dict[int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # tasks get the options, never driver-side clients
-        return {"options": self.options, "spark_schema": self.spark_schema}
+        return {"options": self.options, "work": self.work}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["options"], state["spark_schema"])  # type: ignore[misc]
+        self.__init__(state["options"], state["work"])  # type: ignore[misc]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        yield from read_partition(self.options, self.work, partition)
 
     @property
     def broker(self) -> _Broker:
@@ -378,12 +390,15 @@ def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePa
     return partitions
 
 
-class KafkaBatchReader(TaskReading, DataSourceReader):
+class KafkaBatchReader(DataSourceReader):
     """`spark.read.format("kafka_arrow")`: everything from startingOffsets up to the current end."""
 
-    def __init__(self, options: SourceOptions, schema: StructType):
+    def __init__(self, options: SourceOptions, work: TaskWork):
         self.options = options
-        self.spark_schema = schema
+        self.work = work
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        yield from read_partition(self.options, self.work, partition)
 
     def partitions(self) -> Sequence[InputPartition]:
         ranges = offset_range(self.options.read.bootstrap, self.options.read.topic)
@@ -402,7 +417,7 @@ class KafkaArrowSource(DataSource):
         return schema_of(str(self.options.get("format", LOGEVENT)).strip().lower())
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        return KafkaStreamReader(SourceOptions.parse(dict(self.options)), schema)
+        return KafkaStreamReader(SourceOptions.parse(dict(self.options)), rows_of(schema))
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(SourceOptions.parse(dict(self.options)), schema)
+        return KafkaBatchReader(SourceOptions.parse(dict(self.options)), rows_of(schema))

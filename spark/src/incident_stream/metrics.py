@@ -37,6 +37,7 @@ from incident_stream.compaction import compact_table
 log = logging.getLogger(__name__)
 
 SEEN_LIMIT = 10_000  # progress reports remembered for de-duplication (Spark keeps the last 100 per query)
+RECORDS_LIMIT = 1_000  # batches whose record counts are remembered until their progress report arrives
 
 
 def _order(progress: dict[str, Any]) -> tuple[str, int]:
@@ -57,8 +58,16 @@ def _partition_offsets(offset: Any) -> dict[str, int] | None:
     return None
 
 
-def progress_row(progress: dict[str, Any], run_id: str | None) -> dict[str, Any]:
-    """One METRICS row from a StreamingQueryProgress (as parsed JSON)."""
+def progress_row(progress: dict[str, Any], run_id: str | None, records: int | None = None) -> dict[str, Any]:
+    """One METRICS row from a StreamingQueryProgress (as parsed JSON).
+
+    `records`: the Kafka records the batch processed, for a query whose source rows are not records (the
+    ingest query's source hands Spark one row per written file): the row counts and both rates then
+    report records (Spark computes each rate from its row count, so they scale alike)."""
+    spark_rows = int(progress.get("numInputRows") or 0)
+    scale = 1.0
+    if records is not None:
+        scale = records / spark_rows if spark_rows else 0.0
     sources = progress.get("sources") or [{}]
     source = sources[0]
     start, end, latest = (_partition_offsets(source.get(k)) for k in ("startOffset", "endOffset", "latestOffset"))
@@ -73,9 +82,9 @@ def progress_row(progress: dict[str, Any], run_id: str | None) -> dict[str, Any]
         "run_id": run_id or progress.get("runId"),
         "batch_id": int(progress.get("batchId", -1)),
         "timestamp": stamp,
-        "num_input_rows": int(progress.get("numInputRows") or 0),
-        "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
-        "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0),
+        "num_input_rows": spark_rows if records is None else records,
+        "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0) * scale,
+        "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0) * scale,
         "batch_duration_ms": int(progress.get("batchDuration") or progress.get("durationMs", {}).get(
             "triggerExecution", 0)),
         "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states) if states else None,
@@ -111,6 +120,7 @@ class MetricsRecorder(StreamingQueryListener):
         self._files = 0
         self._seen: set[tuple[Any, ...]] = set()
         self._seen_order: deque[tuple[Any, ...]] = deque()
+        self._records: dict[tuple[str, int], int] = {}
 
     # --- listener callbacks (Spark's listener thread) -----------------------------------------
     def onQueryStarted(self, event: Any) -> None:
@@ -125,10 +135,20 @@ class MetricsRecorder(StreamingQueryListener):
         if self.record(progress):
             self._flush_if_due()
 
+    def count_records(self, query_name: str, batch_id: int, records: int) -> None:
+        """The records a batch of `query_name` processed, when its source rows are not records (called
+        by the query's sink, before Spark reports the batch's progress)."""
+        with self._lock:
+            self._records[(query_name, batch_id)] = records
+            while len(self._records) > RECORDS_LIMIT:
+                del self._records[next(iter(self._records))]
+
     def record(self, progress: dict[str, Any]) -> bool:
         """Record one progress report (parsed JSON) unless it was recorded already; True if it was new."""
         try:
-            row = progress_row(progress, self.run_id)
+            with self._lock:
+                records = self._records.get((progress.get("name") or "unnamed", int(progress.get("batchId", -1))))
+            row = progress_row(progress, self.run_id, records)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a progress report that could not be read: %s", exc)
             return False

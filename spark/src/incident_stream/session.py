@@ -8,11 +8,8 @@ import sys
 from pyspark.sql import SparkSession
 
 from incident_contracts.settings import Settings
+from incident_stream.ingest_files import IngestFilesSource
 from incident_stream.kafka_source import KafkaArrowSource
-
-# Open Parquet files per write task: a live micro-batch spans one or two hours; each open file buffers
-# its row group in memory.
-CONCURRENT_OUTPUT_FILES = 4
 
 
 def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True) -> dict[str, str]:
@@ -30,11 +27,6 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MILLIS",
         "spark.sql.parquet.compression.codec": "zstd",
         "spark.sql.sources.partitionOverwriteMode": "static",
-        # Partitioned writes (events by date and hour) keep one open file per partition value instead of
-        # sorting every row by its partition first; a batch spanning more hours falls back to the sort.
-        # Spark uses concurrent writers only when it does not plan the sort itself (plannedWrite off).
-        "spark.sql.maxConcurrentOutputFileWriters": str(CONCURRENT_OUTPUT_FILES),
-        "spark.sql.optimizer.plannedWrite.enabled": "false",
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
@@ -66,6 +58,7 @@ def register_sources(spark: SparkSession) -> None:
     from incident_stream.detection.source import DetectionPartialsSource
 
     spark.dataSource.register(KafkaArrowSource)
+    spark.dataSource.register(IngestFilesSource)
     spark.dataSource.register(DetectionPartialsSource)
 
 

@@ -4,7 +4,9 @@ Readers (DuckDB in the dashboard, the Airflow reconciliation) read ``DATA_DIR/<t
 without Spark's ``_spark_metadata`` log, so a plain folder listing must never show duplicates or
 half-written files. ``write_batch_exactly_once`` therefore:
 
-1. lets Spark write the batch into a staging folder outside the table (``DATA_DIR/_staging``);
+1. has the batch written into a staging folder outside the table (``DATA_DIR/_staging``): by Spark
+   (``write_batch_exactly_once``), or by the tasks of the ingest query's source (ingest_files.py, then
+   ``publish_files``);
 2. names every non-empty output file deterministically: ``part-<tag>-b<batch id>-<n>.parquet`` in its
    partition folder (``tag`` identifies the query's checkpoint, so a fresh checkpoint never reuses names);
 3. records those names in a journal, then moves each file into the table with an atomic rename that
@@ -88,16 +90,21 @@ def write_batch_exactly_once(df: DataFrame, batch_id: int, table_path: str | Pat
 
 
 def publish_staged(stage: Path, table_path: Path, batch_id: int, tag: str) -> WriteResult:
-    """Move the Parquet files of a staged batch into the table under deterministic names."""
+    """Move the Parquet files of a batch Spark wrote into a staging folder into the table."""
+    staged = [(source, str(source.parent.relative_to(stage))) for source in stage.rglob("*.parquet")]
+    return publish_files(staged, table_path, batch_id, tag)
+
+
+def publish_files(staged: Sequence[tuple[Path, str]], table_path: Path, batch_id: int, tag: str) -> WriteResult:
+    """Move a batch's staged Parquet files, each (file, partition folder inside the table), into the table
+    under deterministic names (in the order of folder and staged path); empty files are left out."""
     result = WriteResult()
     moves: list[tuple[Path, Path, int]] = []
-    staged = sorted(stage.rglob("*.parquet"), key=lambda p: (str(p.parent.relative_to(stage)), p.name))
-    for seq, source in enumerate(staged):
+    for seq, (source, folder) in enumerate(sorted(staged, key=lambda entry: (entry[1], str(entry[0])))):
         rows = pq.read_metadata(source).num_rows
         if rows == 0:
             continue
-        relative = source.parent.relative_to(stage)
-        moves.append((source, table_path / relative / batch_file_name(tag, batch_id, seq), rows))
+        moves.append((source, table_path / folder / batch_file_name(tag, batch_id, seq), rows))
     journal = _journal_path(table_path, tag, batch_id)
     previous: set[str] = set()
     if journal.exists():  # an earlier attempt of this batch: its files may differ from ours

@@ -16,13 +16,13 @@ Python into the JVM and back, the main cost of a detection micro-batch. Rejected
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader
 from pyspark.sql.types import StructType
 
 from incident_contracts.catalog import Catalog
@@ -33,7 +33,6 @@ from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, is_event_bat
 from incident_stream.kafka_source import (
     KafkaArrowSource,
     KafkaBatchReader,
-    KafkaRangePartition,
     KafkaStreamReader,
     SourceOptionError,
     SourceOptions,
@@ -91,36 +90,6 @@ def _options(options: dict[str, str]) -> tuple[SourceOptions, PartialsConfig]:
     return dataclasses.replace(parsed, read=read), PartialsConfig.parse(options)
 
 
-class PartialsReading:
-    """A task's work in both readers: the partial buckets of its range (read_partials)."""
-
-    options: SourceOptions
-    config: PartialsConfig
-
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRangePartition)
-        yield from read_partials(self.options.read, Range(partition.partition, partition.start, partition.end),
-                                 self.config)
-
-
-class PartialsStreamReader(PartialsReading, KafkaStreamReader):
-    def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
-        super().__init__(options, schema)
-        self.config = config
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["options"], state["spark_schema"], state["config"])  # type: ignore[misc]
-
-
-class PartialsBatchReader(PartialsReading, KafkaBatchReader):
-    def __init__(self, options: SourceOptions, schema: StructType, config: PartialsConfig):
-        super().__init__(options, schema)
-        self.config = config
-
-
 class DetectionPartialsSource(KafkaArrowSource):
     @classmethod
     def name(cls) -> str:
@@ -131,8 +100,8 @@ class DetectionPartialsSource(KafkaArrowSource):
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         options, config = _options(dict(self.options))
-        return PartialsStreamReader(options, schema, config)
+        return KafkaStreamReader(options, functools.partial(read_partials, config=config))
 
     def reader(self, schema: StructType) -> DataSourceReader:
         options, config = _options(dict(self.options))
-        return PartialsBatchReader(options, schema, config)
+        return KafkaBatchReader(options, functools.partial(read_partials, config=config))
