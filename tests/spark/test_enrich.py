@@ -102,3 +102,32 @@ def test_rejected_rows_become_dead_letters_with_the_contract_columns(spark: Any)
     [letter] = [r.asDict() for r in letters.collect()]
     assert (letter["reason"], letter["raw_value"], letter["value_size"], letter["dl_date"]) == (
         "bad_magic", bytearray(b"garbage"), 7, "2026-03-14")
+
+
+def test_dead_letter_batch_gives_the_rows_of_dead_letters_on_spark(spark: Any) -> None:
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from incident_stream.dead_letter import dead_letter_batch
+
+    def reject(offset: int, stamp: dt.datetime | None, reason: str) -> dict[str, Any]:
+        return {**{n: None for n in logevent_schema().names}, "topic": "logs.events", "kafka_partition": 1,
+                "kafka_offset": offset, "kafka_timestamp": stamp, "reject_reason": reason,
+                "reject_detail": f"detail {offset}", "key": b"k%d" % offset, "raw_value": b"raw", "value_size": 3}
+
+    rows = [reject(1, T0, "bad_magic"), reject(2, None, "empty"),
+            reject(3, dt.datetime(2026, 3, 14, 23, 59, 59, 999000, tzinfo=dt.UTC), "too_large")]
+    expected = [r.asDict() for r in dead_letters(spark.createDataFrame(rows, logevent_schema())).collect()]
+    detected = dt.datetime.now(dt.UTC)
+    got = dead_letter_batch(pa.RecordBatch.from_pylist(rows, schema=to_arrow_schema(logevent_schema(), timezone="UTC")),
+                            detected_us=int(detected.timestamp() * 1_000_000))
+    assert got.schema.names == DEAD_LETTER.names
+    got_rows = got.to_pylist()
+    for row in (*expected, *got_rows):
+        row.pop("detected_at")  # the time of writing: Spark's batch time vs the task's
+        row["key"], row["raw_value"] = bytes(row["key"]), bytes(row["raw_value"])
+        if row["kafka_timestamp"] is not None:  # Spark collects naive UTC datetimes
+            row["kafka_timestamp"] = row["kafka_timestamp"].replace(tzinfo=None)
+    no_timestamp = detected.strftime("%Y-%m-%d")  # the date of detection
+    assert [r["dl_date"] for r in got_rows] == ["2026-03-14", no_timestamp, "2026-03-14"]
+    assert got_rows == expected

@@ -65,6 +65,30 @@ def test_discarding_a_batch_removes_what_an_earlier_attempt_wrote(tmp_path: Path
     assert files(table) == []
 
 
+def test_files_staged_by_tasks_are_published_under_batch_names_and_a_replay_replaces_them(tmp_path: Path) -> None:
+    from incident_stream.sinks import publish_files
+
+    table, stage = tmp_path / "events", tmp_path / "_staging" / "ingest" / "events"
+
+    def staged(attempt: str, folder: str, ids: list[int]) -> tuple[Path, str]:
+        path = stage / attempt / folder / "part-0000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"id": pa.array(ids, pa.int64())}), path)
+        return path, folder
+
+    hour3, hour4 = "event_date=2026-01-01/event_hour=3", "event_date=2026-01-01/event_hour=4"
+    first = publish_files([staged("p1-o0-5-aa", hour3, [5, 6]), staged("p0-o0-5-bb", hour3, [1]),
+                           staged("p0-o0-5-bb", hour4, [2, 3])], table, 7, "t")
+    assert (first.rows, first.per_partition) == (5, {hour3: 3, hour4: 2})
+    assert files(table) == [f"{hour3}/{batch_file_name('t', 7, 0)}", f"{hour3}/{batch_file_name('t', 7, 1)}",
+                            f"{hour4}/{batch_file_name('t', 7, 2)}"]
+    assert not list(stage.rglob("*.parquet"))  # moved, not copied
+    # The replay of batch 7 (same offsets) after a crash before the commit: its events are all in hour 3.
+    publish_files([staged("p0-o0-5-cc", hour3, [1, 2, 3]), staged("p1-o0-5-dd", hour3, [5, 6])], table, 7, "t")
+    assert sorted(read_table(table).column("id").to_pylist()) == [1, 2, 3, 5, 6]
+    assert all(name.startswith(hour3) for name in files(table))
+
+
 def test_compaction_merges_committed_small_files_only(tmp_path: Path) -> None:
     table = tmp_path / "data" / "events"
     for batch in range(20):

@@ -1,0 +1,43 @@
+"""Progress reports -> rows of the metrics table (metrics.py), without Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from incident_stream.metrics import MetricsRecorder, progress_row
+
+
+def progress(batch_id: int, rows: int, name: str = "ingest") -> dict[str, Any]:
+    return {"id": f"id-{name}", "runId": f"run-{name}", "name": name, "batchId": batch_id, "timestamp": "2026-12-06T05:00:00.000Z",
+            "numInputRows": rows, "inputRowsPerSecond": rows / 2.0, "processedRowsPerSecond": rows / 0.5,
+            "batchDuration": 500, "sources": [{"startOffset": {"topic": "t", "offsets": {"0": 10}},
+                                               "endOffset": {"topic": "t", "offsets": {"0": 20}},
+                                               "latestOffset": {"topic": "t", "offsets": {"0": 26}}}]}
+
+
+def test_a_row_reports_what_spark_reported() -> None:
+    row = progress_row(progress(3, 400), run_id="run-1")
+    assert (row["batch_id"], row["num_input_rows"], row["input_rows_per_second"],
+            row["processed_rows_per_second"], row["batch_duration_ms"], row["lag"]) == (3, 400, 200.0, 800.0, 500, 6)
+    assert row["run_id"] == "run-1"
+
+
+def test_records_replace_spark_rows_and_scale_both_rates() -> None:
+    """The ingest source hands Spark one row per file: 4 rows for 10,000 records."""
+    row = progress_row(progress(3, 4), run_id=None, records=10_000)
+    assert (row["num_input_rows"], row["input_rows_per_second"], row["processed_rows_per_second"]) == (
+        10_000, 5_000.0, 20_000.0)
+    empty = progress_row(progress(4, 0), run_id=None, records=0)
+    assert (empty["num_input_rows"], empty["input_rows_per_second"]) == (0, 0.0)
+
+
+def test_the_recorder_uses_the_records_a_sink_counted_for_that_query_and_batch(tmp_path: Path) -> None:
+    recorder = MetricsRecorder(tmp_path / "metrics")
+    recorder.count_records("ingest", 7, 9_000)
+    assert recorder.record(progress(7, 3))
+    assert recorder.record(progress(8, 2))  # no count for this batch: Spark's rows
+    assert recorder.record(progress(7, 5, name="detection"))  # another query's batch 7
+    assert not recorder.record(progress(7, 3))  # the same report twice is recorded once
+    assert recorder.activity["ingest"].input_rows == 9_002
+    assert recorder.activity["detection"].input_rows == 5
