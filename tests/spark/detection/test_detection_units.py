@@ -98,8 +98,10 @@ def test_noise_is_learned_per_event_so_it_scales_with_the_traffic():
     baseline = Baseline(params)
     assert baseline.error_noise(0, 1000) == 1.0  # nothing learned: chance alone
     no_latency = histogram.empty()
+    windows = len(params.windows_buckets)
     for _ in range(3000):  # normal windows of 1,000 events whose squared deviation is 3: excess 2 / 1,000 events
-        baseline.learn_now(1000, 10, 0, no_latency, [[(math.sqrt(3.0), 1000)] * 3, [None] * 3, [None] * 3])
+        baseline.learn_now(1000, 10, 0, no_latency,
+                           [[(math.sqrt(3.0), 1000)] * windows, [None] * windows, [None] * windows])
     assert baseline.error_noise(0, 1000) == pytest.approx(3.0, rel=0.02)
     assert baseline.error_noise(0, 5000) == pytest.approx(11.0, rel=0.02)  # five times the traffic
     assert baseline.error_noise(0, 10) == pytest.approx(1.02, rel=0.01)
@@ -108,6 +110,8 @@ def test_noise_is_learned_per_event_so_it_scales_with_the_traffic():
     assert restored.error_noise(2, 5000) == baseline.error_noise(2, 5000)
     older = {k: v for k, v in baseline.to_json().items() if k != "nm"}  # state of the previous noise model
     assert Baseline.from_json(older, params).error_noise(0, 5000) == 1.0  # its estimates restart
+    fewer = DetectionParams(windows_buckets=params.windows_buckets[1:])  # state saved with other windows
+    assert Baseline.from_json(baseline.to_json(), fewer).error_noise(0, 5000) == 1.0
 
 
 def test_window_sums_take_the_newest_buckets():

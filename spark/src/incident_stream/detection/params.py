@@ -21,7 +21,7 @@ class DetectionParams:
     prior_warning_rate: float = 0.02
     prior_events: float = 200.0  # weight of that prior, in events
     # --- anomaly tests (each run on several trailing windows) ------------------------------
-    windows_buckets: tuple[int, ...] = (2, 10, 30)
+    windows_buckets: tuple[int, ...] = (1, 2, 10, 30)  # the newest bucket alone sees an onset undiluted
     open_score: float = 6.0  # significance (in noise units) needed to open
     hold_score: float = 3.0  # hysteresis: an open incident stays "active" above this
     min_errors: int = 5  # fewest errors in a window that can open an error-rate incident
