@@ -154,3 +154,20 @@ def test_staged_files_have_the_column_types_sparks_writer_gives_the_table(spark:
     rows.write.partitionBy("event_date", "event_hour").parquet(str(tmp_path / "spark"))
     theirs = pq.read_schema(next((tmp_path / "spark").rglob("*.parquet")))
     assert [(f.name, f.type) for f in ours] == [(f.name, f.type) for f in theirs]
+
+
+def test_rows_interleaved_over_hours_are_written_before_the_buffers_grow_past_their_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_files, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(ingest_files, "MAX_BUFFERED_ROWS", 5)
+    table = ingest_files.StagedTable.of("t", pa.schema([("id", pa.int64()), ("event_date", pa.string()),
+                                                        ("event_hour", pa.int32())]), ("event_date", "event_hour"))
+    files = TableFiles(tmp_path, table)
+    base = dt.datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+    for step in range(6):  # two rows of each of three hours per step
+        batch = hours_batch([base + dt.timedelta(hours=h) for h in (0, 1, 2, 0, 1, 2)])
+        files.add(batch.set_column(0, "id", pa.array(range(step * 6, step * 6 + 6), pa.int64())))
+        assert sum(file.buffered for file in files._open.values()) <= 5
+    written = files.close()
+    assert sorted(i for _, path, _ in written for i in pq.read_table(path).column("id").to_pylist()) == list(range(36))
+    assert all(pq.read_metadata(path).num_row_groups > 1 for _, path, _ in written)

@@ -72,6 +72,9 @@ FILES_SCHEMA = from_arrow_schema(FILES_ARROW_SCHEMA)
 ROW_GROUP_ROWS = 131_072
 # Files a task keeps open (a backlog range may span many hours); the least recently used is closed.
 MAX_OPEN_FILES = 8
+# Rows a task buffers over all its open files of a table: beyond it, the fullest buffer is written as a
+# smaller row group (rows interleaved over many hours must not hold MAX_OPEN_FILES row groups in memory).
+MAX_BUFFERED_ROWS = 2 * ROW_GROUP_ROWS
 # Columns whose values are (nearly) unique per event: a dictionary for them is built, outgrows its page
 # and is dropped, which costs the writer time for nothing.
 NO_DICTIONARY = ("event_id", "trace_id", "span_id", "message", "http_path", "latency_ms", "event_time",
@@ -131,6 +134,8 @@ class TableFiles:
         """Rows with the table's columns (partition columns included, any order)."""
         for folder, rows in split_by_partition(batch, self.table.partitions):
             self._file(folder).add(_conform(rows, self.table.schema))
+        while sum(file.buffered for file in self._open.values()) > MAX_BUFFERED_ROWS:
+            max(self._open.values(), key=lambda file: file.buffered).flush()
 
     def _file(self, folder: str) -> _OpenFile:
         file = self._open.get(folder)
@@ -162,29 +167,30 @@ class _OpenFile:
         self.schema = schema
         self.rows = 0
         self._buffer: list[pa.RecordBatch] = []
-        self._buffered = 0
+        self.buffered = 0
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
         self._buffer.append(batch)
-        self._buffered += batch.num_rows
-        if self._buffered >= ROW_GROUP_ROWS:
-            self._flush()
+        self.buffered += batch.num_rows
+        if self.buffered >= ROW_GROUP_ROWS:
+            self.flush()
 
-    def _flush(self) -> None:
-        if not self._buffered:
+    def flush(self) -> None:
+        """Write the buffered rows as one row group."""
+        if not self.buffered:
             return
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(
                 self.path, self.schema, compression="zstd",
                 use_dictionary=[name for name in self.schema.names if name not in NO_DICTIONARY])
-        self._writer.write_table(pa.Table.from_batches(self._buffer, self.schema), row_group_size=self._buffered)
-        self.rows += self._buffered
-        self._buffer, self._buffered = [], 0
+        self._writer.write_table(pa.Table.from_batches(self._buffer, self.schema), row_group_size=self.buffered)
+        self.rows += self.buffered
+        self._buffer, self.buffered = [], 0
 
     def close(self) -> int:
-        self._flush()
+        self.flush()
         if self._writer is not None:
             self._writer.close()
         return self.rows
