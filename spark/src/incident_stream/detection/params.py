@@ -30,7 +30,7 @@ class DetectionParams:
     hold_error_rate_ratio: float = 1.5
     min_warnings: int = 10  # the same test on warning lines (a service that logs trouble as WARN)
     warning_rate_ratio: float = 3.0
-    warning_rate_min_delta: float = 0.05
+    warning_rate_min_delta: float = 0.03  # a warning surge in a busy service is diluted by its other lines
     latency_quantile: float = 0.95
     latency_min_samples: int = 20
     latency_ratio: float = 2.0  # "slow" = this many times the baseline p95...
