@@ -40,6 +40,10 @@ def hours_batch(stamps: list[dt.datetime]) -> pa.RecordBatch:
     })
 
 
+HOURLY = ingest_files.StagedTable.of("t", pa.schema([("id", pa.int64()), ("event_date", pa.string()),
+                                                     ("event_hour", pa.int32())]), ("event_date", "event_hour"))
+
+
 def test_rows_are_split_by_date_and_hour_into_spark_named_folders() -> None:
     base = dt.datetime(2026, 12, 5, 23, 30, tzinfo=UTC)
     stamps = [base, base + dt.timedelta(minutes=40), base, base + dt.timedelta(hours=2), base]
@@ -61,9 +65,7 @@ def test_files_stay_complete_when_more_hours_arrive_than_files_are_kept_open(tmp
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest_files, "MAX_OPEN_FILES", 2)
     monkeypatch.setattr(ingest_files, "ROW_GROUP_ROWS", 3)
-    table = ingest_files.StagedTable.of("t", pa.schema([("id", pa.int64()), ("event_date", pa.string()),
-                                                        ("event_hour", pa.int32())]), ("event_date", "event_hour"))
-    files = TableFiles(tmp_path, table)
+    files = TableFiles(tmp_path, HOURLY)
     base = dt.datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
     expected: dict[str, list[int]] = {}
     for round_ in range(3):  # hours 0..3 again and again: files are closed and new ones opened
@@ -160,9 +162,7 @@ def test_rows_interleaved_over_hours_are_written_before_the_buffers_grow_past_th
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest_files, "ROW_GROUP_ROWS", 100)
     monkeypatch.setattr(ingest_files, "MAX_BUFFERED_ROWS", 5)
-    table = ingest_files.StagedTable.of("t", pa.schema([("id", pa.int64()), ("event_date", pa.string()),
-                                                        ("event_hour", pa.int32())]), ("event_date", "event_hour"))
-    files = TableFiles(tmp_path, table)
+    files = TableFiles(tmp_path, HOURLY)
     base = dt.datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
     for step in range(6):  # two rows of each of three hours per step
         batch = hours_batch([base + dt.timedelta(hours=h) for h in (0, 1, 2, 0, 1, 2)])

@@ -9,7 +9,8 @@ from incident_stream.metrics import MetricsRecorder, progress_row
 
 
 def progress(batch_id: int, rows: int, name: str = "ingest") -> dict[str, Any]:
-    return {"id": f"id-{name}", "runId": f"run-{name}", "name": name, "batchId": batch_id, "timestamp": "2026-12-06T05:00:00.000Z",
+    return {"id": f"id-{name}", "runId": f"run-{name}", "name": name, "batchId": batch_id,
+            "timestamp": "2026-12-06T05:00:00.000Z",
             "numInputRows": rows, "inputRowsPerSecond": rows / 2.0, "processedRowsPerSecond": rows / 0.5,
             "batchDuration": 500, "sources": [{"startOffset": {"topic": "t", "offsets": {"0": 10}},
                                                "endOffset": {"topic": "t", "offsets": {"0": 20}},

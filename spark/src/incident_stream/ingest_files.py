@@ -37,7 +37,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
@@ -48,10 +47,9 @@ from incident_stream.kafka_read import EVENTS as EVENTS_FORMAT
 from incident_stream.kafka_read import Range, ReadConfig, is_event_batch, read_range
 from incident_stream.kafka_source import (
     KafkaArrowSource,
-    KafkaBatchReader,
-    KafkaStreamReader,
     SourceOptionError,
     SourceOptions,
+    TaskWork,
     logevent_arrow_schema,
 )
 
@@ -236,14 +234,6 @@ def ingest_files_options(stage_dir: Path, services: Mapping[str, object]) -> dic
     return {STAGING_OPTION: str(stage_dir), "serviceCatalog": json.dumps(services)}
 
 
-def _options(options: dict[str, str]) -> tuple[SourceOptions, str]:
-    stage_dir = {k.lower(): v for k, v in options.items()}.get(STAGING_OPTION.lower(), "").strip()
-    if not stage_dir:
-        raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the option {STAGING_OPTION!r}: a folder "
-                                "on the same file system as the tables, which every executor can write")
-    return SourceOptions.parse({**options, "format": EVENTS_FORMAT}), stage_dir  # the events format's enrichment
-
-
 class IngestFilesSource(KafkaArrowSource):
     @classmethod
     def name(cls) -> str:
@@ -252,10 +242,11 @@ class IngestFilesSource(KafkaArrowSource):
     def schema(self) -> StructType:
         return FILES_SCHEMA
 
-    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        options, stage_dir = _options(dict(self.options))
-        return KafkaStreamReader(options, functools.partial(write_range_files, stage_dir=stage_dir))
-
-    def reader(self, schema: StructType) -> DataSourceReader:
-        options, stage_dir = _options(dict(self.options))
-        return KafkaBatchReader(options, functools.partial(write_range_files, stage_dir=stage_dir))
+    def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
+        options = dict(self.options)
+        stage_dir = {k.lower(): v for k, v in options.items()}.get(STAGING_OPTION.lower(), "").strip()
+        if not stage_dir:
+            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the option {STAGING_OPTION!r}: a "
+                                    "folder on the same file system as the tables, which every executor can write")
+        parsed = SourceOptions.parse({**options, "format": EVENTS_FORMAT})  # the events format's enrichment
+        return parsed, functools.partial(write_range_files, stage_dir=stage_dir)

@@ -416,8 +416,12 @@ class KafkaArrowSource(DataSource):
     def schema(self) -> StructType:
         return schema_of(str(self.options.get("format", LOGEVENT)).strip().lower())
 
+    def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
+        """The readers' options and their tasks' work; sources built on this one override it."""
+        return SourceOptions.parse(dict(self.options)), rows_of(schema)
+
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        return KafkaStreamReader(SourceOptions.parse(dict(self.options)), rows_of(schema))
+        return KafkaStreamReader(*self.reading(schema))
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(SourceOptions.parse(dict(self.options)), rows_of(schema))
+        return KafkaBatchReader(*self.reading(schema))

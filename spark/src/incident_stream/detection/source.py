@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader
 from pyspark.sql.types import StructType
 
 from incident_contracts.catalog import Catalog
@@ -32,10 +31,9 @@ from incident_stream.detection.view import DetectorView, detector_view
 from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, is_event_batch, read_range
 from incident_stream.kafka_source import (
     KafkaArrowSource,
-    KafkaBatchReader,
-    KafkaStreamReader,
     SourceOptionError,
     SourceOptions,
+    TaskWork,
     logevent_arrow_schema,
 )
 
@@ -84,12 +82,6 @@ def read_partials(read: ReadConfig, rng: Range, config: PartialsConfig) -> Itera
     yield from partial_buckets(config.bucket_ms, config.slowest_kept)(events_view(read, rng, config.view))
 
 
-def _options(options: dict[str, str]) -> tuple[SourceOptions, PartialsConfig]:
-    parsed = SourceOptions.parse(options)  # the tasks decode LogEvents whatever `format` says
-    read = dataclasses.replace(parsed.read, mode=LOGEVENT)
-    return dataclasses.replace(parsed, read=read), PartialsConfig.parse(options)
-
-
 class DetectionPartialsSource(KafkaArrowSource):
     @classmethod
     def name(cls) -> str:
@@ -98,10 +90,8 @@ class DetectionPartialsSource(KafkaArrowSource):
     def schema(self) -> StructType:
         return PARTIALS_SCHEMA
 
-    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        options, config = _options(dict(self.options))
-        return KafkaStreamReader(options, functools.partial(read_partials, config=config))
-
-    def reader(self, schema: StructType) -> DataSourceReader:
-        options, config = _options(dict(self.options))
-        return KafkaBatchReader(options, functools.partial(read_partials, config=config))
+    def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
+        options = dict(self.options)
+        parsed = SourceOptions.parse(options)  # the tasks decode LogEvents whatever `format` says
+        parsed = dataclasses.replace(parsed, read=dataclasses.replace(parsed.read, mode=LOGEVENT))
+        return parsed, functools.partial(read_partials, config=PartialsConfig.parse(options))
