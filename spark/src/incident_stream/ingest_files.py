@@ -10,7 +10,8 @@ failOnDataLoss; kafka_source.py), decodes and enriches it as the source's ``even
 (enrich_arrow.py), and writes the events and the rejected records with pyarrow's Parquet writer, into
 ``<stagingDir>/<table>/<task folder>/<partition folder>/part-NNNN.parquet``. Spark receives one row per
 file (FILES_SCHEMA); the query's sink moves the files into the tables with sinks.publish_files, exactly
-once per micro-batch. Nothing is visible to readers before that step.
+once per micro-batch. Nothing is visible to readers before that step. A batch read (``spark.read``)
+stages files the same way and leaves publishing them to the caller.
 
 Why the task writes, rather than Spark's Parquet writer: a row that Spark writes crosses from the
 Python task into the JVM as Arrow, is converted into Spark's row format and encoded again by parquet-mr;
