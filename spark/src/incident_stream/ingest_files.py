@@ -27,11 +27,10 @@ to the metrics recorder (metrics.py), which reports those instead.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,9 +206,9 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def write_range_files(read: ReadConfig, rng: Range, stage_dir: str) -> Iterator[pa.RecordBatch]:
     """Decode, enrich and write one offset range as staged Parquet files; one FILES_SCHEMA row per file."""
     attempt = f"p{rng.partition}-o{rng.start}-{rng.end}-{uuid.uuid4().hex[:8]}"
-    task_dirs = {table.name: Path(stage_dir) / table.name / attempt for table in (STAGED_EVENTS, STAGED_DEAD_LETTER)}
-    writers = {name: TableFiles(folder, table) for (name, folder), table in
-               zip(task_dirs.items(), (STAGED_EVENTS, STAGED_DEAD_LETTER), strict=True)}
+    tables = (STAGED_EVENTS, STAGED_DEAD_LETTER)
+    task_dirs = {table.name: Path(stage_dir) / table.name / attempt for table in tables}
+    writers = {table.name: TableFiles(task_dirs[table.name], table) for table in tables}
     try:
         for batch in read_range(read, rng, logevent_arrow_schema()):
             if not batch.num_rows:
@@ -218,21 +217,14 @@ def write_range_files(read: ReadConfig, rng: Range, stage_dir: str) -> Iterator[
                 writers[EVENTS_TABLE].add(enrich_batch(batch, read.services))
             else:
                 writers[DEAD_LETTER_TABLE].add(dead_letter_batch(batch))
-        rows = [(name, folder, str(path), str(task_dirs[name]), count)
-                for name, writer in writers.items() for folder, path, count in writer.close()]
+        files = [{"table": name, "folder": folder, "path": str(path), "task_dir": str(task_dirs[name]),
+                  "rows": count} for name, writer in writers.items() for folder, path, count in writer.close()]
     except BaseException:
         for folder in task_dirs.values():
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    if rows:
-        yield pa.RecordBatch.from_arrays([pa.array(list(column), field.type) for column, field in
-                                          zip(zip(*rows, strict=True), FILES_ARROW_SCHEMA, strict=True)],
-                                         schema=FILES_ARROW_SCHEMA)
-
-
-def ingest_files_options(stage_dir: Path, services: Mapping[str, object]) -> dict[str, str]:
-    """The options the source needs beside the Kafka ones (services: ServiceLookup.to_dict())."""
-    return {STAGING_OPTION: str(stage_dir), "serviceCatalog": json.dumps(services)}
+    if files:
+        yield pa.RecordBatch.from_pylist(files, schema=FILES_ARROW_SCHEMA)
 
 
 class IngestFilesSource(KafkaArrowSource):

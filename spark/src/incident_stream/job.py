@@ -37,7 +37,7 @@ from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
 from incident_stream.compaction import compact_table
 from incident_stream.enrich_arrow import ServiceLookup
-from incident_stream.ingest_files import DEAD_LETTER_TABLE, EVENTS_TABLE, INGEST_SOURCE_NAME, ingest_files_options
+from incident_stream.ingest_files import DEAD_LETTER_TABLE, EVENTS_TABLE, INGEST_SOURCE_NAME, STAGING_OPTION
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
 from incident_stream.sinks import STAGING, clear_staging, discard_batch, publish_files, write_batch_exactly_once
@@ -151,12 +151,9 @@ def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
 
 def ingest_options(catalog: Catalog, data_dir: Path) -> dict[str, str]:
     """Options of the ingest query's source beside the Kafka ones: its tasks enrich the events with the
-    service catalog and write them, and the dead letters, as staged Parquet files (ingest_files.py)."""
-    return ingest_files_options(ingest_staging(data_dir), ServiceLookup.of(catalog).to_dict())
-
-
-def ingest_staging(data_dir: Path) -> Path:
-    return data_dir / STAGING / INGEST
+    service catalog and stage them, and the dead letters, as Parquet files (ingest_files.py)."""
+    return {STAGING_OPTION: str(data_dir / STAGING / INGEST),
+            "serviceCatalog": json.dumps(ServiceLookup.of(catalog).to_dict())}
 
 
 class IngestSink:

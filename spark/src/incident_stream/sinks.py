@@ -2,11 +2,11 @@
 
 Readers (DuckDB in the dashboard, the Airflow reconciliation) read ``DATA_DIR/<table>/**/*.parquet``
 without Spark's ``_spark_metadata`` log, so a plain folder listing must never show duplicates or
-half-written files. ``write_batch_exactly_once`` therefore:
+half-written files. A micro-batch's files are therefore published in these steps:
 
-1. has the batch written into a staging folder outside the table (``DATA_DIR/_staging``): by Spark
-   (``write_batch_exactly_once``), or by the tasks of the ingest query's source (ingest_files.py, then
-   ``publish_files``);
+1. the batch is written into a staging folder outside the table (``DATA_DIR/_staging``): by Spark
+   (``write_batch_exactly_once``), or by the tasks of the ingest query's source (ingest_files.py), whose
+   files the sink hands to ``publish_files``;
 2. names every non-empty output file deterministically: ``part-<tag>-b<batch id>-<n>.parquet`` in its
    partition folder (``tag`` identifies the query's checkpoint, so a fresh checkpoint never reuses names);
 3. records those names in a journal, then moves each file into the table with an atomic rename that
