@@ -32,3 +32,13 @@ def test_real_failures_and_missing_summaries_are_not_resubmitted():
     assert passing_failure([]) is None  # the job died before it could report: fail the task
     assert passing_failure([_summary("failed", "FileNotFoundError: checkpoint metadata is corrupt")]) is None
     assert passing_failure([_summary("finished", None)]) is None
+
+
+def test_the_jobs_error_is_named_in_one_line():
+    from incident_airflow.spark_job import job_error
+
+    assert job_error([]) is None
+    assert job_error([_summary("ok", "")]) is None
+    failed = _summary("failed", "DataLossError: Partition 0 of 'logs.events': offset 5 is gone\n  at line 2")
+    assert job_error([_summary("failed", "earlier"), failed]) == (
+        "DataLossError: Partition 0 of 'logs.events': offset 5 is gone")

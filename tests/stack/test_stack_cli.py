@@ -94,9 +94,12 @@ def test_clean_keeps_data_unless_confirmed(stack_env: dict[str, str]) -> None:
     data = Path(stack_env["DATA_DIR"])
     (data / "events").mkdir(parents=True)
     (data / "events" / "part.parquet").write_bytes(b"x")
+    (data / "_checkpoints" / "stream" / "offsets").mkdir(parents=True)
     kept = _run(stack_env, "clean")
     assert kept.returncode == 0 and "kept data" in kept.stdout
     assert (data / "events" / "part.parquet").exists()
+    # The Kafka log went with the runtime folder, so the checkpoints that point into it went too.
+    assert not (data / "_checkpoints").exists() and "removed the Spark checkpoints" in kept.stdout
     assert not Path(stack_env["RUNTIME_DIR"]).exists()
     removed = _run(stack_env, "clean", "--yes")
     assert removed.returncode == 0 and not data.exists()

@@ -133,6 +133,13 @@ class AirflowApi:
         path = f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}/taskInstances?limit=100"
         return self._send("GET", path)["task_instances"]
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[dict]:
+        """The structured log entries of one try of a task (Airflow 3: {"event", "level", "error_detail", ...})."""
+        path = (f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}/taskInstances/{self._q(task_id)}"
+                f"/logs/{int(try_number)}?full_content=true")
+        content = (self._send("GET", path) or {}).get("content") or []
+        return [entry if isinstance(entry, dict) else {"event": str(entry)} for entry in content]
+
     def set_note(self, dag_id: str, run_id: str, note: str) -> dict:
         path = f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}?update_mask=note"
         return self._send("PATCH", path, {"note": note})

@@ -123,6 +123,14 @@ def job_summary(line: str) -> dict[str, Any] | None:
         return None
 
 
+def job_error(summaries: list[dict[str, Any]]) -> str | None:
+    """The first line of the error the last job summary reports, if it failed."""
+    if not summaries or summaries[-1].get("status") != "failed":
+        return None
+    lines = str(summaries[-1].get("error") or "").strip().splitlines()
+    return lines[0] if lines else None
+
+
 def passing_failure(summaries: list[dict[str, Any]]) -> str | None:
     """The reason, if the last job summary reports a failure worth submitting again (see PASSING_FAILURES)."""
     if not summaries or summaries[-1].get("status") != "failed":
@@ -205,9 +213,12 @@ class StreamJobOperator(SparkSubmitOperator):
                                   "records).", submissions, self.idle_stop)
                 try:
                     super().execute(context)
-                except AirflowException:
+                except AirflowException as exc:
                     reason = passing_failure(self.job_summaries)
                     if reason is None or submissions >= self.max_submissions:
+                        error = job_error(self.job_summaries)
+                        if error:  # the job's own first line beats spark-submit's exit code
+                            raise AirflowException(f"the streaming job failed: {error}") from exc
                         raise
                     self.log.warning("The streaming job failed on a passing problem of a busy machine (%s); "
                                      "submitting it again in %gs, it resumes from its checkpoint.", reason,

@@ -111,6 +111,34 @@ def wait_for_run(api: AirflowApi, run_id: str, timeout: float, poll: float = 3.0
         time.sleep(poll)
 
 
+def failure_line(entries: list[dict]) -> str | None:
+    """The error a task failed with, in one line: the exception's type and the first line of its message.
+
+    Airflow 3 logs the exception of a failed try as an entry with ``error_detail``: structlog's stacks, the
+    exception raised first, then its causes. Without one, the last entry logged at error level.
+    """
+    for entry in reversed(entries):
+        detail = entry.get("error_detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            kind = str(detail[0].get("exc_type") or "Error")
+            message = str(detail[0].get("exc_value") or "").strip().splitlines()
+            return f"{kind}: {message[0]}" if message else kind
+    for entry in reversed(entries):
+        if str(entry.get("level", "")).lower() in ("error", "critical"):
+            lines = str(entry.get("event") or "").strip().splitlines()
+            if lines:
+                return lines[0]
+    return None
+
+
+def _failure_of(api: AirflowApi, run_id: str, instance: dict) -> str:
+    try:
+        entries = api.task_log(DAG_ID, run_id, instance["task_id"], max(1, int(instance.get("try_number") or 1)))
+    except AirflowApiError as exc:
+        return f"(its log could not be read: {exc})"
+    return failure_line(entries) or "(no error in its log)"
+
+
 def report_finished(api: AirflowApi, run: dict, out: Callable[[str], None] = print) -> int:
     run_id = run["dag_run_id"]
     out(f"\nRun {run_id} finished: {run['state'].upper()}")
@@ -118,11 +146,14 @@ def report_finished(api: AirflowApi, run: dict, out: Callable[[str], None] = pri
     if note:
         out("\n".join(line.replace("**", "") for line in note.splitlines()))
     if run["state"] != "success":
-        states = _task_states(api, run_id)
+        instances = {t["task_id"]: t for t in api.task_instances(DAG_ID, run_id)}
+        states = {task: instance.get("state") for task, instance in instances.items()}
         failed = [t for t in TASK_ORDER if states.get(t) == "failed"]
         skipped = [t for t in TASK_ORDER if states.get(t) in ("upstream_failed", "skipped")]
         if failed:
             out(f"Failed: {', '.join(failed)}" + (f" (so not run: {', '.join(skipped)})" if skipped else ""))
+            for task in failed:
+                out(f"  {task}: {_failure_of(api, run_id, instances[task])}")
             out(f"Their logs: {api.run_url(DAG_ID, run_id)}")
         return 1
     return 0

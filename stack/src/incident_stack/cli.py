@@ -133,7 +133,13 @@ def clean(settings: Settings, assume_yes: bool) -> int:
         print("error: the stack is running; run `make down` first", file=sys.stderr)
         return 2
     shutil.rmtree(settings.runtime_dir, ignore_errors=True)
-    print(f"removed runtime state {settings.runtime_dir}")
+    print(f"removed runtime state {settings.runtime_dir} (pids, logs, Airflow home, the Kafka log)")
+    checkpoints = settings.checkpoint_root
+    if checkpoints.exists():
+        # A checkpoint records offsets of the topic whose log was just removed: against the topic created
+        # afresh at the next start it would only fail with a data-loss error.
+        shutil.rmtree(checkpoints)
+        print(f"removed the Spark checkpoints {checkpoints} (they recorded offsets of the removed Kafka log)")
     data = settings.data_dir
     if data.exists() and any(data.iterdir()):
         answer = "y" if assume_yes else ""
