@@ -72,6 +72,8 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int = 1
+    # Topic-level configuration set when the topic is created, e.g. {"min.insync.replicas": "2"}.
+    configs: dict[str, str] | None = None
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 15.0) -> dict[str, str]:
@@ -94,7 +96,7 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 1
             )
         else:
             to_create.append(NewTopic(spec.name, num_partitions=spec.partitions,
-                                      replication_factor=spec.replication_factor))
+                                      replication_factor=spec.replication_factor, config=dict(spec.configs or {})))
     if to_create:
         admin = admin_client(bootstrap)  # keep a reference: the futures fail if the client is collected
         futures = admin.create_topics(to_create, operation_timeout=timeout, request_timeout=timeout)
