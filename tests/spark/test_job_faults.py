@@ -1,0 +1,97 @@
+"""Fault test: the streaming job killed with SIGKILL again and again in the middle of its micro-batches.
+
+The real `incident-stream` process (driver JVM and Python workers, one process group) reads a backlog
+from the real broker with detection on, is killed at random moments while batches are in flight,
+restarted on the same checkpoint each time, and finally runs to the end. Nothing may be lost or
+written twice: every produced offset in `events` or `dead_letter` exactly once, and no incident update
+(incident_id, update_seq) twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_checks import assert_exactly_once, assert_no_duplicate_updates
+
+from incident_contracts.kafka import end_offsets
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = 3
+
+
+def _env(broker: str, topic: str, base: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SPARK_", "STREAM_", "DATA_DIR"))}
+    from incident_stack.broker import free_port
+
+    env.update(ENV_FILE=str(base / "none.env"), DATA_DIR=str(base / "data"), RUNTIME_DIR=str(base / "runtime"),
+               KAFKA_BOOTSTRAP_SERVERS=broker, KAFKA_TOPIC_LOGS=topic, KAFKA_CONSUMER_GROUP="",
+               SPARK_MASTER="local[2]", SPARK_UI_PORT=str(free_port()), SPARK_DRIVER_MEMORY="1g",
+               STREAM_TRIGGER_SECONDS="0.5", STREAM_MAX_RECORDS_PER_TRIGGER="6000", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _generate(env: dict[str, str], topic: str) -> None:
+    """A failure scenario (60,000 events, five minutes of event time), produced before the job starts."""
+    command = [str(Path(sys.executable).parent / "log-generator"), "--scenario", "bad_deploy", "--rate", "200",
+               "--duration", "5m", "--speedup", "max", "--seed", "5", "--topic", topic, "-q"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _job(env: dict[str, str], log: Path, once: bool) -> subprocess.Popen:
+    command = [str(Path(sys.executable).parent / "incident-stream"), *(["--once"] if once else [])]
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _batches_committed(checkpoint: Path) -> int:
+    commits = checkpoint / "ingest" / "commits"
+    return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
+
+
+def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker: str, tmp_path: Path) -> None:
+    topic = f"faults.{os.getpid()}.{int(time.time())}"
+    env = _env(broker, topic, tmp_path)
+    _generate(env, topic)
+    ends = end_offsets(broker, topic)
+    produced = sum(ends.values())
+    assert produced > 40_000
+    checkpoint = tmp_path / "data" / "_checkpoints" / "incident_stream"
+    log = tmp_path / "job.log"
+    rng = random.Random(7)
+    kills = 0
+    while kills < KILLS:
+        job = _job(env, log, once=False)
+        before = _batches_committed(checkpoint)
+        deadline = time.monotonic() + 240
+        # Wait for at least one committed batch of this attempt, then kill at a random moment of the next.
+        while _batches_committed(checkpoint) <= before and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job.poll() is None, f"the job exited on its own ({job.returncode}); see {log}:\n" + \
+            log.read_text(errors="replace")[-3000:]
+        assert _batches_committed(checkpoint) > before, f"no batch committed within 240 s; see {log}"
+        time.sleep(rng.uniform(0.2, 1.5))
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+        kills += 1
+    partial = _batches_committed(checkpoint)
+
+    final = _job(env, log, once=True)
+    assert final.wait(timeout=600) == 0, log.read_text(errors="replace")[-3000:]
+    assert _batches_committed(checkpoint) > partial
+
+    data = tmp_path / "data"
+    assert assert_exactly_once(data, topic, {p: (0, end) for p, end in ends.items()}) == produced
+    updates = assert_no_duplicate_updates(data)
+    assert updates > 0, "the bad_deploy scenario opened no incident"
+    assert not list((data / "_staging").rglob("*.parquet")), "staged files left unpublished"
