@@ -15,7 +15,8 @@ from compose_helpers import COMPOSE_FILE, ROOT
 from incident_airflow.environment import kafka_connection, spark_connection
 from incident_contracts.settings import Settings
 
-SETTINGS = {name.upper() for name in Settings.model_fields}
+# CLUSTER_* configure the cluster tier's supervisor (`make cluster-up`), not code that runs in a container.
+SETTINGS = {name.upper() for name in Settings.model_fields if not name.startswith("cluster_")}
 SECRET_SETTINGS = {"GEMINI_API_KEY"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
 # Variables the code reads outside the settings, and why compose need not (or does) set them.

@@ -37,6 +37,10 @@ def test_defaults_load_and_directories_are_created(isolated_env: Path) -> None:
         ("SCHEMA_REGISTRY_URL", "registry:8081", "SCHEMA_REGISTRY_URL"),
         ("SPARK_DRIVER_MEMORY", "lots", "SPARK_DRIVER_MEMORY"),
         ("KAFKA_COMPRESSION", "brotli", "KAFKA_COMPRESSION"),
+        ("KAFKA_MIN_INSYNC_REPLICAS", "2", "KAFKA_MIN_INSYNC_REPLICAS"),  # more than the replication factor (1)
+        ("CLUSTER_KAFKA_PORTS", "19092,broker", "CLUSTER_KAFKA_PORTS"),
+        ("CLUSTER_SPARK_WORKER_UI_PORTS", "8081,70000", "CLUSTER_SPARK_WORKER_UI_PORTS"),
+        ("CLUSTER_SPARK_WORKER_MEMORY", "plenty", "CLUSTER_SPARK_WORKER_MEMORY"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(isolated_env: Path, monkeypatch: pytest.MonkeyPatch,

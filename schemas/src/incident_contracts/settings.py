@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     kafka_topic_logs: str = "logs.events"
     kafka_topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 2
     kafka_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    # Replicas that must have a record before a producer with acks=all is told it is written (topic config).
+    kafka_min_insync_replicas: Annotated[int, Field(ge=1, le=16)] = 1
     kafka_compression: Compression = Compression.LZ4
     kafka_consumer_group: str = "incident-stream"
     schema_registry_url: str = ""
@@ -117,6 +119,24 @@ class Settings(BaseSettings):
     dashboard_port: Port = 8501
     dashboard_cache_ttl_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
 
+    # --- cluster tier (`make cluster-up`: Kafka brokers, Spark standalone, Airflow on Postgres) ---
+    # Ports of the cluster tier's processes, all on 127.0.0.1; incident_stack.cluster derives the
+    # tier's settings (broker list, Spark master, ports, folders) from these.
+    cluster_kafka_ports: str = "19092,19093,19094"
+    cluster_kafka_controller_ports: str = "19192,19193,19194"
+    cluster_kafka_topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
+    cluster_spark_master_port: Port = 7077
+    cluster_spark_master_ui_port: Port = 8080
+    cluster_spark_worker_ui_ports: str = "8081,8082"
+    cluster_spark_worker_cores: Annotated[int, Field(ge=1, le=256)] = 1
+    cluster_spark_worker_memory: str = "1g"
+    cluster_spark_ui_port: Port = 4041
+    cluster_postgres_port: Port = 15432
+    cluster_airflow_port: Port = 8071
+    cluster_airflow_worker_log_port: Port = 18793
+    cluster_airflow_trigger_log_port: Port = 18794
+    cluster_dashboard_port: Port = 8502
+
     # --- Gemini ----------------------------------------------------------------------------
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
@@ -149,7 +169,27 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL, or empty")
         return value
 
-    @field_validator("spark_driver_memory", "kafka_heap")
+    @field_validator("kafka_min_insync_replicas")
+    @classmethod
+    def _check_min_insync(cls, value: int, info: ValidationInfo) -> int:
+        replicas = info.data.get("kafka_replication_factor")
+        if replicas is not None and value > replicas:
+            raise ValueError(f"must not exceed KAFKA_REPLICATION_FACTOR ({replicas}): a topic could never "
+                             "accept a write acknowledged by all in-sync replicas")
+        return value
+
+    @field_validator("cluster_kafka_ports", "cluster_kafka_controller_ports", "cluster_spark_worker_ui_ports")
+    @classmethod
+    def _check_port_list(cls, value: str) -> str:
+        ports = [p.strip() for p in value.split(",") if p.strip()]
+        if not ports:
+            raise ValueError("expected one or more ports, comma-separated")
+        for port in ports:
+            if not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{port!r} is not a port from 1 to 65535 (expected PORT[,PORT...])")
+        return ",".join(ports)
+
+    @field_validator("spark_driver_memory", "kafka_heap", "cluster_spark_worker_memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
         if not re.match(r"^\d+[kmgt]?$", value.strip().lower()):
@@ -180,6 +220,10 @@ class Settings(BaseSettings):
     @property
     def uses_schema_registry(self) -> bool:
         return bool(self.schema_registry_url)
+
+    def topic_configs(self) -> dict[str, str]:
+        """Topic-level configuration the log topic is created with."""
+        return {"min.insync.replicas": str(self.kafka_min_insync_replicas)}
 
     def resolved(self) -> Settings:
         """A copy with relative directories made absolute against the project root, created if missing."""
