@@ -78,7 +78,7 @@ def prepare_topic(settings: Settings) -> dict[str, Any]:
     topics = check_broker(bootstrap, timeout=10)
     log.info("Kafka broker at %s answered (%d topics).", bootstrap, len(topics))
     outcome = ensure_topics(bootstrap, [TopicSpec(topic, settings.kafka_topic_partitions,
-                                                  settings.kafka_replication_factor)])
+                                                  settings.kafka_replication_factor, settings.topic_configs())])
     partitions = partitions_of(bootstrap, topic)
     log.info("Topic %s: %s; partitions %s.", topic, outcome.get(topic, "exists"), partitions)
     return {"bootstrap": bootstrap, "topic": topic, "partitions": partitions, "outcome": outcome.get(topic)}
