@@ -9,14 +9,26 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaException
 
 from incident_airflow import producer
 from incident_airflow.params import RunRequest
 from incident_airflow.runs import run_dir
 from incident_airflow.summary import RunSummary, build_summary
-from incident_contracts.kafka import TopicSpec, check_broker, end_offsets, ensure_topics, partitions_of
+from incident_contracts.kafka import (
+    BrokerUnavailable,
+    TopicMissing,
+    TopicSpec,
+    check_broker,
+    end_offsets,
+    ensure_topics,
+    offsets_without_records,
+    partitions_of,
+)
 from incident_contracts.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -87,7 +99,11 @@ def prepare_topic(settings: Settings) -> dict[str, Any]:
 # --- produce -----------------------------------------------------------------------------------
 
 def produce(settings: Settings, request: RunRequest, key: str) -> dict[str, Any]:
-    """Note the topic's true end offsets, run the generator, note them again: the run's offset ranges."""
+    """Note the topic's end offsets, run the generator, note them again: the run's offset ranges.
+
+    The end offsets are high watermarks, not last stable offsets: a transaction another producer holds
+    open must not cut the run's own records out of its range (the job reads them once it ends).
+    """
     bootstrap, topic = settings.kafka_bootstrap_servers, settings.kafka_topic_logs
     partitions = partitions_of(bootstrap, topic)
     start = end_offsets(bootstrap, topic, partitions)
@@ -120,7 +136,12 @@ def produce(settings: Settings, request: RunRequest, key: str) -> dict[str, Any]
 # --- reconcile ---------------------------------------------------------------------------------
 
 def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
-    """Compare the run's offset ranges with what `events` and `dead_letter` hold (no side effects)."""
+    """Compare the run's offset ranges with what `events` and `dead_letter` hold (no side effects).
+
+    Offsets in neither table are asked about in Kafka, and only then (the common case reads no record):
+    where Kafka holds no committed record (transaction markers, aborted or compacted records) they
+    are gaps, not lost records.
+    """
     # Imported here (DuckDB, numpy): the DAG files import this module at every parse.
     from incident_airflow.reconcile import ProducerReport, reconcile
     from incident_airflow.run_tables import offsets_in_ranges
@@ -136,7 +157,32 @@ def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
         delivered=int(generator.get("delivered", 0)), failed=int(generator.get("failed") or 0),
         per_partition={int(p): int(n) for p, n in per_partition.items()} if per_partition else None,
     ) if generator else None
-    return reconcile(topic, ranges, events, dead, report)
+    result = reconcile(topic, ranges, events, dead, report)
+    if result.missing == 0:
+        return result
+    return _with_kafka_gaps(settings, result, ranges, events, dead, report)
+
+
+def _with_kafka_gaps(settings: Settings, first: Reconciliation, ranges: dict[int, tuple[int, int]],
+                     events: dict, dead: dict, report: Any) -> Reconciliation:
+    """Reconcile again with the offsets Kafka holds no committed record for (read_committed probe)."""
+    from incident_airflow.reconcile import missing_ranges, reconcile
+
+    topic = first.topic
+    asked = missing_ranges(ranges, events, dead)
+    started = time.monotonic()
+    try:
+        gaps = offsets_without_records(settings.kafka_bootstrap_servers, topic, asked)
+    except (BrokerUnavailable, TopicMissing, KafkaException, RuntimeError) as exc:
+        log.warning("Could not ask Kafka about the %d offsets in neither table: %s", first.missing, exc)
+        note = (f"{first.missing} offsets are in neither events nor dead_letter and Kafka could not be asked "
+                f"whether they hold records ({exc}); they count as missing. Check the broker (`make status`) "
+                "and reconcile again.")
+        return replace(first, notes=(*first.notes, note))
+    result = reconcile(topic, ranges, events, dead, report, gaps)
+    log.info("%d offsets were in neither table; Kafka holds no committed record at %d of them (asked in %.2fs).",
+             first.missing, result.gaps, time.monotonic() - started)
+    return result
 
 
 def reconcile_run(settings: Settings, produced: dict[str, Any]) -> dict[str, Any]:

@@ -38,8 +38,9 @@ def offsets_in_ranges(table_dir: Path, topic: str, ranges: Mapping[int, tuple[in
                       since: datetime | None = None, time_column: str | None = None) -> dict[int, np.ndarray]:
     """{partition: offsets found} for rows of `topic` within `ranges`, duplicates kept.
 
-    `since` with `time_column` drops rows older than the run: the embedded broker keeps topics in
-    memory, so after a restart offsets start again at 0 and old rows could share a run's offsets.
+    `since` with `time_column` drops rows older than the run: offsets of a topic can start again at 0
+    while the tables keep older rows (`make clean` deletes the broker's log but may keep `data/`; a
+    topic deleted and recreated), and such rows could share a run's offsets.
     """
     result = {p: np.empty(0, dtype=np.int64) for p in ranges}
     files = data_files(table_dir)

@@ -1,9 +1,17 @@
-"""Kafka helpers every service shares: reachability, idempotent topic creation, true offsets.
+"""Kafka helpers every service shares: reachability, idempotent topic creation, offsets.
 
-True end offsets: the embedded broker answers ListOffsets(latest) with the base offset of the newest
-record batch + 1 instead of the log end (see docs/decisions.md). Fetch responses carry the correct
-high watermark on every broker, so :func:`end_offsets` fetches from the reported end and takes the
-larger of the two figures. On Apache Kafka both agree, so the same code is right on both.
+Offsets come from the broker's ListOffsets answer (:func:`offset_range`), at one of two ends:
+
+- ``read_uncommitted`` (the default): the high watermark, where the log ends for readers. A run's
+  offset range is measured with it (:func:`end_offsets`): every record a producer has written lies
+  below it, in a transaction still open or not.
+- ``read_committed``: the last stable offset (LSO), below which every transaction has ended. A
+  consumer with ``isolation.level=read_committed`` (librdkafka's default) gets nothing at or beyond it
+  while a transaction is open, so a reader must not plan to read further (the streaming job's planning).
+
+Offsets of a partition are not all records: transaction markers, records of aborted transactions and
+records removed by compaction leave offsets no read_committed consumer receives.
+:func:`offsets_without_records` finds them.
 """
 
 from __future__ import annotations
@@ -11,11 +19,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +134,18 @@ def _wait_for_topics(bootstrap: str, names: list[str], timeout: float) -> None:
 
 def partitions_of(bootstrap: str, topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of a topic; raises TopicMissing when it does not exist."""
+    return _topic_partitions(admin_client(bootstrap), bootstrap, topic, timeout)
+
+
+READ_COMMITTED = "read_committed"
+READ_UNCOMMITTED = "read_uncommitted"
+ISOLATION_LEVELS = {READ_COMMITTED: IsolationLevel.READ_COMMITTED, READ_UNCOMMITTED: IsolationLevel.READ_UNCOMMITTED}
+
+
+def _topic_partitions(admin: AdminClient, bootstrap: str, topic: str, timeout: float) -> list[int]:
     try:
         # Ask for all topics: a metadata request naming a topic may auto-create it on some brokers.
-        metadata = admin_client(bootstrap).list_topics(timeout=timeout)
+        metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise _unreachable(bootstrap, timeout, exc.args[0] if exc.args else exc) from None
     found = metadata.topics.get(topic)
@@ -138,60 +155,153 @@ def partitions_of(bootstrap: str, topic: str, timeout: float = 10.0) -> list[int
     return sorted(found.partitions)
 
 
-def _probe_consumer(bootstrap: str) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"offset-probe-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.max.bytes": 1 << 20,
-        "max.partition.fetch.bytes": 1 << 20,
-        "socket.connection.setup.timeout.ms": 5000,
-        **QUIET,
-    })
+def offset_range(bootstrap: str, topic: str, partitions: Iterable[int] | None = None, timeout: float = 10.0,
+                 isolation: str = READ_UNCOMMITTED) -> dict[int, tuple[int, int]]:
+    """{partition: (earliest, end)} for a topic, from the broker's ListOffsets answer.
 
-
-def offset_range(bootstrap: str, topic: str, partitions: Iterable[int] | None = None,
-                 timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """{partition: (earliest, true end)} for a topic: the end is the next offset a producer will write."""
-    parts = list(partitions) if partitions is not None else partitions_of(bootstrap, topic, timeout)
-    consumer = _probe_consumer(bootstrap)
-    try:
-        reported: dict[int, tuple[int, int]] = {}
-        for p in parts:
+    `earliest` is the log start offset (it moves when records expire or are deleted). `end` depends on
+    `isolation`: ``read_uncommitted`` gives the high watermark (the end of the log for readers; on one
+    broker, the next offset a producer writes), ``read_committed`` the last stable offset, which stays
+    at the first offset of the oldest open transaction until that transaction ends (equal to the high
+    watermark when none is open).
+    """
+    if isolation not in ISOLATION_LEVELS:
+        raise ValueError(f"isolation level {isolation!r}: expected {READ_COMMITTED!r} or {READ_UNCOMMITTED!r}")
+    admin = admin_client(bootstrap)  # keep a reference: the futures fail if the client is collected
+    parts = list(partitions) if partitions is not None else _topic_partitions(admin, bootstrap, topic, timeout)
+    if not parts:
+        return {}
+    asked = {spec: admin.list_offsets({TopicPartition(topic, p): getattr(OffsetSpec, spec)() for p in parts},
+                                      isolation_level=ISOLATION_LEVELS[isolation], request_timeout=timeout)
+             for spec in ("earliest", "latest")}
+    found: dict[str, dict[int, int]] = {"earliest": {}, "latest": {}}
+    for spec, futures in asked.items():
+        for tp, future in futures.items():
             try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                found[spec][tp.partition] = future.result(timeout=timeout + 1).offset
             except KafkaException as exc:
+                missing = set(parts) - set(_topic_partitions(admin, bootstrap, topic, timeout))
+                if missing:
+                    raise TopicMissing(f"topic {topic!r} has no partition {sorted(missing)} on {bootstrap}; "
+                                       "check KAFKA_TOPIC_LOGS") from None
                 raise _unreachable(bootstrap, timeout, exc.args[0] if exc.args else exc) from None
-            reported[p] = (low, high)
-        # Fetch from the reported end: the fetch response's high watermark is the true log end.
-        probe = [TopicPartition(topic, p, max(reported[p][1] - 1, reported[p][0])) for p in parts
-                 if reported[p][1] > reported[p][0]]
-        true_high = {p: reported[p][1] for p in parts}
-        if probe:
-            consumer.assign(probe)
-            pending = {tp.partition for tp in probe}
-            deadline = time.monotonic() + timeout
-            while pending and time.monotonic() < deadline:
-                consumer.poll(0.1)
-                for p in list(pending):
-                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-                    if high not in (OFFSET_INVALID, -1) and high >= 0:
-                        true_high[p] = max(true_high[p], high)
-                        pending.discard(p)
-            if pending:
-                raise BrokerUnavailable(
-                    f"no fetch answer for {topic} partitions {sorted(pending)} within {timeout:.0f}s; "
-                    "the broker may be overloaded")
-        return {p: (reported[p][0], true_high[p]) for p in parts}
-    finally:
-        consumer.close()
+            except TimeoutError:
+                raise _unreachable(bootstrap, timeout, f"no ListOffsets answer for partition {tp.partition} "
+                                   f"of {topic}") from None
+    return {p: (found["earliest"][p], found["latest"][p]) for p in parts}
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int] | None = None,
                 timeout: float = 10.0) -> dict[int, int]:
-    """{partition: true end offset}, correct on the embedded broker and on Apache Kafka."""
+    """{partition: high watermark}: every record written so far, in open transactions too, lies below it."""
     return {p: high for p, (_, high) in offset_range(bootstrap, topic, partitions, timeout).items()}
+
+
+# Missing ranges closer than this are read in one pass rather than with a seek each.
+PROBE_MERGE_DISTANCE = 10_000
+
+
+def _merged(ranges: Iterable[tuple[int, int]], low: int, stable: int) -> list[tuple[int, int]]:
+    """Inclusive ranges clipped to [low, stable), sorted, close ones merged into one span."""
+    spans: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        first, last = max(first, low), min(last, stable - 1)
+        if first > last:
+            continue
+        if spans and first - spans[-1][1] <= PROBE_MERGE_DISTANCE:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], last))
+        else:
+            spans.append((first, last))
+    return spans
+
+
+def _ranges_of(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct offsets as inclusive (first, last) runs."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    return runs
+
+
+def offsets_without_records(bootstrap: str, topic: str, ranges: Mapping[int, Iterable[tuple[int, int]]],
+                            timeout: float = 30.0) -> dict[int, list[tuple[int, int]]]:
+    """Of the inclusive offset `ranges` asked per partition, those where Kafka holds no committed record.
+
+    A read_committed consumer reads each range: offsets it never receives are transaction markers,
+    records of aborted transactions or records removed by compaction. Only offsets Kafka can still
+    answer for are reported: not those below the log start offset (expired or deleted records: whether
+    they were records is no longer known) nor those at or beyond the last stable offset (a transaction
+    still open). Returns {partition: inclusive ranges without records}.
+    """
+    wanted = {p: sorted(r for r in rs if r[1] >= r[0]) for p, rs in ranges.items()}
+    wanted = {p: rs for p, rs in wanted.items() if rs}
+    if not wanted:
+        return {}
+    bounds = offset_range(bootstrap, topic, sorted(wanted), timeout, isolation=READ_COMMITTED)
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"offset-probe-{uuid.uuid4().hex[:8]}",  # never commits; assign() only
+        "enable.auto.commit": False,
+        "isolation.level": READ_COMMITTED,
+        "auto.offset.reset": "error",
+        "fetch.wait.max.ms": 100,
+        "socket.connection.setup.timeout.ms": 5000,
+        **QUIET,
+    })
+    result: dict[int, list[tuple[int, int]]] = {}
+    try:
+        for p, asked in sorted(wanted.items()):
+            low, stable = bounds[p]
+            present: set[int] = set()
+            for first, last in _merged(asked, low, stable):
+                present.update(_records_in(consumer, bootstrap, topic, p, first, last, timeout))
+            absent = []
+            for first, last in asked:
+                first, last = max(first, low), min(last, stable - 1)
+                absent += [o for o in range(first, last + 1) if o not in present]
+            if absent:
+                result[p] = _ranges_of(sorted(set(absent)))
+    finally:
+        consumer.close()
+    return result
+
+
+def _records_in(consumer: Consumer, bootstrap: str, topic: str, partition: int, first: int, last: int,
+                timeout: float) -> list[int]:
+    """Offsets in [first, last] that a read_committed consumer receives (the span lies below the LSO)."""
+    consumer.assign([TopicPartition(topic, partition, first)])
+    found: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            messages = consumer.consume(num_messages=10_000, timeout=0.2)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(f"reading offsets {first}-{last} of partition {partition} of {topic} "
+                                       f"from {bootstrap} failed: {error.str()}")
+                if message.offset() > last:
+                    return found
+                found.append(message.offset())
+            if messages:
+                deadline = time.monotonic() + timeout
+                continue
+            # No record for a while: past `last` the span is done (the rest were markers or aborted).
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if position > last:
+                return found
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(
+                    f"reading offsets {first}-{last} of partition {partition} of {topic} from {bootstrap}: "
+                    f"nothing after offset {max(found, default=first - 1)} within {timeout:.0f}s; "
+                    "the broker may be overloaded or unreachable")
+    finally:
+        consumer.unassign()
 
 
 def committed_offsets(bootstrap: str, topic: str, group: str, partitions: Iterable[int] | None = None,

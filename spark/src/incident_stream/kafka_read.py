@@ -3,6 +3,12 @@
 Consumers are created lazily inside the Python worker and kept per process (workers are reused
 between tasks), never pickled with the reader. Each read ``assign()``s the partition at the planned
 start offset and stops at the planned end offset: no consumer-group rebalancing, no ListOffsets.
+
+Offsets are not all records. With ``read_committed`` (the default) the consumer skips transaction
+markers and records of aborted transactions; compaction removes records. A range may therefore end in
+offsets that deliver nothing: the read stops once the consumer's position has passed the range's end.
+The planned end never lies beyond the last stable offset (see kafka_source.py), so a read never waits
+for a transaction to end.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from incident_contracts.codec import decoding_codec
 from incident_contracts.fast_decode import FastDecoder
+from incident_contracts.kafka import READ_COMMITTED
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
 from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.event_checks import TimeBounds, check_events
@@ -49,6 +56,11 @@ class ReadConfig:
     bounds: TimeBounds = field(default_factory=TimeBounds)
     consumer_config: dict[str, str] = field(default_factory=dict)
     services: ServiceLookup = field(default_factory=ServiceLookup)  # tiers and owners (format events)
+
+    @property
+    def isolation_level(self) -> str:
+        """What the task's consumers read: librdkafka's default ``read_committed`` unless configured."""
+        return self.consumer_config.get("isolation.level", READ_COMMITTED).strip().lower()
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ def consume_range(config: ReadConfig, rng: Range) -> Iterator[list[Any]]:
             messages = consumer.consume(num_messages=wanted, timeout=0.5)
             if not messages:
                 position = consumer.position([TopicPartition(config.topic, rng.partition)])[0].offset
-                if position >= rng.end:  # the rest of the range holds no records (e.g. control batches)
+                if position >= rng.end:  # the rest of the range: markers, aborted or compacted records
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(
@@ -157,9 +169,9 @@ def _raise_for(error: KafkaError, config: ReadConfig, rng: Range) -> None:
     if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
         raise DataLossError(
             f"Partition {rng.partition} of {config.topic!r}: offset {rng.start} is no longer available "
-            f"({error.str()}); the records expired or the topic was recreated. Records were lost. Set "
-            "failOnDataLoss=false (STREAM_FAIL_ON_DATA_LOSS=false) to continue from the earliest available "
-            "offset, or start over with a fresh checkpoint folder.")
+            f"({error.str()}); the records expired, were deleted (delete-records) or the topic was recreated. "
+            "Records were lost. Set failOnDataLoss=false (STREAM_FAIL_ON_DATA_LOSS=false) to continue from "
+            "the earliest available offset, or start over with a fresh checkpoint folder.")
     if error.fatal() or not error.retriable():
         raise KafkaException(error)
     log.warning("transient Kafka error on partition %s: %s", rng.partition, error.str())

@@ -8,8 +8,12 @@
 
 Offsets per partition live in Spark's checkpoint (see offsets.py); each micro-batch reads one task per
 partition range with ``assign()`` at explicit offsets, up to end offsets planned with
-:func:`incident_contracts.kafka.offset_range` (correct on the embedded broker, whose ListOffsets answer is
-wrong, and on Apache Kafka). Options (case-insensitive):
+:func:`incident_contracts.kafka.offset_range` at the readers' isolation level. The tasks' consumers read
+``read_committed`` (librdkafka's default), so a batch ends at the last stable offset: while a
+transaction is open its records and everything after them wait for a later batch, instead of a task
+waiting for records its consumer cannot get until the transaction ends. Offsets that hold no committed
+record (transaction markers, aborted records, compacted records) are simply not rows.
+Options (case-insensitive):
 
 =========================  ================================================================================
 kafka.bootstrap.servers    broker list (required)
@@ -33,7 +37,9 @@ maxEventAgeSeconds         events older than this vs. their Kafka timestamp are 
 maxFutureSeconds           events dated further ahead are rejected (logevent; 0 = off)
 arrowBatchSize             records per Arrow batch a task yields (default 25000)
 pollTimeoutSeconds         a task fails when the broker sends nothing for this long (default 60)
-kafka.*                    any other librdkafka consumer setting, e.g. kafka.security.protocol
+kafka.*                    any other librdkafka consumer setting, e.g. kafka.security.protocol;
+                           kafka.isolation.level=read_uncommitted reads (and plans up to the high
+                           watermark) records of open and aborted transactions too
 =========================  ================================================================================
 """
 
@@ -71,7 +77,7 @@ from pyspark.sql.types import (
 from incident_contracts.avro_schemas import latest
 from incident_contracts.catalog import CatalogError, default_catalog
 from incident_contracts.fast_decode import arrow_schema as decoded_arrow_schema
-from incident_contracts.kafka import TopicMissing, offset_range
+from incident_contracts.kafka import READ_COMMITTED, READ_UNCOMMITTED, TopicMissing, offset_range
 from incident_contracts.tables import EVENTS as EVENTS_TABLE
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.event_checks import TimeBounds
@@ -221,6 +227,10 @@ class SourceOptions:
         future = number("maxFutureSeconds", 900)
         consumer_config = {k[len("kafka."):]: v for k, v in opts.items()
                            if k.startswith("kafka.") and k != "kafka.bootstrap.servers"}
+        isolation = consumer_config.get("isolation.level", READ_COMMITTED).strip().lower()
+        if isolation not in (READ_COMMITTED, READ_UNCOMMITTED):
+            raise SourceOptionError(f"kafka.isolation.level={isolation!r}: expected {READ_COMMITTED!r} or "
+                                    f"{READ_UNCOMMITTED!r}")
         read = ReadConfig(
             bootstrap=need("kafka.bootstrap.servers"), topic=topic, mode=mode,
             schema_registry_url=opts.get("schemaregistryurl", ""),
@@ -249,16 +259,21 @@ def _services(raw: str) -> ServiceLookup:
         raise SourceOptionError(f"option serviceCatalog: expected JSON with 'tiers' and 'owners' ({exc})") from None
 
 
+def readable_ranges(config: ReadConfig) -> dict[int, tuple[int, int]]:
+    """{partition: (earliest, end)} where end is as far as the tasks' consumers can read now: the last
+    stable offset for read_committed, the high watermark for read_uncommitted."""
+    return offset_range(config.bootstrap, config.topic, isolation=config.isolation_level)
+
+
 class _Broker:
-    """Driver-side view of the topic: true offset ranges and the topic id."""
+    """Driver-side view of the topic: readable offset ranges and the topic id."""
 
     def __init__(self, config: ReadConfig):
         self.config = config
         self._admin: AdminClient | None = None
 
     def state(self) -> TopicState:
-        ranges = offset_range(self.config.bootstrap, self.config.topic)
-        return TopicState(self._topic_id(), ranges)
+        return TopicState(self._topic_id(), readable_ranges(self.config))
 
     def _topic_id(self) -> str | None:
         try:
@@ -401,7 +416,7 @@ class KafkaBatchReader(DataSourceReader):
         yield from read_partition(self.options, self.work, partition)
 
     def partitions(self) -> Sequence[InputPartition]:
-        ranges = offset_range(self.options.read.bootstrap, self.options.read.topic)
+        ranges = readable_ranges(self.options.read)
         pick = 0 if self.options.starting == "earliest" else 1
         parts = [KafkaRangePartition(p, bounds[pick], bounds[1]) for p, bounds in sorted(ranges.items())
                  if bounds[1] > bounds[pick]]

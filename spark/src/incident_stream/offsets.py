@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 
 class DataLossError(RuntimeError):
-    """Records the query should have read are gone (expired, or the topic was recreated)."""
+    """Records the query should have read are gone (expired, deleted, or the topic was recreated)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class SourceOffset:
 
 @dataclass(frozen=True)
 class TopicState:
-    """What the broker holds now: topic id and {partition: (earliest, true end)}."""
+    """What the broker holds now: topic id and {partition: (earliest, end the readers can reach)}.
+
+    The end is the last stable offset for read_committed readers (see kafka_source.py)."""
 
     topic_id: str | None
     ranges: dict[int, tuple[int, int]]
@@ -101,8 +103,8 @@ def plan_batch(start: SourceOffset, state: TopicState, max_records: int | None, 
                       f"offset {offset}: the topic was recreated or truncated.", fail_on_data_loss, warnings)
                 starts[p] = low
             elif offset < low:
-                _loss(f"Partition {p} of topic {topic!r}: offsets {offset}..{low - 1} expired before they "
-                      f"were read (earliest available is {low}).", fail_on_data_loss, warnings)
+                _loss(f"Partition {p} of topic {topic!r}: offsets {offset}..{low - 1} expired or were deleted "
+                      f"before they were read (earliest available is {low}).", fail_on_data_loss, warnings)
                 starts[p] = low
         for p, (low, _) in sorted(state.ranges.items()):
             if p not in start.offsets:

@@ -1,6 +1,7 @@
-"""What the Pipeline page shows about Kafka: topics, partitions, true end offsets and consumer lag.
+"""What the Pipeline page shows about Kafka: topics, partitions, end offsets and consumer lag.
 
-Offsets come from ``incident_contracts.kafka`` (true end offsets, correct on the embedded broker).
+Offsets come from ``incident_contracts.kafka`` (the broker's ListOffsets answer; the end offset is the
+high watermark, so records of a transaction still open count as lag).
 A broker that does not answer gives a snapshot with the error instead of an exception, and
 snapshots are cached briefly so auto-refreshing pages do not hammer the broker.
 """
