@@ -104,8 +104,14 @@ def server_properties(node: KafkaNode, quorum: Sequence[KafkaNode]) -> str:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints).
+
+    Like Kafka's own generator, never one starting with "-", which command lines would read as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def formatted_cluster_id(node: KafkaNode) -> str | None:
@@ -137,7 +143,7 @@ def prepare_node(node: KafkaNode, quorum: Sequence[KafkaNode], cluster_id: str, 
                                f"{cluster_id}; remove it (make clean) or point it elsewhere")
         return
     result = subprocess.run([*_java(node.home, "256m"), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                             "--cluster-id", cluster_id, "--config", str(node.config_file)],
+                             f"--cluster-id={cluster_id}", "--config", str(node.config_file)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
