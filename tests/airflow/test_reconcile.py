@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_airflow.reconcile import ProducerReport, check_partition, reconcile
+from incident_airflow.reconcile import ProducerReport, check_partition, missing_ranges, reconcile
 
 
 def test_complete_run_passes():
@@ -100,3 +100,72 @@ def test_counts_match_a_direct_computation(start, length, data):
     if check.missing and len(check.missing_ranges) < 5:
         assert sum(last - first + 1 for first, last in check.missing_ranges) == check.missing
     assert check.ok == (check.missing == 0 and check.duplicates == 0)
+
+
+# --- gaps: offsets where Kafka holds no committed record ---------------------------------------------
+
+def test_offsets_without_a_record_in_kafka_are_gaps_not_losses():
+    # Offsets 3 and 7-8 are in neither table; Kafka says it holds no committed record there
+    # (a transaction marker, the records of an aborted transaction).
+    events, dead = {0: [0, 1, 2, 4, 5, 6]}, {0: [9]}
+    assert not reconcile("logs", {0: (0, 10)}, events, dead).ok  # without asking Kafka: lost
+    assert missing_ranges({0: (0, 10)}, events, dead) == {0: [(3, 3), (7, 8)]}
+    result = reconcile("logs", {0: (0, 10)}, events, dead, ProducerReport(delivered=7, per_partition={0: 7}),
+                       gaps={0: [(3, 3), (7, 8)]})
+    assert result.ok, result.describe()
+    assert (result.expected, result.gaps, result.missing) == (7, 3, 0)
+    assert result.partitions[0].gap_ranges == ((3, 3), (7, 8))
+    (note,) = result.notes  # the producer check counts records, not offsets: no "another producer" note
+    assert note.startswith("partition 0: 3 offsets hold no committed record in Kafka") and "offsets 3, 7-8" in note
+    assert "7 records in this run's offset ranges (and 3 offsets without a committed record)" in result.describe()
+    assert result.to_dict()["gaps"] == 3 and result.to_dict()["partitions"]["0"]["gaps"] == 3
+
+
+def test_an_offset_kafka_holds_a_record_for_is_still_missing():
+    # Kafka answered for 3-5 and found records at 4 and 5: only 3 is a gap.
+    result = reconcile("logs", {0: (0, 8), 1: (0, 2)}, {0: [0, 1, 2, 6, 7], 1: [0]}, {},
+                       gaps={0: [(3, 3)]})
+    assert not result.ok
+    assert (result.missing, result.gaps) == (3, 1)
+    assert result.problems[0] == ("partition 0: 2 of 7 records are in neither events nor dead_letter (offsets 4-5; "
+                                  "Kafka shows no gap in its log there)")
+    assert result.problems[1].startswith("partition 1: 1 of 2 records")
+
+
+def test_gaps_outside_the_range_or_on_rows_found_do_not_count():
+    check = check_partition(0, 10, 20, range(10, 20), [], gaps=[(0, 12), (19, 25)])
+    assert check.ok and check.gaps == 0 and check.expected == 10
+    check = check_partition(0, 10, 20, [10, 11, 13], [], gaps=[(5, 12), (14, 30)])
+    assert (check.gaps, check.missing, check.gap_ranges) == (7, 0, ((12, 12), (14, 19)))
+
+
+def test_delivered_records_beyond_the_records_of_the_range_are_missing_from_the_topic():
+    result = reconcile("logs", {0: (0, 6)}, {0: [0, 1, 2, 3]}, {}, ProducerReport(delivered=6, per_partition={0: 6}),
+                       gaps={0: [(4, 5)]})
+    assert not result.ok
+    assert result.problems == ("partition 0: the generator delivered 6 records but the topic grew by only 4 (offsets "
+                               "[0, 6), 2 of them without a committed record): 2 records missing from the topic",)
+
+
+def test_missing_ranges_lists_every_range_to_ask_about():
+    present = [o for o in range(0, 100) if o % 10]
+    assert missing_ranges({2: (0, 100), 3: (5, 5)}, {2: present}, {}) == {2: [(o, o) for o in range(0, 100, 10)]}
+    assert missing_ranges({2: (0, 100)}, {2: present}, {2: range(0, 100, 10)}) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.integers(0, 1_000), length=st.integers(0, 200), data=st.data())
+def test_every_offset_is_a_row_a_gap_or_missing(start, length, data):
+    end = start + length
+    offsets = data.draw(st.lists(st.integers(max(0, start - 10), end + 10), max_size=250))
+    gap_ranges = data.draw(st.lists(st.tuples(st.integers(max(0, start - 10), end + 10), st.integers(0, 5)).map(
+        lambda t: (t[0], t[0] + t[1])), max_size=10))
+    check = check_partition(1, start, end, offsets, [], gaps=gap_ranges)
+    rows = {o for o in offsets if start <= o < end}
+    gaps = {o for first, last in gap_ranges for o in range(first, last + 1) if start <= o < end} - rows
+    assert check.gaps == len(gaps)
+    assert check.missing == length - len(rows) - len(gaps)
+    assert check.expected == length - len(gaps)
+    for first, last in check.missing_ranges:
+        assert not (rows | gaps) & set(range(first, last + 1))
+    assert set().union(*(set(range(a, b + 1)) for a, b in check.gap_ranges)) <= gaps

@@ -243,8 +243,8 @@ def _producer_findings(ranges: Mapping[int, tuple[int, int]], producer: Producer
         problems.append(f"the generator could not deliver {producer.failed} events to Kafka (delivery "
                         "failures; see the produce_logs log)")
 
-    def without(count: int) -> str:
-        return f" (and {count} offsets without a committed record)" if count else ""
+    def besides(count: int) -> str:
+        return f" (besides {count} offsets without a committed record)" if count else ""
 
     grown = sum(end - start - gaps.get(p, 0) for p, (start, end) in ranges.items())
     total_gaps = sum(gaps.get(p, 0) for p in ranges)
@@ -252,20 +252,21 @@ def _producer_findings(ranges: Mapping[int, tuple[int, int]], producer: Producer
         for partition in sorted(set(ranges) | set(producer.per_partition)):
             start, end = ranges.get(partition, (0, 0))
             sent = int(producer.per_partition.get(partition, 0))
-            records, skipped = end - start - gaps.get(partition, 0), gaps.get(partition, 0)
+            skipped = gaps.get(partition, 0)
+            records = end - start - skipped
+            where = f"offsets [{start}, {end})" + (f", {skipped} of them without a committed record" if skipped else "")
             if sent > records:
                 problems.append(f"partition {partition}: the generator delivered {sent} records but the topic "
-                                f"grew by only {records}{without(skipped)} (offsets [{start}, {end})): "
-                                f"{sent - records} records missing from the topic")
+                                f"grew by only {records} ({where}): {sent - records} records missing from the topic")
             elif sent < records:
-                notes.append(f"partition {partition}: the topic grew by {records} records{without(skipped)}, "
+                notes.append(f"partition {partition}: the topic grew by {records} records{besides(skipped)}, "
                              f"{records - sent} more than this run produced (another producer wrote to the topic "
                              "meanwhile); they are reconciled too")
     elif producer.delivered > grown:
         problems.append(f"the generator delivered {producer.delivered} records but the topic grew by only "
-                        f"{grown}{without(total_gaps)}: {producer.delivered - grown} records missing from the topic")
+                        f"{grown}{besides(total_gaps)}: {producer.delivered - grown} records missing from the topic")
     elif producer.delivered < grown:
-        notes.append(f"the topic grew by {grown} records{without(total_gaps)}, {grown - producer.delivered} more "
+        notes.append(f"the topic grew by {grown} records{besides(total_gaps)}, {grown - producer.delivered} more "
                      "than this run produced (another producer wrote to the topic meanwhile); they are reconciled "
                      "too")
     return problems, notes
@@ -273,7 +274,8 @@ def _producer_findings(ranges: Mapping[int, tuple[int, int]], producer: Producer
 
 def _gap_note(check: PartitionCheck) -> str:
     more = " and more" if len(check.gap_ranges) == SHOWN_RANGES else ""
-    return (f"partition {check.partition}: {check.gaps} offsets hold no committed record in Kafka (transaction "
+    counted = f"{check.gaps} offsets hold" if check.gaps != 1 else "1 offset holds"
+    return (f"partition {check.partition}: {counted} no committed record in Kafka (transaction "
             f"markers, records of aborted transactions or compacted records; offsets "
             f"{_ranges_text(check.gap_ranges)}{more}): gaps in the log, not lost records")
 
