@@ -190,7 +190,7 @@ def check_partition(partition: int, start: int, end: int, event_offsets: Iterabl
     given = _offsets_of(gaps, start, end)
     if given.size:
         gap_offsets = np.setdiff1d(given, unique, assume_unique=True)
-        covered = np.union1d(unique, gap_offsets)
+        covered = np.sort(np.concatenate([unique, gap_offsets]))  # disjoint: no unique() (slow here)
     return PartitionCheck(
         partition=partition, start=start, end=end, in_events=int(events.size), in_dead_letter=int(dead.size),
         unique=int(unique.size), missing=(end - start) - int(covered.size),
