@@ -1,80 +1,33 @@
-"""`incident-stack`: start, stop and inspect the embedded local stack (what `make up/down/status/logs` call)."""
+"""`incident-stack`: start, stop and inspect the embedded local stack (what `make up/down/status/logs` call)
+and, under `incident-stack cluster`, the cluster tier (`make cluster-up/-down/-status/-demo`)."""
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 from incident_contracts.kafka import TopicSpec, ensure_topics
 from incident_contracts.settings import Settings, SettingsError, load_settings
+from incident_stack import cluster_cli
 from incident_stack.processes import ProcessTable
-from incident_stack.services import ORDER, SERVICES, Service
-
-GREEN, RED, YELLOW, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
-
-
-def _color(text: str, color: str) -> str:
-    return f"{color}{text}{RESET}" if sys.stdout.isatty() else text
-
-
-def _port_taken(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _wait_healthy(service: Service, settings: Settings, table: ProcessTable) -> None:
-    deadline = time.monotonic() + service.start_timeout
-    started = time.monotonic()
-    last_print = 0.0
-    while time.monotonic() < deadline:
-        if service.healthy(settings):
-            print(f"  {service.name}: {_color('up', GREEN)} at {service.url(settings)} "
-                  f"({time.monotonic() - started:.1f}s)")
-            return
-        if table.get(service.name) is None:
-            raise RuntimeError(f"{service.name} exited during start; see {table.log_file(service.name)}:\n"
-                               + _tail(table.log_file(service.name), 15))
-        if time.monotonic() - last_print > 10:
-            print(f"  {service.name}: waiting for it to answer ({time.monotonic() - started:.0f}s)...", flush=True)
-            last_print = time.monotonic()
-        time.sleep(0.5)
-    raise RuntimeError(f"{service.name} did not become healthy within {service.start_timeout:.0f}s; "
-                       f"see {table.log_file(service.name)}:\n" + _tail(table.log_file(service.name), 15))
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+from incident_stack.services import ORDER, SERVICES
+from incident_stack.supervisor import GREEN, RED, YELLOW, PortTaken, color, start_service
 
 
 def up(settings: Settings, names: list[str]) -> int:
     table = ProcessTable(settings.runtime_dir)
     for name in names:
-        service = SERVICES[name]
-        running = table.get(name)
-        if running is not None:
-            print(f"  {name}: already running (pid {running.pid}) at {service.url(settings)}")
-        else:
-            port = service.port(settings)
-            if _port_taken(port):
-                print(f"error: port {port} needed by {name} is already in use by another process. "
-                      f"Stop that process, or change the port in .env (see .env.example).", file=sys.stderr)
-                return 2
-            service.prepare(settings)
-            record = table.start(name, service.command(settings), service.environment(settings), Path.cwd())
-            print(f"  {name}: started (pid {record.pid}), log {record.log_file}")
-            _wait_healthy(service, settings, table)
+        try:
+            start_service(SERVICES[name], settings, table)
+        except PortTaken as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if name == "broker":
             outcome = ensure_topics(settings.kafka_bootstrap_servers, [TopicSpec(
-                settings.kafka_topic_logs, settings.kafka_topic_partitions, settings.kafka_replication_factor)])
+                settings.kafka_topic_logs, settings.kafka_topic_partitions, settings.kafka_replication_factor,
+                settings.topic_configs())])
             for topic, what in outcome.items():
                 print(f"  topic {topic}: {what}")
     return 0
@@ -96,7 +49,7 @@ def status(settings: Settings) -> int:
         record = table.get(name)
         proc = f"pid {record.pid}" if record else "not running"
         answers = service.healthy(settings)
-        mark = _color("yes", GREEN) if answers else _color("no", RED if record else YELLOW)
+        mark = color("yes", GREEN) if answers else color("no", RED if record else YELLOW)
         print(f"{name:<10} {proc:<14} {mark:<8} {service.url(settings)}")
     if table.get("airflow"):
         from incident_airflow.environment import admin_password
@@ -194,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("roundtrip", help="produce, consume and decode Avro events through the broker")
     p_clean = sub.add_parser("clean", help="remove runtime state; asks before deleting data")
     p_clean.add_argument("--yes", action="store_true", help="also delete the data directory without asking")
+    cluster_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -204,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if name not in SERVICES:
             print(f"error: unknown service {name!r}; known: {', '.join(ORDER)}", file=sys.stderr)
             return 2
+    if args.command == "cluster":
+        return cluster_cli.run(args, settings)
     try:
         if args.command == "up":
             return up(settings, [n for n in ORDER if n in args.services])

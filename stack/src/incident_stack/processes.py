@@ -86,13 +86,13 @@ class ProcessTable:
         self._pid_file(name).write_text(json.dumps(record.__dict__))
         return record
 
-    def stop(self, name: str, timeout: float = 20.0) -> bool:
-        """SIGTERM the process group, then SIGKILL after `timeout`. Returns False if nothing was running."""
+    def stop(self, name: str, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+        """Send `sig` (SIGTERM) to the process group, then SIGKILL after `timeout`. False if nothing was running."""
         record = self.get(name)
         if record is None:
             return False
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pid, signal.SIGTERM)
+            os.killpg(record.pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (record.alive() or _group_alive(record.pid)):
             time.sleep(0.2)
@@ -103,8 +103,39 @@ class ProcessTable:
         self._pid_file(name).unlink(missing_ok=True)
         return True
 
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> ManagedProcess | None:
+        """Send `sig` to the process group at once, without waiting (a crash, for fault tests); the record
+        is dropped by the next `get` once the process is gone. Returns the process signalled, if any."""
+        record = self.get(name)
+        if record is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record.pid, sig)
+        return record
+
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.pid_dir.glob("*.json"))
+
+
+def processes_of(runtime_dir: Path, workdirs: tuple[Path, ...] = ()) -> list[int]:
+    """Live processes started for `runtime_dir`: those whose environment names it as RUNTIME_DIR, or whose
+    working directory is one of `workdirs` (a database server rewrites its environment for its process
+    titles but works in its data directory). Only processes this user may inspect are seen."""
+    marker = f"RUNTIME_DIR={runtime_dir.resolve()}".encode()
+    folders = [str(folder.resolve()) for folder in workdirs]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if marker in environ or any(cwd == f or cwd.startswith(f + os.sep) for f in folders):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -45,6 +46,8 @@ def broker_host_port(settings: Settings) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Service:
+    """A supervised background process: how to start it, where it answers, how to tell it is healthy."""
+
     name: str
     description: str
     port: Callable[[Settings], int]
@@ -54,12 +57,23 @@ class Service:
     extra_env: Callable[[Settings], dict[str, str]] = lambda s: {}
     prepare: Callable[[Settings], None] = lambda s: None  # runs before each start (e.g. first-time setup)
     start_timeout: float = 60.0
+    # Services that must answer before this one starts (and that stop only after it has stopped).
+    requires: tuple[str, ...] = ()
+    # Every port the process listens on, when more than `port` (checked free before it starts).
+    ports: Callable[[Settings], list[int]] | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 20.0
+    # A short note for status output (e.g. how many workers a master has), or "" when there is none.
+    detail: Callable[[Settings], str] = lambda s: ""
 
     def environment(self, settings: Settings) -> dict[str, str]:
         env = dict(os.environ)
         env.update(settings_env(settings))
         env.update(self.extra_env(settings))
         return env
+
+    def listen_ports(self, settings: Settings) -> list[int]:
+        return self.ports(settings) if self.ports is not None else [self.port(settings)]
 
 
 def embedded_kafka_node(settings: Settings) -> KafkaNode:
