@@ -49,7 +49,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith(("KAFKA_", "SPARK_", "STREAM_", "GEMINI_", "DASHBOARD_", "AIRFLOW_PORT",
                            "AIRFLOW_PARALLELISM", "SCHEMA_REGISTRY", "DATA_DIR", "RUNTIME_DIR",
-                           "CHECKPOINT_DIR", "LOG_LEVEL", "ENVIRONMENT")):
+                           "CHECKPOINT_DIR", "LOG_LEVEL", "ENVIRONMENT", "CLUSTER_")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ENV_FILE", str(tmp_path / "no.env"))
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))

@@ -1,0 +1,188 @@
+"""The cluster tier under test: every process real, on free ports, in a temporary folder.
+
+`cluster` (module scope) starts the whole tier with `incident-stack cluster up` (what `make cluster-up`
+runs) and yields a :class:`ClusterUnderTest`: the tier's settings, its process table and helpers to
+kill, stop and start one process by name, run the CLI, trigger a pipeline run and check the tables.
+Fault tests build on it; each test module gets its own tier.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incident_stack.broker import free_port
+
+UP_TIMEOUT = 900  # a cold start on a busy 2-core machine: JVMs, Airflow's imports, the database migration
+
+
+def cluster_env(root: Path) -> dict[str, str]:
+    """Settings of a tier under `root` on free ports (no .env: only these and the defaults)."""
+    taken: set[int] = set()
+
+    def port() -> int:
+        while True:
+            candidate = free_port()
+            if candidate not in taken:
+                taken.add(candidate)
+                return candidate
+
+    return {
+        "ENV_FILE": str(root / "none.env"), "DATA_DIR": str(root / "data"), "RUNTIME_DIR": str(root / "runtime"),
+        "CLUSTER_KAFKA_PORTS": ",".join(str(port()) for _ in range(3)),
+        "CLUSTER_KAFKA_CONTROLLER_PORTS": ",".join(str(port()) for _ in range(3)),
+        "CLUSTER_SPARK_MASTER_PORT": str(port()), "CLUSTER_SPARK_MASTER_UI_PORT": str(port()),
+        "CLUSTER_SPARK_WORKER_UI_PORTS": f"{port()},{port()}", "CLUSTER_SPARK_UI_PORT": str(port()),
+        "CLUSTER_POSTGRES_PORT": str(port()), "CLUSTER_AIRFLOW_PORT": str(port()),
+        "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(port()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(port()),
+        "CLUSTER_DASHBOARD_PORT": str(port()), "GEMINI_API_KEY": "",
+    }
+
+
+def _child_env(env: dict[str, str]) -> dict[str, str]:
+    """The test process's environment without settings or Airflow configuration of its own, plus `env`."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME", "KAFKA_", "SPARK_", "CLUSTER_",
+                                 "DATA_DIR", "RUNTIME_DIR", "CHECKPOINT_DIR"))}
+    return {**keep, **env}
+
+
+@dataclass
+class ClusterUnderTest:
+    """A running tier: `cluster` is the same handle the CLI uses (kill/start/stop/status), in this process."""
+
+    root: Path
+    env: dict[str, str]
+    cluster: Any  # incident_stack.cluster.Cluster
+    up_seconds: float = 0.0
+
+    # --- the tier's settings and processes ---
+    @property
+    def settings(self):
+        return self.cluster.settings
+
+    @property
+    def table(self):
+        return self.cluster.table
+
+    def names(self, group: str | None = None) -> list[str]:
+        return self.cluster.names(group)
+
+    def pid(self, name: str) -> int | None:
+        return self.cluster.pid(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL):
+        """kill -9 (by default) the process group of `name`, without waiting."""
+        return self.cluster.kill(name, sig)
+
+    def stop(self, name: str) -> bool:
+        return self.cluster.stop(name)
+
+    def start(self, name: str) -> str:
+        """Start `name` again and wait until it answers."""
+        return self.cluster.start(name)
+
+    def healthy(self, name: str) -> bool:
+        return self.cluster.healthy(name)
+
+    def wait_until(self, condition, timeout: float, what: str) -> None:
+        self.cluster.wait_until(condition, timeout, what)
+
+    # --- the CLI (what the make targets run) ---
+    def cli(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "incident_stack.cli", "cluster", *args], env=_child_env(self.env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def log_tails(self, lines: int = 20) -> str:
+        parts = []
+        for log in sorted(self.table.log_dir.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    # --- the pipeline on the tier ---
+    def trigger(self, conf: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        """Trigger a pipeline run through the tier's Airflow and wait for it; returns the finished run."""
+        from incident_airflow.trigger import trigger_run, wait_for_run
+
+        api = self.cluster.api()
+        run = trigger_run(api, conf, out=lambda line: None)
+        return wait_for_run(api, run["dag_run_id"], timeout, out=lambda line: None)
+
+    def run_folder(self, run_id: str) -> Path:
+        from incident_airflow.runs import run_key
+
+        return self.settings.data_dir / "runs" / run_key(run_id)
+
+    def offsets_held(self, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, list[int]]:
+        """{partition: every offset within `ranges` found in events or dead_letter, duplicates kept}.
+
+        Read here with DuckDB, independently of the reconciliation code."""
+        import duckdb
+
+        from incident_airflow.run_tables import data_files
+
+        files = data_files(self.settings.table_path("events")) + data_files(self.settings.table_path("dead_letter"))
+        found: dict[int, list[int]] = {p: [] for p in ranges}
+        if not files:
+            return found
+        with duckdb.connect() as con:
+            rows = con.execute("SELECT kafka_partition, kafka_offset FROM read_parquet($files, union_by_name = true) "
+                               "WHERE topic = $topic", {"files": files, "topic": topic}).fetchall()
+        for partition, offset in rows:
+            start, end = ranges.get(int(partition), (0, 0))
+            if start <= offset < end:
+                found[int(partition)].append(int(offset))
+        return found
+
+    def stream_apps_since(self, moment: datetime) -> list[dict[str, Any]]:
+        return self.cluster.stream_apps(moment)
+
+
+def _load_cluster(env: dict[str, str]):
+    """The in-process handle on the tier the CLI starts with `env` (same settings, same process table)."""
+    from incident_contracts.settings import Settings
+    from incident_stack.cluster import Cluster
+
+    values = {k.lower(): v for k, v in env.items() if k not in ("ENV_FILE",)}
+    base = Settings(_env_file=None, **values).resolved()  # type: ignore[call-arg]
+    return Cluster(base, out=lambda line: None)
+
+
+def make_root() -> Path:
+    """A temporary folder the database server can reach when the tests run as root (it runs as `postgres`)."""
+    root = Path(tempfile.mkdtemp(prefix="incident-cluster-"))
+    root.chmod(0o711)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterUnderTest]:
+    """The whole cluster tier, started once per test module with `incident-stack cluster up`; stopped after."""
+    root = make_root()
+    env = cluster_env(root)
+    handle = ClusterUnderTest(root, env, _load_cluster(env))
+    started = time.monotonic()
+    try:
+        result = handle.cli("up")
+        handle.up_seconds = time.monotonic() - started
+        if result.returncode != 0:
+            pytest.fail(f"`incident-stack cluster up` failed (exit {result.returncode}):\n{result.stdout}\n"
+                        f"{result.stderr}\n{handle.log_tails()}")
+        yield handle
+    finally:
+        handle.cli("down", timeout=300)
+        handle.cluster.end_leftovers()
+        shutil.rmtree(root, ignore_errors=True)
