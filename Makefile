@@ -95,3 +95,4 @@ clean: $(SETUP) ## Remove runtime state (pids, logs, Airflow home); asks before 
 	@$(BIN)/incident-stack clean $(if $(YES),--yes,)
 
 -include compose.mk
+-include cluster.mk
