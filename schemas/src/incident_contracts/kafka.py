@@ -16,6 +16,7 @@ records removed by compaction leave offsets no read_committed consumer receives.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 import uuid
@@ -132,14 +133,14 @@ def _wait_for_topics(bootstrap: str, names: list[str], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def partitions_of(bootstrap: str, topic: str, timeout: float = 10.0) -> list[int]:
-    """Partition ids of a topic; raises TopicMissing when it does not exist."""
-    return _topic_partitions(admin_client(bootstrap), bootstrap, topic, timeout)
-
-
 READ_COMMITTED = "read_committed"
 READ_UNCOMMITTED = "read_uncommitted"
 ISOLATION_LEVELS = {READ_COMMITTED: IsolationLevel.READ_COMMITTED, READ_UNCOMMITTED: IsolationLevel.READ_UNCOMMITTED}
+
+
+def partitions_of(bootstrap: str, topic: str, timeout: float = 10.0) -> list[int]:
+    """Partition ids of a topic; raises TopicMissing when it does not exist."""
+    return _topic_partitions(admin_client(bootstrap), bootstrap, topic, timeout)
 
 
 def _topic_partitions(admin: AdminClient, bootstrap: str, topic: str, timeout: float) -> list[int]:
@@ -201,29 +202,31 @@ def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int] | None = N
 PROBE_MERGE_DISTANCE = 10_000
 
 
-def _merged(ranges: Iterable[tuple[int, int]], low: int, stable: int) -> list[tuple[int, int]]:
-    """Inclusive ranges clipped to [low, stable), sorted, close ones merged into one span."""
+def _merged(ranges: Iterable[tuple[int, int]], low: int, stable: int, merge: bool = True) -> list[tuple[int, int]]:
+    """Inclusive ranges clipped to [low, stable), sorted, overlapping ones (and close ones) merged."""
     spans: list[tuple[int, int]] = []
     for first, last in sorted(ranges):
         first, last = max(first, low), min(last, stable - 1)
         if first > last:
             continue
-        if spans and first - spans[-1][1] <= PROBE_MERGE_DISTANCE:
+        if spans and first - spans[-1][1] <= (PROBE_MERGE_DISTANCE if merge else 1):
             spans[-1] = (spans[-1][0], max(spans[-1][1], last))
         else:
             spans.append((first, last))
     return spans
 
 
-def _ranges_of(offsets: list[int]) -> list[tuple[int, int]]:
-    """Sorted distinct offsets as inclusive (first, last) runs."""
-    runs: list[tuple[int, int]] = []
-    for offset in offsets:
-        if runs and offset == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], offset)
-        else:
-            runs.append((offset, offset))
-    return runs
+def _holes(first: int, last: int, present: list[int]) -> list[tuple[int, int]]:
+    """Inclusive ranges of [first, last] holding none of the sorted offsets `present`."""
+    holes: list[tuple[int, int]] = []
+    cursor = first
+    for offset in present[bisect.bisect_left(present, first):bisect.bisect_right(present, last)]:
+        if offset > cursor:
+            holes.append((cursor, offset - 1))
+        cursor = offset + 1
+    if cursor <= last:
+        holes.append((cursor, last))
+    return holes
 
 
 def offsets_without_records(bootstrap: str, topic: str, ranges: Mapping[int, Iterable[tuple[int, int]]],
@@ -255,15 +258,13 @@ def offsets_without_records(bootstrap: str, topic: str, ranges: Mapping[int, Ite
     try:
         for p, asked in sorted(wanted.items()):
             low, stable = bounds[p]
-            present: set[int] = set()
+            present: list[int] = []
             for first, last in _merged(asked, low, stable):
-                present.update(_records_in(consumer, bootstrap, topic, p, first, last, timeout))
-            absent = []
-            for first, last in asked:
-                first, last = max(first, low), min(last, stable - 1)
-                absent += [o for o in range(first, last + 1) if o not in present]
-            if absent:
-                result[p] = _ranges_of(sorted(set(absent)))
+                present += _records_in(consumer, bootstrap, topic, p, first, last, timeout)
+            holes = [hole for first, last in _merged(asked, low, stable, merge=False)
+                     for hole in _holes(first, last, present)]
+            if holes:
+                result[p] = holes
     finally:
         consumer.close()
     return result
