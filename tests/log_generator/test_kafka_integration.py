@@ -36,7 +36,7 @@ def as_ms(record: dict) -> dict:
 
 
 def consume_all(bootstrap: str, topic: str) -> list:
-    """Every message of the topic (up to the true end offsets), in partition order."""
+    """Every message of the topic (up to the end offsets), in partition order."""
     ends = end_offsets(bootstrap, topic)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}",
                          "enable.auto.commit": False, "enable.partition.eof": True})
