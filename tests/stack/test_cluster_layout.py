@@ -213,3 +213,27 @@ def test_processes_of_finds_a_process_by_its_runtime_folder(tmp_path: Path) -> N
         child.kill()
         child.wait()
     assert child.pid not in processes_of(runtime)
+
+
+def test_a_dead_servers_lock_file_is_removed_a_live_ones_is_kept(tmp_path: Path) -> None:
+    database = PostgresInstance(tmp_path / "postgres", free_port())
+    database.data_dir.mkdir(parents=True)
+    (database.data_dir / "PG_VERSION").write_text("15\n")
+    lock = database.data_dir / "postmaster.pid"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{int(finished.stdout)}\n{database.data_dir}\n")
+    database.prepare()
+    assert not lock.exists(), "the lock of a server that no longer runs must not block the next start"
+    lock.write_text(f"{os.getpid()}\n{database.data_dir}\n")
+    database.prepare()
+    assert lock.exists(), "the lock of a running server must stay"
+
+
+def test_a_process_knows_when_it_started(tmp_path: Path) -> None:
+    table = ProcessTable(tmp_path)
+    before = time.time()
+    record = table.start("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), tmp_path)
+    try:
+        assert before - 1.5 <= record.started_at() <= time.time() + 1.5
+    finally:
+        assert table.stop("sleeper", timeout=5)

@@ -347,10 +347,20 @@ def airflow_health(settings: Settings, timeout: float = 3.0) -> dict[str, Any] |
 
 
 def _component_healthy(settings: Settings, table: ProcessTable, name: str, component: str) -> bool:
-    if table.get(name) is None:
+    """The component's process runs and Airflow reports a heartbeat of it since that process started (an
+    earlier, killed process's heartbeat stays "healthy" for a while)."""
+    record = table.get(name)
+    if record is None:
         return False
-    health = airflow_health(settings) or {}
-    return (health.get(component) or {}).get("status") == "healthy"
+    health = (airflow_health(settings) or {}).get(component) or {}
+    heartbeat = health.get(f"latest_{component}_heartbeat")
+    if health.get("status") != "healthy" or not heartbeat:
+        return False
+    try:
+        beat = datetime.fromisoformat(heartbeat.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return beat >= record.started_at() - 1.0
 
 
 # --- the services ------------------------------------------------------------------------------
@@ -420,6 +430,12 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
     )
 
     airflow_bin = str(Path(sys.executable).parent / "airflow")
+
+    def prepare_airflow(s: Settings, name: str) -> None:
+        # While another component runs, the database is migrated already: restarting one skips the step.
+        others = [f"airflow-{c}" for c in AIRFLOW_COMPONENTS if f"airflow-{c}" != name]
+        if not any(table.get(other) for other in others):
+            migrate_airflow_database(s, layout, database, table.log_file("airflow-db-migrate"))
     brokers = tuple(f"kafka-{n.node_id}" for n in nodes)
     for component in AIRFLOW_COMPONENTS:
         name = f"airflow-{component}"
@@ -442,7 +458,7 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
             command=lambda s, c=component: [airflow_bin, c],
             healthy=healthy,
             extra_env=lambda s: airflow_cluster_env(s, layout, database),
-            prepare=lambda s: migrate_airflow_database(s, layout, database, table.log_file("airflow-db-migrate")),
+            prepare=lambda s, n=name: prepare_airflow(s, n),
             requires=requires, start_timeout=300, stop_timeout=30,
         )
 
@@ -462,6 +478,10 @@ class Cluster:
         self.services = cluster_services(self.settings, self.layout)
         self.table = ProcessTable(self.settings.runtime_dir)
         self.database = PostgresInstance(self.settings.runtime_dir / "postgres", self.layout.postgres_port, HOST)
+        # The working folder of every process of the tier: how leftovers are recognised even when a process
+        # rewrites its environment block for its title (PostgreSQL, Airflow's API server).
+        self.workdir = self.settings.runtime_dir / "work"
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.out = out
 
     # -- names --
@@ -494,7 +514,7 @@ class Cluster:
         self._check_ports(wanted)
         _migrated.pop(self.database.display_url(), None)  # a fresh `up` checks the database schema again
         outcome = start_all([self.services[n] for n in wanted], self.settings, self.table, self.out,
-                            cwd=project_root())
+                            cwd=self.workdir)
         if any(n.startswith("kafka-") for n in wanted) and all(self.table.get(n) for n in self.names("kafka")):
             for topic, what in self.ensure_topic().items():
                 self.out(f"  topic {topic}: {what}")
@@ -528,12 +548,14 @@ class Cluster:
         return left
 
     def leftover_processes(self) -> list[int]:
-        return processes_of(self.settings.runtime_dir, workdirs=(self.database.data_dir,))
+        """Live processes of the tier: started with its settings, or working in its folders."""
+        return processes_of(self.settings.runtime_dir,
+                            workdirs=(self.workdir, self.database.data_dir, self.settings.runtime_dir / "spark"))
 
     def start(self, name: str, wait: bool = True) -> str:
         """Start one process (again) and wait until it answers; "running" when it already ran."""
         self._known([name])
-        return start_service(self.services[name], self.settings, self.table, self.out, cwd=project_root(),
+        return start_service(self.services[name], self.settings, self.table, self.out, cwd=self.workdir,
                              wait=wait)
 
     def stop(self, name: str) -> bool:

@@ -105,9 +105,19 @@ def _run_executors(cluster: Cluster) -> None:
     print("\n".join(describe_apps(cluster, cluster.stream_apps(since), "\nSpark applications of the run")))
 
 
+def _airflow_running(cluster: Cluster) -> bool:
+    if cluster.table.get("airflow-api-server") and cluster.table.get("airflow-scheduler"):
+        return True
+    print("error: the cluster tier's Airflow is not running; start the tier with `make cluster-up` "
+          "(`make cluster-status` shows what runs)", file=sys.stderr)
+    return False
+
+
 def trigger(cluster: Cluster, args: argparse.Namespace) -> int:
     from incident_airflow.trigger import build_conf, run_and_report
 
+    if not _airflow_running(cluster):
+        return 1
     conf = build_conf(args.scenario, args.rate, args.duration, args.seed, args.speedup)
     code = run_and_report(cluster.settings, conf, args.wait, args.timeout, api=cluster.api())
     if args.wait:

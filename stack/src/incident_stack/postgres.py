@@ -21,6 +21,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,15 @@ INSTALL_HINT = ("install the PostgreSQL server: `sudo apt-get install postgresql
 
 class PostgresUnavailable(RuntimeError):
     """The PostgreSQL server cannot be prepared or started; the message says why and what to do."""
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -135,8 +145,10 @@ class PostgresInstance:
                     "to a folder every user can reach.")
 
     def prepare(self) -> None:
-        """Create the data directory with `initdb` at the first start (later starts reuse it)."""
+        """Create the data directory with `initdb` at the first start; later starts reuse it (after a crash,
+        once the dead server's processes are gone, without its stale lock file)."""
         if self.initialised():
+            self.clear_stale_lock()
             return
         bin_dir = server_bin_dir()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -169,10 +181,40 @@ class PostgresInstance:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             raise PostgresUnavailable(f"initdb could not create {self.data_dir} (exit {result.returncode}):\n{tail}")
 
+    def clear_stale_lock(self, timeout: float = 20.0) -> None:
+        """Remove `postmaster.pid` left by a server that was killed (kill -9): the server itself refuses to
+        start while the recorded process exists, and a killed server can linger as a zombie nobody reaps."""
+        lock = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            running = _alive(pid) or self._processes_in_data_dir()
+            if not running:
+                lock.unlink(missing_ok=True)
+                return
+            if _alive(pid) or time.monotonic() > deadline:
+                # A live server (or its processes, still ending): not ours to remove; the start reports it.
+                return
+            time.sleep(0.3)
+
+    def _processes_in_data_dir(self) -> list[int]:
+        """Live processes working in the data directory (a server's processes, even orphaned)."""
+        folder = str(self.data_dir.resolve())
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _alive(int(entry.name)):
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry / "cwd") == folder:
+                        found.append(int(entry.name))
+        return found
+
     def command(self) -> list[str]:
         """The server in the foreground: TCP on host:port only, logging to its standard error."""
         return [*run_as(), str(server_bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                "-h", self.host, "-k", "", "-c", "max_connections=60", "-c", "shared_buffers=64MB"]
+                "-h", self.host, "-k", "", "-c", "max_connections=100", "-c", "shared_buffers=64MB"]
 
     def connect(self, database: str = "postgres", timeout: float = 2.0):
         import psycopg2  # the Airflow environment's driver

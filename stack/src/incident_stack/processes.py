@@ -41,6 +41,12 @@ class ManagedProcess:
     def alive(self) -> bool:
         return _start_ticks(self.pid) == self.start_ticks
 
+    def started_at(self) -> float:
+        """When the process started, in seconds since the epoch (boot time plus its start ticks)."""
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + self.start_ticks / os.sysconf("SC_CLK_TCK")
+
 
 class ProcessTable:
     """pid files under RUNTIME_DIR/pids, logs under RUNTIME_DIR/logs."""
