@@ -70,8 +70,10 @@ def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker
     log = tmp_path / "job.log"
     rng = random.Random(7)
     kills = 0
+    recoveries: list[float] = []
     while kills < KILLS:
         job = _job(env, log, once=False)
+        started = time.monotonic()
         before = _batches_committed(checkpoint)
         deadline = time.monotonic() + 240
         # Wait for at least one committed batch of this attempt, then kill at a random moment of the next.
@@ -80,6 +82,7 @@ def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker
         assert job.poll() is None, f"the job exited on its own ({job.returncode}); see {log}:\n" + \
             log.read_text(errors="replace")[-3000:]
         assert _batches_committed(checkpoint) > before, f"no batch committed within 240 s; see {log}"
+        recoveries.append(time.monotonic() - started)  # (re)start to the first batch committed
         time.sleep(rng.uniform(0.2, 1.5))
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
@@ -90,6 +93,8 @@ def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker
     assert final.wait(timeout=600) == 0, log.read_text(errors="replace")[-3000:]
     assert _batches_committed(checkpoint) > partial
 
+    print(f"\njob killed {KILLS} times; (re)start to first committed batch: "
+          + ", ".join(f"{r:.1f}s" for r in recoveries) + f"; {produced} records")
     data = tmp_path / "data"
     assert assert_exactly_once(data, topic, {p: (0, end) for p, end in ends.items()}) == produced
     updates = assert_no_duplicate_updates(data)
