@@ -113,13 +113,61 @@ class ClusterUnderTest:
         return "\n".join(parts)
 
     # --- the pipeline on the tier ---
-    def trigger(self, conf: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
-        """Trigger a pipeline run through the tier's Airflow and wait for it; returns the finished run."""
-        from incident_airflow.trigger import trigger_run, wait_for_run
+    def start_run(self, conf: dict[str, Any]) -> str:
+        """Trigger a pipeline run through the tier's Airflow; returns its run id at once."""
+        from incident_airflow.trigger import trigger_run
 
-        api = self.cluster.api()
-        run = trigger_run(api, conf, out=lambda line: None)
-        return wait_for_run(api, run["dag_run_id"], timeout, out=lambda line: None)
+        return trigger_run(self.cluster.api(), conf, out=lambda line: None)["dag_run_id"]
+
+    def wait_for_run(self, run_id: str, timeout: float = 900) -> dict[str, Any]:
+        """Wait until the run finishes (success or failed); returns the run as the API reports it."""
+        from incident_airflow.trigger import wait_for_run
+
+        return wait_for_run(self.cluster.api(), run_id, timeout, out=lambda line: None)
+
+    def trigger(self, conf: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        """Trigger a pipeline run and wait for it; returns the finished run."""
+        return self.wait_for_run(self.start_run(conf), timeout)
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        from incident_airflow.last_run import DAG_ID
+
+        return {t["task_id"]: t.get("state") for t in self.cluster.api().task_instances(DAG_ID, run_id)}
+
+    def leader_of_busiest_partition(self) -> tuple[int, int]:
+        """(partition holding the most records of the log topic, id of the broker leading it)."""
+        from incident_contracts.kafka import offset_range
+
+        topic = self.cluster.topic()
+        sizes = {p: high - low for p, (low, high) in
+                 offset_range(self.settings.kafka_bootstrap_servers, topic.name).items()}
+        busiest = max(sizes, key=lambda p: (sizes[p], -p))
+        return busiest, topic.partitions[busiest]["leader"]
+
+    def broker_name(self, broker_id: int) -> str:
+        return f"kafka-{broker_id}"
+
+    def run_ranges(self, run_id: str) -> tuple[str, dict[int, tuple[int, int]]]:
+        """The run's topic and offset ranges, as its produce task recorded them (offsets.json)."""
+        import json
+
+        produced = json.loads((self.run_folder(run_id) / "offsets.json").read_text())
+        return produced["topic"], {int(p): (int(produced["start_offsets"].get(p, 0)), int(end))
+                                   for p, end in produced["end_offsets"].items()}
+
+    def missing_or_duplicated(self, run_id: str) -> list[str]:
+        """Problems with the run's records in events and dead_letter (empty: every record exactly once)."""
+        topic, ranges = self.run_ranges(run_id)
+        held = self.offsets_held(topic, ranges)
+        problems = []
+        for partition, (start, end) in sorted(ranges.items()):
+            offsets = held[partition]
+            missing = sorted(set(range(start, end)) - set(offsets))
+            duplicated = len(offsets) - len(set(offsets))
+            if missing or duplicated:
+                problems.append(f"partition {partition} ({start}..{end - 1}): {len(missing)} missing "
+                                f"(first {missing[:5]}), {duplicated} duplicated")
+        return problems
 
     def run_folder(self, run_id: str) -> Path:
         from incident_airflow.runs import run_key
