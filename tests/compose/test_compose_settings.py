@@ -15,8 +15,11 @@ from compose_helpers import COMPOSE_FILE, ROOT
 from incident_airflow.environment import kafka_connection, spark_connection
 from incident_contracts.settings import Settings
 
-# CLUSTER_* configure the cluster tier's supervisor (`make cluster-up`), not code that runs in a container.
-SETTINGS = {name.upper() for name in Settings.model_fields if not name.startswith("cluster_")}
+# CLUSTER_* configure the cluster tier's supervisor (`make cluster-up`), and KAFKA_CONTROLLER_PORT and KAFKA_HEAP
+# the embedded stack's Kafka node (`make up`): not code that runs in a container (compose runs its own Kafka).
+SUPERVISOR_SETTINGS = {"kafka_controller_port", "kafka_heap"}
+SETTINGS = {name.upper() for name in Settings.model_fields
+            if not name.startswith("cluster_") and name not in SUPERVISOR_SETTINGS}
 SECRET_SETTINGS = {"GEMINI_API_KEY"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
 # Variables the code reads outside the settings, and why compose need not (or does) set them.
@@ -27,7 +30,7 @@ PROCESS_VARIABLES = {
     "PATH": "the image's own",
 }
 # Addresses that exist only on the compose network: project code must get them from the settings.
-COMPOSE_ADDRESSES = ("kafka:29092", "schema-registry:8081", "spark://spark-master", "airflow-api-server")
+COMPOSE_ADDRESSES = ("kafka:29092", "schema-registry:8081", "spark://spark-master", "//airflow-api-server")
 SOURCE_FOLDERS = ("schemas", "stack", "log-generator", "spark", "dashboard", "airflow")
 
 
