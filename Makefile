@@ -21,7 +21,7 @@ help: ## List the targets
 	@echo "Incident intelligence - make targets"
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo); WAIT=1 (trigger-dag); ONCE=1 (stream); QUICK=1, ONLY=..., RESULTS=DIR (bench); YES=1 (clean)"
+	@echo "Variables: SCENARIO, RATE, DURATION, SEED, SPEEDUP (trigger-dag, demo, cluster-trigger-dag); WAIT=1 (trigger-dag, cluster-trigger-dag); PROCESSES=... (cluster-up, cluster-down, cluster-logs); ONCE=1 (stream); QUICK=1, ONLY=..., RESULTS=DIR (bench); YES=1 (clean)"
 
 $(STAMP): $(WORKSPACE_FILES)
 	@command -v java >/dev/null || { echo "error: Java 17 is required (Spark and Kafka run on the JVM): install a JDK 17, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
