@@ -234,6 +234,10 @@ class StreamJobOperator(SparkSubmitOperator):
                     ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(e))
                               for p, e in produced["end_offsets"].items()}
                     through = processed_through(settings, produced["topic"], ranges)
+                    # The checkpoint's committed end counts too: a range that ends on offsets holding no
+                    # record (transaction markers) has no row at its last offsets.
+                    committed = (self.job_summaries[-1].get("end_offsets") or {}) if self.job_summaries else {}
+                    through = {p: max(t, int(committed.get(str(p), 0))) for p, t in through.items()}
                     behind = {p: end - through[p] for p, (_, end) in ranges.items() if through[p] < end}
                     if not behind:
                         self.log.info("The job has processed every record of the run (up to offsets %s).",
