@@ -25,8 +25,9 @@ from report import Metric, format_table
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
-# Order matters only for reading the table: producer side first, then Spark, detection, dashboard.
-ORDER = ["generator", "spark", "detection", "dashboard"]
+# Order matters only for reading the table: producer side first, then Spark (the job, then its Kafka source
+# against Spark's own connector), detection, dashboard.
+ORDER = ["generator", "spark", "connector", "detection", "dashboard"]
 
 
 def discover(only: list[str] | None) -> list[Path]:
@@ -114,7 +115,8 @@ def as_metrics(result: dict) -> list[Metric]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes: every benchmark in a few minutes")
-    parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, detection, dashboard)")
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, connector, detection, "
+                        "dashboard, airflow)")
     parser.add_argument("--timeout", type=float, help="seconds one benchmark script may take "
                         "(default: 3600, with --quick 420)")
     parser.add_argument("--results", type=Path, default=RESULTS,
