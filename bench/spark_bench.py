@@ -180,9 +180,10 @@ class ProcessWatch:
         self._thread = threading.Thread(target=self._run, daemon=True, name="process-watch")
 
     def jvm(self) -> psutil.Process | None:
+        """Spark's driver JVM (SparkSubmit, started by PySpark), not the broker's JVM, also a child of this process."""
         for child in self.me.children(recursive=True):
             try:
-                if child.name() == "java":
+                if child.name() == "java" and "org.apache.spark.deploy.SparkSubmit" in child.cmdline():
                     return child
             except psutil.Error:
                 continue
