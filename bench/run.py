@@ -26,16 +26,29 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 # Order matters only for reading the table: producer side first, then Spark (the job, then its Kafka source
-# against Spark's own connector), detection, dashboard.
-ORDER = ["generator", "spark", "connector", "detection", "dashboard"]
+# against Spark's own connector, then the job on the cluster tier), detection, dashboard.
+ORDER = ["generator", "spark", "connector", "cluster", "detection", "dashboard"]
+# Benchmarks that start a process tier of their own and cannot be reduced to a few minutes on 2 cores: a quick
+# run includes them only when named with --only, and then gives them this many seconds.
+NOT_QUICK = {"cluster": 1500}
 
 
-def discover(only: list[str] | None) -> list[Path]:
+def discover(only: list[str] | None, quick: bool = False) -> list[Path]:
     scripts = sorted(BENCH_DIR.glob("*_bench.py"), key=lambda p: (
         ORDER.index(p.stem.removesuffix("_bench")) if p.stem.removesuffix("_bench") in ORDER else 99, p.name))
     if only:
         scripts = [s for s in scripts if s.stem.removesuffix("_bench") in only]
+    elif quick:
+        scripts = [s for s in scripts if s.stem.removesuffix("_bench") not in NOT_QUICK]
     return scripts
+
+
+def script_timeout(script: Path, quick: bool, timeout: float, given: bool) -> float:
+    """Seconds `script` may take: `timeout`, or in a quick run at least what NOT_QUICK allows it (unless the
+    timeout was given on the command line)."""
+    if given or not quick:
+        return timeout
+    return max(timeout, NOT_QUICK.get(script.stem.removesuffix("_bench"), 0))
 
 
 def machine() -> dict:
@@ -115,22 +128,24 @@ def as_metrics(result: dict) -> list[Metric]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes: every benchmark in a few minutes")
-    parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, connector, detection, "
-                        "dashboard, airflow)")
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, connector, cluster, "
+                        "detection, dashboard, airflow); with --quick, cluster runs only when named here")
     parser.add_argument("--timeout", type=float, help="seconds one benchmark script may take "
                         "(default: 3600, with --quick 420)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder for latest.json and history.jsonl (default: bench/results)")
     args = parser.parse_args(argv)
+    timeout_given = args.timeout is not None
     args.timeout = args.timeout or (420 if args.quick else 3600)
     results_dir: Path = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
-    scripts = discover(args.only)
+    scripts = discover(args.only, args.quick)
     if not scripts:
         print("no benchmark scripts found in bench/", file=sys.stderr)
         return 2
     started = datetime.now(UTC)
-    results = [run_script(s, args.quick, args.timeout, results_dir) for s in scripts]
+    results = [run_script(s, args.quick, script_timeout(s, args.quick, args.timeout, timeout_given), results_dir)
+               for s in scripts]
     all_metrics: list[Metric] = []
     for result in results:
         for metric in as_metrics(result):
