@@ -2,7 +2,8 @@
 and the ingest query's tasks, which then write the rows themselves: ingest_files.py).
 
 Running the enrichment in the source's Python task, while the batch is still columnar, saves the job
-the Spark expressions of enrich.py (a JVM regular expression costs microseconds per row). Definitions are enrich.py's: level synonyms, ``is_error``,
+the Spark expressions of enrich.py (a JVM regular expression costs microseconds per row). Definitions
+are enrich.py's: level synonyms, ``is_error``,
 HTTP fields and latency from the event or, when it lacks them, from its message (message_fields.py, the
 same patterns; only for those rows), the signature the source computed, tier and owner from the
 catalog, UTC date and hour. A test checks :func:`enrich_batch` against ``enrich()`` row for row.
