@@ -114,6 +114,66 @@ def _wait_for_state(api, run_id: str, states: set[str], timeout: float) -> str:
         time.sleep(1)
 
 
+def _driver_pids(data_dir: Path) -> list[int]:
+    """The streaming job's driver processes (spark-submit's JVM and the Python driver) of this data folder."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "submit_stream.py" in command and str(data_dir) in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _committed_batches(data_dir: Path) -> int:
+    commits = data_dir / "_checkpoints" / "incident_stream" / "ingest" / "commits"
+    return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(standalone, capsys):
+    """Fault (c): SIGKILL the Spark driver mid-run; the task's retry resumes from the checkpoint, nothing is
+    lost or written twice, and the failed try's error is what the run report would name.
+
+    It runs before the module's other run: a scenario's event time starts before the trigger, so after
+    another run its first minutes would be late for detection and could open no incident to check."""
+    from pipeline_checks import assert_exactly_once, assert_no_duplicate_updates
+
+    from incident_airflow.api_client import AirflowApi
+    from incident_airflow.runs import run_dir, run_key
+    from incident_airflow.trigger import failure_line, main, report_finished, wait_for_run
+
+    api = AirflowApi.for_embedded(standalone)
+    data_dir = Path(standalone.data_dir)
+    before = _committed_batches(data_dir)
+    assert main(["--scenario", "bad_deploy", "--rate", "400", "--duration", "40", "--seed", "9"]) == 0
+    run_id = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", capsys.readouterr().out).group(1)
+
+    deadline = time.monotonic() + 420
+    while _committed_batches(data_dir) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    pids = _driver_pids(data_dir)
+    assert pids and _committed_batches(data_dir) >= before + 2, "the job did not get going within 420 s"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+    code = report_finished(api, wait_for_run(api, run_id, timeout=720))
+    assert code == 0, capsys.readouterr().out
+    tries = {t["task_id"]: t["try_number"] for t in api.task_instances(PIPELINE, run_id)}
+    assert tries["process_stream"] == 2  # the first try died with its driver, the retry finished the run
+    first_try = failure_line(api.task_log(PIPELINE, run_id, "process_stream", 1))
+    assert first_try is not None and first_try.startswith("AirflowException: "), first_try
+
+    produced = json.loads((run_dir(standalone, run_key(run_id)) / "offsets.json").read_text())
+    ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(end))
+              for p, end in produced["end_offsets"].items()}
+    assert assert_exactly_once(data_dir, standalone.kafka_topic_logs, ranges) == produced["generator"]["delivered"]
+    assert assert_no_duplicate_updates(data_dir) > 0
+
 # One pipeline run with a Spark job: on a loaded 2-core machine a job submission can take minutes.
 @pytest.mark.timeout(900)
 def test_triggered_run_succeeds_and_reports(standalone, capsys):
@@ -165,60 +225,3 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
     assert triage_runs and triage_runs[0]["run_type"] == "asset_triggered"
     assert triage_runs[0]["state"] == "success"
 
-
-def _driver_pids(data_dir: Path) -> list[int]:
-    """The streaming job's driver processes (spark-submit's JVM and the Python driver) of this data folder."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "submit_stream.py" in command and str(data_dir) in command:
-            pids.append(int(entry.name))
-    return pids
-
-
-def _committed_batches(data_dir: Path) -> int:
-    commits = data_dir / "_checkpoints" / "incident_stream" / "ingest" / "commits"
-    return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
-
-
-@pytest.mark.timeout(900)
-def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(standalone, capsys):
-    """Fault (c): SIGKILL the Spark driver mid-run; the task's retry resumes from the checkpoint, nothing is
-    lost or written twice, and the failed try's error is what the run report would name."""
-    from pipeline_checks import assert_exactly_once, assert_no_duplicate_updates
-
-    from incident_airflow.api_client import AirflowApi
-    from incident_airflow.runs import run_dir, run_key
-    from incident_airflow.trigger import failure_line, main, report_finished, wait_for_run
-
-    api = AirflowApi.for_embedded(standalone)
-    data_dir = Path(standalone.data_dir)
-    before = _committed_batches(data_dir)
-    assert main(["--scenario", "bad_deploy", "--rate", "400", "--duration", "40", "--seed", "9"]) == 0
-    run_id = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", capsys.readouterr().out).group(1)
-
-    deadline = time.monotonic() + 420
-    while _committed_batches(data_dir) < before + 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    pids = _driver_pids(data_dir)
-    assert pids and _committed_batches(data_dir) >= before + 2, "the job did not get going within 420 s"
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-
-    code = report_finished(api, wait_for_run(api, run_id, timeout=720))
-    assert code == 0, capsys.readouterr().out
-    tries = {t["task_id"]: t["try_number"] for t in api.task_instances(PIPELINE, run_id)}
-    assert tries["process_stream"] == 2  # the first try died with its driver, the retry finished the run
-    first_try = failure_line(api.task_log(PIPELINE, run_id, "process_stream", 1))
-    assert first_try is not None and first_try.startswith("AirflowException: "), first_try
-
-    produced = json.loads((run_dir(standalone, run_key(run_id)) / "offsets.json").read_text())
-    ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(end))
-              for p, end in produced["end_offsets"].items()}
-    assert assert_exactly_once(data_dir, standalone.kafka_topic_logs, ranges) == produced["generator"]["delivered"]
-    assert assert_no_duplicate_updates(data_dir) > 0
