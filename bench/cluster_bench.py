@@ -62,6 +62,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # pipeline_checks: the exactly-once che
 import psutil  # noqa: E402
 from report import Metric, emit, median_metric  # noqa: E402
 
+from incident_stack.cluster import tier_env  # noqa: E402
+
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 TOPIC = "logs.events"
@@ -84,29 +86,6 @@ def say(line: str) -> None:
 
 
 # --- pure helpers (tests/bench/test_cluster_bench.py) ---------------------------------------------
-
-def tier_env(root: Path, port: Callable[[], int]) -> dict[str, str]:
-    """Settings of a cluster tier under `root`, every port from `port()` (distinct), no .env file."""
-    taken: set[int] = set()
-
-    def fresh() -> int:
-        while True:
-            candidate = port()
-            if candidate not in taken:
-                taken.add(candidate)
-                return candidate
-
-    return {
-        "ENV_FILE": str(root / "none.env"), "DATA_DIR": str(root / "data"), "RUNTIME_DIR": str(root / "runtime"),
-        "CLUSTER_KAFKA_PORTS": ",".join(str(fresh()) for _ in range(3)),
-        "CLUSTER_KAFKA_CONTROLLER_PORTS": ",".join(str(fresh()) for _ in range(3)),
-        "CLUSTER_SPARK_MASTER_PORT": str(fresh()), "CLUSTER_SPARK_MASTER_UI_PORT": str(fresh()),
-        "CLUSTER_SPARK_WORKER_UI_PORTS": f"{fresh()},{fresh()}", "CLUSTER_SPARK_UI_PORT": str(fresh()),
-        "CLUSTER_POSTGRES_PORT": str(fresh()), "CLUSTER_AIRFLOW_PORT": str(fresh()),
-        "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(fresh()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(fresh()),
-        "CLUSTER_DASHBOARD_PORT": str(fresh()), "GEMINI_API_KEY": "",
-    }
-
 
 def job_rates(summary: dict[str, Any], wall_s: float, backlog: int) -> dict[str, float]:
     """Rates of one `incident-stream --once` run from its JSON summary and the process's wall time.

@@ -23,32 +23,14 @@ from typing import Any
 
 import pytest
 
-from incident_stack.broker import free_port
-
 UP_TIMEOUT = 900  # a cold start on a busy 2-core machine: JVMs, Airflow's imports, the database migration
 
 
 def cluster_env(root: Path) -> dict[str, str]:
     """Settings of a tier under `root` on free ports (no .env: only these and the defaults)."""
-    taken: set[int] = set()
+    from incident_stack.cluster import tier_env
 
-    def port() -> int:
-        while True:
-            candidate = free_port()
-            if candidate not in taken:
-                taken.add(candidate)
-                return candidate
-
-    return {
-        "ENV_FILE": str(root / "none.env"), "DATA_DIR": str(root / "data"), "RUNTIME_DIR": str(root / "runtime"),
-        "CLUSTER_KAFKA_PORTS": ",".join(str(port()) for _ in range(3)),
-        "CLUSTER_KAFKA_CONTROLLER_PORTS": ",".join(str(port()) for _ in range(3)),
-        "CLUSTER_SPARK_MASTER_PORT": str(port()), "CLUSTER_SPARK_MASTER_UI_PORT": str(port()),
-        "CLUSTER_SPARK_WORKER_UI_PORTS": f"{port()},{port()}", "CLUSTER_SPARK_UI_PORT": str(port()),
-        "CLUSTER_POSTGRES_PORT": str(port()), "CLUSTER_AIRFLOW_PORT": str(port()),
-        "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(port()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(port()),
-        "CLUSTER_DASHBOARD_PORT": str(port()), "GEMINI_API_KEY": "",
-    }
+    return tier_env(root)
 
 
 def _child_env(env: dict[str, str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from incident_contracts.kafka import TopicSpec, admin_client, ensure_topics
 from incident_contracts.settings import Settings, SettingsError, project_root
-from incident_stack.broker import KafkaNode, cluster_id_for, node_command, prepare_node
+from incident_stack.broker import KafkaNode, cluster_id_for, free_port, node_command, prepare_node
 from incident_stack.postgres import PostgresInstance
 from incident_stack.processes import ManagedProcess, ProcessTable, processes_of
 from incident_stack.services import SERVICES as EMBEDDED_SERVICES
@@ -177,6 +177,30 @@ class ClusterLayout:
     def kafka_nodes(self, runtime_dir: Path) -> list[KafkaNode]:
         return [KafkaNode(i, HOST, port, controller, runtime_dir / "kafka" / f"node-{i}")
                 for i, (port, controller) in enumerate(zip(self.kafka_ports, self.controller_ports, strict=True), 1)]
+
+
+def tier_env(root: Path, port: Callable[[], int] = free_port) -> dict[str, str]:
+    """Settings of an isolated cluster tier under `root` (for tests and benchmarks): every port from
+    `port()`, distinct, and no .env file."""
+    taken: set[int] = set()
+
+    def fresh() -> int:
+        while True:
+            candidate = port()
+            if candidate not in taken:
+                taken.add(candidate)
+                return candidate
+
+    return {
+        "ENV_FILE": str(root / "none.env"), "DATA_DIR": str(root / "data"), "RUNTIME_DIR": str(root / "runtime"),
+        "CLUSTER_KAFKA_PORTS": ",".join(str(fresh()) for _ in range(3)),
+        "CLUSTER_KAFKA_CONTROLLER_PORTS": ",".join(str(fresh()) for _ in range(3)),
+        "CLUSTER_SPARK_MASTER_PORT": str(fresh()), "CLUSTER_SPARK_MASTER_UI_PORT": str(fresh()),
+        "CLUSTER_SPARK_WORKER_UI_PORTS": f"{fresh()},{fresh()}", "CLUSTER_SPARK_UI_PORT": str(fresh()),
+        "CLUSTER_POSTGRES_PORT": str(fresh()), "CLUSTER_AIRFLOW_PORT": str(fresh()),
+        "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(fresh()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(fresh()),
+        "CLUSTER_DASHBOARD_PORT": str(fresh()), "GEMINI_API_KEY": "",
+    }
 
 
 def cluster_settings(base: Settings, layout: ClusterLayout | None = None) -> Settings:
