@@ -58,6 +58,20 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+class ObjectLocation(str):
+    """An object-storage location such as ``s3://bucket/prefix``; ``/`` joins like a path."""
+
+    def __truediv__(self, name: str) -> ObjectLocation:
+        return ObjectLocation(f"{self.rstrip('/')}/{name}")
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+
+_OBJECT_LOCATION = re.compile(r"^s3a?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$")
+
+
 class Settings(BaseSettings):
     """All configuration of the platform. Field names map to upper-case environment variables."""
 
@@ -72,7 +86,8 @@ class Settings(BaseSettings):
     # --- general ---------------------------------------------------------------------------
     log_level: LogLevel = LogLevel.INFO
     environment: str = "prod"
-    data_dir: Path = Path("data")
+    # A folder, or s3://bucket/prefix (then the job's checkpoints default to RUNTIME_DIR/checkpoints).
+    data_dir: Path | ObjectLocation = Path("data")
     runtime_dir: Path = Path("runtime")
 
     # --- Kafka -----------------------------------------------------------------------------
@@ -137,6 +152,22 @@ class Settings(BaseSettings):
     cluster_airflow_trigger_log_port: Port = 18794
     cluster_dashboard_port: Port = 8502
 
+    # --- tables: Delta Lake, compaction and retention (table_maintenance) -------------------
+    # Object storage for DATA_DIR=s3://...: endpoint (empty: AWS), region and credentials.
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    # Days of rows kept, by the date of the row (0 keeps everything); incident_updates are always kept.
+    retention_days_events: Annotated[int, Field(ge=0, le=36_500)] = 30
+    retention_days_dead_letter: Annotated[int, Field(ge=0, le=36_500)] = 30
+    retention_days_metrics: Annotated[int, Field(ge=0, le=36_500)] = 14
+    # Files no table version references are deleted once older than this (readers of older snapshots
+    # and a micro-batch being written must not lose their files).
+    table_vacuum_retain_hours: Annotated[float, Field(ge=1, le=8760)] = 24.0
+    # Cron schedule of the table_maintenance DAG (compaction, retention, vacuum).
+    table_maintenance_schedule: str = "17 * * * *"
+
     # --- Gemini ----------------------------------------------------------------------------
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
@@ -196,12 +227,30 @@ class Settings(BaseSettings):
             raise ValueError("expected a JVM memory size such as 512m or 2g")
         return value.strip().lower()
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _check_data_dir(cls, value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            text = value.strip().rstrip("/")
+            if not _OBJECT_LOCATION.match(text):
+                raise ValueError("expected a folder or s3://BUCKET[/PREFIX] (a lower-case bucket name)")
+            return ObjectLocation(text.replace("s3a://", "s3://", 1))
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http:// or https:// URL, or empty for AWS")
+        return value
+
     @field_validator("checkpoint_dir", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("gemini_api_key")
+    @field_validator("gemini_api_key", "aws_access_key_id", "aws_secret_access_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -209,13 +258,33 @@ class Settings(BaseSettings):
         return value
 
     # --- derived paths ---------------------------------------------------------------------
-    def table_path(self, table: str) -> Path:
-        """Folder of one Parquet table under the data directory."""
-        return self.data_dir / table
+    @property
+    def data_is_local(self) -> bool:
+        return not isinstance(self.data_dir, ObjectLocation)
 
     @property
     def checkpoint_root(self) -> Path:
-        return self.checkpoint_dir or (self.data_dir / "_checkpoints")
+        """Spark checkpoints need a file system: DATA_DIR/_checkpoints, or RUNTIME_DIR/checkpoints when the
+        tables are in object storage."""
+        if self.checkpoint_dir:
+            return self.checkpoint_dir
+        if isinstance(self.data_dir, ObjectLocation):
+            return self.runtime_dir / "checkpoints"
+        return self.data_dir / "_checkpoints"
+
+    def storage_options(self) -> dict[str, str]:
+        """Options of the object store holding the tables (the deltalake/object_store names); empty when local."""
+        if self.data_is_local:
+            return {}
+        options = {"AWS_REGION": self.s3_region}
+        if self.s3_endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
+            if self.s3_endpoint_url.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            options["AWS_ACCESS_KEY_ID"] = self.aws_access_key_id.get_secret_value()
+            options["AWS_SECRET_ACCESS_KEY"] = self.aws_secret_access_key.get_secret_value()
+        return options
 
     @property
     def uses_schema_registry(self) -> bool:
@@ -231,7 +300,7 @@ class Settings(BaseSettings):
         updates: dict[str, Path] = {}
         for name in ("data_dir", "runtime_dir", "checkpoint_dir"):
             path = getattr(self, name)
-            if path is None:
+            if path is None or isinstance(path, ObjectLocation):
                 continue
             path = path if path.is_absolute() else (root / path)
             try:

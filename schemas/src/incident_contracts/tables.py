@@ -2,7 +2,8 @@
 
 The Spark job writes these tables and the dashboard, the Airflow reconciliation and the benchmarks
 read them. Both sides import the schemas from here and tests check each side against them, so a
-column cannot change on one side only. Timestamps are UTC with millisecond precision.
+column cannot change on one side only. Timestamps are UTC with microsecond precision (Delta Lake's
+timestamp type).
 
 Tables (folder names under DATA_DIR):
 
@@ -19,7 +20,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-TS = pa.timestamp("ms", tz="UTC")
+TS = pa.timestamp("us", tz="UTC")
 
 
 class UpdateType(StrEnum):
