@@ -24,9 +24,9 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction
 
@@ -129,7 +129,7 @@ class TableStore:
         return dt.to_pyarrow_dataset()
 
     def read(self, table: str, columns: Sequence[str] | None = None,
-             filter: ds.Expression | None = None) -> pa.Table:  # noqa: A002 - pyarrow's own name
+             filter: ds.Expression | None = None) -> pa.Table:
         return self.dataset(table).to_table(columns=list(columns) if columns else None, filter=filter)
 
     # --- writing ----------------------------------------------------------------------------------
@@ -211,7 +211,8 @@ class TableStore:
             data, f"{base}/{table}", format="parquet", filesystem=filesystem,
             partitioning=ds.partitioning(pa.schema([spec.schema.field(p) for p in spec.partitions]), flavor="hive")
             if spec.partitions else None,
-            basename_template=f"part-{uuid.uuid4().hex}-{{i}}.zstd.parquet", existing_data_behavior="overwrite_or_ignore",
+            basename_template=f"part-{uuid.uuid4().hex}-{{i}}.zstd.parquet",
+            existing_data_behavior="overwrite_or_ignore",
             file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"), file_visitor=written.append)
         files = []
         for item in written:

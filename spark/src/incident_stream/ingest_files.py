@@ -1,24 +1,21 @@
-"""The ingest query's source: its tasks write their offset range as staged Parquet files of the tables.
+"""The ingest query's source: its tasks write their offset range as new files of the events and dead_letter tables.
 
     spark.dataSource.register(IngestFilesSource)
     files = (spark.readStream.format("kafka_ingest_files")
-             .options(**kafka_source_options, stagingDir="/data/_staging/ingest-ab12cd34",
-                      serviceCatalog=...).load())
+             .options(**kafka_source_options, tablesRoot="/data", serviceCatalog=...).load())
 
 Each task reads its offset range like the ``kafka_arrow`` source (same options, offsets, limits,
-failOnDataLoss; kafka_source.py), decodes and enriches it as the source's ``events`` format does
-(enrich_arrow.py), and writes the events and the rejected records with pyarrow's Parquet writer, into
-``<stagingDir>/<table>/<task folder>/<partition folder>/part-NNNN.parquet``. Spark receives one row per
-file (FILES_SCHEMA); the query's sink moves the files into the tables with sinks.publish_files, exactly
-once per micro-batch. Nothing is visible to readers before that step. A batch read (``spark.read``)
-stages files the same way and leaves publishing them to the caller.
+failOnDataLoss; kafka_source.py), decodes and enriches it (enrich_arrow.py), and writes the events and
+the rejected records with pyarrow's Parquet writer straight into the Delta tables' folders (local or
+object storage), under names unique to the task attempt. Spark receives one row per file
+(FILES_SCHEMA: path, size, rows, statistics); the query's sink commits all files of the micro-batch in
+one Delta commit per table (job.IngestSink, TableStore.commit_files). Until then no reader sees them;
+files of a failed or replayed attempt are in no table version and are removed by vacuum.
 
 Why the task writes, rather than Spark's Parquet writer: a row that Spark writes crosses from the
 Python task into the JVM as Arrow, is converted into Spark's row format and encoded again by parquet-mr;
 measured, that was about 60 % of the job's CPU per event, while pyarrow's C++ writer does the same in
-about a tenth of it (docs/decisions.md). The task folder carries a unique suffix per attempt, so a task
-retried by Spark never mixes its files with those of a failed attempt; only the files a successful
-attempt lists reach the sink, leftovers are removed when the job starts (sinks.clear_staging).
+about a tenth of it (docs/decisions.md).
 
 A consequence: Spark's progress counts files, not records, for this query; the sink reports the records
 to the metrics recorder (metrics.py), which reports those instead.
@@ -26,20 +23,23 @@ to the metrics recorder (metrics.py), which reports those instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import shutil
+import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
+from incident_contracts.table_store import DataFile, TableStore, data_file, partition_values
 from incident_contracts.tables import DEAD_LETTER, DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
 from incident_stream.dead_letter import dead_letter_batch
 from incident_stream.enrich_arrow import enrich_batch
@@ -54,15 +54,17 @@ from incident_stream.kafka_source import (
 )
 
 INGEST_SOURCE_NAME = "kafka_ingest_files"
-STAGING_OPTION = "stagingDir"
+TABLES_OPTION = "tablesRoot"
+# Object-store options without credentials (executors take those from their environment, AWS_*).
+STORAGE_OPTION = "tablesStorage"
 EVENTS_TABLE, DEAD_LETTER_TABLE = "events", "dead_letter"
 
 FILES_ARROW_SCHEMA = pa.schema([
     pa.field("table", pa.string(), False),  # events or dead_letter
-    pa.field("folder", pa.string(), False),  # partition folder inside the table, e.g. event_date=…/event_hour=5
-    pa.field("path", pa.string(), False),  # the staged file
-    pa.field("task_dir", pa.string(), False),  # the task attempt's folder (removed once published)
+    pa.field("path", pa.string(), False),  # the file, relative to the table (partition folders included)
+    pa.field("size", pa.int64(), False),
     pa.field("rows", pa.int64(), False),
+    pa.field("stats", pa.string(), False),  # Delta statistics (min/max/null count by column), JSON
 ])
 FILES_SCHEMA = from_arrow_schema(FILES_ARROW_SCHEMA)
 
@@ -119,13 +121,16 @@ def split_by_partition(batch: pa.RecordBatch, partitions: Sequence[str]) -> Iter
 
 
 class TableFiles:
-    """The Parquet files one task writes for one table: one open file per partition folder."""
+    """The Parquet files one task attempt writes into one table's folder: one open file per partition folder.
+    Their names carry the attempt's unique prefix; they are part of the table only once committed."""
 
-    def __init__(self, root: Path, table: StagedTable):
-        self.root = root
+    def __init__(self, filesystem: pafs.FileSystem, table_dir: str, prefix: str, table: StagedTable):
+        self.filesystem = filesystem
+        self.table_dir = table_dir
+        self.prefix = prefix
         self.table = table
         self._open: OrderedDict[str, _OpenFile] = OrderedDict()
-        self._done: list[tuple[str, Path, int]] = []
+        self._done: list[DataFile] = []
         self._counts: dict[str, int] = {}
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -139,29 +144,42 @@ class TableFiles:
         file = self._open.get(folder)
         if file is None:
             if len(self._open) >= MAX_OPEN_FILES:
-                self._finish(*self._open.popitem(last=False))
+                self._finish(self._open.popitem(last=False)[1])
             seq = self._counts.get(folder, 0)
             self._counts[folder] = seq + 1
-            file = _OpenFile(self.root / folder / f"part-{seq:04d}.parquet", self.table.schema)
+            relative = f"{folder}/{self.prefix}-{seq:04d}.zstd.parquet" if folder else \
+                f"{self.prefix}-{seq:04d}.zstd.parquet"
+            file = _OpenFile(self.filesystem, self.table_dir, relative, self.table.schema)
             self._open[folder] = file
         else:
             self._open.move_to_end(folder)
         return file
 
-    def _finish(self, folder: str, file: _OpenFile) -> None:
-        rows = file.close()
-        self._done.append((folder, file.path, rows))
+    def _finish(self, file: _OpenFile) -> None:
+        done = file.close()
+        if done is not None:
+            self._done.append(done)
 
-    def close(self) -> list[tuple[str, Path, int]]:
-        """Finish every file; (partition folder, path, rows) of each."""
+    def close(self) -> list[DataFile]:
+        """Finish every file; a DataFile (path, size, rows, statistics) for each non-empty one."""
         while self._open:
-            self._finish(*self._open.popitem(last=False))
-        return [entry for entry in self._done if entry[2] > 0]
+            self._finish(self._open.popitem(last=False)[1])
+        return [entry for entry in self._done if entry.rows > 0]
+
+    def remove(self) -> None:
+        """Delete what this attempt wrote (it failed: nothing of it will be committed)."""
+        for file in [*self._open.values()]:
+            file.abort()
+        for entry in self._done:
+            with contextlib.suppress(OSError):
+                self.filesystem.delete_file(f"{self.table_dir}/{entry.path}")
 
 
 class _OpenFile:
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.path = path
+    def __init__(self, filesystem: pafs.FileSystem, table_dir: str, relative: str, schema: pa.Schema):
+        self.filesystem = filesystem
+        self.full_path = f"{table_dir}/{relative}"
+        self.relative = relative
         self.schema = schema
         self.rows = 0
         self._buffer: list[pa.RecordBatch] = []
@@ -179,23 +197,32 @@ class _OpenFile:
         if not self.buffered:
             return
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(self.filesystem, pafs.LocalFileSystem):
+                self.filesystem.create_dir(self.full_path.rsplit("/", 1)[0], recursive=True)
             self._writer = pq.ParquetWriter(
-                self.path, self.schema, compression="zstd",
+                self.full_path, self.schema, filesystem=self.filesystem, compression="zstd",
                 use_dictionary=[name for name in self.schema.names if name not in NO_DICTIONARY])
         self._writer.write_table(pa.Table.from_batches(self._buffer, self.schema), row_group_size=self.buffered)
         self.rows += self.buffered
         self._buffer, self.buffered = [], 0
 
-    def close(self) -> int:
+    def close(self) -> DataFile | None:
         self.flush()
-        if self._writer is not None:
-            self._writer.close()
-        return self.rows
+        if self._writer is None:
+            return None
+        self._writer.close()
+        size = self.filesystem.get_file_info(self.full_path).size
+        return data_file(self.relative, size, self._writer.writer.metadata)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+                self.filesystem.delete_file(self.full_path)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """The batch's columns of `schema`, in its order and types (timestamps cut to the table's milliseconds)."""
+    """The batch's columns of `schema`, in its order and types (timestamps to the table's microseconds)."""
     columns = []
     for field in schema:
         column = batch.column(field.name)
@@ -203,12 +230,13 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def write_range_files(read: ReadConfig, rng: Range, stage_dir: str) -> Iterator[pa.RecordBatch]:
-    """Decode, enrich and write one offset range as staged Parquet files; one FILES_SCHEMA row per file."""
-    attempt = f"p{rng.partition}-o{rng.start}-{rng.end}-{uuid.uuid4().hex[:8]}"
-    tables = (STAGED_EVENTS, STAGED_DEAD_LETTER)
-    task_dirs = {table.name: Path(stage_dir) / table.name / attempt for table in tables}
-    writers = {table.name: TableFiles(task_dirs[table.name], table) for table in tables}
+def write_range_files(read: ReadConfig, rng: Range, tables: TableStore) -> Iterator[pa.RecordBatch]:
+    """Decode, enrich and write one offset range as new files of the events and dead_letter tables;
+    one FILES_SCHEMA row per file. The files stay outside the tables until the sink commits them."""
+    attempt = f"part-p{rng.partition}o{rng.start}-{uuid.uuid4().hex}"
+    filesystem, root = tables.filesystem()
+    writers = {table.name: TableFiles(filesystem, f"{root}/{table.name}", attempt, table)
+               for table in (STAGED_EVENTS, STAGED_DEAD_LETTER)}
     try:
         for batch in read_range(read, rng, logevent_arrow_schema()):
             if not batch.num_rows:
@@ -217,14 +245,20 @@ def write_range_files(read: ReadConfig, rng: Range, stage_dir: str) -> Iterator[
                 writers[EVENTS_TABLE].add(enrich_batch(batch, read.services))
             else:
                 writers[DEAD_LETTER_TABLE].add(dead_letter_batch(batch))
-        files = [{"table": name, "folder": folder, "path": str(path), "task_dir": str(task_dirs[name]),
-                  "rows": count} for name, writer in writers.items() for folder, path, count in writer.close()]
+        files = [{"table": name, "path": f.path, "size": f.size, "rows": f.rows,
+                  "stats": json.dumps(f.stats, default=str)}
+                 for name, writer in writers.items() for f in writer.close()]
     except BaseException:
-        for folder in task_dirs.values():
-            shutil.rmtree(folder, ignore_errors=True)
+        for writer in writers.values():
+            writer.remove()
         raise
     if files:
         yield pa.RecordBatch.from_pylist(files, schema=FILES_ARROW_SCHEMA)
+
+
+def committed_file(row: Any) -> DataFile:
+    """The DataFile of one FILES_SCHEMA row the sink received."""
+    return DataFile(row.path, row.size, row.rows, partition_values(row.path), json.loads(row.stats))
 
 
 class IngestFilesSource(KafkaArrowSource):
@@ -236,10 +270,14 @@ class IngestFilesSource(KafkaArrowSource):
         return FILES_SCHEMA
 
     def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
-        options = dict(self.options)
-        stage_dir = {k.lower(): v for k, v in options.items()}.get(STAGING_OPTION.lower(), "").strip()
-        if not stage_dir:
-            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the option {STAGING_OPTION!r}: a "
-                                    "folder on the same file system as the tables, which every executor can write")
-        parsed = SourceOptions.parse({**options, "format": EVENTS_FORMAT})  # the events format's enrichment
-        return parsed, functools.partial(write_range_files, stage_dir=stage_dir)
+        options = {k.lower(): v for k, v in dict(self.options).items()}
+        root = options.get(TABLES_OPTION.lower(), "").strip()
+        if not root:
+            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the option {TABLES_OPTION!r}: the "
+                                    "tables' root (DATA_DIR), a folder every executor can write or s3://...")
+        try:
+            storage = json.loads(options.get(STORAGE_OPTION.lower(), "") or "{}")
+        except ValueError as exc:
+            raise SourceOptionError(f"the option {STORAGE_OPTION!r} must be a JSON object: {exc}") from None
+        parsed = SourceOptions.parse({**dict(self.options), "format": EVENTS_FORMAT})  # the events enrichment
+        return parsed, functools.partial(write_range_files, tables=TableStore(root, storage))
