@@ -70,7 +70,7 @@ def source_reader(spark: Any, bootstrap: str, topic: str, **options: Any) -> Any
 
 
 def read_table(path: Path) -> Any:
-    """A Parquet table folder read the way the dashboard does: every file, hive partitions."""
-    import pyarrow.dataset as ds
+    """The latest committed version of the Delta table at `path` (partition columns included)."""
+    from incident_contracts.table_store import TableStore
 
-    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+    return TableStore(str(path.parent)).read(path.name)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from incident_contracts.settings import SettingsError, StartingOffsets, load_settings
+from incident_contracts.tables import TABLES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} must not be negative (got {value})", file=sys.stderr)
             return 2
 
+    from incident_contracts.table_store import TableLayoutError, TableStore
+    from incident_contracts.writer_lock import WriterBusy, writer_lock
     from incident_stream.job import JobOptions, run_job
     from incident_stream.session import build_session, ui_url
 
     checkpoint = args.checkpoint or (settings.checkpoint_root / "incident_stream")
+    store = TableStore.from_settings(settings)
     options = JobOptions(
-        data_dir=Path(settings.data_dir).resolve(),
+        data_dir=store.root,
         checkpoint=checkpoint.resolve(),
         once=args.once,
         idle_stop_seconds=args.idle_stop if args.idle_stop is not None else settings.stream_idle_stop_seconds,
@@ -91,16 +95,25 @@ def main(argv: list[str] | None = None) -> int:
         run_id=args.run_id,
         detection=not args.no_detection,
     )
-    spark = build_session(settings)
-    url = ui_url(spark)
-    print(f"Spark UI: {url}" if url else "Spark UI: disabled", flush=True)
-    print(f"incident-stream: {options.mode} run, master {spark.sparkContext.master}, topic "
-          f"{settings.kafka_topic_logs} at {settings.kafka_bootstrap_servers}, data {options.data_dir}, "
-          f"checkpoint {options.checkpoint}", flush=True)
-    try:
-        summary = run_job(spark, settings, options)
-    finally:
-        spark.stop()
+    try:  # refused before Spark starts: the running job keeps its UI port and its resources
+        with writer_lock(options.checkpoint, store, options.run_id or "manual"):
+            for table in TABLES:
+                store.open(table)  # TableLayoutError for a folder in the layout before Delta Lake
+            spark = build_session(settings)
+            url = ui_url(spark)
+            print(f"Spark UI: {url}" if url else "Spark UI: disabled", flush=True)
+            print(f"incident-stream: {options.mode} run, master {spark.sparkContext.master}, topic "
+                  f"{settings.kafka_topic_logs} at {settings.kafka_bootstrap_servers}, data {options.data_dir}, "
+                  f"checkpoint {options.checkpoint}", flush=True)
+            try:
+                summary = run_job(spark, settings, options, hold_lock=False)
+            finally:
+                spark.stop()
+    except (WriterBusy, TableLayoutError) as exc:
+        print(f"incident-stream: not started: {exc}", file=sys.stderr, flush=True)
+        print(json.dumps({"summary": "incident-stream", "run_id": options.run_id, "status": "refused",
+                          "error": str(exc)}), flush=True)
+        return 3
     print(json.dumps(summary, default=str), flush=True)
     return 1 if summary["status"] == "failed" else 0
 

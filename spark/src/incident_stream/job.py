@@ -3,12 +3,17 @@
 Two streaming queries share one SparkSession, each with its own checkpoint sub-folder:
 
 * ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic with the ingest source, whose tasks
-  decode and enrich their offset range and stage it as Parquet files of the events and dead_letter
-  tables (ingest_files.py); the sink publishes those files exactly once per micro-batch (sinks.py). It
-  commits processed offsets to the consumer group.
+  decode and enrich their offset range and write it as new Parquet files of the events and dead_letter
+  Delta tables (ingest_files.py); the sink commits those files, one Delta commit per table and
+  micro-batch, idempotently (TableStore.commit_files). It commits processed offsets to the consumer group.
 * ``detection`` (``<checkpoint>/detection``): reads the topic again with the detection source, whose
   tasks hand over partial buckets rather than events (detection/source.py), runs
-  ``incident_stream.detection.detect_partials`` and writes incident_updates the same way.
+  ``incident_stream.detection.detect_partials`` and appends incident_updates the same way.
+
+Each commit records the query's application id (its checkpoint's id) and the micro-batch id in the
+table: Spark replays a batch whose end did not reach the checkpoint, and the table recognises a batch
+it already holds, so every row is committed exactly once. The job holds the checkpoint's and the
+tables' writer locks (incident_contracts.writer_lock) from start to exit: a second job is refused.
 
 Run modes: continuous (processing-time trigger), ``available_now`` (everything already in the topic,
 then stop), or idle stop (stop once no record arrived for N seconds). SIGTERM/SIGINT stop gracefully:
@@ -20,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import signal
 import threading
 import time
@@ -35,17 +39,24 @@ from pyspark.sql.streaming import StreamingQuery
 
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
-from incident_stream.compaction import compact_table
+from incident_contracts.table_store import TableStore
+from incident_contracts.tables import TABLES
+from incident_contracts.writer_lock import writer_lock
 from incident_stream.enrich_arrow import ServiceLookup
-from incident_stream.ingest_files import DEAD_LETTER_TABLE, EVENTS_TABLE, INGEST_SOURCE_NAME, STAGING_OPTION
+from incident_stream.ingest_files import (
+    DEAD_LETTER_TABLE,
+    EVENTS_TABLE,
+    INGEST_SOURCE_NAME,
+    STORAGE_OPTION,
+    TABLES_OPTION,
+    committed_file,
+)
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
-from incident_stream.sinks import STAGING, clear_staging, discard_batch, publish_files, write_batch_exactly_once
 
 log = logging.getLogger("incident_stream")
 
 INGEST, DETECTION = "ingest", "detection"
-COMPACT_EVERY_BATCHES = 20
 STOP_GRACE_SECONDS = 60.0
 QUERY_INIT_WAIT_SECONDS = 60.0
 MAX_QUERY_RESTARTS = 3
@@ -56,7 +67,7 @@ TRANSIENT_START_ERRORS = ("Python worker failed to connect back",
 
 @dataclass
 class JobOptions:
-    data_dir: Path
+    data_dir: Path | str  # the tables' root: a folder or s3://bucket/prefix
     checkpoint: Path
     once: bool = False
     idle_stop_seconds: float = 0.0
@@ -66,7 +77,6 @@ class JobOptions:
     fail_on_data_loss: bool = True
     run_id: str | None = None
     detection: bool = True
-    compact_every: int = COMPACT_EVERY_BATCHES
 
     @property
     def mode(self) -> str:
@@ -111,13 +121,13 @@ def source_options(settings: Settings, options: JobOptions, *, commit: bool) -> 
     return values
 
 
-def checkpoint_tag(checkpoint: Path) -> str:
-    """A short id of a query's checkpoint (from Spark's metadata file), used in the sinks' file names."""
+def checkpoint_id(checkpoint: Path) -> str:
+    """The id of a query's checkpoint (from Spark's metadata file): a fresh checkpoint gets a new one."""
     metadata = checkpoint / "metadata"
     for _ in range(50):
         if metadata.exists():
             try:
-                return json.loads(metadata.read_text().splitlines()[0])["id"].replace("-", "")[:8]
+                return str(json.loads(metadata.read_text().splitlines()[0])["id"])
             except (ValueError, KeyError, IndexError):
                 pass
         time.sleep(0.1)
@@ -149,68 +159,76 @@ def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
     return None if batch is None else batch_end_offsets(checkpoint, batch)
 
 
-def ingest_options(catalog: Catalog, data_dir: Path) -> dict[str, str]:
+def ingest_options(catalog: Catalog, store: TableStore) -> dict[str, str]:
     """Options of the ingest query's source beside the Kafka ones: its tasks enrich the events with the
-    service catalog and stage them, and the dead letters, as Parquet files (ingest_files.py)."""
-    return {STAGING_OPTION: str(data_dir / STAGING / INGEST),
+    service catalog and write them, and the dead letters, into the tables (ingest_files.py). Object-store
+    credentials are not among them: executors read them from their environment (AWS_*)."""
+    public = {k: v for k, v in store.storage_options.items() if k not in SECRET_OPTIONS}
+    return {TABLES_OPTION: store.root, STORAGE_OPTION: json.dumps(public),
             "serviceCatalog": json.dumps(ServiceLookup.of(catalog).to_dict())}
 
 
-class IngestSink:
-    """foreachBatch of the ingest query: publishes the events and dead-letter files the batch's tasks
-    staged (one row per file, ingest_files.FILES_SCHEMA), exactly once per batch (sinks.publish_files)."""
+SECRET_OPTIONS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
-    def __init__(self, data_dir: Path, checkpoint: Path, counters: Counters, metrics: MetricsRecorder,
-                 compact_every: int):
-        self.tables = {EVENTS_TABLE: data_dir / EVENTS_TABLE, DEAD_LETTER_TABLE: data_dir / DEAD_LETTER_TABLE}
+
+class _BatchSink:
+    """What both sinks share: the query's application id in the tables.
+
+    Sinks never compact: merging small files is table maintenance's job (the table_maintenance DAG,
+    `make maintain`), which commits beside the running job, and the job's final stop."""
+
+    def __init__(self, store: TableStore, checkpoint: Path, query: str):
+        self.store = store
         self.checkpoint = checkpoint
-        self.counters = counters
-        self.metrics = metrics
-        self.compact_every = compact_every
-        self._tag: str | None = None
+        self.query = query
+        self._app_id: str | None = None
 
     @property
-    def tag(self) -> str:
-        if self._tag is None:
-            self._tag = checkpoint_tag(self.checkpoint)
-        return self._tag
+    def app_id(self) -> str:
+        """The application id commits carry: one per query and checkpoint (a fresh checkpoint starts over)."""
+        if self._app_id is None:
+            self._app_id = f"incident-stream-{self.query}-{checkpoint_id(self.checkpoint)}"
+        return self._app_id
+
+
+class IngestSink(_BatchSink):
+    """foreachBatch of the ingest query: commits the events and dead-letter files the batch's tasks wrote
+    (one row per file, ingest_files.FILES_SCHEMA), one commit per table, exactly once per batch."""
+
+    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, metrics: MetricsRecorder):
+        super().__init__(store, checkpoint, INGEST)
+        self.counters = counters
+        self.metrics = metrics
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        files = batch.collect()  # runs the batch's tasks: they read, enrich and stage the files
+        files = batch.collect()  # runs the batch's tasks: they read, enrich and write the files
         rows = {}
-        for table, path in self.tables.items():
-            staged = [(Path(f.path), f.folder) for f in files if f.table == table]
-            if staged:
-                rows[table] = publish_files(staged, path, batch_id, self.tag).rows
-            else:
-                discard_batch(path, batch_id, self.tag)
+        for table in (EVENTS_TABLE, DEAD_LETTER_TABLE):
+            written = [committed_file(f) for f in files if f.table == table]
+            rows[table] = sum(f.rows for f in written)
+            if written and not self.store.commit_files(table, written, self.app_id, batch_id):
+                log.info("batch %d of %s is already in %s (a replay): its new files are dropped", batch_id,
+                         INGEST, table)
+                self.store.delete_files(table, written)
                 rows[table] = 0
-        for task_dir in {f.task_dir for f in files}:
-            shutil.rmtree(task_dir, ignore_errors=True)
         self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
         self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
-        if self.compact_every and batch_id > 0 and batch_id % self.compact_every == 0:
-            for path in self.tables.values():
-                compact_table(path, tag=self.tag, before_batch=batch_id)
 
 
-class UpdatesSink:
-    """foreachBatch of the detection query: incident_updates rows, exactly once."""
+class UpdatesSink(_BatchSink):
+    """foreachBatch of the detection query: incident_updates rows, appended exactly once per batch."""
 
-    def __init__(self, data_dir: Path, checkpoint: Path, counters: Counters, compact_every: int):
-        self.path = data_dir / "incident_updates"
-        self.checkpoint = checkpoint
+    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters):
+        super().__init__(store, checkpoint, DETECTION)
         self.counters = counters
-        self.compact_every = compact_every
-        self._tag: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        if self._tag is None:
-            self._tag = checkpoint_tag(self.checkpoint)
-        written = write_batch_exactly_once(batch, batch_id, self.path, (), tag=self._tag)
-        self.counters.add(DETECTION, incident_updates=written.rows)
-        if self.compact_every and batch_id > 0 and batch_id % self.compact_every == 0:
-            compact_table(self.path, tag=self._tag, before_batch=batch_id)
+        rows = batch.toArrow()
+        added = rows.num_rows if self.store.append(UPDATES_TABLE, rows, self.app_id, batch_id) else 0
+        self.counters.add(DETECTION, incident_updates=added)
+
+
+UPDATES_TABLE = "incident_updates"
 
 
 def _detection() -> Any | None:
@@ -234,7 +252,8 @@ class StreamJob:
         self.catalog = catalog or default_catalog()
         self.counters = Counters()
         self.queries: dict[str, StreamingQuery] = {}
-        self.metrics = MetricsRecorder(options.data_dir / "metrics", run_id=options.run_id)
+        self.store = TableStore.at(options.data_dir, settings)
+        self.metrics = MetricsRecorder(self.store, run_id=options.run_id)
         self.stop_reason: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
@@ -255,16 +274,16 @@ class StreamJob:
         return {"processingTime": f"{self.options.trigger_seconds:g} seconds"}
 
     def start(self) -> None:
-        clear_staging(self.options.data_dir)
+        for table in TABLES:  # created before any task writes a file into a table's folder
+            self.store.create(table)
         self.spark.streams.addListener(self.metrics)
         checkpoint = self.options.checkpoint
         ingest_checkpoint = checkpoint / INGEST
-        sink = IngestSink(self.options.data_dir, ingest_checkpoint, self.counters, self.metrics,
-                          self.options.compact_every)
+        sink = IngestSink(self.store, ingest_checkpoint, self.counters, self.metrics)
 
         def ingest() -> StreamingQuery:
             return (self._source(commit=True, name=INGEST_SOURCE_NAME,
-                                 extra=ingest_options(self.catalog, self.options.data_dir))
+                                 extra=ingest_options(self.catalog, self.store))
                     .writeStream.queryName(INGEST)
                     .foreachBatch(sink)
                     .option("checkpointLocation", str(ingest_checkpoint))
@@ -274,8 +293,7 @@ class StreamJob:
         detection = _detection() if self.options.detection else None
         if detection is not None:
             detection_checkpoint = checkpoint / DETECTION
-            updates_sink = UpdatesSink(self.options.data_dir, detection_checkpoint, self.counters,
-                                       self.options.compact_every)
+            updates_sink = UpdatesSink(self.store, detection_checkpoint, self.counters)
 
             def detection_query() -> StreamingQuery:
                 params = detection.params(self.settings)
@@ -382,14 +400,12 @@ class StreamJob:
         self._final_compaction()
 
     def _final_compaction(self) -> None:
-        for name, tables in ((INGEST, ("events", "dead_letter")), (DETECTION, ("incident_updates",))):
-            checkpoint = self.options.checkpoint / name
-            committed = last_committed_batch(checkpoint)
-            if committed is None or name not in self.queries:
-                continue
-            tag = checkpoint_tag(checkpoint)
-            for table in tables:
-                compact_table(self.options.data_dir / table, tag=tag, before_batch=committed + 1)
+        """Merge the run's small files (Delta's optimize: readers of older snapshots keep theirs)."""
+        for table in TABLES:
+            try:
+                self.store.compact(table)
+            except Exception as exc:  # compaction is an optimisation: never fail the run for it
+                log.warning("could not compact %s: %s", table, exc)
 
     # --- reporting --------------------------------------------------------------------------------
     def summary(self, elapsed: float) -> dict[str, Any]:
@@ -427,18 +443,22 @@ def install_signal_handlers(job: StreamJob) -> None:
 
 
 def run_job(spark: SparkSession, settings: Settings, options: JobOptions, catalog: Catalog | None = None,
-            *, handle_signals: bool = True) -> dict[str, Any]:
-    """Run the job until its mode says stop; returns the summary (also for a failed run)."""
+            *, handle_signals: bool = True, hold_lock: bool = True) -> dict[str, Any]:
+    """Run the job until its mode says stop; returns the summary (also for a failed run). It holds the
+    writer locks throughout (raising WriterBusy when another job has them) unless the caller already does."""
     started = time.monotonic()
     job = StreamJob(spark, settings, options, catalog)
     if handle_signals:
         install_signal_handlers(job)
-    try:
-        job.start()
-        job.wait()
-    except Exception as exc:  # a query that could not start: report it like a failed run
-        job.error = f"{type(exc).__name__}: {exc}"
-        job.request_stop("error")
-    finally:
-        job.stop()
+    lock = writer_lock(options.checkpoint, job.store, options.run_id or "manual") if hold_lock \
+        else contextlib.nullcontext()
+    with lock:
+        try:
+            job.start()
+            job.wait()
+        except Exception as exc:  # a query that could not start: report it like a failed run
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.request_stop("error")
+        finally:
+            job.stop()
     return job.summary(time.monotonic() - started)

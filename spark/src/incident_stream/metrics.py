@@ -1,8 +1,8 @@
 """Streaming progress of every query, written as rows of the ``metrics`` table the dashboard reads.
 
 A StreamingQueryListener turns each progress report into one METRICS row (input and processed rows/s,
-batch duration, offsets, lag, state size). Rows are buffered and written every ``flush_seconds`` as one
-small Parquet file (temporary name, then an atomic rename); small files are merged now and then.
+batch duration, offsets, lag, state size). Rows are buffered and appended every ``flush_seconds`` in one
+commit of the Delta table (TableStore.append); table maintenance merges the small files.
 The listener also keeps the latest progress per query for the job's stop rules and summary.
 
 Spark hands progress reports to listeners asynchronously, on its listener bus: on a busy machine the
@@ -17,22 +17,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark.sql.streaming import StreamingQueryListener
 
+from incident_contracts.table_store import TableStore
 from incident_contracts.tables import METRICS
-from incident_stream.compaction import compact_table
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +102,14 @@ class QueryActivity:
 
 
 class MetricsRecorder(StreamingQueryListener):
-    def __init__(self, table_path: Path, run_id: str | None = None, flush_seconds: float = 10.0,
-                 compact_every: int = 32):
-        self.table_path = Path(table_path)
+    def __init__(self, store: TableStore, run_id: str | None = None, flush_seconds: float = 10.0):
+        self.store = store
         self.run_id = run_id
         self.flush_seconds = flush_seconds
-        self.compact_every = compact_every
-        self.tag = "m" + uuid.uuid4().hex[:8]
         self.activity: dict[str, QueryActivity] = {}
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
-        self._files = 0
         self._seen: set[tuple[Any, ...]] = set()
         self._seen_order: deque[tuple[Any, ...]] = deque()
         self._records: dict[tuple[str, int], int] = {}
@@ -205,25 +197,9 @@ class MetricsRecorder(StreamingQueryListener):
         with self._lock:
             rows, self._rows = self._rows, []
             self._last_flush = time.monotonic()
-            if not rows:
-                return
-            self._files += 1
-            seq = self._files
+        if not rows:
+            return
         try:
-            write_metrics(self.table_path, rows, self.tag, seq)
-            if seq % self.compact_every == 0:
-                compact_table(self.table_path, tag=self.tag, min_files=self.compact_every)
-        except OSError as exc:
-            log.warning("could not write %d metrics rows to %s: %s", len(rows), self.table_path, exc)
-
-
-def write_metrics(table_path: Path, rows: list[dict[str, Any]], tag: str, seq: int) -> Path:
-    """Write METRICS rows as one Parquet file, visible only once complete."""
-    table_path.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=METRICS)
-    target = table_path / f"part-{tag}-c{seq:012d}-0000.parquet"
-    temporary = table_path.parent / "_staging" / f"metrics-{uuid.uuid4().hex}.parquet"
-    temporary.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, temporary, compression="zstd")
-    os.replace(temporary, target)
-    return target
+            self.store.append("metrics", pa.Table.from_pylist(rows, schema=METRICS))
+        except Exception as exc:  # metrics must never fail the job
+            log.warning("could not write %d metrics rows to %s: %s", len(rows), self.store.uri("metrics"), exc)
