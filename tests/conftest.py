@@ -7,6 +7,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local S3-compatible server (moto) for the whole test session; tests take a bucket each."""
+    from s3_server import start_s3_server
+
+    server = start_s3_server(free_port(), tmp_path_factory.mktemp("s3") / "s3.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def topic(broker: str) -> str:
     """A fresh two-partition topic on the session broker."""
@@ -49,7 +62,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith(("KAFKA_", "SPARK_", "STREAM_", "GEMINI_", "DASHBOARD_", "AIRFLOW_PORT",
                            "AIRFLOW_PARALLELISM", "SCHEMA_REGISTRY", "DATA_DIR", "RUNTIME_DIR",
-                           "CHECKPOINT_DIR", "LOG_LEVEL", "ENVIRONMENT", "CLUSTER_")):
+                           "CHECKPOINT_DIR", "LOG_LEVEL", "ENVIRONMENT", "CLUSTER_", "S3_", "AWS_",
+                           "RETENTION_DAYS_", "TABLE_")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ENV_FILE", str(tmp_path / "no.env"))
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))

@@ -94,10 +94,14 @@ class TableStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TableStore:
-        root = settings.data_dir
-        if not isinstance(root, ObjectLocation):
-            root = Path(root).resolve()
-        return cls(str(root).rstrip("/"), settings.storage_options())
+        return cls.at(settings.data_dir, settings)
+
+    @classmethod
+    def at(cls, location: str | Path, settings: Settings) -> TableStore:
+        """The tables under `location` (a folder or s3://...), with the object-store settings if needed."""
+        if isinstance(location, ObjectLocation) or "://" in str(location):
+            return cls(str(location).rstrip("/"), settings.storage_options())
+        return cls(str(Path(location).resolve()))
 
     @property
     def is_local(self) -> bool:
@@ -221,6 +225,28 @@ class TableStore:
             files.append(data_file(relative, size, item.metadata))
         return files
 
+    def delete_files(self, table: str, files: Sequence[DataFile]) -> None:
+        """Remove written files no commit will name (a replayed batch's); vacuum would remove them later."""
+        filesystem, base = self.filesystem()
+        for file in files:
+            try:
+                filesystem.delete_file(f"{base}/{table}/{file.path}")
+            except (OSError, FileNotFoundError) as exc:
+                log.debug("could not remove uncommitted file %s: %s", file.path, exc)
+
+    def compact(self, table: str, **options: Any) -> dict[str, Any]:
+        """Merge small files of the table into larger ones in one commit (Delta's optimize/compact);
+        readers of older versions keep theirs until vacuum. Returns delta-rs's metrics ({} if no table)."""
+        dt = self.open(table)
+        if dt is None:
+            return {}
+        before = dt.version()
+        result = dt.optimize.compact(commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
+                                     **options)
+        if result.get("numFilesAdded"):
+            self._make_durable(table, dt, since=before)
+        return result
+
     @staticmethod
     def _commit(app_id: str | None, version: int | None) -> CommitProperties:
         transactions = [Transaction(app_id, version)] if app_id is not None and version is not None else None
@@ -266,10 +292,14 @@ class TableStore:
 
 
 def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
-    """The rows with the table's columns, in its order and types (timestamps to microseconds)."""
+    """The rows with the table's columns, in its order and types (timestamps to microseconds); a nullable
+    column the rows lack is all nulls."""
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     columns = []
     for target in schema:
+        if target.name not in table.column_names and target.nullable:
+            columns.append(pa.nulls(table.num_rows, target.type))
+            continue
         column = table.column(target.name)
         columns.append(column if column.type.equals(target.type) else column.cast(target.type, safe=False))
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_nullable(True) for f in schema]))
