@@ -109,9 +109,9 @@ def test_the_locks_of_a_job_killed_with_sigkill_are_free_at_once(tmp_path: Path)
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
         holder = current_writer(checkpoint, store)
         assert holder is not None and (holder.run_id, holder.pid) == ("doomed-run", child.pid)
-        with pytest.raises(WriterBusy, match=rf"run doomed-run \(pid {child.pid} "):
-            with writer_lock(checkpoint, store, "next-run"):
-                pass
+        with pytest.raises(WriterBusy, match=rf"run doomed-run \(pid {child.pid} "), \
+                writer_lock(checkpoint, store, "next-run"):
+            pass
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
