@@ -35,7 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction
 
 from incident_contracts.settings import ObjectLocation, Settings
@@ -126,11 +126,15 @@ class TableStore:
 
     def dataset(self, table: str, dt: DeltaTable | None = None) -> ds.Dataset:
         """One committed snapshot of the table as a pyarrow dataset (zero rows when it does not exist).
-        Partition values and per-file min/max statistics prune files for filters on the dataset."""
+        Partition values and per-file min/max statistics prune files for filters on the dataset.
+
+        Files are read through pyarrow's own file system: through deltalake's default (a Python file
+        system) a process that scanned with threads aborts now and then at exit."""
         dt = dt or self.open(table)
         if dt is None:
             return ds.dataset(TABLES[table].schema.empty_table())
-        return dt.to_pyarrow_dataset()
+        filesystem, base = self.filesystem()
+        return dt.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(f"{base}/{table}", filesystem))
 
     def read(self, table: str, columns: Sequence[str] | None = None,
              filter: ds.Expression | None = None) -> pa.Table:
@@ -185,9 +189,23 @@ class TableStore:
         self._fsync_data(table, files)
         spec = TABLES[table]
         before = dt.version()
-        dt.create_write_transaction([f.add_action() for f in files], "append", spec.schema,
-                                    partition_by=list(spec.partitions) or None,
-                                    commit_properties=self._commit(app_id, version))
+        for attempt in range(MAX_COMMIT_RETRIES + 1):
+            try:
+                dt.create_write_transaction([f.add_action() for f in files], "append", spec.schema,
+                                            partition_by=list(spec.partitions) or None,
+                                            commit_properties=self._commit(app_id, version))
+                break
+            except CommitFailedError as exc:
+                # delta-rs counts every file of an append's snapshot as read, so a concurrent delete (retention,
+                # table_maintenance) fails it; an append depends on nothing it read: commit it on the new version.
+                if attempt == MAX_COMMIT_RETRIES:
+                    raise
+                log.info("commit to %s conflicted with a concurrent commit (%s); committing again", table,
+                         str(exc).splitlines()[0])
+                dt.update_incremental()
+                done = dt.transaction_version(app_id) if app_id is not None and version is not None else None
+                if done is not None and done >= version:  # type: ignore[operator]
+                    return False
         self._make_durable(table, dt, since=before)
         return True
 
