@@ -224,7 +224,9 @@ class UpdatesSink(_BatchSink):
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = batch.toArrow()
-        added = rows.num_rows if self.store.append(UPDATES_TABLE, rows, self.app_id, batch_id) else 0
+        # An empty batch (every trigger of an idle stream) commits nothing: replaying it writes nothing either.
+        added = rows.num_rows if rows.num_rows and self.store.append(UPDATES_TABLE, rows, self.app_id,
+                                                                      batch_id) else 0
         self.counters.add(DETECTION, incident_updates=added)
 
 
