@@ -1,10 +1,10 @@
 """Tables built from the real log generator's scenarios, the way the Spark job would write them.
 
 Events: the generator's LogEvent records with the Spark job's signature function and error rule,
-written through the EVENTS contract in hourly partitions. Incidents: for each scenario, an incident at
-the ground-truth origin and at up to two callers whose error rate or latency departed from baseline,
-the callers linked to the origin; top signatures from error lines (the slowest lines for a
-latency-only incident), as the detector ranks them.
+committed to the Delta Lake events table (hourly partitions) through the table store. Incidents: for
+each scenario, an incident at the ground-truth origin and at up to two callers whose error rate or
+latency departed from baseline, the callers linked to the origin; top signatures from error lines (the
+slowest lines for a latency-only incident), as the detector ranks them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from incident_contracts import tables as contract
 from incident_contracts.catalog import Catalog
+from incident_contracts.table_store import TableStore
 from incident_stream.signature import mask_message, signature_id
 from log_generator.api import generate
 from log_generator.ground_truth import IncidentTruth
@@ -45,7 +44,7 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def write_events(events: list[dict], data_dir: Path, catalog: Catalog, tag: str) -> None:
+def write_events(events: list[dict], store: TableStore, catalog: Catalog) -> None:
     specs = {s.name: s for s in catalog.services}
     signatures = [mask_message(e["message"]) for e in events]
     when = [_ts(e["timestamp"]) for e in events]
@@ -64,14 +63,8 @@ def write_events(events: list[dict], data_dir: Path, catalog: Catalog, tag: str)
     for name in ("service", "environment", "host", "level", "logger", "message", "trace_id", "span_id",
                  "http_method", "http_path", "http_status", "latency_ms", "error_type"):
         columns[name] = [e.get(name) for e in events]
-    table = pa.Table.from_pydict({f.name: columns[f.name] for f in contract.EVENTS}, schema=contract.EVENTS)
-    for date, hour in sorted(set(zip(columns["event_date"], columns["event_hour"], strict=True))):
-        mask = pc.and_(pc.equal(table["event_date"], date), pc.equal(table["event_hour"], hour))
-        part = table.filter(mask).drop_columns(list(contract.EVENTS_PARTITIONS))
-        folder = data_dir / "events" / f"event_date={date}" / f"event_hour={hour}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(0, part.num_rows, 20_000):
-            pq.write_table(part.slice(i, 20_000), folder / f"part-{tag}-{i // 20_000:04d}.parquet")
+    store.append("events", pa.Table.from_pydict({f.name: columns[f.name] for f in contract.EVENTS},
+                                                schema=contract.EVENTS))
 
 
 def _stats(events: list[dict], truth: IncidentTruth, service: str) -> dict | None:
@@ -146,19 +139,18 @@ def incident_rows(events: list[dict], truth: IncidentTruth, catalog: Catalog, pr
 
 def build_generated_tables(data_dir: Path, catalog: Catalog, scenarios: list[str], *, rate: float = 20.0,
                            duration_s: float = 900.0, seed: int = 11) -> list[PlannedIncident]:
-    """One generator run per scenario, an hour apart, written as events and incident_updates tables."""
+    """One generator run per scenario, an hour apart, committed to the events and incident_updates tables."""
+    store = TableStore(str(data_dir.resolve()))
     base = 1_800_000_000_000
     all_rows: list[dict] = []
     planned: list[PlannedIncident] = []
     for i, name in enumerate(scenarios):
         events, truth = generate(name, rate=rate, duration_s=duration_s, seed=seed, start_ms=base + i * 3_600_000)
         events = list(events)
-        write_events(events, data_dir, catalog, tag=f"s{i}")
+        write_events(events, store, catalog)
         incident = next(t for t in truth.incidents if t.expect_incident)
         rows, found = incident_rows(events, incident, catalog, prefix=f"GEN-{i}")
         all_rows += rows
         planned += found
-    folder = data_dir / "incident_updates"
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(all_rows, schema=contract.INCIDENT_UPDATES), folder / "part-gen.parquet")
+    store.append("incident_updates", pa.Table.from_pylist(all_rows, schema=contract.INCIDENT_UPDATES))
     return planned

@@ -1,19 +1,20 @@
-"""The data-access layer over Parquet folders: listing, incremental mirrors, current state, tolerance."""
+"""The data-access layer over Delta Lake tables: committed snapshots only, incremental mirrors, compaction,
+current state, partition pruning, tables that are missing or in the old layout."""
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from incident_contracts import tables as contract
+from incident_contracts.table_store import TableStore
 from incident_dashboard.data import IncidentFilter, Repository
-from incident_dashboard.data.files import list_table_files, prune_by_hour
+from incident_dashboard.data.files import SnapshotFile, prune_by_hour, snapshot_files
 from incident_dashboard.data.ttl import TTLCache
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -37,59 +38,61 @@ def _update(incident_id: str, seq: int, **overrides: object) -> dict:
     return row
 
 
-def _write(folder: Path, name: str, rows: list[dict], schema: pa.Schema = contract.INCIDENT_UPDATES) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    return path
+def _event(i: int, when: datetime, **overrides: object) -> dict:
+    row = {
+        "event_id": f"e{i}", "event_time": when, "ingest_time": when, "service": "api-gateway",
+        "environment": "prod", "host": "gw-1", "level": "INFO", "is_error": False, "message": "m",
+        "signature": "s", "signature_id": "s0", "latency_ms": 10.0, "http_status": 200, "topic": "logs.events",
+        "kafka_partition": 0, "kafka_offset": i, "event_date": f"{when:%Y-%m-%d}", "event_hour": when.hour,
+    }
+    row.update(overrides)
+    return row
 
 
-def test_listing_skips_scratch_hidden_and_empty_files(tmp_path: Path) -> None:
-    root = tmp_path / "events"
-    good = root / "event_date=2026-11-23" / "event_hour=9" / "part-1.parquet"
-    good.parent.mkdir(parents=True)
-    good.write_bytes(b"data")
-    (good.parent / "part-2.parquet").write_bytes(b"")
-    (good.parent / ".part-3.parquet.crc").write_bytes(b"x")
-    (good.parent / "notes.txt").write_bytes(b"x")
-    (root / "_temporary" / "0").mkdir(parents=True)
-    (root / "_temporary" / "0" / "part-4.parquet").write_bytes(b"x")
-    listing = list_table_files(root)
-    assert [f.path for f in listing.files] == [str(good)]
-    assert listing.files[0].partition == {"event_date": "2026-11-23", "event_hour": "9"}
-    assert list_table_files(tmp_path / "missing").files == []
+def _rows(table: str, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=contract.TABLES[table].schema)
 
 
-def test_listing_honours_a_spark_manifest(tmp_path: Path) -> None:
-    root = tmp_path / "t"
-    root.mkdir()
-    for name in ("part-a.parquet", "part-b.parquet", "part-c.parquet"):
-        (root / name).write_bytes(b"x")
-    manifest = root / "_spark_metadata"
-    manifest.mkdir()
-    entry = {"path": f"file://{root}/part-a.parquet", "size": 1, "isDir": False, "action": "add"}
-    (manifest / "0").write_text("v1\n" + json.dumps(entry) + "\n")
-    (manifest / "1").write_text("v1\n" + json.dumps({**entry, "path": f"file://{root}/part-b.parquet"}) + "\n")
-    (manifest / "2").write_text("v1\n" + json.dumps({**entry, "action": "delete"}) + "\n")
-    listing = list_table_files(root)
-    assert [Path(f.path).name for f in listing.files] == ["part-b.parquet"]
-    assert listing.manifest and listing.uncommitted == 2
+def _append(root: Path, table: str, rows: list[dict]) -> None:
+    TableStore(str(root)).append(table, _rows(table, rows))
 
 
-def test_prune_by_hour_keeps_overlapping_partitions(tmp_path: Path) -> None:
-    from incident_dashboard.data.files import FileEntry
+def test_a_file_written_into_the_folder_but_not_committed_is_not_read(tmp_path: Path) -> None:
+    store = TableStore(str(tmp_path))
+    store.append("incident_updates", _rows("incident_updates", [_update("INC-1", 1)]))
+    repo = Repository(tmp_path, cache_ttl=0)
+    assert repo.incidents(IncidentFilter()).total == 1
 
-    files = [FileEntry(f"/t/event_date=2026-11-23/event_hour={h}/p.parquet", 1, 0) for h in (7, 8, 9, 10)]
-    files.append(FileEntry("/t/unpartitioned.parquet", 1, 0))
-    kept = prune_by_hour(files, T0 - timedelta(minutes=30), T0 + timedelta(minutes=20))
-    assert [f.path for f in kept] == [files[1].path, files[2].path, "/t/unpartitioned.parquet"]
+    # A task wrote its file but its commit has not happened (or never will): in the folder, not in a version.
+    store.write_files("incident_updates", _rows("incident_updates", [_update("INC-2", 1)]))
+    pq.write_table(_rows("incident_updates", [_update("INC-3", 1)]), tmp_path / "incident_updates" / "stray.parquet")
+    assert repo.incidents(IncidentFilter()).total == 1
+    status = repo.status("incident_updates")
+    assert status.files == 1 and status.version == 1 and not status.unreadable
+
+    store.append("incident_updates", _rows("incident_updates", [_update("INC-4", 1)]))  # a commit
+    assert sorted(repo.incidents(IncidentFilter()).rows["incident_id"]) == ["INC-1", "INC-4"]
+    assert repo.status("incident_updates").version == 2
+
+
+def test_new_versions_load_only_their_files(tmp_path: Path) -> None:
+    _append(tmp_path, "incident_updates", [_update("INC-1", 1)])
+    repo = Repository(tmp_path, cache_ttl=0)
+    assert repo.incidents(IncidentFilter()).total == 1
+    first = {f.key: f for f in repo.updates.files()}
+    _append(tmp_path, "incident_updates", [_update("INC-1", 2, severity="P1"), _update("INC-2", 1)])
+    assert repo.incident("INC-1")["severity"] == "P1" and repo.incidents(IncidentFilter()).total == 2
+    files = {f.key: f for f in repo.updates.files()}
+    assert len(files) == 2 and all(files[key] is first[key] for key in first)  # the first file was not re-read
+    per_file = dict(repo.db.rows("SELECT _file, count(*) FROM incident_updates GROUP BY _file"))
+    assert sorted(per_file.values()) == [1, 2] and set(per_file) == set(files)
 
 
 def test_current_state_is_the_highest_update_seq(tmp_path: Path) -> None:
-    folder = tmp_path / "incident_updates"
-    # written out of order, in separate small files, as micro-batches would
-    _write(folder, "part-2.parquet", [_update("INC-1", 3, severity="P1", status="resolved", resolved_at=T0)])
-    _write(folder, "part-1.parquet", [_update("INC-1", 1), _update("INC-1", 2, severity="P2"), _update("INC-2", 1)])
+    # committed out of order, in separate small files, as micro-batches would
+    _append(tmp_path, "incident_updates", [_update("INC-1", 3, severity="P1", status="resolved", resolved_at=T0)])
+    _append(tmp_path, "incident_updates", [_update("INC-1", 1), _update("INC-1", 2, severity="P2"),
+                                           _update("INC-2", 1)])
     repo = Repository(tmp_path, cache_ttl=0)
     incident = repo.incident("INC-1")
     assert incident["update_seq"] == 3 and incident["severity"] == "P1" and incident["status"] == "resolved"
@@ -105,7 +108,7 @@ def test_filters_text_and_limits(tmp_path: Path) -> None:
                     severity="P1" if i < 3 else "P4", opened_at=T0 + timedelta(hours=i),
                     last_seen=T0 + timedelta(hours=i, minutes=10), title=f"incident {i} expired certificate"
                     if i == 5 else f"incident {i}") for i in range(10)]
-    _write(tmp_path / "incident_updates", "part-0.parquet", rows)
+    _append(tmp_path, "incident_updates", rows)
     repo = Repository(tmp_path, cache_ttl=0)
     assert repo.incidents(IncidentFilter(services=("auth-service",))).total == 5
     assert repo.incidents(IncidentFilter(severities=("P1",))).total == 3
@@ -118,7 +121,8 @@ def test_filters_text_and_limits(tmp_path: Path) -> None:
 
 def test_missing_tables_read_as_empty_with_the_contract_columns(tmp_path: Path) -> None:
     repo = Repository(tmp_path / "nothing-here", cache_ttl=0)
-    assert not repo.status("incident_updates").exists
+    status = repo.status("incident_updates")
+    assert not status.exists and status.version is None and status.error is None
     page = repo.incidents(IncidentFilter())
     assert page.total == 0 and "severity" in page.rows.columns
     assert repo.traffic(T0, T0 + timedelta(hours=1), "10 minutes").empty
@@ -126,65 +130,81 @@ def test_missing_tables_read_as_empty_with_the_contract_columns(tmp_path: Path) 
     assert repo.freshness().latest_event_time is None
     assert repo.incident_window(["api-gateway"], T0, T0 + timedelta(hours=1)).empty
 
+    _append(tmp_path / "nothing-here", "incident_updates", [_update("INC-1", 1)])  # the pipeline starts
+    assert repo.incidents(IncidentFilter()).total == 1 and repo.status("incident_updates").exists
 
-def test_half_written_file_is_retried_until_complete(tmp_path: Path) -> None:
+
+def test_a_table_in_the_old_layout_is_named_not_read(tmp_path: Path) -> None:
     folder = tmp_path / "incident_updates"
-    _write(folder, "part-1.parquet", [_update("INC-1", 1)])
-    complete = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist([_update("INC-2", 1)], schema=contract.INCIDENT_UPDATES), complete)
-    data = complete.getvalue().to_pybytes()
-    late = folder / "part-2.parquet"
-    late.write_bytes(data[: len(data) // 2])  # the writer is half-way through
-
+    folder.mkdir()
+    pq.write_table(_rows("incident_updates", [_update("INC-1", 1)]), folder / "part-0.parquet")
     repo = Repository(tmp_path, cache_ttl=0)
-    assert repo.incidents(IncidentFilter()).total == 1
+    assert repo.incidents(IncidentFilter()).total == 0
     status = repo.status("incident_updates")
-    assert status.pending == [str(late)] and status.files == 1
-
-    late.write_bytes(data)  # the writer finished
-    os.utime(late, ns=(late.stat().st_mtime_ns + 1_000_000, late.stat().st_mtime_ns + 1_000_000))
-    assert repo.incidents(IncidentFilter()).total == 2
-    assert repo.status("incident_updates").pending == []
+    assert status.empty and status.error and "make migrate-data" in status.error and str(folder) in status.error
+    assert repo.status("events").error is None  # the other tables are unaffected
 
 
-def test_compaction_replaces_files_without_duplicates(tmp_path: Path) -> None:
-    folder = tmp_path / "incident_updates"
-    small = [_write(folder, f"part-{i}.parquet", [_update(f"INC-{i}", 1)]) for i in range(5)]
+def test_compaction_leaves_every_count_unchanged(tmp_path: Path) -> None:
+    for i in range(6):
+        _append(tmp_path, "incident_updates", [_update(f"INC-{i}", 1), _update(f"INC-{i}", 2)])
+        _append(tmp_path, "events", [_event(i * 10 + j, T0 + timedelta(minutes=i * 5 + j),
+                                            is_error=j == 0) for j in range(10)])
     repo = Repository(tmp_path, cache_ttl=0)
-    assert repo.incidents(IncidentFilter()).total == 5
-    _write(folder, "part-compacted.parquet", [_update(f"INC-{i}", 1) for i in range(5)])
-    for path in small:
-        path.unlink()
-    assert repo.incidents(IncidentFilter()).total == 5
-    assert repo.status("incident_updates").files == 1
-    assert len(repo.db.rows("SELECT * FROM incident_updates")) == 5
+    before = (repo.incidents(IncidentFilter()).total, repo.event_totals(),
+              repo.db.rows("SELECT count(*) FROM incident_updates")[0][0])
+    assert before[0] == 6 and before[1]["events"] == 60 and before[1]["errors"] == 6 and before[2] == 12
+    assert repo.status("incident_updates").files == 6
+
+    for table in ("incident_updates", "events"):
+        metrics = DeltaTable(str(tmp_path / table)).optimize.compact()
+        assert metrics["numFilesRemoved"] == 6
+    after = (repo.incidents(IncidentFilter()).total, repo.event_totals(),
+             repo.db.rows("SELECT count(*) FROM incident_updates")[0][0])
+    assert after == before
+    assert repo.status("incident_updates").files == 1 and repo.status("events").files == 1
+    assert repo.incident_window(["api-gateway"], T0, T0 + timedelta(hours=1))["events"].sum() == 60
+    # the replaced files are still in the folder (until vacuum) and are not counted twice
+    assert len(list((tmp_path / "incident_updates").glob("*.parquet"))) == 7
+
+
+def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    for i in range(3):
+        _append(tmp_path, "incident_updates", [_update(f"INC-{i}", 1)])
+    damaged = sorted((tmp_path / "incident_updates").glob("*.parquet"))[0]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])
+    repo = Repository(tmp_path, cache_ttl=0)
+    assert repo.incidents(IncidentFilter()).total == 2
+    status = repo.status("incident_updates")
+    assert status.files == 2 and len(status.unreadable) == 1 and damaged.name in status.unreadable[0]
+
+    damaged.write_bytes(data)  # restored (from a backup, say): read on the next refresh
+    assert repo.incidents(IncidentFilter()).total == 3 and repo.status("incident_updates").unreadable == []
 
 
 def test_older_files_without_newer_columns_still_load(tmp_path: Path) -> None:
-    folder = tmp_path / "incident_updates"
     old_schema = pa.schema([f for f in contract.INCIDENT_UPDATES if f.name not in ("linked_incident_ids",
                                                                                      "origin_incident_id")])
     row = {k: v for k, v in _update("INC-OLD", 1).items() if k in old_schema.names}
-    _write(folder, "part-old.parquet", [row], old_schema)
-    _write(folder, "part-new.parquet", [_update("INC-NEW", 1, linked_incident_ids=["INC-OLD"])])
+    write_deltalake(str(tmp_path / "incident_updates"), pa.Table.from_pylist([row], schema=old_schema))
+    write_deltalake(str(tmp_path / "incident_updates"),
+                    _rows("incident_updates", [_update("INC-NEW", 1, linked_incident_ids=["INC-OLD"])]),
+                    mode="append", schema_mode="merge")
     repo = Repository(tmp_path, cache_ttl=0)
     assert repo.incident("INC-OLD")["linked_incident_ids"] is None
     assert repo.incident("INC-NEW")["linked_incident_ids"] == ["INC-OLD"]
 
 
 def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
-    folder = tmp_path / "events" / "event_date=2026-11-23" / "event_hour=9"
-    folder.mkdir(parents=True)
-    schema = contract.EVENTS.remove(contract.EVENTS.get_field_index("event_date"))
-    schema = schema.remove(schema.get_field_index("event_hour"))
+    store = TableStore(str(tmp_path))
+    files = []
     for i in range(120):
-        rows = [{
-            "event_id": f"e{i}-{j}", "event_time": T0 + timedelta(seconds=i * 10 + j), "ingest_time": T0,
-            "service": "api-gateway", "environment": "prod", "host": "gw-1", "level": "ERROR" if j == 0 else "INFO",
-            "is_error": j == 0, "message": "m", "signature": "s", "signature_id": "s0", "latency_ms": 10.0 + j,
-            "topic": "logs.events", "kafka_partition": 0, "kafka_offset": i * 10 + j, "http_status": 500 if j == 0
-            else 200} for j in range(10)]
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"part-{i:05d}.parquet")
+        rows = [_event(i * 10 + j, T0 + timedelta(seconds=i * 10 + j), level="ERROR" if j == 0 else "INFO",
+                       is_error=j == 0, latency_ms=10.0 + j, http_status=500 if j == 0 else 200)
+                for j in range(10)]
+        files += store.write_files("events", _rows("events", rows))
+    store.commit_files("events", files)
     repo = Repository(tmp_path, cache_ttl=0)
     traffic = repo.traffic(T0, T0 + timedelta(hours=1), "10 minutes", by_service=False)
     assert traffic["events"].sum() == 1200 and traffic["errors"].sum() == 120
@@ -192,6 +212,43 @@ def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
     window = repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=30))
     assert window["events"].sum() == 1200
     assert repo.noisiest_services(T0, T0 + timedelta(hours=1)).iloc[0]["errors"] == 120
+
+
+def test_raw_event_reads_open_only_the_hours_asked_for(tmp_path: Path) -> None:
+    for hour in (7, 8, 9):
+        when = T0.replace(hour=hour)
+        _append(tmp_path, "events", [_event(hour * 100 + j, when + timedelta(minutes=j), is_error=True)
+                                     for j in range(5)])
+    repo = Repository(tmp_path, cache_ttl=0)
+    assert repo.event_totals()["events"] == 15
+    # Damage the 07:00 file after it was mirrored: a raw read of 09:00 must not open it.
+    early = next((tmp_path / "events").glob("event_date=*/event_hour=7/*.parquet"))
+    early.write_bytes(b"PAR1 damaged")
+    window = repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=30))
+    assert window["events"].sum() == 5
+    assert len(repo.sample_events("api-gateway", T0, T0 + timedelta(minutes=30), per_signature=9)) == 5
+    with pytest.raises(Exception, match=r"(?i)parquet|magic|invalid|size"):
+        repo.incident_window(["api-gateway"], T0.replace(hour=7), T0.replace(hour=7, minute=30))
+
+
+def test_snapshot_files_take_partition_values_from_the_log(tmp_path: Path) -> None:
+    odd = "2026 11/23"  # folder names escape it; the log holds the value itself
+    _append(tmp_path, "events", [_event(1, T0, event_date=odd)])
+    dt = DeltaTable(str(tmp_path / "events"))
+    (file,) = snapshot_files(dt, str(tmp_path / "events")).values()
+    assert file.partition == {"event_date": odd, "event_hour": 9}
+    assert Path(file.location).is_file() and file.size == Path(file.location).stat().st_size
+    repo = Repository(tmp_path, cache_ttl=0)
+    assert repo.event_totals()["events"] == 1
+    assert repo.db.rows("SELECT count(*) FROM signatures_hour")[0][0] == 1
+
+
+def test_prune_by_hour_keeps_overlapping_partitions() -> None:
+    files = [SnapshotFile(f"h{h}", f"/t/h{h}", 1, 0, {"event_date": "2026-11-23", "event_hour": h})
+             for h in (7, 8, 9, 10)]
+    files.append(SnapshotFile("flat", "/t/flat", 1, 0, {}))
+    kept = prune_by_hour(files, T0 - timedelta(minutes=30), T0 + timedelta(minutes=20))
+    assert [f.key for f in kept] == ["h8", "h9", "flat"]
 
 
 def test_ttl_cache() -> None:
@@ -208,5 +265,5 @@ def test_ttl_cache() -> None:
 
 @pytest.mark.parametrize("sort", ["severity", "newest", "oldest", "longest", "anomaly", "errors"])
 def test_every_sort_runs(tmp_path: Path, sort: str) -> None:
-    _write(tmp_path / "incident_updates", "p.parquet", [_update("INC-1", 1), _update("INC-2", 1, severity="P1")])
+    _append(tmp_path, "incident_updates", [_update("INC-1", 1), _update("INC-2", 1, severity="P1")])
     assert Repository(tmp_path, cache_ttl=0).incidents(IncidentFilter(sort=sort)).total == 2

@@ -1,15 +1,19 @@
-"""Every page through Streamlit's AppTest on fixture tables: populated, empty, half-written."""
+"""Every page through Streamlit's AppTest on fixture tables: populated, empty, uncommitted files, old layout."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from streamlit.testing.v1 import AppTest
 
+from incident_contracts import tables as contract
 from incident_contracts.settings import get_settings
+from incident_contracts.table_store import TableStore
 from incident_dashboard.analysis.service import store_for
 from incident_dashboard.demo import DemoSummary
 
@@ -208,34 +212,43 @@ def test_every_page_without_tables(empty_env: Path, app: AppTest, page: str) -> 
     assert "make up" in text or "does not exist" in text
 
 
-def test_half_written_tables(demo_env: DemoSummary, app: AppTest) -> None:
+def test_uncommitted_and_compacted_files_are_not_shown(demo_env: DemoSummary, app: AppTest) -> None:
     data = demo_env.data_dir
-    # A file still being written (no footer yet), an empty one, and writer scratch space.
-    updates = sorted((data / "incident_updates").glob("*.parquet"))[0]
-    (data / "incident_updates" / "part-99999-inflight.parquet").write_bytes(updates.read_bytes()[:200])
-    (data / "incident_updates" / "part-99998-empty.parquet").write_bytes(b"")
-    (data / "events" / "_temporary" / "0").mkdir(parents=True)
-    (data / "events" / "_temporary" / "0" / "part-0.parquet").write_bytes(b"PAR1garbage")
+    store = TableStore(str(data))
+    # Files a task wrote whose commit never came, a copy of a data file, and a compaction of the updates.
+    extra = store.read("incident_updates").slice(0, 5)
+    store.write_files("incident_updates", extra.set_column(0, "incident_id", pa.array(["INC-GHOST"] * 5)))
+    store.write_files("events", store.read("events").slice(0, 1000))
     event_file = next((data / "events").rglob("part-*.parquet"))
-    (event_file.parent / "part-77777-torn.parquet").write_bytes(event_file.read_bytes()[:-100])
+    (event_file.parent / "part-copy.parquet").write_bytes(event_file.read_bytes())
+    DeltaTable(str(data / "incident_updates")).optimize.compact()
 
     app.run()
     assert not app.exception
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Events (6 h)"] == f"{demo_env.events:,}"  # torn and scratch files are not counted
+    assert metrics["Events (6 h)"] == f"{demo_env.events:,}"
     _open(app, "views/incidents.py")
     assert len(app.dataframe[0].value) == len(demo_env.incidents)
 
 
-def test_pipeline_tables_on_disk_report_pending_files(demo_env: DemoSummary, app: AppTest) -> None:
-    data = demo_env.data_dir
-    source = sorted((data / "metrics").glob("*.parquet"))[0]
-    (data / "metrics" / "part-99999-inflight.parquet").write_bytes(source.read_bytes()[:64])
+def test_pipeline_lists_each_tables_version_and_files(demo_env: DemoSummary, app: AppTest) -> None:
     _open(app, "views/pipeline.py")
-    storage = next(d.value for d in app.dataframe if "being written" in d.value.columns)
-    row = storage.set_index("table").loc["metrics"]
-    assert row["being written"] == 1
-    assert row["files"] == len(list((data / "metrics").glob("*.parquet"))) - 1
+    tables = next(d.value for d in app.dataframe if "version" in d.value.columns).set_index("table")
+    for table in ("events", "incident_updates", "dead_letter", "metrics"):
+        dt = DeltaTable(str(demo_env.data_dir / table))
+        assert tables.loc[table, "version"] == dt.version()
+        assert tables.loc[table, "files"] == len(dt.file_uris())
+    assert (tables["problem"] == "").all()
+
+
+@pytest.mark.parametrize("page", ["views/overview.py", "views/incidents.py", "views/pipeline.py"])
+def test_a_table_in_the_old_layout_is_explained(empty_env: Path, app: AppTest, page: str) -> None:
+    for table in ("incident_updates", "metrics"):
+        (empty_env / table).mkdir(parents=True)
+        pq.write_table(contract.TABLES[table].schema.empty_table(), empty_env / table / "part-0.parquet")
+    _open(app, page)
+    errors = "\n".join(e.value for e in app.error)
+    assert "cannot be read" in errors and "make migrate-data" in errors and str(empty_env) in errors
 
 
 @pytest.mark.integration
@@ -268,13 +281,13 @@ def test_pipeline_page_with_a_real_broker(demo_env: DemoSummary, app: AppTest, b
 
 
 def test_demo_tables_follow_the_contract(demo_env: DemoSummary) -> None:
-    from incident_contracts.tables import EVENTS_PARTITIONS, check_schema
+    from incident_contracts.tables import check_schema
 
-    data = demo_env.data_dir
     for table in ("events", "incident_updates", "dead_letter", "metrics"):
-        files = list((data / table).rglob("*.parquet"))
-        assert files, table
-        schema = pq.read_schema(files[0])
-        problems = check_schema(table, schema)
-        partition_columns = EVENTS_PARTITIONS if table == "events" else ("dl_date",) if table == "dead_letter" else ()
-        assert [p for p in problems if p.split(".")[1].split(":")[0] not in partition_columns] == []
+        dt = DeltaTable(str(demo_env.data_dir / table))
+        assert dt.file_uris(), table
+        schema = dt.schema().to_arrow()
+        assert check_schema(table, pa.schema(schema)) == []
+        assert dt.metadata().partition_columns == list(contract.TABLES[table].partitions)
+        stamps = [f for f in contract.TABLES[table].schema if pa.types.is_timestamp(f.type)]
+        assert stamps and all(pa.schema(schema).field(f.name).type == pa.timestamp("us", tz="UTC") for f in stamps)

@@ -116,7 +116,7 @@ def test_every_page_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
         browser.open(f"{url}/pipeline")  # the broker is unreachable here: the page must say so, not fail
         browser.wait_for("document.body.innerText.includes('Dead letters')", timeout=120)
         text = browser.text()
-        for expected in ("Pipeline", "Spark streaming job", "Dead letters", "Tables on disk"):
+        for expected in ("Pipeline", "Spark streaming job", "Dead letters", "Delta Lake tables"):
             assert expected in text, expected
         assert "Traceback" not in text
         pipeline = browser.screenshot(ARTIFACTS / "pipeline.png")

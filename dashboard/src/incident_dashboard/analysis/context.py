@@ -143,7 +143,7 @@ def build_context(repo: Repository, catalog: Catalog, incident_id: str,
     incident = repo.incident(incident_id)
     if incident is None:
         raise IncidentNotFound(f"incident {incident_id!r} is not in the incident_updates table under "
-                               f"{repo.data_dir}; check the ID, or wait for the pipeline to write it")
+                               f"{repo.location}; check the ID, or wait for the pipeline to write it")
     root_causes = root_causes or {}
     service = incident["service"]
     spec = catalog.get(service)

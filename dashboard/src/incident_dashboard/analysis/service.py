@@ -5,9 +5,10 @@
     analysis = analyze(incident_id, force=True)          # ignore the stored answer and ask again
     analysis = analyze(incident_id, engine="offline")    # the runbook knowledge base only
 
-Answers are stored under ``DATA_DIR/analyses/`` per incident, model and prompt version: asking again
-returns the stored answer without a new call (``force=True`` overrides). The dashboard shows stored
-answers at once, whoever produced them (a user, or the Airflow triage task).
+Answers are stored under ``DATA_DIR/analyses/`` (``RUNTIME_DIR/analyses/`` when DATA_DIR is ``s3://``)
+per incident, model and prompt version: asking again returns the stored answer without a new call
+(``force=True`` overrides). The dashboard shows stored answers at once, whoever produced them (a user,
+or the Airflow triage task).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ _LOCKS_GUARD = threading.Lock()
 
 
 def store_for(settings: Settings) -> AnalysisStore:
-    return AnalysisStore(settings.data_dir / "analyses")
+    """Analyses are files beside the tables; with the tables in object storage, under RUNTIME_DIR."""
+    return AnalysisStore((settings.data_dir if settings.data_is_local else settings.runtime_dir) / "analyses")
 
 
 def engine_for(settings: Settings, engine: EngineChoice = "auto") -> tuple[Engine, str, str]:

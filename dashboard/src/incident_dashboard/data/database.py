@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -25,10 +25,14 @@ class Database:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
 
-    def df(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pd.DataFrame:
-        """Run a query and return a pandas DataFrame (timestamps in UTC)."""
+    def df(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None,
+           sources: Mapping[str, object] | None = None) -> pd.DataFrame:
+        """Run a query and return a pandas DataFrame (timestamps in UTC). ``sources`` names Arrow objects
+        (tables, pyarrow datasets) the query reads, visible to this query only."""
         cur = self.cursor()
         try:
+            for name, source in (sources or {}).items():
+                cur.register(name, source)
             return cur.execute(sql, params).df()
         finally:
             cur.close()

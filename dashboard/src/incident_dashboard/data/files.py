@@ -1,138 +1,90 @@
-"""Which Parquet files of a table folder are safe to read.
+"""The data files of one committed version of a Delta Lake table, and pyarrow datasets over some of them.
 
-A table folder is written while the dashboard reads it. The rules:
-
-* names starting with ``_`` or ``.`` are writer bookkeeping (Spark's ``_temporary``, ``_spark_metadata``,
-  ``.crc`` files, hidden temporary files) and are never data;
-* empty files are files being created;
-* when the folder holds a Spark file-sink manifest (``_spark_metadata``), only the files it lists are
-  committed; anything else is in flight or left over from a failed batch;
-* a file can still be incomplete (no footer yet); the reader finds out when it opens it and retries
-  later (see :mod:`incident_dashboard.data.mirror`).
+A table folder also holds files no version names: written by a task whose commit has not happened
+(or never will), or replaced by a compaction and waiting for vacuum. Only the log knows which files
+make a version, so the dashboard reads the add actions of a snapshot and never lists folders. The
+partition values come from the log too, typed by the contract's schema.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
+from urllib.parse import unquote
 
-_PARTITION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_MANIFEST_DIR = "_spark_metadata"
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from deltalake import DeltaTable
+
+FILE_COLUMN = "_file"  # the add action's path of the file a row came from
 _HOUR = timedelta(hours=1)
+_FORMAT = ds.ParquetFileFormat()
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    path: str
+class SnapshotFile:
+    """One data file of a table version, as its add action describes it."""
+
+    key: str  # the add action's path, as written in the log (unique within a version)
+    location: str  # where to open it with the table store's pyarrow file system
     size: int
-    mtime_ns: int
+    modified_ms: int
+    partition: Mapping[str, Any]  # typed partition values from the log
 
-    @cached_property
-    def partition(self) -> dict[str, str]:
-        """Hive partition values from the path (``event_date=2026-11-23/event_hour=10``), parsed once."""
-        values: dict[str, str] = {}
-        for part in Path(self.path).parent.parts:
-            match = _PARTITION.match(part)
-            if match:
-                values[match.group(1)] = unquote(match.group(2))
-        return values
-
-    @cached_property
+    @property
     def hour_partition(self) -> tuple[str, int] | None:
         """(event_date, event_hour) of an hourly partitioned file, else None."""
-        part = self.partition
-        date, hour = part.get("event_date"), part.get("event_hour")
-        if date is None or hour is None or not hour.isdigit():
-            return None
-        return date, int(hour)
+        date, hour = self.partition.get("event_date"), self.partition.get("event_hour")
+        return None if date is None or hour is None else (str(date), int(hour))
 
 
-@dataclass(frozen=True)
-class Listing:
-    files: list[FileEntry]
-    uncommitted: int = 0  # data files present but not (yet) in the writer's manifest
-    manifest: bool = False
+def snapshot_files(dt: DeltaTable, base: str) -> dict[str, SnapshotFile]:
+    """The files of the table's loaded version by key; ``base`` is the table's root in the pyarrow file
+    system (paths in the log are URL-encoded and relative to it, or absolute URIs)."""
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return {}
+    partition_columns = [c for c in actions.column_names if c.startswith("partition.")]
+    columns = {name: actions.column(name).to_pylist()
+               for name in ("path", "size_bytes", "modification_time", *partition_columns)}
+    files: dict[str, SnapshotFile] = {}
+    for i, key in enumerate(columns["path"]):
+        partition = {name.removeprefix("partition."): columns[name][i] for name in partition_columns}
+        files[key] = SnapshotFile(key, _location(base, key), int(columns["size_bytes"][i]),
+                                  int(columns["modification_time"][i]), partition)
+    return files
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(("_", "."))
+def _location(base: str, key: str) -> str:
+    path = unquote(key)
+    if "://" in path:  # an absolute URI (e.g. a shallow clone's files): bucket/key or the local path
+        return path.split("://", 1)[1] if not path.startswith("file://") else path.removeprefix("file://")
+    return path if path.startswith("/") else f"{base}/{path}"
 
 
-def _walk(root: Path) -> list[FileEntry]:
-    found: list[FileEntry] = []
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            if _is_hidden(entry.name):
+def dataset(files: Iterable[SnapshotFile], schema: pa.Schema, filesystem: pafs.FileSystem,
+            with_file: bool = False) -> ds.Dataset:
+    """A pyarrow dataset of these files with the table's schema. Partition values (and, with ``with_file``,
+    a ``_file`` column naming each row's file) are fragment guarantees: filled in where files leave
+    them out, and filters on them skip whole files."""
+    if with_file:
+        schema = schema.append(pa.field(FILE_COLUMN, pa.string()))
+    fragments = []
+    for file in files:
+        guarantee = ds.scalar(True)
+        for name, value in file.partition.items():
+            if name not in schema.names:
                 continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.name.endswith(".parquet"):
-                    stat = entry.stat()
-                    if stat.st_size > 0:
-                        found.append(FileEntry(entry.path, stat.st_size, stat.st_mtime_ns))
-            except FileNotFoundError:  # removed while we looked (compaction)
-                continue
-    found.sort(key=lambda f: f.path)
-    return found
-
-
-def committed_names(root: Path) -> set[str] | None:
-    """File names a Spark file sink has committed, or None when the folder has no manifest.
-
-    The manifest is a folder of numbered batch logs (``0``, ``1``, ... and periodic ``N.compact``
-    files that restate everything before them); each log is a version line followed by one JSON
-    object per file with its ``path`` and ``action`` (``add`` or ``delete``).
-    """
-    folder = root / _MANIFEST_DIR
-    if not folder.is_dir():
-        return None
-    logs: list[tuple[int, Path]] = []
-    for entry in folder.iterdir():
-        stem = entry.name.removesuffix(".compact")
-        if stem.isdigit() and entry.is_file():
-            logs.append((int(stem), entry))
-    logs.sort()
-    last_compact = max((i for i, (_, p) in enumerate(logs) if p.name.endswith(".compact")), default=0)
-    names: set[str] = set()
-    for _, path in logs[last_compact:]:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            name = Path(unquote(urlparse(record.get("path", "")).path)).name
-            if record.get("action") == "delete":
-                names.discard(name)
-            elif name:
-                names.add(name)
-    return names
-
-
-def list_table_files(root: Path) -> Listing:
-    """Readable-looking data files of a table folder (empty listing when the folder is missing)."""
-    files = _walk(root)
-    committed = committed_names(root)
-    if committed is None:
-        return Listing(files)
-    kept = [f for f in files if Path(f.path).name in committed]
-    return Listing(kept, uncommitted=len(files) - len(kept), manifest=True)
+            column = ds.field(name)
+            guarantee &= column.is_null() if value is None else column == pa.scalar(value, schema.field(name).type)
+        if with_file:
+            guarantee &= ds.field(FILE_COLUMN) == file.key
+        fragments.append(_FORMAT.make_fragment(file.location, filesystem=filesystem, partition_expression=guarantee,
+                                               file_size=file.size))
+    return ds.FileSystemDataset(fragments, schema, _FORMAT, filesystem)
 
 
 def hour_partitions_between(start: datetime, end: datetime) -> set[tuple[str, int]]:
@@ -147,8 +99,7 @@ def hour_partitions_between(start: datetime, end: datetime) -> set[tuple[str, in
     return pairs
 
 
-def prune_by_hour(files: list[FileEntry], start: datetime, end: datetime) -> list[FileEntry]:
+def prune_by_hour(files: Iterable[SnapshotFile], start: datetime, end: datetime) -> list[SnapshotFile]:
     """Files whose event_date/event_hour partition overlaps [start, end]; unpartitioned files are kept."""
     wanted = hour_partitions_between(start, end)
     return [entry for entry in files if entry.hour_partition is None or entry.hour_partition in wanted]
-

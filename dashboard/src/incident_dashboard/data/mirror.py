@@ -1,39 +1,47 @@
-"""Incremental mirror of an append-only Parquet folder into DuckDB tables.
+"""Incremental mirror of a Delta Lake table into DuckDB tables.
 
-The Spark job appends small files every few seconds. Reading thousands of Parquet footers on every
-query costs hundreds of milliseconds, so each file is read once: a refresh lists the folder, loads
-only the files it has not seen (into a raw copy or a pre-aggregated rollup), and forgets the rows of
-files that vanished or changed (compaction). Every target row carries the ``_file`` it came from.
+The Spark job commits a version every few seconds. Reading thousands of Parquet footers on every query
+costs hundreds of milliseconds, so each data file is read once: a refresh asks the table's log for its
+latest version and, when it moved, compares the version's add actions with the files already
+mirrored, loads only the new files (into a raw copy or a pre-aggregated rollup) and forgets the rows of
+files the version no longer has (a compaction or a retention cleanup removed them). Every target row
+carries the ``_file`` it came from.
 
-A file that cannot be read yet (still being written, or damaged) is skipped and retried on the next
-refresh; after ``grace_seconds`` it is reported as unreadable so a damaged file is visible.
+A refresh changes the targets in one DuckDB transaction, so a query sees the rows of one table version,
+never half of a compaction. New files are read into staging tables first; a file that cannot be read
+(damaged, or deleted under a version that still names it) is left out, reported, and retried on the
+next refresh.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
+from incident_contracts.table_store import TableLayoutError, TableStore
+from incident_contracts.tables import TABLES
 from incident_dashboard.data.database import Database
-from incident_dashboard.data.files import FileEntry, list_table_files
+from incident_dashboard.data.files import FILE_COLUMN, SnapshotFile, dataset, snapshot_files
 
 log = logging.getLogger(__name__)
 
-# select(source, present) -> a SELECT over `source` (a FROM-able expression with the table's columns
-# plus `filename`) producing the target's rows, `_file` included; `present` names the contract columns
-# the files actually have (older files may lack newer columns).
-SelectBuilder = Callable[[str, set[str]], str]
+# select(source) -> a SELECT over `source` (the table's contract columns plus `_file`) producing the
+# target's rows, `_file` included.
+SelectBuilder = Callable[[str], str]
 
-_QUOTED = re.compile(r"'([^']+)'")
 CHUNK_FILES = 400  # files per load statement: bounds memory on a first load of a big table
+_SOURCE = "_mirror_source"
 
 
 @dataclass
@@ -47,16 +55,15 @@ class Target:
 @dataclass
 class MirrorStatus:
     table: str
-    path: Path
+    location: str
     exists: bool
+    version: int | None = None  # the table version the targets hold; None when there is no table
     files: int = 0
     bytes: int = 0
-    pending: list[str] = field(default_factory=list)  # not readable yet (being written), retried
-    unreadable: list[str] = field(default_factory=list)  # still unreadable after the grace period
-    uncommitted: int = 0  # files not (yet) in the writer's manifest
-    latest_mtime: float | None = None  # newest loaded file, seconds since the epoch
+    unreadable: list[str] = field(default_factory=list)  # files of the version that could not be read
+    error: str | None = None  # why the table cannot be read at all (old layout, storage unreachable)
+    latest_modified: float | None = None  # newest loaded file, seconds since the epoch
     refreshed_at: float = 0.0
-    version: int = 0
 
     @property
     def empty(self) -> bool:
@@ -64,25 +71,24 @@ class MirrorStatus:
 
 
 class TableMirror:
-    """Keeps ``targets`` in step with the Parquet files under ``root``."""
+    """Keeps ``targets`` (and the ``derived`` tables computed from them) in step with one table."""
 
-    def __init__(self, db: Database, table: str, root: Path, schema: pa.Schema, targets: list[Target],
-                 *, hive_types: dict[str, str] | None = None, min_interval: float = 5.0,
-                 grace_seconds: float = 60.0) -> None:
+    def __init__(self, db: Database, store: TableStore, table: str, targets: list[Target],
+                 *, derived: Sequence[str] = (), min_interval: float = 5.0) -> None:
         self.db = db
+        self.store = store
         self.table = table
-        self.root = root
-        self.schema = schema
+        self.schema = TABLES[table].schema
         self.targets = targets
-        self.hive_types = hive_types or {}
+        self.derived = list(derived)
         self.min_interval = min_interval
-        self.grace_seconds = grace_seconds
-        self.version = 0
-        self._loaded: dict[str, FileEntry] = {}
-        self._pending_since: dict[str, float] = {}
-        self._uncommitted = 0
+        self.version: int | None = None
+        self._dt: DeltaTable | None = None
+        self._loaded: dict[str, SnapshotFile] = {}
+        self._unreadable: set[str] = set()
+        self._error: str | None = None
+        self._totals: tuple[int, int | None] = (0, None)  # bytes loaded, newest modification (ms)
         self._refreshed_at = 0.0
-        self._totals: tuple[int, int, int | None] = (0, 0, None)  # loaded files, their bytes, newest mtime (ns)
         self._lock = threading.Lock()
         self._created = False
 
@@ -92,42 +98,49 @@ class TableMirror:
         self.update(force=force)
         return self.status()
 
-    def update(self, *, force: bool = False) -> int:
-        """:meth:`refresh` without building a status; returns the version of the targets' content."""
+    def update(self, *, force: bool = False) -> tuple[int | None, int]:
+        """:meth:`refresh` without building a status; returns what the targets hold: (table version, files)."""
         fresh = time.monotonic() - self._refreshed_at < self.min_interval
         if fresh and not force and self._created:
-            return self.version
+            return self.content
         # Another thread refreshing: readers use the current content instead of waiting (after the first load).
         if not self._lock.acquire(blocking=not self._created):
-            return self.version
+            return self.content
         try:
             self._ensure_tables()
             self._sync()
             self._refreshed_at = time.monotonic()
         finally:
             self._lock.release()
-        return self.version
+        return self.content
+
+    @property
+    def content(self) -> tuple[int | None, int]:
+        return self.version, len(self._loaded)
 
     def expire(self) -> None:
-        """Make the next :meth:`refresh` list the folder whatever ``min_interval`` says."""
+        """Make the next :meth:`refresh` ask the log whatever ``min_interval`` says."""
         self._refreshed_at = float("-inf")
 
-    def loaded_files(self) -> list[FileEntry]:
-        """Files whose rows are in the targets (all known to be readable)."""
+    def files(self) -> list[SnapshotFile]:
+        """The files of the mirrored version whose rows are in the targets."""
         return list(self._loaded.values())
 
+    def dataset(self, files: Sequence[SnapshotFile] | None = None) -> ds.Dataset:
+        """A pyarrow dataset of (some of) the mirrored version's files, for reading raw rows."""
+        return dataset(self.files() if files is None else files, self.schema, self._filesystem[0])
+
+    @cached_property
+    def _filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return self.store.filesystem()
+
     def status(self) -> MirrorStatus:
-        now = time.time()
-        pending, unreadable = [], []
-        for path, since in self._pending_since.items():
-            (unreadable if now - since >= self.grace_seconds else pending).append(path)
-        files, size, newest = self._totals
+        size, newest = self._totals
         return MirrorStatus(
-            table=self.table, path=self.root, exists=self.root.is_dir(), files=files,
-            bytes=size, pending=sorted(pending), unreadable=sorted(unreadable),
-            uncommitted=self._uncommitted,
-            latest_mtime=newest / 1e9 if newest is not None else None,
-            refreshed_at=time.time(), version=self.version)
+            table=self.table, location=self.store.uri(self.table), exists=self._dt is not None,
+            version=self.version, files=len(self._loaded), bytes=size, unreadable=sorted(self._unreadable),
+            error=self._error, latest_modified=newest / 1000 if newest is not None else None,
+            refreshed_at=time.time())
 
     # --- internals -------------------------------------------------------------------------
     def _ensure_tables(self) -> None:
@@ -136,119 +149,135 @@ class TableMirror:
         with self.db.write_lock:
             cur = self.db.cursor()
             try:
-                empty = self.schema.empty_table().append_column("filename", pa.array([], pa.string()))
-                cur.register("_empty_source", empty)
-                columns = set(self.schema.names)
+                empty = self.schema.empty_table().append_column(FILE_COLUMN, pa.array([], pa.string()))
+                cur.register(_SOURCE, empty)
                 for target in self.targets:
-                    select = target.select("_empty_source", columns)
-                    cur.execute(f"CREATE OR REPLACE TABLE {target.name} AS SELECT * FROM ({select}) LIMIT 0")
-                cur.unregister("_empty_source")
+                    cur.execute(f"CREATE OR REPLACE TABLE {target.name} AS "
+                                f"SELECT * FROM ({target.select(_SOURCE)}) LIMIT 0")
+                cur.unregister(_SOURCE)
+                for statement in self.derived:
+                    cur.execute(statement)
             finally:
                 cur.close()
         self._created = True
 
-    def _sync(self) -> None:
-        listing = list_table_files(self.root)
-        self._uncommitted = listing.uncommitted
-        current = {f.path: f for f in listing.files}
-        gone = [p for p, f in self._loaded.items() if current.get(p) != f]
-        fresh = [f for p, f in current.items() if p not in self._loaded or self._loaded[p] != f]
-        for path in list(self._pending_since):
-            if path not in current:
-                del self._pending_since[path]
-        if not gone and not fresh:
-            return
-        with self.db.write_lock:
-            if gone:
-                self._forget(gone)
-            for start in range(0, len(fresh), CHUNK_FILES):
-                self._load(fresh[start:start + CHUNK_FILES])
-        loaded = self._loaded.values()
-        self._totals = (len(loaded), sum(f.size for f in loaded), max((f.mtime_ns for f in loaded), default=None))
-        self.version += 1
-
-    def _forget(self, paths: list[str]) -> None:
-        cur = self.db.cursor()
-        try:
-            for target in self.targets:
-                cur.execute(f"DELETE FROM {target.name} WHERE _file IN (SELECT unnest($paths))", {"paths": paths})
-        finally:
-            cur.close()
-        for path in paths:
-            self._loaded.pop(path, None)
-
-    def _source(self, paths: list[str]) -> str:
-        options = ["union_by_name = true", "filename = true"]
-        if self.hive_types:
-            types = ", ".join(f"'{k}': {v}" for k, v in self.hive_types.items())
-            options += ["hive_partitioning = true", f"hive_types = {{{types}}}"]
+    def _open(self) -> DeltaTable | None:
+        """The table at its latest version (None when it does not exist)."""
+        if self._dt is None:
+            self._dt = self.store.open(self.table)
         else:
-            options.append("hive_partitioning = false")
-        return f"read_parquet($files, {', '.join(options)})"
+            self._dt.update_incremental()
+        return self._dt
 
-    def _load(self, entries: list[FileEntry]) -> None:
-        """Load files, setting aside the ones that cannot be read (yet)."""
-        remaining = list(entries)
-        while remaining:
-            bad = self._try_insert(remaining)
-            if bad is None:
-                for entry in remaining:
-                    self._loaded[entry.path] = entry
-                    self._pending_since.pop(entry.path, None)
-                return
-            if not bad:  # the error did not name a file: isolate the culprit(s) one by one
-                for entry in remaining:
-                    if self._try_insert([entry]) is None:
-                        self._loaded[entry.path] = entry
-                        self._pending_since.pop(entry.path, None)
-                    else:
-                        self._set_aside(entry.path)
-                return
-            for path in bad:
-                self._set_aside(path)
-            remaining = [e for e in remaining if e.path not in bad]
-
-    def _set_aside(self, path: str) -> None:
-        if path not in self._pending_since:
-            log.info("%s: %s is not readable yet; retrying on the next refresh", self.table, path)
-        self._pending_since.setdefault(path, time.time())
-
-    def _try_insert(self, entries: list[FileEntry]) -> set[str] | None:
-        """None when inserted; otherwise the set of files the error names (maybe empty)."""
-        paths = [e.path for e in entries]
-        cur = self.db.cursor()
+    def _sync(self) -> None:
         try:
-            source = self._source(paths)
-            described = cur.execute(f"DESCRIBE SELECT * FROM {source}", {"files": paths}).fetchall()
-            columns = {row[0] for row in described} & set(self.schema.names)
+            dt = self._open()
+        except TableLayoutError as exc:
+            self._error = str(exc)
+            dt = None
+        except (DeltaError, OSError) as exc:  # storage unreachable: keep showing the last version read
+            self._error = f"{self.store.uri(self.table)} could not be read: {exc}"
+            log.warning("%s", self._error)
+            return
+        else:
+            self._error = None
+        version = dt.version() if dt is not None else None
+        if version == self.version and not self._unreadable:
+            return
+        filesystem, root = self._filesystem
+        files = snapshot_files(dt, f"{root}/{self.table}") if dt is not None else {}
+        gone = [key for key in self._loaded if key not in files]
+        fresh = [file for key, file in files.items() if key not in self._loaded]
+        if gone or fresh:
+            cur = self.db.cursor()
+            try:
+                stages = self._stage(cur, fresh, filesystem)
+                loaded = {key: file for key, file in self._loaded.items() if key in files}
+                loaded.update((file.key, file) for file in fresh if file.key not in stages.bad)
+                with self.db.write_lock:
+                    self._apply(cur, gone, stages.names)
+                    self._loaded, self.version = loaded, version
+            finally:
+                cur.close()
+            for key in sorted(stages.bad - self._unreadable):
+                log.warning("%s: %s could not be read; retrying on the next refresh", self.table, key)
+            self._unreadable = stages.bad
+            self._totals = (sum(f.size for f in loaded.values()),
+                            max((f.modified_ms for f in loaded.values()), default=None))
+        self.version = version
+
+    def _stage(self, cur: duckdb.DuckDBPyConnection, fresh: list[SnapshotFile],
+               filesystem: pafs.FileSystem) -> _Stages:
+        """Read new files into temporary tables (one per target), leaving out those that cannot be read."""
+        stages = _Stages({t.name: f"_stage_{t.name}" for t in self.targets})
+        for target in self.targets:
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {stages.names[target.name]} AS "
+                        f"SELECT * FROM {target.name} LIMIT 0")
+        pending = [fresh[i:i + CHUNK_FILES] for i in range(0, len(fresh), CHUNK_FILES)]
+        while pending:
+            chunk = pending.pop()
+            if self._insert(cur, chunk, stages, filesystem):
+                continue
+            if len(chunk) == 1:
+                stages.bad.add(chunk[0].key)
+            else:  # split until the unreadable files are isolated
+                half = len(chunk) // 2
+                pending += [chunk[:half], chunk[half:]]
+        return stages
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, chunk: list[SnapshotFile], stages: _Stages,
+                filesystem: pafs.FileSystem) -> bool:
+        source = dataset(chunk, self.schema, filesystem, with_file=True)
+        cur.register(_SOURCE, source)
+        try:
             cur.execute("BEGIN TRANSACTION")
             for target in self.targets:
-                select = target.select(source, columns)
-                cur.execute(f"INSERT INTO {target.name} BY NAME {select}", {"files": paths})
+                cur.execute(f"INSERT INTO {stages.names[target.name]} BY NAME {target.select(_SOURCE)}")
             cur.execute("COMMIT")
-            return None
-        except duckdb.Error as exc:
+            return True
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            log.debug("%s: load of %d files failed: %s", self.table, len(chunk), exc)
             try:
                 cur.execute("ROLLBACK")
             except duckdb.Error:
                 pass
-            named = {m for m in _QUOTED.findall(str(exc)) if m in set(paths)}
-            log.debug("%s: load of %d files failed: %s", self.table, len(paths), exc)
-            return named
+            return False
         finally:
-            cur.close()
+            cur.unregister(_SOURCE)
+
+    def _apply(self, cur: duckdb.DuckDBPyConnection, gone: list[str], stages: dict[str, str]) -> None:
+        """Forget the removed files and add the staged rows in one transaction, then rebuild derived tables."""
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            for target in self.targets:
+                if gone:
+                    cur.execute(f"DELETE FROM {target.name} WHERE {FILE_COLUMN} IN (SELECT unnest($keys))",
+                                {"keys": gone})
+                cur.execute(f"INSERT INTO {target.name} SELECT * FROM {stages[target.name]}")
+            for statement in self.derived:
+                cur.execute(statement)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            for name in stages.values():
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@dataclass
+class _Stages:
+    names: dict[str, str]  # target -> its staging table
+    bad: set[str] = field(default_factory=set)  # keys of files that could not be read
 
 
 def raw_select(columns_sql: dict[str, str] | None = None) -> SelectBuilder:
-    """A target copying the contract's columns present in the files (missing ones become NULL).
-
-    ``columns_sql`` overrides how a column is read (e.g. a prefix of a large binary column).
-    """
+    """A target copying the contract's columns; ``columns_sql`` overrides how a column is read (e.g. a
+    prefix of a large binary column)."""
     overrides = columns_sql or {}
 
-    def build(source: str, present: set[str]) -> str:
-        parts = [f"{overrides.get(c, c)} AS {c}" for c in sorted(present)]
-        parts.append("filename AS _file")
-        return f"SELECT {', '.join(parts)} FROM {source}"
+    def build(source: str) -> str:
+        return f"SELECT * REPLACE ({', '.join(f'{sql} AS {name}' for name, sql in overrides.items())}) " \
+               f"FROM {source}" if overrides else f"SELECT * FROM {source}"
 
     return build

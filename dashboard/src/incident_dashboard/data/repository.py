@@ -1,17 +1,19 @@
 """The dashboard's one data-access layer: every query the pages and the analysis run.
 
-Layout of the data (``DATA_DIR``, see ``incident_contracts.tables``):
+The tables are Delta Lake tables under ``DATA_DIR`` (a folder or ``s3://``; see
+``incident_contracts.table_store``), and the dashboard reads committed versions only:
 
 * ``incident_updates`` and ``metrics`` and ``dead_letter`` are small and append-only: they are
   mirrored in full into DuckDB (:class:`~incident_dashboard.data.mirror.TableMirror`), and the
   current state of every incident (its row with the highest ``update_seq``) is kept as a table;
 * ``events`` is large: it is mirrored as two rollups (per service and minute; per service, signature
   and hour) that the Overview reads, while the incident page reads raw events of a few hourly
-  partitions directly.
+  partitions of the mirrored version (the partitions chosen from the log, not by listing folders).
 
 Results are cached for ``DASHBOARD_CACHE_TTL_SECONDS``, keyed by the query and the version of the
-tables it reads, and mirrors re-list their folder at most that often. A missing table reads as an
-empty one with the contract's columns; :meth:`Repository.status` says why it is empty.
+tables it reads, and mirrors ask the log for a new version at most that often. A missing table reads
+as an empty one with the contract's columns; :meth:`Repository.status` says why it is empty (or why
+it cannot be read, such as a table still in the layout before Delta Lake).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 
 from incident_contracts import tables as contract
 from incident_contracts.settings import Settings, get_settings
+from incident_contracts.table_store import TableStore
 from incident_dashboard.data.database import Database
 from incident_dashboard.data.files import prune_by_hour
 from incident_dashboard.data.mirror import MirrorStatus, TableMirror, Target, raw_select
@@ -36,9 +39,8 @@ T = TypeVar("T")
 
 SEVERITIES = tuple(s.value for s in contract.Severity)
 STATUSES = tuple(s.value for s in contract.IncidentStatus)
-EVENT_HIVE_TYPES = {"event_date": "VARCHAR", "event_hour": "INTEGER"}
-DEAD_LETTER_HIVE_TYPES = {"dl_date": "VARCHAR"}
 RAW_PREVIEW_BYTES = 256
+RAW_EVENTS = "raw_events"  # the name queries of raw events read them by
 
 SORTS = {
     "severity": "severity_rank ASC, status = 'open' DESC, opened_at DESC",
@@ -104,62 +106,66 @@ def _ts(value: Any) -> datetime | None:
     return stamp.to_pydatetime()
 
 
-def _events_minute(source: str, present: set[str]) -> str:
-    def col(name: str) -> str:
-        return name if name in present else "NULL"
-
+def _events_minute(source: str) -> str:
     return f"""
-        SELECT filename AS _file, service, date_trunc('minute', event_time) AS minute,
-               count(*) AS events, count_if({col('is_error')}) AS errors,
-               count_if({col('http_status')} >= 500) AS errors_5xx,
-               sum({col('latency_ms')}) AS latency_sum, count({col('latency_ms')}) AS latency_n,
-               max({col('latency_ms')}) AS latency_max,
-               max(event_time) AS max_event_time, max({col('ingest_time')}) AS max_ingest_time
+        SELECT _file, service, date_trunc('minute', event_time) AS minute,
+               count(*) AS events, count_if(is_error) AS errors, count_if(http_status >= 500) AS errors_5xx,
+               sum(latency_ms) AS latency_sum, count(latency_ms) AS latency_n, max(latency_ms) AS latency_max,
+               max(event_time) AS max_event_time, max(ingest_time) AS max_ingest_time
         FROM {source} GROUP BY ALL"""
 
 
-def _signatures_hour(source: str, present: set[str]) -> str:
-    def col(name: str) -> str:
-        return name if name in present else "NULL"
-
+def _signatures_hour(source: str) -> str:
     return f"""
-        SELECT filename AS _file, service, {col('signature_id')} AS signature_id,
-               date_trunc('hour', event_time) AS hour, any_value({col('signature')}) AS signature,
-               count(*) AS events, count_if({col('is_error')}) AS errors, max(event_time) AS last_seen
+        SELECT _file, service, signature_id, date_trunc('hour', event_time) AS hour,
+               any_value(signature) AS signature, count(*) AS events, count_if(is_error) AS errors,
+               max(event_time) AS last_seen
         FROM {source} GROUP BY ALL"""
+
+
+CURRENT_INCIDENTS = """
+    CREATE OR REPLACE TABLE incidents_current AS
+    SELECT u.* EXCLUDE (_file),
+        CASE severity WHEN 'P1' THEN 1 WHEN 'P2' THEN 2 WHEN 'P3' THEN 3 ELSE 4 END AS severity_rank,
+        coalesce(top_signatures[1].signature, '') AS top_signature,
+        list_transform(coalesce(top_signatures, []), lambda s: s.signature_id) AS signature_ids,
+        coalesce(resolved_at, last_seen) AS active_until,
+        lower(concat_ws(' ', incident_id, title, service, owner, trigger,
+            array_to_string(list_transform(coalesce(top_signatures, []), lambda s: s.signature), ' '),
+            array_to_string(coalesce(severity_reasons, []), ' '))) AS search_text
+    FROM incident_updates u
+    QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY update_seq DESC, update_time DESC) = 1"""
 
 
 class Repository:
-    """Queries over the tables of one data folder. Thread-safe; create through :func:`get_repository`."""
+    """Queries over the tables of one DATA_DIR. Thread-safe; create through :func:`get_repository`."""
 
-    def __init__(self, data_dir: Path, cache_ttl: float = 5.0) -> None:
-        self.data_dir = Path(data_dir)
+    def __init__(self, store: TableStore | str | Path, cache_ttl: float = 5.0) -> None:
+        if not isinstance(store, TableStore):
+            store = TableStore(str(store) if "://" in str(store) else str(Path(store).resolve()))
+        self.store = store
         self.cache = TTLCache(cache_ttl)
         self.db = Database()
-        interval = cache_ttl
-        self.updates = TableMirror(self.db, "incident_updates", self.data_dir / "incident_updates",
-                                   contract.INCIDENT_UPDATES, [Target("incident_updates", raw_select())],
-                                   min_interval=interval)
-        self.events = TableMirror(self.db, "events", self.data_dir / "events", contract.EVENTS,
-                                  [Target("events_minute", _events_minute),
-                                   Target("signatures_hour", _signatures_hour)],
-                                  hive_types=EVENT_HIVE_TYPES, min_interval=interval)
-        self.dead_letter = TableMirror(
-            self.db, "dead_letter", self.data_dir / "dead_letter", contract.DEAD_LETTER,
-            [Target("dead_letter", raw_select({"raw_value": f"raw_value[1:{RAW_PREVIEW_BYTES}]"}))],
-            hive_types=DEAD_LETTER_HIVE_TYPES, min_interval=interval)
-        self.metrics = TableMirror(self.db, "metrics", self.data_dir / "metrics", contract.METRICS,
-                                   [Target("metrics", raw_select())], min_interval=interval)
+
+        def mirror(table: str, targets: list[Target], derived: Sequence[str] = ()) -> TableMirror:
+            return TableMirror(self.db, self.store, table, targets, derived=derived, min_interval=cache_ttl)
+
+        self.updates = mirror("incident_updates", [Target("incident_updates", raw_select())], [CURRENT_INCIDENTS])
+        self.events = mirror("events", [Target("events_minute", _events_minute),
+                                        Target("signatures_hour", _signatures_hour)])
+        self.dead_letter = mirror("dead_letter", [Target("dead_letter", raw_select(
+            {"raw_value": f"raw_value[1:{RAW_PREVIEW_BYTES}]"}))])
+        self.metrics = mirror("metrics", [Target("metrics", raw_select())])
         self._mirrors = {m.table: m for m in (self.updates, self.events, self.dead_letter, self.metrics)}
-        self._current_version = -1
-        self._current_lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        """Where the tables are: a folder or an ``s3://`` URI."""
+        return self.store.root
 
     # --- plumbing --------------------------------------------------------------------------
-    def _fresh(self, *tables: str) -> tuple[int, ...]:
-        versions = [self._mirrors[name].update() for name in tables]
-        if "incident_updates" in tables:
-            self._ensure_current()
-        return tuple(versions)
+    def _fresh(self, *tables: str) -> tuple[tuple[int | None, int], ...]:
+        return tuple(self._mirrors[name].update() for name in tables)
 
     def _cached(self, key: Hashable, tables: Sequence[str], compute: Callable[[], T]) -> T:
         versions = self._fresh(*tables)
@@ -168,39 +174,13 @@ class Repository:
             return value.copy(deep=False)  # type: ignore[return-value]
         return value
 
-    def _ensure_current(self) -> None:
-        """Rebuild the table of current incident states when the updates changed."""
-        version = self.updates.version
-        if version == self._current_version:
-            return
-        with self._current_lock:
-            if version == self._current_version:
-                return
-            with self.db.write_lock:
-                self.db.execute("""
-                    CREATE OR REPLACE TABLE incidents_current AS
-                    SELECT u.* EXCLUDE (_file),
-                        CASE severity WHEN 'P1' THEN 1 WHEN 'P2' THEN 2 WHEN 'P3' THEN 3 ELSE 4 END
-                            AS severity_rank,
-                        coalesce(top_signatures[1].signature, '') AS top_signature,
-                        list_transform(coalesce(top_signatures, []), lambda s: s.signature_id) AS signature_ids,
-                        coalesce(resolved_at, last_seen) AS active_until,
-                        lower(concat_ws(' ', incident_id, title, service, owner, trigger,
-                            array_to_string(list_transform(coalesce(top_signatures, []),
-                                lambda s: s.signature), ' '),
-                            array_to_string(coalesce(severity_reasons, []), ' '))) AS search_text
-                    FROM incident_updates u
-                    QUALIFY row_number() OVER (PARTITION BY incident_id
-                                               ORDER BY update_seq DESC, update_time DESC) = 1""")
-            self._current_version = version
-
     def status(self, table: str) -> MirrorStatus:
-        """What is on disk for a table: missing folder, no files yet, files still being written."""
+        """What the table holds: missing, empty, its version and files, or why it cannot be read."""
         return self._mirrors[table].refresh()
 
     def expire(self) -> None:
-        """Drop cached results and make the next query of each table re-list its folder: the state every
-        page is in once ``cache_ttl`` has passed (the benchmark measures renders from it)."""
+        """Drop cached results and make the next query of each table ask its log for a new version: the
+        state every page is in once ``cache_ttl`` has passed (the benchmark measures renders from it)."""
         self.cache.clear()
         for mirror in self._mirrors.values():
             mirror.expire()
@@ -208,7 +188,6 @@ class Repository:
     def refresh_all(self, force: bool = False) -> None:
         for mirror in self._mirrors.values():
             mirror.refresh(force=force)
-        self._ensure_current()
         if force:
             self.cache.clear()
 
@@ -410,51 +389,44 @@ class Repository:
         return self._cached("data_start", ("events", "incident_updates"), compute)
 
     # --- events: raw -----------------------------------------------------------------------
-    def _event_files(self, start: datetime, end: datetime) -> list[str]:
-        self.events.refresh()
-        return [f.path for f in prune_by_hour(self.events.loaded_files(), start, end)]
-
-    def _event_source(self) -> str:
-        types = ", ".join(f"'{k}': {v}" for k, v in EVENT_HIVE_TYPES.items())
-        return f"read_parquet($files, union_by_name = true, hive_partitioning = true, hive_types = {{{types}}})"
+    def _raw_events(self, start: datetime, end: datetime) -> dict[str, Any] | None:
+        """The mirrored version's event files of the hourly partitions overlapping [start, end], as the
+        ``raw_events`` source of a query; None when there are none."""
+        files = prune_by_hour(self.events.files(), start, end)
+        return {RAW_EVENTS: self.events.dataset(files)} if files else None
 
     def incident_window(self, services: Sequence[str], start: datetime, end: datetime,
                         bucket_seconds: int = 60) -> pd.DataFrame:
         """Per bucket and service: events, error rate, latency p50/p95 (raw events, few partitions)."""
-        files = self._event_files(start, end)
-        if not files or not services:
-            return pd.DataFrame(columns=["bucket", "service", "events", "errors", "error_rate",
-                                         "errors_5xx", "latency_p50_ms", "latency_p95_ms"])
+        columns = ["bucket", "service", "events", "errors", "error_rate", "errors_5xx", "latency_p50_ms",
+                   "latency_p95_ms"]
         key = ("window", tuple(services), start, end, bucket_seconds)
-        return self._cached(key, ("events",), lambda: self.db.df(f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
             SELECT time_bucket(INTERVAL '{int(bucket_seconds)} seconds', event_time) AS bucket, service,
                    count(*) AS events, count_if(is_error) AS errors, count_if(is_error) / count(*) AS error_rate,
                    count_if(http_status >= 500) AS errors_5xx,
                    quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms
-            FROM {self._event_source()}
+            FROM raw_events
             WHERE service IN (SELECT unnest($services)) AND event_time BETWEEN $start AND $end
             GROUP BY ALL ORDER BY bucket""",
-            {"files": files, "services": list(services), "start": start, "end": end}))
+            {"services": list(services) or [""], "start": start, "end": end}))
 
     def sample_events(self, service: str, start: datetime, end: datetime, signature_ids: Sequence[str] = (),
                       per_signature: int = 3, limit: int = 30) -> pd.DataFrame:
         """Error events of a service in a window: a few per listed signature, then other errors."""
-        files = self._event_files(start, end)
         columns = ["event_time", "service", "host", "level", "message", "signature_id", "signature",
                    "http_status", "latency_ms", "error_type", "trace_id", "event_id"]
-        if not files:
-            return pd.DataFrame(columns=columns)
         key = ("samples", service, start, end, tuple(signature_ids), per_signature, limit)
-        return self._cached(key, ("events",), lambda: self.db.df(f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
             WITH errors AS (
                 SELECT {', '.join(columns)},
                        row_number() OVER (PARTITION BY signature_id ORDER BY event_time) AS nth,
                        array_position($sigs, signature_id) AS rank
-                FROM {self._event_source()}
+                FROM raw_events
                 WHERE service = $service AND event_time BETWEEN $start AND $end AND is_error)
             SELECT {', '.join(columns)} FROM errors WHERE nth <= $per
             ORDER BY rank NULLS LAST, event_time LIMIT {int(limit)}""",
-            {"files": files, "service": service, "start": start, "end": end,
+            {"service": service, "start": start, "end": end,
              "sigs": list(signature_ids) or [""], "per": per_signature}))
 
     def surging_signatures(self, service: str, opened: datetime, end: datetime, before: timedelta,
@@ -465,17 +437,14 @@ class Repository:
         the server side, slow queries) often say more about the cause than the errors they lead to.
         """
         start = opened - before
-        files = self._event_files(start, end)
         columns = ["signature_id", "signature", "sample", "level", "before", "during", "rate_before_per_min",
                    "rate_during_per_min"]
-        if not files:
-            return pd.DataFrame(columns=columns)
         before_min = max(before.total_seconds() / 60, 1.0)
         during_min = max((end - opened).total_seconds() / 60, 1.0)
         key = ("surging", service, opened, end, before, tuple(exclude), limit)
         # One pass over the service's lines: per signature, its warning/error lines before and since the
         # opening, and all its lines (summed over signatures: the service's totals).
-        return self._cached(key, ("events",), lambda: self.db.df(f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
             WITH lines AS (
                 SELECT signature_id, any_value(signature) FILTER (WHERE flagged) AS signature,
                        any_value(message) FILTER (WHERE flagged) AS sample, max(level) FILTER (WHERE flagged) AS level,
@@ -484,7 +453,7 @@ class Repository:
                        count_if(event_time < $opened) AS all_lines_before, count_if(event_time >= $opened) AS all_lines_during
                 FROM (SELECT signature_id, signature, message, level, event_time,
                              is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL') AS flagged
-                      FROM {self._event_source()}
+                      FROM raw_events
                       WHERE service = $service AND event_time BETWEEN $start AND $end)
                 GROUP BY signature_id),
             scored AS (
@@ -499,8 +468,14 @@ class Repository:
               AND during / all_during >= 3 * (before + 1) / all_before
               AND signature_id NOT IN (SELECT unnest($exclude))
             ORDER BY during DESC, signature_id LIMIT {int(limit)}""",
-            {"files": files, "service": service, "opened": opened, "start": start, "end": end,
+            {"service": service, "opened": opened, "start": start, "end": end,
              "exclude": list(exclude) or [""]}))
+
+    def _raw_df(self, start: datetime, end: datetime, columns: list[str], sql: str,
+                params: dict[str, Any]) -> pd.DataFrame:
+        """A query over the raw events of [start, end] (an empty frame of ``columns`` when there are none)."""
+        sources = self._raw_events(start, end)
+        return pd.DataFrame(columns=columns) if sources is None else self.db.df(sql, params, sources)
 
     # --- pipeline --------------------------------------------------------------------------
     def metrics_series(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
@@ -548,17 +523,19 @@ def _row_dict(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-_REPOSITORIES: dict[tuple[str, float], Repository] = {}
+_REPOSITORIES: dict[tuple[str, tuple, float], Repository] = {}
 _REPOSITORIES_LOCK = threading.Lock()
 
 
 def get_repository(settings: Settings | None = None) -> Repository:
-    """The process-wide repository of the configured data folder (one per DATA_DIR and TTL)."""
+    """The process-wide repository of the configured tables (one per DATA_DIR, storage options and TTL)."""
     settings = settings or get_settings()
-    key = (str(Path(settings.data_dir).resolve()), float(settings.dashboard_cache_ttl_seconds))
+    store = TableStore.from_settings(settings)
+    ttl = float(settings.dashboard_cache_ttl_seconds)
+    key = (store.root, tuple(sorted(store.storage_options.items())), ttl)
     with _REPOSITORIES_LOCK:
         repo = _REPOSITORIES.get(key)
         if repo is None:
-            repo = Repository(Path(key[0]), key[1])
+            repo = Repository(store, ttl)
             _REPOSITORIES[key] = repo
         return repo

@@ -1,9 +1,10 @@
 """Writes realistic demo tables (events, incident_updates, dead_letter, metrics) with the contract's schemas.
 
 Used by the tests, the benchmark and ``python -m incident_dashboard.demo`` (a populated dashboard
-without running Kafka and Spark). Files are laid out as the Spark job lays them out: events in
-``event_date=/event_hour=`` folders without the partition columns inside the files, many small files
-per folder, dead letters in ``dl_date=`` folders.
+without running Kafka and Spark). The tables are Delta Lake tables written through
+``incident_contracts.table_store`` as the Spark job writes them: many small files
+(``write_files``) committed a batch at a time (``commit_files``), events in ``event_date=/event_hour=``
+partitions, dead letters in ``dl_date=`` partitions.
 
 Scale: events are generated hour by hour with numpy and Arrow ``take`` over pre-rendered message
 pools, so 10 million events take well under a minute and bounded memory.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from incident_contracts import tables as contract
 from incident_contracts.catalog import Catalog, ServiceSpec, default_catalog
 from incident_contracts.signature import mask_message, signature_id
+from incident_contracts.table_store import DataFile, TableStore
 from incident_dashboard.demo.scenarios import (
     BASELINE_ERRORS,
     FLAPPING_MESSAGES,
@@ -38,6 +38,7 @@ from incident_dashboard.demo.scenarios import (
 
 TOPIC = "logs.events"
 POOL_SIZE = 40  # rendered variants per template
+FILES_PER_COMMIT = 50  # incident update files committed together (a few micro-batches' worth)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class IncidentPlan:
 
 @dataclass
 class DemoSummary:
-    data_dir: Path
+    data_dir: Path | str
     start: datetime
     end: datetime
     events: int
@@ -119,12 +120,13 @@ class _Pools:
         self.index[key] = np.arange(start, len(self.messages))
 
 
-def build_demo_data(data_dir: str | Path, config: DemoConfig | None = None,
+def build_demo_data(data_dir: str | Path | TableStore, config: DemoConfig | None = None,
                     catalog: Catalog | None = None) -> DemoSummary:
-    """Write all four tables under ``data_dir`` (existing table folders are added to, not replaced)."""
+    """Write all four tables under ``data_dir``, a folder or a table store (existing tables are appended to)."""
     config = config or DemoConfig()
     catalog = catalog or default_catalog()
-    data_dir = Path(data_dir)
+    store = data_dir if isinstance(data_dir, TableStore) else TableStore(str(Path(data_dir).resolve()))
+    data_dir = Path(store.root) if store.is_local else store.root
     rng = random.Random(config.seed)
     nprng = np.random.default_rng(config.seed)
     end = (config.end or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
@@ -133,10 +135,10 @@ def build_demo_data(data_dir: str | Path, config: DemoConfig | None = None,
     plans = _plan_incidents(config, catalog, rng, start, end)
     injected_total = int(config.events * config.injected_share) if plans else 0
     _share_events(plans, injected_total)
-    events, files = _write_events(data_dir / "events", config, catalog, pools, plans, nprng, start, end)
-    rows, update_files = _write_updates(data_dir / "incident_updates", config, catalog, pools, plans, rng, end)
-    dead = _write_dead_letters(data_dir / "dead_letter", config, rng, start, end)
-    metrics = _write_metrics(data_dir / "metrics", config, nprng, start, end, events)
+    events, files = _write_events(store, config, catalog, pools, plans, nprng, start, end)
+    rows, update_files = _write_updates(store, config, catalog, pools, plans, rng, end)
+    dead = _write_dead_letters(store, config, rng, start, end)
+    metrics = _write_metrics(store, config, nprng, start, end, events)
     return DemoSummary(data_dir, start, end, events, files, plans, rows, update_files, dead, metrics)
 
 
@@ -190,7 +192,7 @@ def _lognormal_latency(nprng: np.random.Generator, spec: ServiceSpec, n: int) ->
     return nprng.lognormal(math.log(spec.latency.p50_ms), max(sigma, 0.05), n)
 
 
-def _write_events(folder: Path, config: DemoConfig, catalog: Catalog, pools: _Pools, plans: list[IncidentPlan],
+def _write_events(store: TableStore, config: DemoConfig, catalog: Catalog, pools: _Pools, plans: list[IncidentPlan],
                   nprng: np.random.Generator, start: datetime, end: datetime) -> tuple[int, int]:
     services = catalog.services
     weights = np.array([s.weight for s in services], dtype=float)
@@ -216,7 +218,7 @@ def _write_events(folder: Path, config: DemoConfig, catalog: Catalog, pools: _Po
             order = np.argsort(columns["time"], kind="stable")
             columns = {k: v[order] for k, v in columns.items()}
             table = _events_table(columns, catalog, pools, nprng, offsets, written)
-            files += _write_hour(folder, table, lo, config.files_per_hour)
+            files += _write_hour(store, table, config.files_per_hour)
             written += n
         hour += timedelta(hours=1)
     return written, files
@@ -283,8 +285,8 @@ def _events_table(c: dict[str, np.ndarray], catalog: Catalog, pools: _Pools, npr
     ep_start = np.cumsum([0] + [len(s.endpoints) for s in services])[:-1]
     ep_count = np.array([len(s.endpoints) for s in services])
     endpoint = ep_start[svc] + (nprng.integers(0, 1 << 30, n) % ep_count[svc])
-    times = pa.array(c["time"], pa.timestamp("ms", tz="UTC"))
-    ingest = pa.array(c["time"] + nprng.integers(150, 2500, n), pa.timestamp("ms", tz="UTC"))
+    times = pa.array(c["time"], pa.timestamp("ms", tz="UTC")).cast(contract.TS)
+    ingest = pa.array(c["time"] + nprng.integers(150, 2500, n), pa.timestamp("ms", tz="UTC")).cast(contract.TS)
     partition = nprng.integers(0, 2, n).astype(np.int32)
     kafka_offset = np.zeros(n, dtype=np.int64)
     for p in (0, 1):
@@ -335,35 +337,36 @@ def _events_table(c: dict[str, np.ndarray], catalog: Catalog, pools: _Pools, npr
                                 schema=contract.EVENTS)
 
 
-def _write_hour(folder: Path, table: pa.Table, hour: datetime, files: int) -> int:
-    target = folder / f"event_date={hour:%Y-%m-%d}" / f"event_hour={hour.hour}"
-    target.mkdir(parents=True, exist_ok=True)
-    data = table.drop_columns(list(contract.EVENTS_PARTITIONS))
+def _write_hour(store: TableStore, table: pa.Table, files: int) -> int:
+    """An hour of events as ``files`` files (micro-batches' output), committed as one version."""
     per_file = max(1, math.ceil(table.num_rows / files))
-    count = 0
+    written: list[DataFile] = []
     for i in range(0, table.num_rows, per_file):
-        pq.write_table(data.slice(i, per_file), target / f"part-{count:05d}-{uuid.uuid4()}.c000.snappy.parquet",
-                       compression="snappy")
-        count += 1
-    return count
+        written += store.write_files("events", table.slice(i, per_file))
+    store.commit_files("events", written)
+    return len(written)
 
 
 # --- incident updates ------------------------------------------------------------------------
 
-def _write_updates(folder: Path, config: DemoConfig, catalog: Catalog, pools: _Pools, plans: list[IncidentPlan],
+def _write_updates(store: TableStore, config: DemoConfig, catalog: Catalog, pools: _Pools, plans: list[IncidentPlan],
                    rng: random.Random, end: datetime) -> tuple[int, int]:
     rows: list[dict] = []
     for plan in plans:
         rows.extend(_lifecycle(plan, config, catalog, pools, rng, end))
     rows.sort(key=lambda r: r["update_time"])
-    folder.mkdir(parents=True, exist_ok=True)
     files = 0
+    batch: list[DataFile] = []
     for i in range(0, len(rows), config.updates_per_file):
         chunk = rows[i:i + config.updates_per_file]
-        table = pa.Table.from_pylist(chunk, schema=contract.INCIDENT_UPDATES)
-        pq.write_table(table, folder / f"part-{files:05d}-{uuid.uuid4()}.c000.snappy.parquet")
-        files += 1
-    return len(rows), files
+        batch += store.write_files("incident_updates", pa.Table.from_pylist(chunk, schema=contract.INCIDENT_UPDATES))
+        if len(batch) >= FILES_PER_COMMIT:
+            files += len(batch)
+            store.commit_files("incident_updates", batch)
+            batch = []
+    store.commit_files("incident_updates", batch)
+    store.create("incident_updates")  # an empty table when there is no incident
+    return len(rows), files + len(batch)
 
 
 def _lifecycle(plan: IncidentPlan, config: DemoConfig, catalog: Catalog, pools: _Pools, rng: random.Random,
@@ -442,7 +445,7 @@ _DL_REASONS = (
 )
 
 
-def _write_dead_letters(folder: Path, config: DemoConfig, rng: random.Random, start: datetime,
+def _write_dead_letters(store: TableStore, config: DemoConfig, rng: random.Random, start: datetime,
                         end: datetime) -> int:
     if config.dead_letters <= 0:
         return 0
@@ -459,16 +462,16 @@ def _write_dead_letters(folder: Path, config: DemoConfig, rng: random.Random, st
                      "detail": template.format(n=rng.randint(5, 400), hex=f"{rng.getrandbits(64):016x}"),
                      "detected_at": at + timedelta(seconds=rng.uniform(0.5, 3)), "dl_date": f"{at:%Y-%m-%d}"})
     table = pa.Table.from_pylist(rows, schema=contract.DEAD_LETTER)
+    written: list[DataFile] = []
     for date in sorted({r["dl_date"] for r in rows}):
-        part = table.filter(pc.equal(table["dl_date"], date)).drop_columns(["dl_date"])
-        target = folder / f"dl_date={date}"
-        target.mkdir(parents=True, exist_ok=True)
+        part = table.filter(pc.equal(table["dl_date"], date))
         for j in range(0, part.num_rows, 50):
-            pq.write_table(part.slice(j, 50), target / f"part-{j // 50:05d}-{uuid.uuid4()}.parquet")
+            written += store.write_files("dead_letter", part.slice(j, 50))
+    store.commit_files("dead_letter", written)
     return len(rows)
 
 
-def _write_metrics(folder: Path, config: DemoConfig, nprng: np.random.Generator, start: datetime, end: datetime,
+def _write_metrics(store: TableStore, config: DemoConfig, nprng: np.random.Generator, start: datetime, end: datetime,
                    events: int) -> int:
     span = (end - start).total_seconds()
     n = max(1, int(span / config.batch_seconds))
@@ -484,7 +487,7 @@ def _write_metrics(folder: Path, config: DemoConfig, nprng: np.random.Generator,
     table = pa.Table.from_pydict({
         "query_name": ["incident_stream"] * n, "query_id": ["7f0c2d9e-query"] * n, "run_id": ["run-1"] * n,
         "batch_id": np.arange(n, dtype=np.int64),
-        "timestamp": pa.array(stamps, pa.timestamp("ms", tz="UTC")),
+        "timestamp": pa.array(stamps, pa.timestamp("ms", tz="UTC")).cast(contract.TS),
         "num_input_rows": rows_in.astype(np.int64),
         "input_rows_per_second": rows_in / config.batch_seconds,
         "processed_rows_per_second": rows_in / np.maximum(duration / 1000, 0.05),
@@ -496,8 +499,9 @@ def _write_metrics(folder: Path, config: DemoConfig, nprng: np.random.Generator,
                            for o, lg in zip(end_offsets, lag, strict=True)],
         "lag": lag,
     }, schema=contract.METRICS)
-    folder.mkdir(parents=True, exist_ok=True)
     per_file = 300
+    written: list[DataFile] = []
     for i in range(0, n, per_file):
-        pq.write_table(table.slice(i, per_file), folder / f"part-{i // per_file:05d}-{uuid.uuid4()}.parquet")
+        written += store.write_files("metrics", table.slice(i, per_file))
+    store.commit_files("metrics", written)
     return n

@@ -126,6 +126,9 @@ def _dead_letters() -> None:
     with st.container(border=True):
         st.markdown("### :material/report: Dead letters")
         status = repo.status("dead_letter")
+        if status.error:
+            common.table_notice(status, "dead letters")
+            return
         if not status.exists or status.empty:
             st.success("No dead letters: every record read from Kafka so far became an event.",
                        icon=":material/check_circle:")
@@ -151,16 +154,16 @@ def _dead_letters() -> None:
 
 def _storage() -> None:
     repo = common.repository()
-    with st.expander("Tables on disk", icon=":material/folder_open:"):
+    with st.expander("Delta Lake tables", icon=":material/folder_open:"):
         rows = []
         for table in ("events", "incident_updates", "dead_letter", "metrics"):
             status = repo.status(table)
-            rows.append({"table": table, "folder": str(status.path), "exists": status.exists, "files": status.files,
-                         "MB": round(status.bytes / 1e6, 1), "being written": len(status.pending),
-                         "unreadable": len(status.unreadable), "not committed": status.uncommitted})
+            rows.append({"table": table, "location": status.location, "exists": status.exists,
+                         "version": status.version, "files": status.files, "MB": round(status.bytes / 1e6, 1),
+                         "unreadable": len(status.unreadable), "problem": status.error or ""})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        st.caption("Files still being written are retried on the next refresh; files a Spark manifest does not list "
-                   "yet are not read.")
+        st.caption("Delta Lake tables: the dashboard reads the files of the latest committed version only, so files "
+                   "being written or replaced by a compaction are never counted.")
 
 
 def _analysis_quality() -> None:

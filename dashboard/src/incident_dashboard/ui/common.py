@@ -121,24 +121,26 @@ def data_caption(freshness: Freshness) -> None:
 
 
 def table_notice(status: MirrorStatus, what: str) -> bool:
-    """Explain a missing or empty table (returns True when there is nothing to show)."""
+    """Explain a table that cannot be read, or is missing or empty (returns True when there is nothing to show)."""
     hint = TABLE_HINTS.get(status.table, "")
+    if status.error:
+        st.error(f"**The {what} table cannot be read.** {status.error}", icon=":material/error:")
+        return status.empty
     if not status.exists:
-        st.info(f"**No {what} yet.** The folder `{status.path}` does not exist. {hint} Run the pipeline with "
+        st.info(f"**No {what} yet.** There is no table at `{status.location}`. {hint} Run the pipeline with "
                 "`make demo` (or, with `make up` running, `make trigger-dag`), or try the dashboard on demo data: "
                 "`python -m incident_dashboard.demo --data-dir /tmp/demo` then "
                 "`DATA_DIR=/tmp/demo streamlit run dashboard/app.py`.",
                 icon=":material/hourglass_empty:")
         return True
     if status.empty:
-        pending = f" {len(status.pending)} file(s) are still being written." if status.pending else ""
-        st.info(f"**No {what} yet.** `{status.path}` holds no complete data files.{pending} {hint}",
-                icon=":material/hourglass_empty:")
+        st.info(f"**No {what} yet.** The table `{status.location}` holds no rows yet (version {status.version}). "
+                f"{hint}", icon=":material/hourglass_empty:")
         return True
     if status.unreadable:
-        st.warning(f"{len(status.unreadable)} file(s) of `{status.table}` could not be read for over a minute and "
-                   f"are skipped (damaged, or a writer died mid-file): {', '.join(status.unreadable[:3])}",
-                   icon=":material/warning:")
+        st.warning(f"{len(status.unreadable)} file(s) of `{status.table}` version {status.version} could not be "
+                   f"read and are left out (damaged, or deleted while the version still names them): "
+                   f"{', '.join(status.unreadable[:3])}", icon=":material/warning:")
     return False
 
 
