@@ -6,8 +6,9 @@ write every record twice. The job takes two locks when it starts and keeps them 
 * the checkpoint's: an OS file lock (``flock``) on ``<checkpoint>/.writer.lock``;
 * the tables': the same on ``<DATA_DIR>/_writer.lock`` for a folder, or, on object storage, a lease
   object ``<DATA_DIR>/_writer.lock`` created with a conditional put (``If-None-Match: *``) and renewed
-  every ``LEASE_RENEW_SECONDS`` (``If-Match`` its ETag); a lease not renewed for ``LEASE_TTL_SECONDS``
-  belongs to a dead job and is taken over.
+  every ``LEASE_RENEW_SECONDS`` (``If-Match`` its ETag); a lease not renewed for ``LEASE_TTL_SECONDS``,
+  or whose holder was a process of this host that no longer exists, belongs to a dead job and is taken
+  over (``If-Match`` the dead lease's ETag, so two jobs taking over at once cannot both win).
 
 The kernel releases a file lock when its holder dies, so a killed job never leaves a stale lock. Each
 lock file records its holder (run id, pid, host, start time) for the message a refused job prints.
@@ -54,6 +55,19 @@ class Holder:
     @classmethod
     def me(cls, run_id: str) -> Holder:
         return cls(run_id, os.getpid(), socket.gethostname(), datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def alive(self) -> bool:
+        """A lease is live until it expires, unless its holder is a process of this host that is gone."""
+        if self.expires_at <= time.time():
+            return False
+        if self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return True
 
     def describe(self) -> str:
         return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started_at})"
@@ -151,7 +165,7 @@ class LeaseLock:
                 raise
             current = self._client.get_object(Bucket=self.bucket, Key=self.key)
             holder = Holder.parse(current["Body"].read())
-            if holder is not None and holder.expires_at > time.time():
+            if holder is not None and holder.alive():
                 raise _busy(self.what, self.store.root, holder) from None
             log.warning("taking over the expired writer lease of %s", holder.describe() if holder else "?")
             try:  # replace exactly the expired lease; a concurrent taker makes this fail
@@ -189,7 +203,7 @@ class LeaseLock:
             holder = Holder.parse(self._client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
         except ClientError:
             return None
-        return holder if holder is not None and holder.expires_at > time.time() else None
+        return holder if holder is not None and holder.alive() else None
 
 
 def _code(exc: Any) -> str:

@@ -23,10 +23,6 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-        # Parquet: millisecond UTC timestamps as the table contract says (Spark's default is INT96).
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MILLIS",
-        "spark.sql.parquet.compression.codec": "zstd",
-        "spark.sql.sources.partitionOverwriteMode": "static",
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
