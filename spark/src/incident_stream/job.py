@@ -93,6 +93,7 @@ class Counters:
     dead_letter: int = 0
     incident_updates: int = 0
     batches: dict[str, int] = field(default_factory=dict)
+    commit_seconds: list[float] = field(default_factory=list)  # per ingest micro-batch: both tables' commits
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, query: str, **rows: int) -> None:
@@ -202,6 +203,7 @@ class IngestSink(_BatchSink):
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         files = batch.collect()  # runs the batch's tasks: they read, enrich and write the files
+        started = time.perf_counter()
         rows = {}
         for table in (EVENTS_TABLE, DEAD_LETTER_TABLE):
             written = [committed_file(f) for f in files if f.table == table]
@@ -211,6 +213,8 @@ class IngestSink(_BatchSink):
                          INGEST, table)
                 self.store.delete_files(table, written)
                 rows[table] = 0
+        with self.counters.lock:
+            self.counters.commit_seconds.append(time.perf_counter() - started)
         self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
         self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
 
@@ -430,8 +434,17 @@ class StreamJob:
             "end_offsets": end_offsets,
             "detection": DETECTION in self.queries,
             "elapsed_s": round(elapsed, 2),
+            "commit_ms_p95": _p95_ms(self.counters.commit_seconds),
             "rows_per_second": round(ingest.input_rows / busy_s, 1) if ingest and busy_s else 0.0,
         }
+
+
+def _p95_ms(seconds: list[float]) -> float | None:
+    """The 95th percentile (nearest rank) of the ingest commits' durations, in milliseconds."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return round(ordered[max(0, -(-95 * len(ordered) // 100) - 1)] * 1000, 1)
 
 
 def install_signal_handlers(job: StreamJob) -> None:
