@@ -1,4 +1,4 @@
-"""DAG integrity: both DAG files import cleanly, have no cycles, and declare tags, params and retries."""
+"""DAG integrity: the DAG files import cleanly, have no cycles, and declare tags, params, retries and schedules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 PIPELINE = "incident_processing_pipeline"
 TRIAGE = "incident_triage"
+MAINTENANCE = "table_maintenance"
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +21,10 @@ def dagbag(dags_folder):
 
 def test_dag_files_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {PIPELINE, TRIAGE} <= set(dagbag.dag_ids)
+    assert {PIPELINE, TRIAGE, MAINTENANCE} <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", [PIPELINE, TRIAGE])
+@pytest.mark.parametrize("dag_id", [PIPELINE, TRIAGE, MAINTENANCE])
 def test_no_cycles_tags_and_owner(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     dag.check_cycle()
@@ -83,3 +84,72 @@ def test_params_refuse_bad_values(dagbag):
 def test_triage_is_scheduled_on_the_incidents_asset(dagbag):
     dag = dagbag.dags[TRIAGE]
     assert [a.name for a in dag.timetable.asset_condition.objects] == ["incident_updates"]
+
+
+def test_maintenance_has_one_independent_task_per_table_one_at_a_time(dagbag):
+    from incident_contracts.tables import TABLES
+
+    dag = dagbag.dags[MAINTENANCE]
+    assert {t.task_id for t in dag.tasks} == {f"maintain_{table}" for table in TABLES}
+    assert all(not t.upstream_task_ids and not t.downstream_task_ids for t in dag.tasks)  # a failure blocks no other
+    assert dag.max_active_tasks == 1  # the streaming job keeps the other cores
+    assert all(t.retries >= 1 for t in dag.tasks)
+    assert "one task per table" in dag.doc_md.lower()
+
+
+def test_maintenance_is_scheduled_by_the_setting(dags_folder, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("TABLE_MAINTENANCE_SCHEDULE", "5 3 * * *")
+    dag = DagBag(dag_folder=str(dags_folder / "table_maintenance.py")).dags[MAINTENANCE]
+    assert dag.schedule == "5 3 * * *" and dag.timetable.expression == "5 3 * * *"
+
+
+@pytest.mark.integration
+def test_maintenance_run_compacts_every_table(airflow_db, dags_folder, tmp_path, monkeypatch):
+    """A whole run with dag.test() on tables of small files: every task succeeds and returns its report."""
+    import pyarrow as pa
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from incident_contracts.settings import load_settings
+    from incident_contracts.table_store import TableStore
+    from incident_contracts.tables import TABLES
+
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    store = TableStore.from_settings(load_settings())
+    for table in TABLES:
+        schema = TABLES[table].schema
+        for batch in range(3):  # one row per file: all-null optional columns, the required ones filled
+            row = {f.name: pa.nulls(1, f.type) if f.nullable else pa.array([_value(f)], f.type) for f in schema}
+            store.append(table, pa.table(row, schema=schema), app_id="job", version=batch)
+
+    dag = DagBag(dag_folder=str(dags_folder / "table_maintenance.py")).dags[MAINTENANCE]
+    dag_run = dag.test()
+
+    assert str(dag_run.state) == "success"
+    with create_session() as session:
+        reports = {x.task_id: x.value for x in session.query(XComModel).filter(
+            XComModel.dag_id == MAINTENANCE, XComModel.run_id == dag_run.run_id, XComModel.key == "return_value")}
+    for table in TABLES:
+        report = reports[f"maintain_{table}"]
+        assert (report["files_before"], report["files_after"]) == (3, 1), report
+        assert store.open(table).transaction_version("job") == 2
+
+
+def _value(field):
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(field.type):
+        return datetime.now(UTC)
+    if field.name in ("event_date", "dl_date"):
+        return datetime.now(UTC).date().isoformat()
+    if pa.types.is_integer(field.type):
+        return 1
+    if pa.types.is_boolean(field.type):
+        return False
+    return "x"
