@@ -20,8 +20,9 @@ from incident_contracts.settings import Settings
 SUPERVISOR_SETTINGS = {"kafka_controller_port", "kafka_heap"}
 SETTINGS = {name.upper() for name in Settings.model_fields
             if not name.startswith("cluster_") and name not in SUPERVISOR_SETTINGS}
-SECRET_SETTINGS = {"GEMINI_API_KEY"}
+SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
+TABLE_SERVICES = {"dashboard", "airflow-scheduler", "spark-worker"}  # the only ones that read or write tables
 # Variables the code reads outside the settings, and why compose need not (or does) set them.
 PROCESS_VARIABLES = {
     "PROJECT_ROOT": "set by airflow/Dockerfile, where the DAGs and the Spark entry file live",
@@ -53,6 +54,12 @@ def test_every_project_container_gets_every_setting(services: dict[str, Any]) ->
 def test_the_gemini_key_reaches_only_the_analysing_containers(services: dict[str, Any]) -> None:
     holders = {name for name, s in services.items() if "GEMINI_API_KEY" in s.get("environment", {})}
     assert holders == ANALYSIS_SERVICES
+
+
+def test_object_storage_credentials_reach_only_the_containers_that_use_the_tables(services: dict[str, Any]) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        holders = {name for name, s in services.items() if key in s.get("environment", {})}
+        assert holders == TABLE_SERVICES, key
 
 
 @pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init"])
