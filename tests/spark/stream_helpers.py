@@ -72,6 +72,35 @@ def source_reader(spark: Any, bootstrap: str, topic: str, **options: Any) -> Any
     return reader
 
 
+def uncommitted_files(folder: Path) -> dict[str, float]:
+    """{path: modification time} of the Parquet files in a Delta table's folder that no version of its log
+    adds: files of task attempts that were never committed (killed, or replays dropped by the sink)."""
+    import json
+    from urllib.parse import unquote
+
+    added = set()
+    for entry in (folder / "_delta_log").glob("*.json"):
+        for line in entry.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "add" in action:
+                added.add(unquote(action["add"]["path"]))
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*.parquet")
+            if "_delta_log" not in p.parts and str(p.relative_to(folder)) not in added}
+
+
+def transactions(folder: Path, app_id: str) -> list[int]:
+    """The micro-batch ids an application committed to a Delta table, one per commit, in log order."""
+    import json
+
+    versions = []
+    for entry in sorted((folder / "_delta_log").glob("*.json")):
+        for line in entry.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if action.get("txn", {}).get("appId") == app_id:
+                versions.append(int(action["txn"]["version"]))
+    return versions
+
+
 def read_table(path: Path) -> Any:
     """The latest committed version of the Delta table at `path` (partition columns included)."""
     from incident_contracts.table_store import TableStore

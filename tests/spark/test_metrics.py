@@ -1,10 +1,14 @@
-"""Progress reports -> rows of the metrics table (metrics.py), without Spark."""
+"""Progress reports -> rows of the metrics Delta table (metrics.py), without Spark."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from incident_contracts.table_store import TableStore
+from incident_contracts.tables import check_schema
 from incident_stream.metrics import MetricsRecorder, progress_row
 
 
@@ -34,7 +38,7 @@ def test_records_replace_spark_rows_and_scale_both_rates() -> None:
 
 
 def test_the_recorder_uses_the_records_a_sink_counted_for_that_query_and_batch(tmp_path: Path) -> None:
-    recorder = MetricsRecorder(tmp_path / "metrics")
+    recorder = MetricsRecorder(TableStore(str(tmp_path / "data")))
     recorder.count_records("ingest", 7, 9_000)
     assert recorder.record(progress(7, 3))
     assert recorder.record(progress(8, 2))  # no count for this batch: Spark's rows
@@ -42,3 +46,33 @@ def test_the_recorder_uses_the_records_a_sink_counted_for_that_query_and_batch(t
     assert not recorder.record(progress(7, 3))  # the same report twice is recorded once
     assert recorder.activity["ingest"].input_rows == 9_002
     assert recorder.activity["detection"].input_rows == 5
+
+
+def test_a_flush_appends_the_buffered_rows_in_one_commit_of_the_metrics_table(tmp_path: Path) -> None:
+    store = TableStore(str(tmp_path / "data"))
+    recorder = MetricsRecorder(store, run_id="run-9")
+    recorder.flush()  # nothing buffered: no table, no commit
+    assert store.open("metrics") is None
+    for batch in range(3):
+        recorder.record(progress(batch, 100 * batch))
+    recorder.flush()
+    recorder.flush()
+    table = store.open("metrics")
+    assert table is not None and table.version() == 1  # created, then one append
+    rows = sorted(store.read("metrics").to_pylist(), key=lambda r: r["batch_id"])
+    assert [(r["batch_id"], r["num_input_rows"], r["run_id"]) for r in rows] == [(0, 0, "run-9"), (1, 100, "run-9"),
+                                                                                  (2, 200, "run-9")]
+    assert check_schema("metrics", store.read("metrics").schema) == []
+    recorder.record(progress(3, 5))
+    recorder.flush()
+    assert store.read("metrics").num_rows == 4
+
+
+def test_a_metrics_table_that_cannot_be_written_never_fails_the_job(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the tables' folder should be")
+    recorder = MetricsRecorder(TableStore(str(blocked)))
+    recorder.record(progress(0, 10))
+    recorder.flush()
+    assert "could not write 1 metrics rows" in caplog.text

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 import pytest
-from stream_helpers import make_event, produce, produce_events, read_table
+from stream_helpers import make_event, produce, produce_events, read_table, transactions, uncommitted_files
 
 from incident_contracts import avro_schemas
 from incident_contracts.codec import Codec
@@ -99,11 +100,13 @@ def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contra
     assert {m["query_name"] for m in metrics} == {"ingest"}
     # The metrics count records (events and dead letters), though the source hands Spark one row per file.
     assert metrics[-1]["lag"] == 0 and sum(m["num_input_rows"] for m in metrics) == 1_201 + len(bad)
-    assert not list((data / "_staging").rglob("*.parquet"))  # every staged file was published
+    for name in ("events", "dead_letter"):  # a clean run leaves no file outside the tables' versions
+        assert uncommitted_files(data / name) == {}, name
 
 
 def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str, topic: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     produce_events(broker, topic, (make_event(i) for i in range(6_000)))
     data = tmp_path / "data"
     settings = job_settings(broker, topic, data)
@@ -133,15 +136,22 @@ def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str,
     failed = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
     assert failed["status"] == "failed" and "simulated crash" in failed["error"]
     monkeypatch.setattr(job_module.IngestSink, "__call__", original)
+    crash_over = time.time()
 
     # 3. Restart: the crashed batch is replayed (same id, same offsets), then the rest.
-    done = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
+    with caplog.at_level(logging.INFO, logger="incident_stream"):
+        done = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
     assert done["status"] == "finished", done
     events = read_table(data / "events")
     ids = events.column("event_id").to_pylist()
     assert len(ids) == 6_000 and len(set(ids)) == 6_000
-    names = [p.name for p in (data / "events").rglob("*.parquet")]
-    assert any(f"-b{crashed[0]:012d}-" in n for n in names) or any("-c" in n for n in names)
+    # The replay was recognised by the table, committed no second time, and its files were removed: files
+    # outside every version are only those of the tasks the abrupt stop interrupted.
+    assert f"batch {crashed[0]} of ingest is already in events" in caplog.text
+    app_id = f"incident-stream-ingest-{job_module.checkpoint_id(data / '_checkpoints' / 'job' / 'ingest')}"
+    batches = transactions(data / "events", app_id)
+    assert batches.count(crashed[0]) == 1 and batches == sorted(set(batches))
+    assert all(mtime < crash_over for mtime in uncommitted_files(data / "events").values())
 
 
 def test_metrics_cover_every_batch_even_when_progress_reports_arrive_late(
