@@ -1,14 +1,13 @@
 """End to end: `dag.test()` of the pipeline on the real embedded broker and Spark in local mode.
 
-One short scenario runs once for the module; the tests then check what it left behind, and that
-deleting a Parquet file of the run makes reconciliation fail, naming the gap.
+One short scenario runs once for the module; the tests then check what it left behind, and that rows
+of the run removed from the events table make reconciliation fail, naming the gap.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -84,10 +83,10 @@ def test_incidents_were_written_and_summarised(finished_run, run_settings):
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from incident_airflow.run_tables import data_files
+    from incident_contracts.table_store import TableStore
 
     dag_run, folder = finished_run
-    assert data_files(run_settings.table_path("incident_updates")), "no incident_updates written"
+    assert TableStore.from_settings(run_settings).read("incident_updates").num_rows, "no incident_updates written"
     summary = json.loads((folder / "run_summary.json").read_text())
     assert summary["incidents"] > 0
     assert summary["reconciled"] is True
@@ -114,23 +113,28 @@ def test_triage_analyses_the_runs_p1_p2_incidents(finished_run, run_settings):
     assert stored is not None and stored.engine == "offline"
     assert stored.result.summary
 
-def test_deleting_a_parquet_file_makes_reconciliation_fail(finished_run, run_settings):
-    import pyarrow.parquet as pq
+
+def test_rows_removed_from_events_make_reconciliation_fail(finished_run, run_settings):
+    import pyarrow.compute as pc
 
     from incident_airflow.pipeline import ReconciliationFailed, check_run, reconcile_run
-    from incident_airflow.run_tables import data_files
+    from incident_contracts.table_store import TableStore
 
     _, folder = finished_run
     produced = json.loads((folder / "offsets.json").read_text())
-    files = data_files(run_settings.table_path("events"))
-    counts = {f: pq.ParquetFile(f).metadata.num_rows for f in files}
-    victim = max(counts, key=counts.get)
-    assert counts[victim] > 0
-    Path(victim).unlink()
+    store = TableStore.from_settings(run_settings)
+    partition = int(max(produced["end_offsets"], key=lambda p: produced["end_offsets"][p] -
+                        produced["start_offsets"].get(p, 0)))
+    offsets = store.read("events", ["kafka_partition", "kafka_offset"], pc.field("kafka_partition") == partition)
+    first, last = pc.min(offsets["kafka_offset"]).as_py(), pc.max(offsets["kafka_offset"]).as_py()
+    middle = (first + last) // 2
+    removed = store.open("events").delete(
+        f"kafka_partition = {partition} AND kafka_offset >= {middle} AND kafka_offset < {middle + 25}")
+    assert removed["num_deleted_rows"] > 0
     result = check_run(run_settings, produced)
     assert not result.ok
-    assert result.missing == counts[victim]
-    assert any("in neither events nor dead_letter" in problem for problem in result.problems)
-    with pytest.raises(ReconciliationFailed, match=r"partition \d+: \d+ of \d+ records"):
+    assert result.missing == removed["num_deleted_rows"]
+    assert any(f"partition {partition}: " in problem and "in neither events nor dead_letter" in problem
+               for problem in result.problems)
+    with pytest.raises(ReconciliationFailed, match=rf"partition {partition}: \d+ of \d+ records"):
         reconcile_run(run_settings, produced)
-

@@ -12,31 +12,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from kafka_gaps import GapWriter, settle
+from run_table_rows import kafka_rows
 
 from incident_airflow.pipeline import ReconciliationFailed, check_run, reconcile_run
 from incident_airflow.reconcile import reconcile
 from incident_airflow.run_tables import offsets_in_ranges
 from incident_contracts.kafka import end_offsets
 from incident_contracts.settings import Settings
+from incident_contracts.table_store import TableStore
 from incident_stream.kafka_read import RAW, Range, ReadConfig, consume_range
 
 pytestmark = pytest.mark.integration
-
-
-def write_table(table: Path, topic: str, rows: list[tuple[int, int]], time_column: str) -> None:
-    """A Parquet file with the columns reconciliation reads, stamped now."""
-    table.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
-    pq.write_table(pa.table({
-        "topic": pa.array([topic] * len(rows)),
-        "kafka_partition": pa.array([p for p, _ in rows], type=pa.int32()),
-        "kafka_offset": pa.array([o for _, o in rows], type=pa.int64()),
-        time_column: pa.array([now] * len(rows), type=pa.timestamp("us", tz="UTC")),
-    }), table / f"part-{len(list(table.iterdir())):03d}.parquet")
 
 
 def read_like_the_job(broker: str, topic: str, ranges: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
@@ -75,17 +63,18 @@ def test_a_run_with_an_aborted_transaction_reconciles_and_a_lost_record_still_fa
     rows = read_like_the_job(broker, topic, ranges)
     assert len(rows) == 54  # the job's reader: committed records only
     settings = Settings(_env_file=None, kafka_bootstrap_servers=broker, data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    store = TableStore.from_settings(settings)
     dead = [rows.pop(3)]  # one record went to dead_letter
-    write_table(settings.table_path("events"), topic, rows, "ingest_time")
-    write_table(settings.table_path("dead_letter"), topic, dead, "detected_at")
+    store.append("events", kafka_rows("events", topic, rows))
+    store.append("dead_letter", kafka_rows("dead_letter", topic, dead))
     produced: dict[str, Any] = {
         "topic": topic, "run_key": "gaps", "started_at": started_at.isoformat(),
         "start_offsets": {str(p): o for p, o in start.items()}, "end_offsets": {str(p): o for p, o in end.items()},
         "generator": {"delivered": 54, "failed": 0, "partitions": {str(p): n for p, n in delivered.items()}}}
 
     # Without asking Kafka, the marker and aborted offsets would look lost.
-    events = offsets_in_ranges(settings.table_path("events"), topic, ranges)
-    dead_letters = offsets_in_ranges(settings.table_path("dead_letter"), topic, ranges)
+    events = offsets_in_ranges(store, "events", topic, ranges)
+    dead_letters = offsets_in_ranges(store, "dead_letter", topic, ranges)
     assert reconcile(topic, ranges, events, dead_letters).missing == 7
 
     result = reconcile_run(settings, produced)
@@ -100,10 +89,9 @@ def test_a_run_with_an_aborted_transaction_reconciles_and_a_lost_record_still_fa
     assert "partition 1: 1 offset holds no committed record in Kafka" in notes
     assert json.loads((tmp_path / "data" / "runs" / "gaps" / "reconciliation.json").read_text())["gaps"] == 7
 
-    # A committed record in neither table is still lost: Kafka holds it.
+    # A committed record in neither table is still lost: Kafka holds it (its row removed by a commit).
     lost = rows.pop(10)
-    (settings.table_path("events") / "part-000.parquet").unlink()
-    write_table(settings.table_path("events"), topic, rows, "ingest_time")
+    store.open("events").delete(f"kafka_partition = {lost[0]} AND kafka_offset = {lost[1]}")
     failed = check_run(settings, produced)
     assert not failed.ok and (failed.missing, failed.gaps) == (1, 7)
     assert f"partition {lost[0]}: 1 of" in failed.problems[0] and f"offsets {lost[1]};" in failed.problems[0]

@@ -1,11 +1,14 @@
-"""The Parquet tables a pipeline run updates, as Airflow Assets.
+"""The Delta Lake tables a pipeline run updates, as Airflow Assets.
 
 The pipeline DAG lists them as outlets of its publish task, so each successful run records an asset
 event (with the run's figures in its extra); the triage DAG is scheduled on the incidents asset.
-URIs point at the table folders, so the UI shows where the data lives.
+URIs are where the tables live (``file://`` for a folder, ``s3://`` for object storage), so the UI
+shows where the data is.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from airflow.sdk import Asset
 
@@ -17,8 +20,16 @@ DEAD_LETTER = "dead_letter"
 GROUP = "incident-tables"
 
 
+def table_uri(settings: Settings, table: str) -> str:
+    """The table's location as ``TableStore.uri`` gives it, as a URI. Worked out from the settings: the DAG
+    files call this at every parse, and importing the table store (pyarrow, deltalake) takes seconds."""
+    if settings.data_is_local:
+        return (Path(settings.data_dir).resolve() / table).as_uri()
+    return f"{str(settings.data_dir).rstrip('/')}/{table}"
+
+
 def table_asset(settings: Settings, table: str) -> Asset:
-    return Asset(name=table, uri=settings.table_path(table).resolve().as_uri(), group=GROUP)
+    return Asset(name=table, uri=table_uri(settings, table), group=GROUP)
 
 
 def pipeline_assets(settings: Settings) -> dict[str, Asset]:

@@ -142,15 +142,17 @@ def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
     where Kafka holds no committed record (transaction markers, aborted or compacted records) they
     are gaps, not lost records.
     """
-    # Imported here (DuckDB, numpy): the DAG files import this module at every parse.
+    # Imported here (pyarrow, numpy): the DAG files import this module at every parse.
     from incident_airflow.reconcile import ProducerReport, reconcile
     from incident_airflow.run_tables import offsets_in_ranges
+    from incident_contracts.table_store import TableStore
 
     topic = produced["topic"]
     ranges = _ranges(produced)
     since = datetime.fromisoformat(produced["started_at"]) - CLOCK_MARGIN
-    events = offsets_in_ranges(settings.table_path("events"), topic, ranges, since, "ingest_time")
-    dead = offsets_in_ranges(settings.table_path("dead_letter"), topic, ranges, since, "detected_at")
+    store = TableStore.from_settings(settings)
+    events = offsets_in_ranges(store, "events", topic, ranges, since, "ingest_time")
+    dead = offsets_in_ranges(store, "dead_letter", topic, ranges, since, "detected_at")
     generator = produced.get("generator") or {}
     per_partition = generator.get("partitions")
     report = ProducerReport(
@@ -206,9 +208,10 @@ def reconcile_run(settings: Settings, produced: dict[str, Any]) -> dict[str, Any
 def incident_digest(settings: Settings, produced: dict[str, Any]) -> dict[str, Any]:
     """Incidents the run opened or updated (by severity), and the P1/P2 ones to triage."""
     from incident_airflow.run_tables import incidents_updated_since
+    from incident_contracts.table_store import TableStore
 
     since = datetime.fromisoformat(produced["started_at"]) - CLOCK_MARGIN
-    digest = incidents_updated_since(settings.table_path("incident_updates"), since)
+    digest = incidents_updated_since(TableStore.from_settings(settings), since)
     escalate = digest.ids_with_severity(ESCALATE_SEVERITIES)
     log.info("Incidents opened or updated by this run: %d (%s); %d open, %d resolved.", digest.total,
              ", ".join(f"{s} {n}" for s, n in digest.by_severity.items()) or "none", digest.open_count,

@@ -31,12 +31,13 @@ def run_generator(settings: Settings, request: RunRequest, key: str) -> dict[str
     """Produce the run's events to Kafka; returns the generator's summary as a dict.
 
     The broker, topic and data folder come from `settings` (the pipeline's, so the generator writes
-    where the rest of the run reads). The generator's run folder is named after the run key.
+    where the rest of the run reads). The generator's run folder is the run's (runs.run_dir).
     """
+    from incident_airflow.runs import runs_root
     from log_generator import api
 
     common = {"bootstrap_servers": settings.kafka_bootstrap_servers, "topic": settings.kafka_topic_logs,
-              "data_dir": settings.data_dir, "run_id": key, "settings": settings, "progress": False}
+              "data_dir": runs_root(settings), "run_id": key, "settings": settings, "progress": False}
     if request.is_replay:
         summary = api.replay(request.replay_file, request.replay_format, rate=request.rate, **common)
     else:

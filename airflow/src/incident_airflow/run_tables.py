@@ -1,40 +1,68 @@
-"""What one run left in the Parquet tables: Kafka offsets per partition, and the incidents it touched.
+"""What one run left in the tables: Kafka offsets per partition, and the incidents it touched.
 
-Reads with DuckDB straight from the files under DATA_DIR. Only data files count: folders and files
-whose name starts with `_` or `.` (Spark's `_spark_metadata`, `_temporary`, `.crc` files) are skipped.
+Each read sees one committed snapshot of a table (``TableStore.dataset``): files a writer has not
+committed yet, or that compaction replaced, are not there. The run's offset ranges (and its start
+time) are a filter on the dataset, whose fragments carry each file's min/max Kafka partition, offset
+and time: files holding only other runs' records are skipped without being opened. The partition
+columns cannot prune here: event_date follows the events' own time (a replay writes old dates) and
+dl_date the records' Kafka timestamps.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from functools import reduce
 
-import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from incident_contracts.table_store import TableStore
+from incident_contracts.tables import TS
+
+OFFSET_COLUMNS = ["kafka_partition", "kafka_offset"]
 
 
-def data_files(table_dir: Path) -> list[str]:
-    """Parquet data files of a table folder (hive partitions included); empty when there are none."""
-    if not table_dir.is_dir():
-        return []
-    files = []
-    for path in table_dir.rglob("*.parquet"):
-        parts = path.relative_to(table_dir).parts
-        if any(part.startswith(("_", ".")) for part in parts):
-            continue
-        files.append(str(path))
-    return sorted(files)
+def range_filter(topic: str, ranges: Mapping[int, tuple[int, int]], since: datetime | None = None,
+                 time_column: str | None = None) -> ds.Expression | None:
+    """Rows of `topic` within `ranges` {partition: [start, end)} (and stamped at or after `since`);
+    None when every range is empty."""
+    wanted = [(int(p), int(s), int(e)) for p, (s, e) in sorted(ranges.items()) if e > s]
+    if not wanted:
+        return None
+    partition, offset = pc.field("kafka_partition"), pc.field("kafka_offset")
+    in_ranges = reduce(operator.or_, [(partition == p) & (offset >= s) & (offset < e) for p, s, e in wanted])
+    condition = (pc.field("topic") == topic) & in_ranges
+    if since is not None and time_column:
+        condition &= pc.field(time_column) >= pa.scalar(since, type=TS)
+    return condition
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    return con
+class TableUnreadable(RuntimeError):
+    """A file the table's snapshot holds cannot be read: it was deleted or damaged behind the table's log."""
 
 
-def offsets_in_ranges(table_dir: Path, topic: str, ranges: Mapping[int, tuple[int, int]],
+def rows_in_ranges(store: TableStore, table: str, topic: str, ranges: Mapping[int, tuple[int, int]],
+                   since: datetime | None = None, time_column: str | None = None) -> pa.Table:
+    """(kafka_partition, kafka_offset) of the table's rows within the ranges, from one snapshot."""
+    condition = range_filter(topic, ranges, since, time_column)
+    snapshot = store.open(table)
+    if condition is None or snapshot is None:
+        return pa.table({"kafka_partition": pa.array([], pa.int32()), "kafka_offset": pa.array([], pa.int64())})
+    try:
+        return store.dataset(table, snapshot).to_table(columns=OFFSET_COLUMNS, filter=condition)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TableUnreadable(
+            f"{table} (version {snapshot.version()} at {store.uri(table)}) holds a file that cannot be read: {exc}. "
+            "Files of a table change only through its commits: restore the file, or drop it from the table with "
+            f"`DeltaTable('{store.uri(table)}').repair()` so that reconciliation names the records it held.") from exc
+
+
+def offsets_in_ranges(store: TableStore, table: str, topic: str, ranges: Mapping[int, tuple[int, int]],
                       since: datetime | None = None, time_column: str | None = None) -> dict[int, np.ndarray]:
     """{partition: offsets found} for rows of `topic` within `ranges`, duplicates kept.
 
@@ -42,26 +70,24 @@ def offsets_in_ranges(table_dir: Path, topic: str, ranges: Mapping[int, tuple[in
     while the tables keep older rows (`make clean` deletes the broker's log but may keep `data/`; a
     topic deleted and recreated), and such rows could share a run's offsets.
     """
-    result = {p: np.empty(0, dtype=np.int64) for p in ranges}
-    files = data_files(table_dir)
-    wanted = [(p, s, e) for p, (s, e) in ranges.items() if e > s]
-    if not files or not wanted:
-        return result
-    bounds = " OR ".join(f"(kafka_partition = {int(p)} AND kafka_offset >= {int(s)} AND kafka_offset < {int(e)})"
-                         for p, s, e in wanted)
-    sql = (f"SELECT kafka_partition, kafka_offset FROM read_parquet($files, hive_partitioning = false, "
-           f"union_by_name = true) WHERE topic = $topic AND ({bounds})")
-    args: dict = {"files": files, "topic": topic}
-    if since is not None and time_column:
-        sql += f" AND {time_column} >= $since"
-        args["since"] = since
-    with _connect() as con:
-        columns = con.execute(sql, args).fetchnumpy()
-    partitions = np.asarray(columns["kafka_partition"], dtype=np.int64)
-    offsets = np.asarray(columns["kafka_offset"], dtype=np.int64)
-    for p in result:
-        result[p] = offsets[partitions == p]
-    return result
+    rows = rows_in_ranges(store, table, topic, ranges, since, time_column)
+    partitions = rows.column("kafka_partition").to_numpy().astype(np.int64, copy=False)
+    offsets = rows.column("kafka_offset").to_numpy().astype(np.int64, copy=False)
+    return {p: offsets[partitions == p] for p in ranges}
+
+
+def processed_through(store: TableStore, tables: tuple[str, ...], topic: str,
+                      ranges: Mapping[int, tuple[int, int]]) -> dict[int, int]:
+    """{partition: highest offset + 1 found in the tables within the run's ranges} (the range's start
+    where none is)."""
+    found = {int(p): int(start) for p, (start, _) in ranges.items()}
+    for table in tables:
+        highest = rows_in_ranges(store, table, topic, ranges).group_by("kafka_partition").aggregate(
+            [("kafka_offset", "max")])
+        for partition, offset in zip(highest.column("kafka_partition").to_pylist(),
+                                     highest.column("kafka_offset_max").to_pylist(), strict=True):
+            found[int(partition)] = max(found[int(partition)], int(offset) + 1)
+    return found
 
 
 @dataclass(frozen=True)
@@ -81,24 +107,31 @@ class IncidentDigest:
         return [i["incident_id"] for i in self.incidents if i["severity"] in severities]
 
 
-def incidents_updated_since(table_dir: Path, since: datetime) -> IncidentDigest:
-    """Incidents with an update written at or after `since` (processing time), at their latest update."""
-    files = data_files(table_dir)
-    if not files:
+DIGEST_COLUMNS = ["incident_id", "severity", "status", "service", "title", "update_seq", "update_time"]
+
+
+def incidents_updated_since(store: TableStore, since: datetime) -> IncidentDigest:
+    """Incidents with an update written at or after `since` (processing time), at their latest update.
+
+    One snapshot of incident_updates: the ids come from files whose update_time reaches `since`, then
+    every update of those ids, so an incident opened by an earlier run shows at its latest state."""
+    import duckdb  # imported here: the DAG files import this module's callers at every parse
+
+    updates = store.dataset("incident_updates")
+    recent = updates.to_table(columns=["incident_id"], filter=pc.field("update_time") >= pa.scalar(since, type=TS))
+    ids = pc.unique(recent.column("incident_id"))
+    if len(ids) == 0:
         return IncidentDigest()
+    touched = updates.to_table(columns=DIGEST_COLUMNS, filter=pc.field("incident_id").isin(ids))
     sql = """
-        WITH latest AS (
-            SELECT incident_id, severity, status, service, title, update_seq,
-                   row_number() OVER (PARTITION BY incident_id ORDER BY update_seq DESC, update_time DESC) AS rn
-            FROM read_parquet($files, union_by_name = true)
-            WHERE incident_id IN (SELECT incident_id FROM read_parquet($files, union_by_name = true)
-                                  WHERE update_time >= $since)
-        )
-        SELECT incident_id, severity, status, service, title FROM latest WHERE rn = 1
+        SELECT incident_id, severity, status, service, title FROM touched
+        QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY update_seq DESC, update_time DESC) = 1
         ORDER BY severity, incident_id
     """
-    with _connect() as con:
-        rows = con.execute(sql, {"files": files, "since": since}).fetchall()
+    with duckdb.connect() as con:
+        con.execute("SET threads TO 2")
+        con.register("touched", touched)
+        rows = con.execute(sql).fetchall()
     incidents = tuple({"incident_id": r[0], "severity": r[1], "status": r[2], "service": r[3], "title": r[4]}
                       for r in rows)
     by_severity: dict[str, int] = {}

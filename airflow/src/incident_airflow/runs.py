@@ -1,4 +1,4 @@
-"""Naming of a pipeline run's artefacts: a file-system-safe run key and the run's folder under DATA_DIR."""
+"""Naming of a pipeline run's artefacts: a file-system-safe run key and the run's folder."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def run_key(airflow_run_id: str) -> str:
     return key[:128]
 
 
+def runs_root(settings: Settings) -> Path:
+    """The folder whose `runs/` holds the run folders: DATA_DIR, or RUNTIME_DIR when the tables are in
+    object storage (a run folder is a few small files the generator and the pipeline write as files)."""
+    return Path(settings.data_dir) if settings.data_is_local else settings.runtime_dir
+
+
 def run_dir(settings: Settings, key: str) -> Path:
-    """DATA_DIR/runs/<key>: the generator's manifest and the pipeline's reconciliation live here."""
-    return settings.data_dir / "runs" / key
+    """<runs root>/runs/<key>: the generator's manifest and the pipeline's reconciliation live here."""
+    return runs_root(settings) / "runs" / key

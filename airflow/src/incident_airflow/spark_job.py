@@ -93,23 +93,11 @@ def job_conf(settings: Settings) -> dict[str, str]:
 
 def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
     """{partition: highest offset + 1 found in events or dead_letter within the run's ranges}."""
-    import duckdb  # imported here: the DAG file imports this module at every parse
+    # Imported here: the DAG file imports this module at every parse.
+    from incident_airflow import run_tables
+    from incident_contracts.table_store import TableStore
 
-    from incident_airflow.run_tables import data_files
-
-    files = data_files(settings.table_path("events")) + data_files(settings.table_path("dead_letter"))
-    found = {p: start for p, (start, _) in ranges.items()}
-    wanted = [(p, s, e) for p, (s, e) in ranges.items() if e > s]
-    if not files or not wanted:
-        return found
-    bounds = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {s} AND kafka_offset < {e})"
-                         for p, s, e in wanted)
-    sql = (f"SELECT kafka_partition, max(kafka_offset) + 1 FROM read_parquet($files, union_by_name = true) "
-           f"WHERE topic = $topic AND ({bounds}) GROUP BY 1")
-    with duckdb.connect() as con:
-        for partition, through in con.execute(sql, {"files": files, "topic": topic}).fetchall():
-            found[int(partition)] = int(through)
-    return found
+    return run_tables.processed_through(TableStore.from_settings(settings), ("events", "dead_letter"), topic, ranges)
 
 
 def job_summary(line: str) -> dict[str, Any] | None:
