@@ -91,6 +91,13 @@ format: $(SETUP) ## Format and autofix with ruff
 bench: $(SETUP) ## Run every benchmark and print one table (QUICK=1: a reduced run in a few minutes)
 	@$(BIN)/python bench/run.py $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),) $(if $(RESULTS),--results $(RESULTS),)
 
+.PHONY: maintain migrate-data
+maintain: $(SETUP) ## Table maintenance now: retention, compaction, vacuum, log checkpoint of every table; prints a JSON report
+	@$(BIN)/python -m incident_contracts.table_maintenance
+
+migrate-data: $(SETUP) ## Convert DATA_DIR's tables from plain Parquet folders (before Delta Lake) to Delta tables; idempotent
+	@$(BIN)/python -m incident_contracts.table_migration
+
 clean: $(SETUP) ## Remove runtime state (pids, logs, Airflow home); asks before deleting data/
 	@$(BIN)/incident-stack clean $(if $(YES),--yes,)
 
