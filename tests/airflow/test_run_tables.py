@@ -24,7 +24,7 @@ from incident_airflow.run_tables import (
     incidents_updated_since,
     offsets_in_ranges,
     processed_through,
-    range_filter,
+    range_conditions,
 )
 from incident_airflow.runs import run_dir
 from incident_contracts.settings import Settings
@@ -68,7 +68,7 @@ def commit_run(store: TableStore, ranges: dict[int, tuple[int, int]], batches: i
 
 
 def committed_files(store: TableStore, table: str) -> set[str]:
-    return {uri.removeprefix("file://") for uri in store.open(table).file_uris()}
+    return set(store.open(table).file_uris())
 
 
 def test_offsets_of_the_run_from_the_committed_tables(store: TableStore) -> None:
@@ -109,11 +109,9 @@ def test_reconciliation_opens_only_the_files_of_the_runs_range(settings: Setting
     ranges = {0: (1000, 1300), 1: (1000, 1100)}
     commit_run(store, ranges, batches=3)
     run_files = {table: committed_files(store, table) - before[table] for table in before}
-    condition = range_filter(TOPIC, ranges)
-    for table in before:
-        opened = {f.path for f in store.dataset(table).get_fragments(filter=condition)}
-        assert len(opened) == len(run_files[table]) == 3
-        assert {path.rsplit("/", 1)[-1] for path in opened} == {Path(p).name for p in run_files[table]}
+    for table in before:  # the files the run's conditions select by their statistics
+        selected = set(store.open(table).file_uris(file_pruning_predicate=range_conditions(TOPIC, ranges)))
+        assert selected == run_files[table] and len(selected) == 3
     for table in before:  # damage every file of the earlier runs: reconciliation must not open them
         for path in before[table]:
             Path(path).write_bytes(b"this is not a Parquet file")
