@@ -709,7 +709,7 @@ def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job
     job_pid[0] = None
     usage.close(window)
     summary = job_summary(folder, code)
-    calm, hit = batch_durations(metrics_rows(folder / "data" / "metrics"), INGEST, [x["batch"] for x in samples])
+    calm, hit = batch_durations(metrics_rows(folder / "data"), INGEST, [x["batch"] for x in samples])
     for sample in samples:
         sample["batch_duration_s"] = hit.get(sample["batch"])
     ranges = {p: (start[p], end[p]) for p in end}
@@ -726,15 +726,12 @@ def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job
     return samples
 
 
-def metrics_rows(folder: Path) -> list[tuple[str, int, int]]:
-    """(query name, batch id, duration ms) of every row of the job's metrics table."""
-    import pyarrow.parquet as pq
+def metrics_rows(data_dir: Path) -> list[tuple[str, int, int]]:
+    """(query name, batch id, duration ms) of every row of the job's metrics table (its latest version)."""
+    from incident_contracts.table_store import TableStore
 
-    rows: list[tuple[str, int, int]] = []
-    for path in sorted(folder.glob("*.parquet")):
-        table = pq.read_table(path, columns=["query_name", "batch_id", "batch_duration_ms"]).to_pydict()
-        rows += zip(table["query_name"], table["batch_id"], table["batch_duration_ms"], strict=True)
-    return rows
+    table = TableStore(str(data_dir)).read("metrics", ["query_name", "batch_id", "batch_duration_ms"]).to_pydict()
+    return list(zip(table["query_name"], table["batch_id"], table["batch_duration_ms"], strict=True))
 
 
 # --- main ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/detection_bench.py [--quick] [--json OUT.json]
 
-Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
+Latency (the real path: embedded broker -> `incident-stream` job -> Delta Lake tables):
   1. Starts the embedded broker and the streaming job (`incident-stream`, continuous mode, 1 s trigger,
      local[2], default settings otherwise) as its own process, on a fresh topic, data and checkpoint folder.
   2. The log generator writes 75 s of normal history (1,000 events/s, so every service is past its
@@ -11,10 +11,11 @@ Latency (the real path: embedded broker -> `incident-stream` job -> Parquet):
      scenario at the same 5,000 events/s (normal traffic with the incident in the middle 60% of the run).
      Before each, the run waits (normal traffic) until the origin service has no open incident: a failure
      on a service already in incident updates that incident, so it has no `opened` row to time.
-  4. A reader lists the incident_updates table every 0.2 s and notes when each `opened` row first becomes
-     readable. Latency of an injection = that moment for the first incident opened on one of its services
-     (origin or affected) - the Kafka timestamp (wall clock of production) of the injection's first error
-     line, found in the topic afterwards from the generator's ground truth and the events' labels.
+  4. A reader reads the incident_updates table's new commits every 0.2 s and notes when each `opened` row
+     first becomes readable (committed). Latency of an injection = that moment for the first incident
+     opened on one of its services (origin or affected) - the Kafka timestamp (wall clock of production) of
+     the injection's first error line, found in the topic afterwards from the generator's ground truth and
+     the events' labels.
   An injection not detected by the end of the run counts as the time it was watched (from its first error to
   the end: a lower bound of its latency) in the percentiles.
 
@@ -56,6 +57,7 @@ from report import Metric, emit  # noqa: E402
 from incident_contracts.catalog import default_catalog  # noqa: E402
 from incident_contracts.codec import decoding_codec  # noqa: E402
 from incident_contracts.kafka import TopicSpec, end_offsets, ensure_topics, wait_for_broker  # noqa: E402
+from incident_contracts.table_store import TableStore  # noqa: E402
 from incident_stack.broker import free_port, start_broker  # noqa: E402
 
 RATE = 5_000.0  # background traffic of the latency run, events per second (the target is set at this rate)
@@ -175,12 +177,13 @@ class Injection:
 
 
 class UpdatesReader(threading.Thread):
-    """Lists the incident_updates folder every POLL_S seconds; notes when each opened row became readable
-    and which incidents are open (opened, not resolved yet)."""
+    """Reads the incident_updates table every POLL_S seconds; notes when each opened row became readable (its
+    file committed) and which incidents are open (opened, not resolved yet). Only the files of versions it
+    has not seen yet are read; a compaction's files hold rows already seen."""
 
-    def __init__(self, table: Path) -> None:
+    def __init__(self, store: TableStore) -> None:
         super().__init__(daemon=True)
-        self.table = table
+        self.store = store
         self.seen_files: set[str] = set()
         self.opened: dict[str, dict] = {}  # incident id -> {service, opened_at_ms, readable_ms}
         self.resolved: set[str] = set()
@@ -193,17 +196,16 @@ class UpdatesReader(threading.Thread):
             self.stop_event.wait(POLL_S)
 
     def poll(self) -> None:
-        if not self.table.is_dir():
+        snapshot = self.store.open("incident_updates")
+        if snapshot is None:
             return
         now_ms = int(time.time() * 1000)
-        for path in sorted(self.table.rglob("*.parquet")):
-            if path.name in self.seen_files or path.name.startswith("."):
-                continue
+        for path in sorted(set(snapshot.file_uris()) - self.seen_files):
             try:
                 table = pq.read_table(path, columns=["incident_id", "update_type", "service", "opened_at"])
             except (OSError, ValueError):
-                continue  # replaced while listing: read on the next pass
-            self.seen_files.add(path.name)
+                continue  # removed by a vacuum meanwhile: its rows are in a later file
+            self.seen_files.add(path)
             with self.lock:
                 for row in table.to_pylist():
                     if row["update_type"] == "resolved":
@@ -314,7 +316,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
     topic = "bench.detection"
     data_dir, checkpoint, runs = work / "data", work / "checkpoint", work / "runs"
     job = None
-    reader = UpdatesReader(data_dir / "incident_updates")
+    reader = UpdatesReader(TableStore(str(data_dir)))
     context: dict = {}
     try:
         wait_for_broker(bootstrap, timeout=30)

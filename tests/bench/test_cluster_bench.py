@@ -1,5 +1,6 @@
 """The cluster benchmark's pure pieces: the tier's ports, rates from a job summary, run order, the first
-acknowledgement of a new partition leader, and a micro-batch in flight in a checkpoint."""
+acknowledgement of a new partition leader, a micro-batch in flight in a checkpoint, and the rows of the
+metrics table it reads."""
 
 from __future__ import annotations
 
@@ -123,3 +124,20 @@ def test_batch_durations_split_calm_batches_from_those_a_kill_hit() -> None:
     assert calm == [3.0, 2.0, 4.0]
     assert hit == {2: 40.0}
     assert cluster_bench.batch_durations([], "ingest", killed=[1]) == ([], {})
+
+
+def test_metrics_rows_are_the_committed_rows_of_the_metrics_table(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from incident_contracts.table_store import TableStore
+
+    store = TableStore(str(tmp_path / "data"))
+    assert cluster_bench.metrics_rows(tmp_path / "data") == []
+    now = dt.datetime.now(dt.UTC)
+    rows = pa.table({"query_name": ["ingest", "detection"], "batch_id": [3, 4], "timestamp": [now, now],
+                     "batch_duration_ms": [1200, 800]})
+    store.append("metrics", rows)
+    store.write_files("metrics", rows)  # written, never committed: not a row of the table
+    assert sorted(cluster_bench.metrics_rows(tmp_path / "data")) == [("detection", 4, 800), ("ingest", 3, 1200)]

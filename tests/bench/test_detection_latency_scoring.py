@@ -30,20 +30,28 @@ def test_the_reader_knows_which_services_have_an_open_incident(tmp_path: Path) -
     import datetime as dt
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from incident_contracts.table_store import TableStore
 
     opened_at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    store = TableStore(str(tmp_path / "data"))
 
-    def write(name: str, rows: list[tuple[str, str, str]]) -> None:
+    def updates(rows: list[tuple[str, str, str]]) -> pa.Table:
         ids, kinds, services = zip(*rows, strict=True)
-        pq.write_table(pa.table({"incident_id": ids, "update_type": kinds, "service": services,
-                                 "opened_at": [opened_at] * len(rows)}), tmp_path / name)
+        count = len(rows)
+        return pa.table({"incident_id": ids, "update_seq": [0] * count, "update_type": kinds,
+                         "status": ["resolved" if k == "resolved" else "open" for k in kinds],
+                         "update_time": [opened_at] * count, "service": services, "environment": ["prod"] * count,
+                         "severity": ["P2"] * count, "opened_at": [opened_at] * count,
+                         "first_seen": [opened_at] * count, "last_seen": [opened_at] * count})
 
-    reader = detection_bench.UpdatesReader(tmp_path)
-    write("part-1.parquet", [("a", "opened", "order-service"), ("b", "opened", "search-service")])
+    reader = detection_bench.UpdatesReader(store)
+    reader.poll()  # no table yet
+    store.append("incident_updates", updates([("a", "opened", "order-service"), ("b", "opened", "search-service")]))
+    store.write_files("incident_updates", updates([("c", "opened", "cart-service")]))  # never committed
     reader.poll()
     assert reader.open_services() == {"order-service", "search-service"}
-    write("part-2.parquet", [("a", "updated", "order-service"), ("a", "resolved", "order-service")])
+    store.append("incident_updates", updates([("a", "updated", "order-service"), ("a", "resolved", "order-service")]))
     reader.poll()
     assert reader.open_services() == {"search-service"}
     assert set(reader.snapshot()) == {"a", "b"}
