@@ -12,17 +12,18 @@ One run, one backlog, one machine:
    settings) and so its own JVM, which makes each one's driver memory its own:
 
    A. the product: the ``incident-stream`` job's ingest query (``incident_stream.job``, the Python data
-      source ``kafka_ingest_files``: decode, enrich and write the Parquet files in the source's tasks,
-      published exactly once by the query's sink), exactly as spark_bench.py runs it;
+      source ``kafka_ingest_files``: decode, enrich and write the Delta tables' Parquet files in the
+      source's tasks, committed once per micro-batch by the query's sink), exactly as spark_bench.py runs it;
    B. Spark's built-in connector: ``spark.readStream.format("kafka")`` with the jars of
       ``stack/jvm/spark-kafka`` (fetched from Maven Central when missing), the 10-byte single-object
       header stripped with ``substring`` and the body decoded by spark-avro's ``from_avro`` (older
       schema versions resolved to the newest by fingerprint), records that do not decode or fail the
       job's checks routed to the dead letters with the job's reasons, then the enrichment as Spark
       expressions (``incident_stream.enrich``, the definition), and the events table written by
-      Spark's Parquet writer, partitioned by event_date/event_hour, with the product's exactly-once
-      publication (``sinks.write_batch_exactly_once``; the tuning the product had when Spark wrote it:
-      no dictionary for per-event columns, concurrent writers instead of a sort).
+      Spark's Parquet writer, partitioned by event_date/event_hour, into a folder of the Delta table and
+      committed as the product commits (``TableStore.commit_files`` with the query's application id and
+      batch id; the tuning the product had when Spark wrote it: no dictionary for per-event columns,
+      concurrent writers instead of a sort); both tables compacted at the end, as the job does.
 
    Each process warms its JVM up on the warm-up topic first. Then the repeats alternate A and B (ABBA
    order: A, B, B, A, ...), each from a fresh checkpoint over the whole backlog (Trigger.AvailableNow,
@@ -197,53 +198,75 @@ def offsets_in_batch(checkpoint: Path, batch_id: int) -> int | None:
     return sum(spans) if all(span >= 0 for span in spans) else None
 
 
-class BuiltinSink:
-    """foreachBatch of B: the batch's events, exactly once; the dead letters only when the batch wrote fewer
-    events than it spans offsets (then the batch is read a second time, as the product did before its
-    source wrote the files)."""
+def spark_files(store: Any, table: str, folder: str) -> list[Any]:
+    """The Parquet files Spark's writer left in `folder` of the table (hidden ``.crc``/``_SUCCESS`` aside), as
+    files to commit, with their partition values (from the path) and statistics (from their footers)."""
+    import pyarrow.parquet as pq
 
-    def __init__(self, data_dir: Path, checkpoint: Path):
-        self.events = data_dir / "events"
-        self.dead_letter = data_dir / "dead_letter"
+    from incident_contracts.table_store import data_file
+
+    root = store.local_path(table)
+    return [data_file(str(path.relative_to(root)), path.stat().st_size, pq.read_metadata(path))
+            for path in sorted((root / folder).rglob("*.parquet"))
+            if not any(part.startswith((".", "_")) for part in path.relative_to(root / folder).parts)]
+
+
+class BuiltinSink:
+    """foreachBatch of B: Spark's Parquet writer writes the batch's events into a folder of the events table,
+    then those files are committed with (application id, batch id), so a replayed batch is committed once; the
+    dead letters only when the batch wrote fewer events than it spans offsets (then the batch is read a second
+    time, as the product did before its source wrote the files)."""
+
+    def __init__(self, store: Any, checkpoint: Path):
+        self.store = store
         self.checkpoint = checkpoint
         self.rows = {"events": 0, "dead_letter": 0}
         self.second_reads = 0  # batches read again for their dead letters
-        self.tag: str | None = None
+        self.app_id: str | None = None
+
+    def _write(self, frame: Any, table: str, partitions: tuple[str, ...], batch_id: int,
+               options: dict[str, str] | None = None) -> int:
+        """Rows of `frame` committed to `table` by this batch (0 when the table already holds the batch)."""
+        done = self.store.create(table).transaction_version(self.app_id)  # created before any file is in it
+        if done is not None and done >= batch_id:
+            return 0
+        folder = f"spark-{self.app_id}-b{batch_id:06d}"  # a replay's files replace the attempt's, uncommitted
+        (frame.write.mode("overwrite").partitionBy(*partitions).options(**(options or {}))
+         .parquet(str(self.store.local_path(table) / folder)))
+        files = spark_files(self.store, table, folder)
+        self.store.commit_files(table, files, self.app_id, batch_id)
+        return sum(f.rows for f in files)
 
     def __call__(self, batch: Any, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         from incident_contracts.tables import DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
         from incident_stream.dead_letter import dead_letters
-        from incident_stream.job import checkpoint_tag
-        from incident_stream.sinks import discard_batch, write_batch_exactly_once
+        from incident_stream.job import checkpoint_id
 
-        if self.tag is None:
-            self.tag = checkpoint_tag(self.checkpoint)
-        events = write_batch_exactly_once(batch.where(F.col("reject_reason").isNull()).select(*EVENTS.names),
-                                          batch_id, self.events, EVENTS_PARTITIONS, tag=self.tag,
-                                          options=EVENTS_WRITE_OPTIONS)
-        self.rows["events"] += events.rows
-        if events.rows != offsets_in_batch(self.checkpoint, batch_id):
+        if self.app_id is None:
+            self.app_id = f"connector-bench-{checkpoint_id(self.checkpoint)}"
+        events = self._write(batch.where(F.col("reject_reason").isNull()).select(*EVENTS.names), "events",
+                             EVENTS_PARTITIONS, batch_id, EVENTS_WRITE_OPTIONS)
+        self.rows["events"] += events
+        if events != offsets_in_batch(self.checkpoint, batch_id):
             self.second_reads += 1
-            dead = write_batch_exactly_once(dead_letters(batch), batch_id, self.dead_letter, DEAD_LETTER_PARTITIONS,
-                                            tag=self.tag)
-            self.rows["dead_letter"] += dead.rows
-        else:
-            discard_batch(self.dead_letter, batch_id, self.tag)
+            self.rows["dead_letter"] += self._write(dead_letters(batch), "dead_letter", DEAD_LETTER_PARTITIONS,
+                                                    batch_id)
 
 
 def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch) -> dict[str, float]:
     """B over the whole topic (Trigger.AvailableNow), from a fresh checkpoint into work/data."""
     from incident_contracts.catalog import default_catalog
-    from incident_stream.compaction import compact_table
-    from incident_stream.job import INGEST, checkpoint_tag, last_committed_batch
+    from incident_contracts.table_store import TableStore
+    from incident_stream.job import INGEST
     from incident_stream.metrics import MetricsRecorder
 
     shutil.rmtree(work, ignore_errors=True)
-    data, checkpoint = work / "data", work / "checkpoint" / INGEST
-    metrics = MetricsRecorder(data / "metrics")
-    sink = BuiltinSink(data, checkpoint)
+    store = TableStore(str(work / "data"))
+    checkpoint = work / "checkpoint" / INGEST
+    metrics = MetricsRecorder(store)
+    sink = BuiltinSink(store, checkpoint)
     reader = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
               .option("subscribe", settings.kafka_topic_logs).option("startingOffsets", "earliest")
               .option("failOnDataLoss", "true")
@@ -267,11 +290,8 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
         spark.streams.removeListener(metrics)
     metrics.catch_up([query])
     metrics.flush()
-    committed = last_committed_batch(checkpoint)
-    if committed is not None:  # the job's final compaction, as A's stop() runs it
-        tag = checkpoint_tag(checkpoint)
-        for table in ("events", "dead_letter"):
-            compact_table(data / table, tag=tag, before_batch=committed + 1)
+    for table in ("events", "dead_letter"):  # the compaction A's job runs when it stops
+        store.compact(table)
     wall = time.perf_counter() - started
     jvm_after, workers_after = watch.cpu_split()
     activity = metrics.activity.get(INGEST)
@@ -283,7 +303,7 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
     return {"events": events, "dead_letter": sink.rows["dead_letter"], "busy_s": busy, "wall_s": wall,
             "rate": events / busy if busy else 0.0, "wall_rate": events / wall, "batches": activity.batches,
             "cpu_s": jvm_cpu + workers_cpu, "jvm_cpu_s": jvm_cpu, "workers_cpu_s": workers_cpu,
-            "files": len(list((data / "events").rglob("*.parquet"))), "second_reads": sink.second_reads}
+            "files": len(store.open("events").file_uris()), "second_reads": sink.second_reads}
 
 
 # --- the driver processes ------------------------------------------------------------------------
@@ -355,7 +375,7 @@ def _driver_run(topic: str, work: str) -> dict[str, float]:
         result = run_builtin_once(spark, settings, Path(work), watch)
     else:
         result = run_job_once(spark, settings, Path(work), False, watch)
-        result["dead_letter"] = _rows(Path(work) / "data" / "dead_letter")
+        result["dead_letter"] = _rows(Path(work) / "data", "dead_letter")
     after = watch.cpu_times()
     # Python processes that ended during the run (a query's source planner ends with the query): their
     # CPU time is in workers_cpu_s; this says how much of it.
@@ -375,10 +395,11 @@ def _driver_stop() -> None:
     _STATE["spark"].stop()
 
 
-def _rows(table: Path) -> int:
-    import pyarrow.parquet as pq
+def _rows(data: Path, table: str) -> int:
+    """Rows of the table's latest version."""
+    from incident_contracts.table_store import TableStore
 
-    return sum(pq.read_metadata(p).num_rows for p in table.rglob("*.parquet"))
+    return TableStore(str(data)).dataset(table).count_rows()
 
 
 # --- the backlog and the bad records -------------------------------------------------------------
@@ -443,17 +464,17 @@ def produce_bad(bootstrap: str) -> list[str]:
 # --- correctness ---------------------------------------------------------------------------------
 
 def compare_events(a: Path, b: Path) -> dict[str, Any]:
-    """Row counts of both events tables and, per column (ingest_time aside), rows where B differs from A
-    for the same Kafka record; rows present on one side only count as differing."""
+    """Row counts of both events tables (`a`, `b`: data folders) and, per column (ingest_time aside), rows where
+    B differs from A for the same Kafka record; rows present on one side only count as differing."""
     import duckdb
 
+    from incident_contracts.table_store import TableStore
     from incident_contracts.tables import EVENTS
 
     columns = [name for name in EVENTS.names if name not in ("ingest_time", "kafka_partition", "kafka_offset")]
     con = duckdb.connect()
     for name, path in (("a", a), ("b", b)):
-        con.execute(f"create view {name} as select * from read_parquet('{path}/**/*.parquet', "
-                    "hive_partitioning = true, union_by_name = true)")
+        con.register(name, TableStore(str(path)).dataset("events"))
     counts = {name: con.execute(f"select count(*), count(distinct (kafka_partition, kafka_offset)) from {name}")
               .fetchone() for name in ("a", "b")}
     def distinct(c: str) -> str:  # a map's entries in key order: from_avro builds maps in hash order
@@ -478,10 +499,13 @@ def compare_events(a: Path, b: Path) -> dict[str, Any]:
 
 
 def file_schemas(a: Path, b: Path) -> list[str]:
-    """Columns whose Parquet type differs between a file of A's events table and one of B's."""
+    """Columns whose Parquet type differs between a committed file of A's events table and one of B's (`a`,
+    `b`: data folders)."""
     import pyarrow.parquet as pq
 
-    fa, fb = next(a.rglob("*.parquet")), next(b.rglob("*.parquet"))
+    from incident_contracts.table_store import TableStore
+
+    fa, fb = (TableStore(str(data)).open("events").file_uris()[0] for data in (a, b))
     sa, sb = pq.read_schema(fa), pq.read_schema(fb)
     names = sorted(set(sa.names) | set(sb.names))
     return [f"{n}: {sa.field(n).type if n in sa.names else '-'} / {sb.field(n).type if n in sb.names else '-'}"
@@ -490,17 +514,15 @@ def file_schemas(a: Path, b: Path) -> list[str]:
 
 def routing(data: Path) -> dict[int, str]:
     """{offset: "events" or the dead-letter reason} of the bad-record topic's run."""
-    import duckdb
+    from incident_contracts.table_store import TableStore
 
-    con = duckdb.connect()
+    store = TableStore(str(data))
     placed: dict[int, str] = {}
-    if list((data / "events").rglob("*.parquet")):
-        for (offset,) in con.execute(f"select kafka_offset from read_parquet('{data}/events/**/*.parquet')").fetchall():
-            placed[int(offset)] = "events" if int(offset) not in placed else "duplicate"
-    if list((data / "dead_letter").rglob("*.parquet")):
-        for offset, reason in con.execute(
-                f"select kafka_offset, reason from read_parquet('{data}/dead_letter/**/*.parquet')").fetchall():
-            placed[int(offset)] = reason if int(offset) not in placed else "duplicate"
+    for offset in store.read("events", ["kafka_offset"]).column("kafka_offset").to_pylist():
+        placed[int(offset)] = "events" if int(offset) not in placed else "duplicate"
+    dead = store.read("dead_letter", ["kafka_offset", "reason"]).to_pydict()
+    for offset, reason in zip(dead["kafka_offset"], dead["reason"], strict=True):
+        placed[int(offset)] = reason if int(offset) not in placed else "duplicate"
     return placed
 
 
@@ -599,8 +621,8 @@ def main() -> int:
             if i > 0:
                 shutil.rmtree(out, ignore_errors=True)
 
-        events = compare_events(work / "run-A0" / "data" / "events", work / "run-B0" / "data" / "events")
-        schema_differences = file_schemas(work / "run-A0" / "data" / "events", work / "run-B0" / "data" / "events")
+        events = compare_events(work / "run-A0" / "data", work / "run-B0" / "data")
+        schema_differences = file_schemas(work / "run-A0" / "data", work / "run-B0" / "data")
         print(f"correctness: {json.dumps(events)}; Parquet types differing: {schema_differences or 'none'}",
               flush=True)
         for variant in (PRODUCT, BUILTIN):

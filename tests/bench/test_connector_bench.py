@@ -1,5 +1,6 @@
-"""The connector benchmark's pieces: run order, offsets from a Kafka checkpoint, the routing comparison, and
-Spark's from_avro path routing the bad records as the codec does (apart from what the benchmark documents)."""
+"""The connector benchmark's pieces: run order, offsets from a Kafka checkpoint, the routing comparison,
+Spark's from_avro path routing the bad records as the codec does (apart from what the benchmark documents),
+and B's sink committing Spark's files to the Delta tables once per batch."""
 
 from __future__ import annotations
 
@@ -91,20 +92,45 @@ raw = spark.createDataFrame(rows, "key binary, value binary, topic string, parti
 out = cb.builtin_decoded(raw, settings).orderBy("kafka_offset").collect()
 print("RESULT " + json.dumps([[kind, r.reject_reason, r.event_id, r.span_id, r.value_size]
                               for (kind, _), r in zip(records, out)]))
+
+from pathlib import Path
+from incident_contracts.catalog import default_catalog
+from incident_contracts.table_store import TableStore
+work = Path(sys.argv[3])
+store = TableStore(str(work / "data"))
+checkpoint = work / "checkpoint"
+checkpoint.mkdir(parents=True)
+(checkpoint / "metadata").write_text('{"id":"5d1f2c3a-0000-4000-8000-000000000001"}')
+sink = cb.BuiltinSink(store, checkpoint)
+frame = cb.builtin_events(raw, settings, default_catalog())
+sink(frame, 0)
+sink(frame, 0)  # a replay of the batch: already in the tables
+print("SINK " + json.dumps({"rows": sink.rows, "routing": cb.routing(work / "data"),
+                            "versions": {t: store.open(t).version() for t in ("events", "dead_letter")}}))
 spark.stop()
 """
 
 
+@pytest.fixture(scope="module")
+def spark_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, dict]:
+    """One Spark session over the bad records: what from_avro's path says of each, and B's sink given the
+    batch twice. Returns (the records' time, {kind: (reason, event_id, span_id, value_size)}, the sink's report)."""
+    now = int(time.time() * 1000)
+    work = tmp_path_factory.mktemp("connector")
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT / "bench"), str(now), str(work)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=540)
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in run.stdout.splitlines()
+             if line.startswith(("RESULT ", "SINK "))}
+    assert run.returncode == 0 and len(lines) == 2, (run.stdout + run.stderr)[-4000:]
+    decoded = {kind: (reason, event_id, span_id, size) for kind, reason, event_id, span_id, size
+               in json.loads(lines["RESULT"])}
+    return now, decoded, json.loads(lines["SINK"])
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_spark_from_avro_path_routes_bad_records_like_the_codec() -> None:
-    now = int(time.time() * 1000)
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT / "bench"), str(now)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=540)
-    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    assert run.returncode == 0 and lines, (run.stdout + run.stderr)[-4000:]
-    decoded = {kind: (reason, event_id, span_id, size) for kind, reason, event_id, span_id, size
-               in json.loads(lines[0].removeprefix("RESULT "))}
+def test_spark_from_avro_path_routes_bad_records_like_the_codec(spark_run: tuple[int, dict, dict]) -> None:
+    now, decoded, _ = spark_run
     records = dict(connector_bench.bad_records(now))
     codec = Codec()
     for kind, value in records.items():
@@ -122,3 +148,15 @@ def test_spark_from_avro_path_routes_bad_records_like_the_codec() -> None:
     v1 = codec.decode(records["schema v1 event"])
     assert decoded["schema v1 event"][1:3] == (v1["event_id"], None)
     assert decoded["good 0"][1] == codec.decode(records["good 0"])["event_id"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_builtin_sink_commits_sparks_files_once_per_batch(spark_run: tuple[int, dict, dict]) -> None:
+    now, decoded, sink = spark_run
+    records = connector_bench.bad_records(now)
+    good = sum(1 for kind, _ in records if decoded[kind][0] is None)
+    assert sink["rows"] == {"events": good, "dead_letter": len(records) - good}  # the replay added nothing
+    assert sink["versions"] == {"events": 1, "dead_letter": 1}  # created, then one commit each
+    placed = {int(offset): where for offset, where in sink["routing"].items()}
+    assert placed == {offset: decoded[kind][0] or "events" for offset, (kind, _) in enumerate(records)}
