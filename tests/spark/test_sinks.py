@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql.pandas.types import from_arrow_schema
 from stream_helpers import dead_letter_rows, event_rows, make_event, produce_events
@@ -270,3 +271,16 @@ def test_a_second_job_on_the_same_checkpoint_or_tables_is_refused_naming_the_run
     assert summaries[0]["mode"] == "continuous"
     events = TableStore(str(data)).read("events")
     assert len(set(events.column("event_id").to_pylist())) == events.num_rows  # no batch written twice
+
+
+def test_tables_in_the_layout_before_delta_lake_are_refused_at_start_naming_the_migration(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old = data / "dead_letter" / "dl_date=2026-12-06"
+    old.mkdir(parents=True)
+    pq.write_table(dead_letter_rows(range(3)).drop_columns(["dl_date"]), old / "part-00000.parquet")
+    env = cli_env("127.0.0.1:9", "logs", data)
+    status, summary, err = second_job(env)
+    assert status == 3, err[-3000:]
+    assert summary["status"] == "refused" and "make migrate-data" in summary["error"]
+    assert str(data / "dead_letter") in summary["error"]
+    assert not (data / "dead_letter" / "_delta_log").exists() and not (data / "events").exists()
