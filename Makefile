@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.setup-stamp
 KAFKA_JARS := .jars/kafka/.verified
+DELTA_SPARK_JARS := .jars/delta-spark/.verified
 SETUP := $(STAMP) $(KAFKA_JARS)
 WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml)
 
@@ -36,6 +37,12 @@ $(KAFKA_JARS): stack/jvm/kafka/pom.xml stack/jvm/kafka/jars.sha256 | $(STAMP)
 	@command -v mvn >/dev/null || { echo "error: Apache Maven (mvn) is required to fetch the Kafka jars from Maven Central: install it, e.g. apt-get install maven"; exit 1; }
 	@$(BIN)/python -m incident_stack.jars fetch kafka
 	@touch $(KAFKA_JARS)
+
+# Delta Lake for Spark, only for the tests (Spark reading the tables); the stack runs without it.
+$(DELTA_SPARK_JARS): stack/jvm/delta-spark/pom.xml stack/jvm/delta-spark/jars.sha256 | $(STAMP)
+	@command -v mvn >/dev/null || { echo "error: Apache Maven (mvn) is required to fetch the Delta Lake jars from Maven Central: install it, e.g. apt-get install maven"; exit 1; }
+	@$(BIN)/python -m incident_stack.jars fetch delta-spark
+	@touch $(DELTA_SPARK_JARS)
 
 setup: $(SETUP) ## Install everything into .venv from uv.lock and the Kafka jars into .jars (run automatically by the other targets)
 
@@ -76,7 +83,7 @@ trigger-dag: $(SETUP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE,
 		$(if $(DURATION),--duration $(DURATION),) $(if $(SEED),--seed $(SEED),) \
 		$(if $(SPEEDUP),--speedup $(SPEEDUP),) $(if $(WAIT),--wait,)
 
-test: $(SETUP) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
+test: $(SETUP) $(DELTA_SPARK_JARS) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(SETUP) ## Run only the fast unit tests

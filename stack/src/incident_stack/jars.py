@@ -23,7 +23,7 @@ from pathlib import Path
 
 from incident_contracts.settings import project_root
 
-JAR_SETS = ("kafka", "spark-kafka")
+JAR_SETS = ("kafka", "spark-kafka", "delta-spark")
 _VERIFIED = ".verified"
 
 
