@@ -33,7 +33,7 @@ from incident_contracts.tables import TABLES
 OFFSET_COLUMNS = ["kafka_partition", "kafka_offset"]
 # Conditions in disjunctive normal form, as deltalake's tuple filters: OR of ANDs of (column, op, value).
 Conditions = list[list[tuple[str, str, Any]]]
-_OPS = {"=": operator.eq, ">=": operator.ge, "<": operator.lt, "in": None}
+_OPS = {"=": operator.eq, ">=": operator.ge, "<": operator.lt, "in": lambda field, values: field.isin(list(values))}
 
 
 class TableUnreadable(RuntimeError):
@@ -51,12 +51,8 @@ def range_conditions(topic: str, ranges: Mapping[int, tuple[int, int]], since: d
 
 def row_filter(conditions: Conditions) -> ds.Expression:
     """The conditions as a pyarrow expression on rows."""
-    def one(column: str, op: str, value: Any) -> ds.Expression:
-        if op == "in":
-            return pc.field(column).isin(list(value))
-        return _OPS[op](pc.field(column), value)
-
-    return reduce(operator.or_, [reduce(operator.and_, [one(*c) for c in group]) for group in conditions])
+    return reduce(operator.or_, [reduce(operator.and_, [_OPS[op](pc.field(column), value) for column, op, value
+                                                        in group]) for group in conditions])
 
 
 def read_matching(store: TableStore, table: str, columns: Sequence[str], conditions: Conditions,
