@@ -355,3 +355,53 @@ def test_a_journal_whose_checkpoint_is_gone_keeps_its_files(settings):
     assert any("events: micro-batch 3's files stay: the checkpoint that wrote them is gone" in line for line in lines)
     ids = TableStore.from_settings(settings).read("events", columns=["event_id"]).column(0).to_pylist()
     assert len(ids) == expected["events"].num_rows + 8 and {"events-1000", "events-1010"} <= set(ids)
+
+
+SPARK_READER = r"""
+import os, sys
+import pyarrow.ipc as ipc
+from incident_contracts.settings import Settings
+from incident_stack.jars import classpath
+from incident_stream.session import build_session
+
+root, out = sys.argv[1], sys.argv[2]
+spark = build_session(Settings(_env_file=None), master="local[1]", ui=False, extra={
+    "spark.jars": classpath("delta-spark").replace(os.pathsep, ","),
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.databricks.delta.v2.enableMode": "STRICT"})
+spark.sparkContext.setLogLevel("ERROR")
+for name in sys.argv[3:]:
+    table = spark.sql(f"SELECT * FROM delta.`{root}/{name}`").toArrow()
+    with ipc.new_file(os.path.join(out, name + ".arrow"), table.schema) as writer:
+        writer.write_table(table)
+spark.stop()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_spark_reads_the_converted_millisecond_files_as_pyarrow_does(settings, tmp_path):
+    """Spark's Delta reader (delta-spark, the jar set stack/jvm/delta-spark) on the tables converted in place:
+    the same rows, timestamps included, as TableStore.dataset reads."""
+    import pyarrow.ipc as ipc
+
+    from incident_stack.jars import JAR_SETS
+
+    if "delta-spark" not in JAR_SETS:
+        pytest.skip("no delta-spark jar set")
+    expected = build_old_data_dir(Path(settings.data_dir))
+    migrate(settings, out=lambda line: None)
+    store = TableStore.from_settings(settings)
+    out = tmp_path / "spark"
+    out.mkdir()
+    run = subprocess.run([sys.executable, "-c", SPARK_READER, store.root, str(out), *TABLES],
+                         capture_output=True, text=True, timeout=540)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    for name in TABLES:
+        with ipc.open_file(out / f"{name}.arrow") as reader:
+            spark = reader.read_all().sort_by(KEY[name])
+        arrow = read_back(store, name)
+        assert spark.num_rows == arrow.num_rows == expected[name].num_rows, name
+        assert spark.schema.field(_ts(name)).type == pa.timestamp("us", tz="UTC"), name
+        assert spark.select(arrow.column_names).to_pylist() == arrow.to_pylist(), name
