@@ -306,7 +306,8 @@ class TableStore:
         if folder.is_dir() and not (folder / DELTA_LOG).exists() and any(folder.rglob("*.parquet")):
             raise TableLayoutError(
                 f"{folder} holds Parquet files but no Delta Lake log: it was written before the tables became "
-                "Delta Lake tables. Convert it with `make migrate-data` (nothing is rewritten), then start again.")
+                "Delta Lake tables. Convert it with `make migrate-data` (it converts the files in place where it "
+                "can), then start again.")
 
 
 def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
