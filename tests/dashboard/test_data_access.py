@@ -14,7 +14,7 @@ from deltalake import DeltaTable, write_deltalake
 from incident_contracts import tables as contract
 from incident_contracts.table_store import TableStore
 from incident_dashboard.data import IncidentFilter, Repository
-from incident_dashboard.data.files import SnapshotFile, prune_by_hour, snapshot_files
+from incident_dashboard.data.files import SnapshotFile, prune_by_time, snapshot_files
 from incident_dashboard.data.ttl import TTLCache
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -214,21 +214,23 @@ def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
     assert repo.noisiest_services(T0, T0 + timedelta(hours=1)).iloc[0]["errors"] == 120
 
 
-def test_raw_event_reads_open_only_the_hours_asked_for(tmp_path: Path) -> None:
-    for hour in (7, 8, 9):
-        when = T0.replace(hour=hour)
-        _append(tmp_path, "events", [_event(hour * 100 + j, when + timedelta(minutes=j), is_error=True)
+def test_raw_event_reads_open_only_the_files_of_the_window(tmp_path: Path) -> None:
+    for start in (T0.replace(hour=7), T0, T0 + timedelta(minutes=40)):  # 07:00, 09:00 and 09:40, five minutes each
+        _append(tmp_path, "events", [_event(int(start.timestamp()) + j, start + timedelta(minutes=j), is_error=True)
                                      for j in range(5)])
     repo = Repository(tmp_path, cache_ttl=0)
     assert repo.event_totals()["events"] == 15
-    # Damage the 07:00 file after it was mirrored: a raw read of 09:00 must not open it.
-    early = next((tmp_path / "events").glob("event_date=*/event_hour=7/*.parquet"))
-    early.write_bytes(b"PAR1 damaged")
-    window = repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=30))
+    # Damage two files after they were mirrored: reads of 09:00-09:10 must open neither.
+    damaged = [next((tmp_path / "events").glob("event_date=*/event_hour=7/*.parquet"))]
+    late = [f for f in repo.events.files() if f.time_range and f.time_range[0] == T0 + timedelta(minutes=40)]
+    damaged.append(Path(late[0].location))
+    for path in damaged:
+        path.write_bytes(b"PAR1 damaged")
+    window = repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=10))
     assert window["events"].sum() == 5
-    assert len(repo.sample_events("api-gateway", T0, T0 + timedelta(minutes=30), per_signature=9)) == 5
+    assert len(repo.sample_events("api-gateway", T0, T0 + timedelta(minutes=10), per_signature=9)) == 5
     with pytest.raises(Exception, match=r"(?i)parquet|magic|invalid|size"):
-        repo.incident_window(["api-gateway"], T0.replace(hour=7), T0.replace(hour=7, minute=30))
+        repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=50))
 
 
 def test_snapshot_files_take_partition_values_from_the_log(tmp_path: Path) -> None:
@@ -243,12 +245,19 @@ def test_snapshot_files_take_partition_values_from_the_log(tmp_path: Path) -> No
     assert repo.db.rows("SELECT count(*) FROM signatures_hour")[0][0] == 1
 
 
-def test_prune_by_hour_keeps_overlapping_partitions() -> None:
-    files = [SnapshotFile(f"h{h}", f"/t/h{h}", 1, 0, {"event_date": "2026-11-23", "event_hour": h})
-             for h in (7, 8, 9, 10)]
-    files.append(SnapshotFile("flat", "/t/flat", 1, 0, {}))
-    kept = prune_by_hour(files, T0 - timedelta(minutes=30), T0 + timedelta(minutes=20))
-    assert [f.key for f in kept] == ["h8", "h9", "flat"]
+def test_prune_by_time_keeps_files_of_overlapping_hours_and_ranges() -> None:
+    def hour_file(hour: int, minutes: tuple[int, int] | None = None) -> SnapshotFile:
+        start = T0.replace(hour=hour)
+        span = (start + timedelta(minutes=minutes[0]), start + timedelta(minutes=minutes[1])) if minutes else None
+        return SnapshotFile(f"h{hour}-{minutes}", "/t/x", 1, 0, {"event_date": "2026-11-23", "event_hour": hour}, span)
+
+    files = [hour_file(7), hour_file(8), hour_file(9), hour_file(10), hour_file(9, (0, 5)), hour_file(9, (30, 35)),
+             SnapshotFile("flat", "/t/flat", 1, 0, {})]
+    kept = prune_by_time(files, T0 - timedelta(minutes=30), T0 + timedelta(minutes=20))
+    assert [f.key for f in kept] == ["h8-None", "h9-None", "h9-(0, 5)", "flat"]
+    # statistics truncated to milliseconds: a file whose recorded maximum is just before the start may hold it
+    edge = hour_file(9, (0, 5))
+    assert prune_by_time([edge], edge.time_range[1] + timedelta(microseconds=500), T0 + timedelta(hours=1))
 
 
 def test_ttl_cache() -> None:

@@ -3,7 +3,8 @@
 A table folder also holds files no version names: written by a task whose commit has not happened
 (or never will), or replaced by a compaction and waiting for vacuum. Only the log knows which files
 make a version, so the dashboard reads the add actions of a snapshot and never lists folders. The
-partition values come from the log too, typed by the contract's schema.
+partition values come from the log too, typed by the contract's schema, and so does each events file's
+event_time range, which narrows the files a read of an incident's window opens.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 FILE_COLUMN = "_file"  # the add action's path of the file a row came from
+TIME_COLUMN = "event_time"  # events: the log's per-file min/max of it prune raw reads within an hour
 _HOUR = timedelta(hours=1)
+_STATS_SLACK = timedelta(milliseconds=1)
 _FORMAT = ds.ParquetFileFormat()
 
 
@@ -33,6 +36,7 @@ class SnapshotFile:
     size: int
     modified_ms: int
     partition: Mapping[str, Any]  # typed partition values from the log
+    time_range: tuple[datetime, datetime] | None = None  # min and max event_time of its rows, if recorded
 
     @property
     def hour_partition(self) -> tuple[str, int] | None:
@@ -48,13 +52,17 @@ def snapshot_files(dt: DeltaTable, base: str) -> dict[str, SnapshotFile]:
     if actions.num_rows == 0:
         return {}
     partition_columns = [c for c in actions.column_names if c.startswith("partition.")]
-    columns = {name: actions.column(name).to_pylist()
-               for name in ("path", "size_bytes", "modification_time", *partition_columns)}
+    time_columns = [f"min.{TIME_COLUMN}", f"max.{TIME_COLUMN}"]
+    timed = all(name in actions.column_names for name in time_columns)
+    columns = {name: actions.column(name).to_pylist() for name in
+               ("path", "size_bytes", "modification_time", *partition_columns, *(time_columns if timed else ()))}
     files: dict[str, SnapshotFile] = {}
     for i, key in enumerate(columns["path"]):
         partition = {name.removeprefix("partition."): columns[name][i] for name in partition_columns}
+        low, high = (columns[name][i] for name in time_columns) if timed else (None, None)
         files[key] = SnapshotFile(key, _location(base, key), int(columns["size_bytes"][i]),
-                                  int(columns["modification_time"][i]), partition)
+                                  int(columns["modification_time"][i]), partition,
+                                  (low, high) if low is not None and high is not None else None)
     return files
 
 
@@ -99,7 +107,11 @@ def hour_partitions_between(start: datetime, end: datetime) -> set[tuple[str, in
     return pairs
 
 
-def prune_by_hour(files: Iterable[SnapshotFile], start: datetime, end: datetime) -> list[SnapshotFile]:
-    """Files whose event_date/event_hour partition overlaps [start, end]; unpartitioned files are kept."""
+def prune_by_time(files: Iterable[SnapshotFile], start: datetime, end: datetime) -> list[SnapshotFile]:
+    """Files that can hold events of [start, end]: by their hour partition, then by the event_time range
+    the log records for them (micro-batch files each cover a few seconds or minutes of an hour). Writers
+    may truncate timestamp statistics to milliseconds, hence the slack on the maximum."""
     wanted = hour_partitions_between(start, end)
-    return [entry for entry in files if entry.hour_partition is None or entry.hour_partition in wanted]
+    return [entry for entry in files
+            if (entry.hour_partition is None or entry.hour_partition in wanted)
+            and (entry.time_range is None or (entry.time_range[0] <= end and entry.time_range[1] + _STATS_SLACK >= start))]

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # target's rows, `_file` included.
 SelectBuilder = Callable[[str], str]
 
-CHUNK_FILES = 400  # files per load statement: bounds memory on a first load of a big table
+CHUNK_FILES = 100  # files per load statement: bounds memory (pyarrow decodes ahead) on a first load
 _SOURCE = "_mirror_source"
 
 
@@ -91,6 +91,7 @@ class TableMirror:
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
         self._created = False
+        self._synced = False
 
     # --- public ----------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> MirrorStatus:
@@ -101,15 +102,16 @@ class TableMirror:
     def update(self, *, force: bool = False) -> tuple[int | None, int]:
         """:meth:`refresh` without building a status; returns what the targets hold: (table version, files)."""
         fresh = time.monotonic() - self._refreshed_at < self.min_interval
-        if fresh and not force and self._created:
+        if fresh and not force and self._synced:
             return self.content
         # Another thread refreshing: readers use the current content instead of waiting (after the first load).
-        if not self._lock.acquire(blocking=not self._created):
+        if not self._lock.acquire(blocking=not self._synced):
             return self.content
         try:
             self._ensure_tables()
             self._sync()
             self._refreshed_at = time.monotonic()
+            self._synced = True
         finally:
             self._lock.release()
         return self.content

@@ -31,7 +31,7 @@ from incident_contracts import tables as contract
 from incident_contracts.settings import Settings, get_settings
 from incident_contracts.table_store import TableStore
 from incident_dashboard.data.database import Database
-from incident_dashboard.data.files import prune_by_hour
+from incident_dashboard.data.files import prune_by_time
 from incident_dashboard.data.mirror import MirrorStatus, TableMirror, Target, raw_select
 from incident_dashboard.data.ttl import TTLCache
 
@@ -133,8 +133,8 @@ CURRENT_INCIDENTS = """
         lower(concat_ws(' ', incident_id, title, service, owner, trigger,
             array_to_string(list_transform(coalesce(top_signatures, []), lambda s: s.signature), ' '),
             array_to_string(coalesce(severity_reasons, []), ' '))) AS search_text
-    FROM incident_updates u
-    QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY update_seq DESC, update_time DESC) = 1"""
+    FROM incident_updates u  -- each incident's row with the highest (update_seq, update_time)
+    WHERE u.rowid IN (SELECT arg_max(rowid, (update_seq, update_time)) FROM incident_updates GROUP BY incident_id)"""
 
 
 class Repository:
@@ -390,9 +390,9 @@ class Repository:
 
     # --- events: raw -----------------------------------------------------------------------
     def _raw_events(self, start: datetime, end: datetime) -> dict[str, Any] | None:
-        """The mirrored version's event files of the hourly partitions overlapping [start, end], as the
-        ``raw_events`` source of a query; None when there are none."""
-        files = prune_by_hour(self.events.files(), start, end)
+        """The mirrored version's event files that can hold events of [start, end] (by hour partition and
+        event_time range), as the ``raw_events`` source of a query; None when there are none."""
+        files = prune_by_time(self.events.files(), start, end)
         return {RAW_EVENTS: self.events.dataset(files)} if files else None
 
     def incident_window(self, services: Sequence[str], start: datetime, end: datetime,
