@@ -292,10 +292,8 @@ def test_a_data_file_added_by_hand_carries_its_statistics_into_the_log(store: Ta
     assert (action["partition.event_date"], action["partition.event_hour"]) == ("2026-12-06", 5)
 
 
-@pytest.mark.xfail(strict=True, reason="compact() fsyncs the new log entry but not the data files delta-rs "
-                                       "wrote for it: a power cut can leave the log naming lost files")
-def test_compaction_fsyncs_the_files_it_wrote_before_returning(store: TableStore,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compaction_fsyncs_the_files_it_wrote_then_its_log_entry_before_returning(
+        store: TableStore, monkeypatch: pytest.MonkeyPatch) -> None:
     for batch in range(5):
         assert store.append("events", events(range(batch * 10, batch * 10 + 10)), "w", batch)
     before = {str(p) for p in store.local_path("events").rglob("*.parquet")}
@@ -305,5 +303,6 @@ def test_compaction_fsyncs_the_files_it_wrote_before_returning(store: TableStore
     assert store.compact("events")["numFilesAdded"] == 1
     monkeypatch.undo()
     (merged,) = {str(p) for p in store.local_path("events").rglob("*.parquet")} - before
-    assert str(store.local_path("events") / DELTA_LOG / f"{6:020d}.json") in synced
-    assert merged in synced
+    entry = str(store.local_path("events") / DELTA_LOG / f"{6:020d}.json")
+    assert entry in synced and merged in synced
+    assert synced.index(merged) < synced.index(entry), "the merged file must reach the disk before its log entry"

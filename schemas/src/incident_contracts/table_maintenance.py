@@ -153,8 +153,8 @@ def apply_retention(store: TableStore, table: str, days: int, now: datetime | No
             return {"rows_deleted": 0, "files_removed": 0, "files_rewritten": 0}
         before = dt.version()
         metrics = dt.delete(rule.predicate(cutoff), commit_properties=_commit_properties())
-        if dt.version() != before:
-            store._make_durable(table, dt, since=before)
+        if dt.version() != before:  # metrics: files rewritten without the old rows
+            store.make_durable(table, dt, since=before, data_files=True)
         return {"rows_deleted": int(metrics.get("num_deleted_rows") or 0),
                 "files_removed": int(metrics.get("num_removed_files") or 0),
                 "files_rewritten": int(metrics.get("num_added_files") or 0)}
@@ -184,7 +184,7 @@ def vacuum(store: TableStore, table: str, retain_hours: float) -> int:
         deleted = dt.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True,
                             commit_properties=_commit_properties())
         if deleted:  # its commits record the deletion (VACUUM START/END)
-            store._make_durable(table, dt, since=before)
+            store.make_durable(table, dt, since=before)
         return len(deleted)
 
     return _again_on_conflict(table, "vacuum", run)

@@ -376,7 +376,7 @@ def _convert(table: OldTable, settings: Settings) -> str | None:
     if problem:
         shutil.rmtree(table.folder / DELTA_LOG)
         return f"the converted table did not match the contract: {problem}"
-    store._make_durable(table.name, dt, since=-1)
+    store.make_durable(table.name, dt, since=-1)
     return None
 
 

@@ -151,7 +151,7 @@ class TableStore:
             Path(self.root).mkdir(parents=True, exist_ok=True)
         dt = DeltaTable.create(self.uri(table), spec.schema, mode="ignore", partition_by=list(spec.partitions) or None,
                                name=table, storage_options=dict(self.storage_options))
-        self._make_durable(table, dt, since=-1)
+        self.make_durable(table, dt, since=-1)
         return dt
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
@@ -206,7 +206,7 @@ class TableStore:
                 done = dt.transaction_version(app_id) if app_id is not None and version is not None else None
                 if done is not None and done >= version:  # type: ignore[operator]
                     return False
-        self._make_durable(table, dt, since=before)
+        self.make_durable(table, dt, since=before)
         return True
 
     def append(self, table: str, data: pa.Table, app_id: str | None = None, version: int | None = None) -> bool:
@@ -262,7 +262,7 @@ class TableStore:
         result = dt.optimize.compact(commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
                                      **options)
         if result.get("numFilesAdded"):
-            self._make_durable(table, dt, since=before)
+            self.make_durable(table, dt, since=before, data_files=True)
         return result
 
     @staticmethod
@@ -282,16 +282,29 @@ class TableStore:
                 fsync_dir(parent)
                 parent = parent.parent
 
-    def _make_durable(self, table: str, dt: DeltaTable, since: int) -> None:
+    def make_durable(self, table: str, dt: DeltaTable, since: int, *, data_files: bool = False) -> None:
         """fsync the log entries of the versions after `since`, the log folder and the table folder, so a
-        commit that returned survives a power cut (local only; delta-rs writes them without fsync)."""
+        commit that returned survives a power cut (local only; delta-rs writes them without fsync).
+
+        With `data_files`, first the files those versions add: for commits delta-rs made itself (compaction,
+        rewrites), whose files it wrote and committed in one call. Until this returns, a power cut may
+        leave such a version naming files whose data never reached the disk; the version before it, whose
+        files are still there until vacuum, is intact (docs/reliability.md)."""
         if not self.is_local:
             return
         dt.update_incremental()
         folder = self.local_path(table)
         log_dir = folder / DELTA_LOG
-        for version in range(since + 1, dt.version() + 1):
-            entry = log_dir / f"{version:020d}.json"
+        entries = [log_dir / f"{version:020d}.json" for version in range(since + 1, dt.version() + 1)]
+        if data_files:
+            added = [folder / path for entry in entries for path in _added_paths(entry)]
+            for path in added:
+                fsync_file(path)
+            for parent in {path.parent for path in added}:
+                while parent != folder:
+                    fsync_dir(parent)
+                    parent = parent.parent
+        for entry in entries:
             if entry.exists():
                 fsync_file(entry)
         fsync_dir(log_dir)
@@ -374,3 +387,19 @@ def data_file(relative: str, size: int, metadata: pq.FileMetaData) -> DataFile:
         nulls[name] = count
     stats = {"minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return DataFile(relative, size, metadata.num_rows, partition_values(relative), stats)
+
+
+def _added_paths(entry: Path) -> list[str]:
+    """Files (relative to the table) a log entry adds."""
+    from urllib.parse import unquote
+
+    try:
+        lines = entry.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    paths = []
+    for line in lines:
+        action = json.loads(line).get("add") if line.strip() else None
+        if action and "://" not in action["path"]:
+            paths.append(unquote(action["path"]))
+    return paths
