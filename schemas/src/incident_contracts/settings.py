@@ -273,9 +273,7 @@ class Settings(BaseSettings):
         return self.data_dir / "_checkpoints"
 
     def storage_options(self) -> dict[str, str]:
-        """Options of the object store holding the tables (the deltalake/object_store names); empty when local."""
-        if self.data_is_local:
-            return {}
+        """Options of an S3 object store (the deltalake/object_store names) for tables at s3://..."""
         options = {"AWS_REGION": self.s3_region}
         if self.s3_endpoint_url:
             options["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
