@@ -13,7 +13,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from incident_contracts import tables as contract
 from incident_contracts.table_store import TableStore
-from incident_dashboard.data import IncidentFilter, Repository
+from incident_dashboard.data import IncidentFilter, Repository, mirror
 from incident_dashboard.data.files import SnapshotFile, prune_by_time, snapshot_files
 from incident_dashboard.data.ttl import TTLCache
 
@@ -168,19 +168,25 @@ def test_compaction_leaves_every_count_unchanged(tmp_path: Path) -> None:
     assert len(list((tmp_path / "incident_updates").glob("*.parquet"))) == 7
 
 
-def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [1, 100])  # 1: the first load commits file by file before it meets the damage
+def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Path, chunk: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror, "CHUNK_FILES", chunk)
     for i in range(3):
         _append(tmp_path, "incident_updates", [_update(f"INC-{i}", 1)])
-    damaged = sorted((tmp_path / "incident_updates").glob("*.parquet"))[0]
+    files = snapshot_files(DeltaTable(str(tmp_path / "incident_updates")), str(tmp_path / "incident_updates"))
+    damaged = Path(list(files.values())[-1].location)  # the last one read
     data = damaged.read_bytes()
     damaged.write_bytes(data[: len(data) // 2])
     repo = Repository(tmp_path, cache_ttl=0)
     assert repo.incidents(IncidentFilter()).total == 2
+    assert repo.db.rows("SELECT count(*) FROM incident_updates")[0][0] == 2  # nothing loaded twice
     status = repo.status("incident_updates")
     assert status.files == 2 and len(status.unreadable) == 1 and damaged.name in status.unreadable[0]
 
     damaged.write_bytes(data)  # restored (from a backup, say): read on the next refresh
     assert repo.incidents(IncidentFilter()).total == 3 and repo.status("incident_updates").unreadable == []
+    assert repo.db.rows("SELECT count(*) FROM incident_updates")[0][0] == 3
 
 
 def test_older_files_without_newer_columns_still_load(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ files the version no longer has (a compaction or a retention cleanup removed the
 carries the ``_file`` it came from.
 
 A refresh changes the targets in one DuckDB transaction, so a query sees the rows of one table version,
-never half of a compaction. New files are read into staging tables first; a file that cannot be read
-(damaged, or deleted under a version that still names it) is left out, reported, and retried on the
-next refresh.
+never half of a compaction. When a file of the version cannot be read (damaged, or deleted under a
+version that still names it), the transaction is rolled back, the file is found, and the version is
+applied without it; it is reported, and retried on the next refresh.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -193,84 +194,100 @@ class TableMirror:
         if gone or fresh:
             cur = self.db.cursor()
             try:
-                stages = self._stage(cur, fresh, filesystem)
-                loaded = {key: file for key, file in self._loaded.items() if key in files}
-                loaded.update((file.key, file) for file in fresh if file.key not in stages.bad)
-                with self.db.write_lock:
-                    self._apply(cur, gone, stages.names)
-                    self._loaded, self.version = loaded, version
+                bad = self._load(cur, gone, fresh, filesystem)
+            except LoadError as exc:  # not a file's fault: keep showing the last version read
+                self._error = f"{self.store.uri(self.table)} version {version} could not be loaded: {exc}"
+                log.warning("%s", self._error)
+                return
             finally:
                 cur.close()
-            for key in sorted(stages.bad - self._unreadable):
+            loaded = {key: file for key, file in self._loaded.items() if key in files}
+            loaded.update((file.key, file) for file in fresh if file.key not in bad)
+            for key in sorted(bad - self._unreadable):
                 log.warning("%s: %s could not be read; retrying on the next refresh", self.table, key)
-            self._unreadable = stages.bad
+            self._loaded, self._unreadable = loaded, bad
             self._totals = (sum(f.size for f in loaded.values()),
                             max((f.modified_ms for f in loaded.values()), default=None))
         self.version = version
 
-    def _stage(self, cur: duckdb.DuckDBPyConnection, fresh: list[SnapshotFile],
-               filesystem: pafs.FileSystem) -> _Stages:
-        """Read new files into temporary tables (one per target), leaving out those that cannot be read."""
-        stages = _Stages({t.name: f"_stage_{t.name}" for t in self.targets})
-        for target in self.targets:
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE {stages.names[target.name]} AS "
-                        f"SELECT * FROM {target.name} LIMIT 0")
-        pending = [fresh[i:i + CHUNK_FILES] for i in range(0, len(fresh), CHUNK_FILES)]
-        while pending:
-            chunk = pending.pop()
-            if self._insert(cur, chunk, stages, filesystem):
-                continue
-            if len(chunk) == 1:
-                stages.bad.add(chunk[0].key)
-            else:  # split until the unreadable files are isolated
-                half = len(chunk) // 2
-                pending += [chunk[:half], chunk[half:]]
-        return stages
-
-    def _insert(self, cur: duckdb.DuckDBPyConnection, chunk: list[SnapshotFile], stages: _Stages,
-                filesystem: pafs.FileSystem) -> bool:
-        source = dataset(chunk, self.schema, filesystem, with_file=True)
-        cur.register(_SOURCE, source)
-        try:
-            cur.execute("BEGIN TRANSACTION")
-            for target in self.targets:
-                cur.execute(f"INSERT INTO {stages.names[target.name]} BY NAME {target.select(_SOURCE)}")
-            cur.execute("COMMIT")
-            return True
-        except (duckdb.Error, OSError, pa.ArrowException) as exc:
-            log.debug("%s: load of %d files failed: %s", self.table, len(chunk), exc)
+    def _load(self, cur: duckdb.DuckDBPyConnection, gone: list[str], fresh: list[SnapshotFile],
+              filesystem: pafs.FileSystem) -> set[str]:
+        """Apply a new version; returns the keys of the new files left out because they cannot be read.
+        Optimistic: all files in one go; only when that fails are the culprits looked for, and left out."""
+        bad: set[str] = set()
+        while True:
             try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            return False
-        finally:
-            cur.unregister(_SOURCE)
+                with self.db.write_lock:
+                    self._apply(cur, gone, [f for f in fresh if f.key not in bad], filesystem)
+                return bad
+            except LoadError:
+                found = self._unreadable_among([f for f in fresh if f.key not in bad], cur, filesystem)
+                if not found:
+                    raise
+                bad |= found
 
-    def _apply(self, cur: duckdb.DuckDBPyConnection, gone: list[str], stages: dict[str, str]) -> None:
-        """Forget the removed files and add the staged rows in one transaction, then rebuild derived tables."""
+    def _apply(self, cur: duckdb.DuckDBPyConnection, gone: list[str], fresh: list[SnapshotFile],
+               filesystem: pafs.FileSystem) -> None:
+        """Forget the removed files, add the new ones and rebuild the derived tables, in one transaction."""
         cur.execute("BEGIN TRANSACTION")
         try:
             for target in self.targets:
-                if gone:
+                if not self._loaded:  # nothing is loaded: clear what a failed first load may have committed
+                    cur.execute(f"DELETE FROM {target.name}")
+                elif gone:
                     cur.execute(f"DELETE FROM {target.name} WHERE {FILE_COLUMN} IN (SELECT unnest($keys))",
                                 {"keys": gone})
-                cur.execute(f"INSERT INTO {target.name} SELECT * FROM {stages[target.name]}")
+            for start in range(0, len(fresh), CHUNK_FILES):
+                with self._source(cur, fresh[start:start + CHUNK_FILES], filesystem):
+                    for target in self.targets:
+                        cur.execute(f"INSERT INTO {target.name} BY NAME {target.select(_SOURCE)}")
+                if not self._synced:  # the first load: readers wait for it to end; commits bound its memory
+                    cur.execute("COMMIT")
+                    cur.execute("BEGIN TRANSACTION")
             for statement in self.derived:
                 cur.execute(statement)
             cur.execute("COMMIT")
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            cur.execute("ROLLBACK")
+            raise LoadError(str(exc)) from exc
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    def _unreadable_among(self, files: list[SnapshotFile], cur: duckdb.DuckDBPyConnection,
+                          filesystem: pafs.FileSystem) -> set[str]:
+        """Keys of the files whose rows cannot be read, found by reading halves of the failing chunks."""
+        bad: set[str] = set()
+        pending = [files[i:i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+        while pending:
+            chunk = pending.pop()
+            try:
+                with self._source(cur, chunk, filesystem):
+                    for target in self.targets:
+                        cur.execute(f"SELECT count(*) FROM ({target.select(_SOURCE)})").fetchall()
+                continue
+            except (duckdb.Error, OSError, pa.ArrowException) as exc:
+                log.debug("%s: %d files could not be read: %s", self.table, len(chunk), exc)
+            if len(chunk) == 1:
+                bad.add(chunk[0].key)
+            else:
+                half = len(chunk) // 2
+                pending += [chunk[:half], chunk[half:]]
+        return bad
+
+    @contextmanager
+    def _source(self, cur: duckdb.DuckDBPyConnection, files: list[SnapshotFile],
+                filesystem: pafs.FileSystem) -> Iterator[None]:
+        """The files as the source the targets' SELECTs read (with a ``_file`` column), on this cursor."""
+        cur.register(_SOURCE, dataset(files, self.schema, filesystem, with_file=True))
+        try:
+            yield
         finally:
-            for name in stages.values():
-                cur.execute(f"DROP TABLE IF EXISTS {name}")
+            cur.unregister(_SOURCE)
 
 
-@dataclass
-class _Stages:
-    names: dict[str, str]  # target -> its staging table
-    bad: set[str] = field(default_factory=set)  # keys of files that could not be read
+class LoadError(RuntimeError):
+    """A version's new files could not be added to the targets."""
 
 
 def raw_select(columns_sql: dict[str, str] | None = None) -> SelectBuilder:
