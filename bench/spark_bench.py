@@ -13,7 +13,7 @@
    default max records per trigger) from the backlog to the events table, each repeat with fresh
    checkpoint and data folders, after one untimed warm-up run over 500,000 other events (quick:
    100,000) (JVM class loading and JIT). Sustained rate = records / the time the micro-batches took (from the query's
-   progress reports). The rate with query start-up, stop and the final compaction (wall) is printed
+   progress reports). The rate with query start-up and stop (wall) is printed
    beside it.
    Limit and job alternate, so the machine's noise hits both alike.
 4. Driver memory: peak resident memory of the driver JVM plus the driver's Python process, sampled every
@@ -353,7 +353,7 @@ def main() -> int:
             median_metric("raw consume + decode + Arrow (practical limit)", [r["rate"] for r in raw], "events/s",
                           note="the source's task work without Spark, 2 processes, same data, same run"),
             median_metric("end-to-end incl. query start/stop (wall)", [r["wall_rate"] for r in runs], "events/s",
-                          note="including query start, stop and the final compaction"),
+                          note="including query start and stop"),
             median_metric("Delta commit time per micro-batch, p95", [r["commit_ms_p95"] for r in runs], "ms",
                           note="events + dead_letter commits of one batch, as the sink times them"),
             Metric("driver peak RSS (JVM + Python)", watch.driver_peak / 2**20, "MB",

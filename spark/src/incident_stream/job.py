@@ -17,7 +17,10 @@ tables' writer locks (incident_contracts.writer_lock) from start to exit: a seco
 
 Run modes: continuous (processing-time trigger), ``available_now`` (everything already in the topic,
 then stop), or idle stop (stop once no record arrived for N seconds). SIGTERM/SIGINT stop gracefully:
-the running micro-batch finishes, the queries stop, small files are compacted, a summary is returned.
+the running micro-batch finishes, the queries stop, the metrics are written, a summary is returned.
+The job never compacts: merging small files, retention and vacuum are table maintenance's job
+(incident_contracts.table_maintenance: the table_maintenance DAG, `make maintain`), which commits beside
+a running job, so no micro-batch waits for it or fails with it.
 """
 
 from __future__ import annotations
@@ -173,10 +176,7 @@ SECRET_OPTIONS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOK
 
 
 class _BatchSink:
-    """What both sinks share: the query's application id in the tables.
-
-    Sinks never compact: merging small files is table maintenance's job (the table_maintenance DAG,
-    `make maintain`), which commits beside the running job, and the job's final stop."""
+    """What both sinks share: the query's application id in the tables."""
 
     def __init__(self, store: TableStore, checkpoint: Path, query: str):
         self.store = store
@@ -387,7 +387,7 @@ class StreamJob:
         return any(q.isActive and q.status.get("isTriggerActive") for q in self.queries.values())
 
     def stop(self) -> None:
-        """Stop the queries once their running batch is done, then record the metrics and compact.
+        """Stop the queries once their running batch is done, then record the metrics.
 
         Progress reports reach the listener asynchronously: once the queries stopped, the listener is
         removed and the reports it has not delivered yet are taken from the queries' own history, so the
@@ -403,15 +403,6 @@ class StreamJob:
             self.spark.streams.removeListener(self.metrics)
         self.metrics.catch_up(self._started_queries)
         self.metrics.flush()
-        self._final_compaction()
-
-    def _final_compaction(self) -> None:
-        """Merge the run's small files (Delta's optimize: readers of older snapshots keep theirs)."""
-        for table in TABLES:
-            try:
-                self.store.compact(table)
-            except Exception as exc:  # compaction is an optimisation: never fail the run for it
-                log.warning("could not compact %s: %s", table, exc)
 
     # --- reporting --------------------------------------------------------------------------------
     def summary(self, elapsed: float) -> dict[str, Any]:
