@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from incident_airflow.spark_job import job_summary, passing_failure
 
@@ -42,3 +48,36 @@ def test_the_jobs_error_is_named_in_one_line():
     failed = _summary("failed", "DataLossError: Partition 0 of 'logs.events': offset 5 is gone\n  at line 2")
     assert job_error([_summary("failed", "earlier"), failed]) == (
         "DataLossError: Partition 0 of 'logs.events': offset 5 is gone")
+    refused = _summary("refused", "the tables in /data is in use by run manual (pid 7 on host, started ...).")
+    assert job_error([refused]) == refused["error"]
+
+
+def test_the_operator_waits_for_a_running_job_and_names_it_when_it_does_not_end(tmp_path: Path) -> None:
+    """A job started by hand holds the writer locks: the operator waits, then fails naming it; once that
+    job ends (here: its process is killed), the operator goes on at once."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from incident_airflow.spark_job import checkpoint_dir, wait_for_writer
+    from incident_contracts.settings import Settings
+    from incident_contracts.table_store import TableStore
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", runtime_dir=tmp_path / "rt")  # type: ignore[call-arg]
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom incident_contracts.table_store import TableStore\n"
+         "from incident_contracts.writer_lock import writer_lock\n"
+         "with writer_lock(Path(sys.argv[1]), TableStore(sys.argv[2]), 'by-hand'):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n",
+         str(checkpoint_dir(settings)), str((tmp_path / "data").resolve())],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(AirflowException, match=rf"run by-hand \(pid {holder.pid} "):
+            wait_for_writer(settings, wait_seconds=0.5, poll_seconds=0.1)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    started = time.monotonic()
+    wait_for_writer(settings, wait_seconds=5, poll_seconds=0.1)
+    assert time.monotonic() - started < 1
+    assert TableStore.from_settings(settings).root == str((tmp_path / "data").resolve())

@@ -6,7 +6,10 @@ early. The operator therefore checks, after the job exits, whether the produce t
 and whether the tables cover the run's offset ranges; if not it submits the job again, which resumes
 from its checkpoint. A submission made after the generator has finished (a slow start, a retry, a
 cleared task, `dag.test()`) runs the job available-now instead: it processes what the topic holds and
-stops without waiting for silence. The checkpoint is shared by all runs and locked while a job uses it.
+stops without waiting for silence. The checkpoint is shared by all runs; the job itself holds the
+checkpoint's and the tables' writer locks while it runs (incident_contracts.writer_lock), so the operator
+waits for a running job to end before it submits, and a job that finds them taken is refused, naming
+the holder.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException
 
-from incident_airflow.checkpoint_lock import checkpoint_lock
 from incident_contracts.settings import Settings, project_root
+from incident_contracts.table_store import TableStore
+from incident_contracts.writer_lock import Holder, current_writer
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +115,27 @@ def job_summary(line: str) -> dict[str, Any] | None:
         return None
 
 
+def wait_for_writer(settings: Settings, wait_seconds: float = LOCK_WAIT_SECONDS,
+                    poll_seconds: float = 2.0) -> None:
+    """Return once no streaming job holds the checkpoint or the tables; raise AirflowException naming the
+    holder after `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    holder: Holder | None = None
+    while True:
+        holder = current_writer(checkpoint_dir(settings), TableStore.from_settings(settings))
+        if holder is None:
+            return
+        if time.monotonic() >= deadline:
+            raise AirflowException(
+                f"another streaming job holds the checkpoint or the tables: {holder.describe()}. Two jobs would "
+                "write every record twice; wait for it to finish (or stop it), then clear this task.")
+        log.info("Waiting for the streaming job %s to finish before submitting this run's.", holder.describe())
+        time.sleep(poll_seconds)
+
+
 def job_error(summaries: list[dict[str, Any]]) -> str | None:
-    """The first line of the error the last job summary reports, if it failed."""
-    if not summaries or summaries[-1].get("status") != "failed":
+    """The first line of the error the last job summary reports, if it failed or was refused."""
+    if not summaries or summaries[-1].get("status") not in ("failed", "refused"):
         return None
     lines = str(summaries[-1].get("error") or "").strip().splitlines()
     return lines[0] if lines else None
@@ -182,65 +204,63 @@ class StreamJobOperator(SparkSubmitOperator):
         self.env_vars = job_env(settings)
         self.conf = job_conf(settings)
         self._driver_memory = settings.spark_driver_memory
-        owner = f"{context['ti'].dag_id} run {context['run_id']}"
         self.job_summaries: list[dict[str, Any]] = []
         started = time.monotonic()
         submissions = 0
-        with checkpoint_lock(checkpoint_dir(settings), owner, wait_seconds=LOCK_WAIT_SECONDS):
-            self.log.info("Holding the checkpoint lock of %s.", checkpoint_dir(settings))
-            while True:
-                submissions += 1
-                self._hook = None  # a fresh spark-submit each time
-                once = self._producer_state(context) in PRODUCER_DONE
-                self.application_args = job_arguments(settings, key, self.idle_stop, once=once)
-                if once:
-                    self.log.info("Submitting the streaming job (submission %d). The generator has finished, so "
-                                  "the job processes what the topic holds, then stops.", submissions)
-                else:
-                    self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
-                                  "records).", submissions, self.idle_stop)
-                try:
-                    super().execute(context)
-                except AirflowException as exc:
-                    reason = passing_failure(self.job_summaries)
-                    if reason is None or submissions >= self.max_submissions:
-                        error = job_error(self.job_summaries)
-                        if error:  # the job's own first line beats spark-submit's exit code
-                            raise AirflowException(f"the streaming job failed: {error}") from exc
-                        raise
-                    self.log.warning("The streaming job failed on a passing problem of a busy machine (%s); "
-                                     "submitting it again in %gs, it resumes from its checkpoint.", reason,
-                                     RESUBMIT_DELAY_SECONDS)
-                    time.sleep(RESUBMIT_DELAY_SECONDS)
-                    continue
-                state = self._wait_for_producer(context)
-                if state in PRODUCER_GAVE_UP:
-                    self.log.warning("The produce task ended in state %s; not waiting for more records.", state)
+        wait_for_writer(settings)
+        while True:
+            submissions += 1
+            self._hook = None  # a fresh spark-submit each time
+            once = self._producer_state(context) in PRODUCER_DONE
+            self.application_args = job_arguments(settings, key, self.idle_stop, once=once)
+            if once:
+                self.log.info("Submitting the streaming job (submission %d). The generator has finished, so "
+                              "the job processes what the topic holds, then stops.", submissions)
+            else:
+                self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
+                              "records).", submissions, self.idle_stop)
+            try:
+                super().execute(context)
+            except AirflowException as exc:
+                reason = passing_failure(self.job_summaries)
+                if reason is None or submissions >= self.max_submissions:
+                    error = job_error(self.job_summaries)
+                    if error:  # the job's own first line beats spark-submit's exit code
+                        raise AirflowException(f"the streaming job failed: {error}") from exc
+                    raise
+                self.log.warning("The streaming job failed on a passing problem of a busy machine (%s); "
+                                 "submitting it again in %gs, it resumes from its checkpoint.", reason,
+                                 RESUBMIT_DELAY_SECONDS)
+                time.sleep(RESUBMIT_DELAY_SECONDS)
+                continue
+            state = self._wait_for_producer(context)
+            if state in PRODUCER_GAVE_UP:
+                self.log.warning("The produce task ended in state %s; not waiting for more records.", state)
+                break
+            if state in PRODUCER_DONE:
+                produced = context["ti"].xcom_pull(task_ids=self.producer_task_id)
+                ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(e))
+                          for p, e in produced["end_offsets"].items()}
+                through = processed_through(settings, produced["topic"], ranges)
+                # The checkpoint's committed end counts too: a range that ends on offsets holding no
+                # record (transaction markers) has no row at its last offsets.
+                committed = (self.job_summaries[-1].get("end_offsets") or {}) if self.job_summaries else {}
+                through = {p: max(t, int(committed.get(str(p), 0))) for p, t in through.items()}
+                behind = {p: end - through[p] for p, (_, end) in ranges.items() if through[p] < end}
+                if not behind:
+                    self.log.info("The job has processed every record of the run (up to offsets %s).",
+                                  {p: e for p, (_, e) in ranges.items()})
                     break
-                if state in PRODUCER_DONE:
-                    produced = context["ti"].xcom_pull(task_ids=self.producer_task_id)
-                    ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(e))
-                              for p, e in produced["end_offsets"].items()}
-                    through = processed_through(settings, produced["topic"], ranges)
-                    # The checkpoint's committed end counts too: a range that ends on offsets holding no
-                    # record (transaction markers) has no row at its last offsets.
-                    committed = (self.job_summaries[-1].get("end_offsets") or {}) if self.job_summaries else {}
-                    through = {p: max(t, int(committed.get(str(p), 0))) for p, t in through.items()}
-                    behind = {p: end - through[p] for p, (_, end) in ranges.items() if through[p] < end}
-                    if not behind:
-                        self.log.info("The job has processed every record of the run (up to offsets %s).",
-                                      {p: e for p, (_, e) in ranges.items()})
-                        break
-                    self.log.info("The generator has finished but the job stopped short of the run's end "
-                                  "offsets (records still to process per partition: %s).", behind)
-                else:
-                    self.log.info("The generator is still producing (produce task: %s) but the job went idle.",
-                                  state or "not started")
-                if submissions >= self.max_submissions:
-                    self.log.warning("Stopping after %d submissions; reconciliation will name what is missing.",
-                                     submissions)
-                    break
-                self.log.info("Submitting again: the job resumes from its checkpoint.")
+                self.log.info("The generator has finished but the job stopped short of the run's end "
+                              "offsets (records still to process per partition: %s).", behind)
+            else:
+                self.log.info("The generator is still producing (produce task: %s) but the job went idle.",
+                              state or "not started")
+            if submissions >= self.max_submissions:
+                self.log.warning("Stopping after %d submissions; reconciliation will name what is missing.",
+                                 submissions)
+                break
+            self.log.info("Submitting again: the job resumes from its checkpoint.")
         result = {"seconds": round(time.monotonic() - started, 2), "submissions": submissions,
                   "jobs": self.job_summaries}
         self.log.info("Streaming finished: %s", json.dumps(result))
