@@ -3,10 +3,12 @@ current state, partition pruning, tables that are missing or in the old layout."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
@@ -49,6 +51,24 @@ def _event(i: int, when: datetime, **overrides: object) -> dict:
     return row
 
 
+OpenRepo = Callable[[Path], Repository]
+
+
+class ObjectStorageReads(TableStore):
+    """A folder's tables read the way tables in object storage are (files through pyarrow, not DuckDB's own
+    Parquet reader): the same pyarrow file system class as S3 without being the local one."""
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return pafs.SubTreeFileSystem("/", pafs.LocalFileSystem()), self.root
+
+
+@pytest.fixture(params=["duckdb", "pyarrow"])
+def open_repo(request: pytest.FixtureRequest) -> OpenRepo:
+    """Repositories reading files with DuckDB's Parquet reader (local tables) or through pyarrow (S3)."""
+    store = TableStore if request.param == "duckdb" else ObjectStorageReads
+    return lambda root: Repository(store(str(root.resolve())), cache_ttl=0)
+
+
 def _rows(table: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=contract.TABLES[table].schema)
 
@@ -57,10 +77,10 @@ def _append(root: Path, table: str, rows: list[dict]) -> None:
     TableStore(str(root)).append(table, _rows(table, rows))
 
 
-def test_a_file_written_into_the_folder_but_not_committed_is_not_read(tmp_path: Path) -> None:
+def test_a_file_written_into_the_folder_but_not_committed_is_not_read(tmp_path: Path, open_repo: OpenRepo) -> None:
     store = TableStore(str(tmp_path))
     store.append("incident_updates", _rows("incident_updates", [_update("INC-1", 1)]))
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incidents(IncidentFilter()).total == 1
 
     # A task wrote its file but its commit has not happened (or never will): in the folder, not in a version.
@@ -75,9 +95,9 @@ def test_a_file_written_into_the_folder_but_not_committed_is_not_read(tmp_path: 
     assert repo.status("incident_updates").version == 2
 
 
-def test_new_versions_load_only_their_files(tmp_path: Path) -> None:
+def test_new_versions_load_only_their_files(tmp_path: Path, open_repo: OpenRepo) -> None:
     _append(tmp_path, "incident_updates", [_update("INC-1", 1)])
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incidents(IncidentFilter()).total == 1
     first = {f.key: f for f in repo.updates.files()}
     _append(tmp_path, "incident_updates", [_update("INC-1", 2, severity="P1"), _update("INC-2", 1)])
@@ -88,12 +108,12 @@ def test_new_versions_load_only_their_files(tmp_path: Path) -> None:
     assert sorted(per_file.values()) == [1, 2] and set(per_file) == set(files)
 
 
-def test_current_state_is_the_highest_update_seq(tmp_path: Path) -> None:
+def test_current_state_is_the_highest_update_seq(tmp_path: Path, open_repo: OpenRepo) -> None:
     # committed out of order, in separate small files, as micro-batches would
     _append(tmp_path, "incident_updates", [_update("INC-1", 3, severity="P1", status="resolved", resolved_at=T0)])
     _append(tmp_path, "incident_updates", [_update("INC-1", 1), _update("INC-1", 2, severity="P2"),
                                            _update("INC-2", 1)])
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     incident = repo.incident("INC-1")
     assert incident["update_seq"] == 3 and incident["severity"] == "P1" and incident["status"] == "resolved"
     assert repo.incident_history("INC-1")["update_seq"].tolist() == [1, 2, 3]
@@ -103,13 +123,13 @@ def test_current_state_is_the_highest_update_seq(tmp_path: Path) -> None:
                                                                                     "P4": 0}
 
 
-def test_filters_text_and_limits(tmp_path: Path) -> None:
+def test_filters_text_and_limits(tmp_path: Path, open_repo: OpenRepo) -> None:
     rows = [_update(f"INC-{i}", 1, service="auth-service" if i % 2 else "order-service",
                     severity="P1" if i < 3 else "P4", opened_at=T0 + timedelta(hours=i),
                     last_seen=T0 + timedelta(hours=i, minutes=10), title=f"incident {i} expired certificate"
                     if i == 5 else f"incident {i}") for i in range(10)]
     _append(tmp_path, "incident_updates", rows)
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incidents(IncidentFilter(services=("auth-service",))).total == 5
     assert repo.incidents(IncidentFilter(severities=("P1",))).total == 3
     assert repo.incidents(IncidentFilter(text="EXPIRED certificate")).rows["incident_id"].tolist() == ["INC-5"]
@@ -119,8 +139,8 @@ def test_filters_text_and_limits(tmp_path: Path) -> None:
     assert limited.total == 10 and limited.rows["incident_id"].tolist() == ["INC-9", "INC-8", "INC-7", "INC-6"]
 
 
-def test_missing_tables_read_as_empty_with_the_contract_columns(tmp_path: Path) -> None:
-    repo = Repository(tmp_path / "nothing-here", cache_ttl=0)
+def test_missing_tables_read_as_empty_with_the_contract_columns(tmp_path: Path, open_repo: OpenRepo) -> None:
+    repo = open_repo(tmp_path / "nothing-here")
     status = repo.status("incident_updates")
     assert not status.exists and status.version is None and status.error is None
     page = repo.incidents(IncidentFilter())
@@ -134,23 +154,23 @@ def test_missing_tables_read_as_empty_with_the_contract_columns(tmp_path: Path) 
     assert repo.incidents(IncidentFilter()).total == 1 and repo.status("incident_updates").exists
 
 
-def test_a_table_in_the_old_layout_is_named_not_read(tmp_path: Path) -> None:
+def test_a_table_in_the_old_layout_is_named_not_read(tmp_path: Path, open_repo: OpenRepo) -> None:
     folder = tmp_path / "incident_updates"
     folder.mkdir()
     pq.write_table(_rows("incident_updates", [_update("INC-1", 1)]), folder / "part-0.parquet")
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incidents(IncidentFilter()).total == 0
     status = repo.status("incident_updates")
     assert status.empty and status.error and "make migrate-data" in status.error and str(folder) in status.error
     assert repo.status("events").error is None  # the other tables are unaffected
 
 
-def test_compaction_leaves_every_count_unchanged(tmp_path: Path) -> None:
+def test_compaction_leaves_every_count_unchanged(tmp_path: Path, open_repo: OpenRepo) -> None:
     for i in range(6):
         _append(tmp_path, "incident_updates", [_update(f"INC-{i}", 1), _update(f"INC-{i}", 2)])
         _append(tmp_path, "events", [_event(i * 10 + j, T0 + timedelta(minutes=i * 5 + j),
                                             is_error=j == 0) for j in range(10)])
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     before = (repo.incidents(IncidentFilter()).total, repo.event_totals(),
               repo.db.rows("SELECT count(*) FROM incident_updates")[0][0])
     assert before[0] == 6 and before[1]["events"] == 60 and before[1]["errors"] == 6 and before[2] == 12
@@ -169,7 +189,7 @@ def test_compaction_leaves_every_count_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 100])  # 1: the first load commits file by file before it meets the damage
-def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Path, chunk: int,
+def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Path, chunk: int, open_repo: OpenRepo,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mirror, "CHUNK_FILES", chunk)
     for i in range(3):
@@ -178,7 +198,7 @@ def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Pat
     damaged = Path(list(files.values())[-1].location)  # the last one read
     data = damaged.read_bytes()
     damaged.write_bytes(data[: len(data) // 2])
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incidents(IncidentFilter()).total == 2
     assert repo.db.rows("SELECT count(*) FROM incident_updates")[0][0] == 2  # nothing loaded twice
     status = repo.status("incident_updates")
@@ -189,7 +209,7 @@ def test_a_damaged_committed_file_is_reported_and_the_rest_is_read(tmp_path: Pat
     assert repo.db.rows("SELECT count(*) FROM incident_updates")[0][0] == 3
 
 
-def test_older_files_without_newer_columns_still_load(tmp_path: Path) -> None:
+def test_older_files_without_newer_columns_still_load(tmp_path: Path, open_repo: OpenRepo) -> None:
     old_schema = pa.schema([f for f in contract.INCIDENT_UPDATES if f.name not in ("linked_incident_ids",
                                                                                      "origin_incident_id")])
     row = {k: v for k, v in _update("INC-OLD", 1).items() if k in old_schema.names}
@@ -197,12 +217,12 @@ def test_older_files_without_newer_columns_still_load(tmp_path: Path) -> None:
     write_deltalake(str(tmp_path / "incident_updates"),
                     _rows("incident_updates", [_update("INC-NEW", 1, linked_incident_ids=["INC-OLD"])]),
                     mode="append", schema_mode="merge")
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.incident("INC-OLD")["linked_incident_ids"] is None
     assert repo.incident("INC-NEW")["linked_incident_ids"] == ["INC-OLD"]
 
 
-def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
+def test_many_small_event_files_roll_up(tmp_path: Path, open_repo: OpenRepo) -> None:
     store = TableStore(str(tmp_path))
     files = []
     for i in range(120):
@@ -211,7 +231,7 @@ def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
                 for j in range(10)]
         files += store.write_files("events", _rows("events", rows))
     store.commit_files("events", files)
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     traffic = repo.traffic(T0, T0 + timedelta(hours=1), "10 minutes", by_service=False)
     assert traffic["events"].sum() == 1200 and traffic["errors"].sum() == 120
     assert repo.event_totals()["events"] == 1200
@@ -220,11 +240,11 @@ def test_many_small_event_files_roll_up(tmp_path: Path) -> None:
     assert repo.noisiest_services(T0, T0 + timedelta(hours=1)).iloc[0]["errors"] == 120
 
 
-def test_raw_event_reads_open_only_the_files_of_the_window(tmp_path: Path) -> None:
+def test_raw_event_reads_open_only_the_files_of_the_window(tmp_path: Path, open_repo: OpenRepo) -> None:
     for start in (T0.replace(hour=7), T0, T0 + timedelta(minutes=40)):  # 07:00, 09:00 and 09:40, five minutes each
         _append(tmp_path, "events", [_event(int(start.timestamp()) + j, start + timedelta(minutes=j), is_error=True)
                                      for j in range(5)])
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.event_totals()["events"] == 15
     # Damage two files after they were mirrored: reads of 09:00-09:10 must open neither.
     damaged = [next((tmp_path / "events").glob("event_date=*/event_hour=7/*.parquet"))]
@@ -239,14 +259,14 @@ def test_raw_event_reads_open_only_the_files_of_the_window(tmp_path: Path) -> No
         repo.incident_window(["api-gateway"], T0, T0 + timedelta(minutes=50))
 
 
-def test_snapshot_files_take_partition_values_from_the_log(tmp_path: Path) -> None:
+def test_snapshot_files_take_partition_values_from_the_log(tmp_path: Path, open_repo: OpenRepo) -> None:
     odd = "2026 11/23"  # folder names escape it; the log holds the value itself
     _append(tmp_path, "events", [_event(1, T0, event_date=odd)])
     dt = DeltaTable(str(tmp_path / "events"))
     (file,) = snapshot_files(dt, str(tmp_path / "events")).values()
     assert file.partition == {"event_date": odd, "event_hour": 9}
     assert Path(file.location).is_file() and file.size == Path(file.location).stat().st_size
-    repo = Repository(tmp_path, cache_ttl=0)
+    repo = open_repo(tmp_path)
     assert repo.event_totals()["events"] == 1
     assert repo.db.rows("SELECT count(*) FROM signatures_hour")[0][0] == 1
 
@@ -279,6 +299,6 @@ def test_ttl_cache() -> None:
 
 
 @pytest.mark.parametrize("sort", ["severity", "newest", "oldest", "longest", "anomaly", "errors"])
-def test_every_sort_runs(tmp_path: Path, sort: str) -> None:
+def test_every_sort_runs(tmp_path: Path, sort: str, open_repo: OpenRepo) -> None:
     _append(tmp_path, "incident_updates", [_update("INC-1", 1), _update("INC-2", 1, severity="P1")])
-    assert Repository(tmp_path, cache_ttl=0).incidents(IncidentFilter(sort=sort)).total == 2
+    assert open_repo(tmp_path).incidents(IncidentFilter(sort=sort)).total == 2

@@ -1,4 +1,4 @@
-"""The data files of one committed version of a Delta Lake table, and pyarrow datasets over some of them.
+"""The data files of one committed version of a Delta Lake table, and how DuckDB reads some of them.
 
 A table folder also holds files no version names: written by a task whose commit has not happened
 (or never will), or replaced by a compaction and waiting for vacuum. Only the log knows which files
@@ -9,7 +9,7 @@ event_time range, which narrows the files a read of an incident's window opens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,23 +73,54 @@ def _location(base: str, key: str) -> str:
     return path if path.startswith("/") else f"{base}/{path}"
 
 
-def dataset(files: Iterable[SnapshotFile], schema: pa.Schema, filesystem: pafs.FileSystem,
-            with_file: bool = False) -> ds.Dataset:
-    """A pyarrow dataset of these files with the table's schema. Partition values (and, with ``with_file``,
-    a ``_file`` column naming each row's file) are fragment guarantees: filled in where files leave
-    them out, and filters on them skip whole files."""
-    if with_file:
-        schema = schema.append(pa.field(FILE_COLUMN, pa.string()))
+@dataclass(frozen=True)
+class Scan:
+    """How a DuckDB query reads some files of a table: ``sql`` is a FROM-able expression with the table's
+    contract columns plus ``_file`` (the add action's path of each row's file); ``sources`` are the Arrow
+    objects it reads, to register on the query's cursor, and ``params`` its parameters."""
+
+    sql: str
+    params: dict[str, Any]
+    sources: dict[str, object]
+
+
+def scan(files: Sequence[SnapshotFile], schema: pa.Schema, filesystem: pafs.FileSystem, name: str) -> Scan:
+    """The files as one relation, partition values taken from the log.
+
+    Local files are read by DuckDB's own Parquet reader (it reads the filter columns first and the others
+    only for matching rows, and costs about half the CPU of pyarrow's), with the log's partition values
+    joined on the file name. Any other file system (S3) is read through pyarrow, which DuckDB scans with
+    projections and filters pushed down: DuckDB's own S3 support is an extension it cannot install here.
+    """
+    if not isinstance(filesystem, pafs.LocalFileSystem):
+        return Scan(name, {}, {name: dataset(files, schema, filesystem)})
+    partitions = [field for field in schema if any(field.name in f.partition for f in files)]
+    parts = pa.table({"location": [f.location for f in files], FILE_COLUMN: [f.key for f in files],
+                      **{p.name: pa.array([f.partition.get(p.name) for f in files], p.type) for p in partitions}})
+    skipped = ", ".join(f"'{c}'" for c in ("filename", "location", FILE_COLUMN, *(p.name for p in partitions)))
+    # UNION BY NAME with an empty table of the contract gives every column (NULL where files lack one).
+    sql = (f"(SELECT * FROM {name}_contract UNION ALL BY NAME "
+           f"SELECT COLUMNS(lambda c: c NOT IN ({skipped})), {name}_parts.* EXCLUDE (location) "
+           f"FROM read_parquet(${name}_files, filename = true, union_by_name = true, hive_partitioning = false) f "
+           f"JOIN {name}_parts ON f.filename = {name}_parts.location)")
+    contract = schema.append(pa.field(FILE_COLUMN, pa.string())).empty_table()
+    return Scan(sql, {f"{name}_files": list(parts.column("location").to_pylist())},
+                {f"{name}_contract": contract, f"{name}_parts": parts})
+
+
+def dataset(files: Iterable[SnapshotFile], schema: pa.Schema, filesystem: pafs.FileSystem) -> ds.Dataset:
+    """A pyarrow dataset of these files with the table's schema and a ``_file`` column. Partition values and
+    ``_file`` are fragment guarantees: filled in where files leave them out, and filters on them skip
+    whole files."""
+    schema = schema.append(pa.field(FILE_COLUMN, pa.string()))
     fragments = []
     for file in files:
-        guarantee = ds.scalar(True)
+        guarantee = ds.field(FILE_COLUMN) == file.key
         for name, value in file.partition.items():
             if name not in schema.names:
                 continue
             column = ds.field(name)
             guarantee &= column.is_null() if value is None else column == pa.scalar(value, schema.field(name).type)
-        if with_file:
-            guarantee &= ds.field(FILE_COLUMN) == file.key
         fragments.append(_FORMAT.make_fragment(file.location, filesystem=filesystem, partition_expression=guarantee,
                                                file_size=file.size))
     return ds.FileSystemDataset(fragments, schema, _FORMAT, filesystem)
@@ -114,4 +145,5 @@ def prune_by_time(files: Iterable[SnapshotFile], start: datetime, end: datetime)
     wanted = hour_partitions_between(start, end)
     return [entry for entry in files
             if (entry.hour_partition is None or entry.hour_partition in wanted)
-            and (entry.time_range is None or (entry.time_range[0] <= end and entry.time_range[1] + _STATS_SLACK >= start))]
+            and (entry.time_range is None
+                 or (entry.time_range[0] <= end and entry.time_range[1] + _STATS_SLACK >= start))]

@@ -25,7 +25,6 @@ from functools import cached_property
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
@@ -33,7 +32,7 @@ from deltalake.exceptions import DeltaError
 from incident_contracts.table_store import TableLayoutError, TableStore
 from incident_contracts.tables import TABLES
 from incident_dashboard.data.database import Database
-from incident_dashboard.data.files import FILE_COLUMN, SnapshotFile, dataset, snapshot_files
+from incident_dashboard.data.files import FILE_COLUMN, Scan, SnapshotFile, scan, snapshot_files
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +128,9 @@ class TableMirror:
         """The files of the mirrored version whose rows are in the targets."""
         return list(self._loaded.values())
 
-    def dataset(self, files: Sequence[SnapshotFile] | None = None) -> ds.Dataset:
-        """A pyarrow dataset of (some of) the mirrored version's files, for reading raw rows."""
-        return dataset(self.files() if files is None else files, self.schema, self._filesystem[0])
+    def scan(self, files: Sequence[SnapshotFile], name: str) -> Scan:
+        """How a query reads raw rows of some of the mirrored version's files (see :func:`files.scan`)."""
+        return scan(files, self.schema, self._filesystem[0], name)
 
     @cached_property
     def _filesystem(self) -> tuple[pafs.FileSystem, str]:
@@ -238,9 +237,9 @@ class TableMirror:
                     cur.execute(f"DELETE FROM {target.name} WHERE {FILE_COLUMN} IN (SELECT unnest($keys))",
                                 {"keys": gone})
             for start in range(0, len(fresh), CHUNK_FILES):
-                with self._source(cur, fresh[start:start + CHUNK_FILES], filesystem):
+                with self._source(cur, fresh[start:start + CHUNK_FILES], filesystem) as source:
                     for target in self.targets:
-                        cur.execute(f"INSERT INTO {target.name} BY NAME {target.select(_SOURCE)}")
+                        cur.execute(f"INSERT INTO {target.name} BY NAME {target.select(source.sql)}", source.params)
                 if not self._synced:  # the first load: readers wait for it to end; commits bound its memory
                     cur.execute("COMMIT")
                     cur.execute("BEGIN TRANSACTION")
@@ -262,9 +261,9 @@ class TableMirror:
         while pending:
             chunk = pending.pop()
             try:
-                with self._source(cur, chunk, filesystem):
+                with self._source(cur, chunk, filesystem) as source:
                     for target in self.targets:
-                        cur.execute(f"SELECT count(*) FROM ({target.select(_SOURCE)})").fetchall()
+                        cur.execute(f"SELECT count(*) FROM ({target.select(source.sql)})", source.params).fetchall()
                 continue
             except (duckdb.Error, OSError, pa.ArrowException) as exc:
                 log.debug("%s: %d files could not be read: %s", self.table, len(chunk), exc)
@@ -277,13 +276,16 @@ class TableMirror:
 
     @contextmanager
     def _source(self, cur: duckdb.DuckDBPyConnection, files: list[SnapshotFile],
-                filesystem: pafs.FileSystem) -> Iterator[None]:
+                filesystem: pafs.FileSystem) -> Iterator[Scan]:
         """The files as the source the targets' SELECTs read (with a ``_file`` column), on this cursor."""
-        cur.register(_SOURCE, dataset(files, self.schema, filesystem, with_file=True))
+        source = scan(files, self.schema, filesystem, _SOURCE)
+        for name, value in source.sources.items():
+            cur.register(name, value)
         try:
-            yield
+            yield source
         finally:
-            cur.unregister(_SOURCE)
+            for name in source.sources:
+                cur.unregister(name)
 
 
 class LoadError(RuntimeError):

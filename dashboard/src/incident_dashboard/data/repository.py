@@ -40,7 +40,7 @@ T = TypeVar("T")
 SEVERITIES = tuple(s.value for s in contract.Severity)
 STATUSES = tuple(s.value for s in contract.IncidentStatus)
 RAW_PREVIEW_BYTES = 256
-RAW_EVENTS = "raw_events"  # the name queries of raw events read them by
+RAW_EVENTS = "raw_events"  # what the raw events of a query are registered as
 
 SORTS = {
     "severity": "severity_rank ASC, status = 'open' DESC, opened_at DESC",
@@ -389,24 +389,18 @@ class Repository:
         return self._cached("data_start", ("events", "incident_updates"), compute)
 
     # --- events: raw -----------------------------------------------------------------------
-    def _raw_events(self, start: datetime, end: datetime) -> dict[str, Any] | None:
-        """The mirrored version's event files that can hold events of [start, end] (by hour partition and
-        event_time range), as the ``raw_events`` source of a query; None when there are none."""
-        files = prune_by_time(self.events.files(), start, end)
-        return {RAW_EVENTS: self.events.dataset(files)} if files else None
-
     def incident_window(self, services: Sequence[str], start: datetime, end: datetime,
                         bucket_seconds: int = 60) -> pd.DataFrame:
         """Per bucket and service: events, error rate, latency p50/p95 (raw events, few partitions)."""
         columns = ["bucket", "service", "events", "errors", "error_rate", "errors_5xx", "latency_p50_ms",
                    "latency_p95_ms"]
         key = ("window", tuple(services), start, end, bucket_seconds)
-        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, lambda raw_events: f"""
             SELECT time_bucket(INTERVAL '{int(bucket_seconds)} seconds', event_time) AS bucket, service,
                    count(*) AS events, count_if(is_error) AS errors, count_if(is_error) / count(*) AS error_rate,
                    count_if(http_status >= 500) AS errors_5xx,
                    quantile_cont(latency_ms, 0.5) AS latency_p50_ms, quantile_cont(latency_ms, 0.95) AS latency_p95_ms
-            FROM raw_events
+            FROM {raw_events}
             WHERE service IN (SELECT unnest($services)) AND event_time BETWEEN $start AND $end
             GROUP BY ALL ORDER BY bucket""",
             {"services": list(services) or [""], "start": start, "end": end}))
@@ -417,12 +411,12 @@ class Repository:
         columns = ["event_time", "service", "host", "level", "message", "signature_id", "signature",
                    "http_status", "latency_ms", "error_type", "trace_id", "event_id"]
         key = ("samples", service, start, end, tuple(signature_ids), per_signature, limit)
-        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, lambda raw_events: f"""
             WITH errors AS (
                 SELECT {', '.join(columns)},
                        row_number() OVER (PARTITION BY signature_id ORDER BY event_time) AS nth,
                        array_position($sigs, signature_id) AS rank
-                FROM raw_events
+                FROM {raw_events}
                 WHERE service = $service AND event_time BETWEEN $start AND $end AND is_error)
             SELECT {', '.join(columns)} FROM errors WHERE nth <= $per
             ORDER BY rank NULLS LAST, event_time LIMIT {int(limit)}""",
@@ -444,7 +438,7 @@ class Repository:
         key = ("surging", service, opened, end, before, tuple(exclude), limit)
         # One pass over the service's lines: per signature, its warning/error lines before and since the
         # opening, and all its lines (summed over signatures: the service's totals).
-        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, f"""
+        return self._cached(key, ("events",), lambda: self._raw_df(start, end, columns, lambda raw_events: f"""
             WITH lines AS (
                 SELECT signature_id, any_value(signature) FILTER (WHERE flagged) AS signature,
                        any_value(message) FILTER (WHERE flagged) AS sample, max(level) FILTER (WHERE flagged) AS level,
@@ -453,7 +447,7 @@ class Repository:
                        count_if(event_time < $opened) AS all_lines_before, count_if(event_time >= $opened) AS all_lines_during
                 FROM (SELECT signature_id, signature, message, level, event_time,
                              is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL') AS flagged
-                      FROM raw_events
+                      FROM {raw_events}
                       WHERE service = $service AND event_time BETWEEN $start AND $end)
                 GROUP BY signature_id),
             scored AS (
@@ -471,11 +465,16 @@ class Repository:
             {"service": service, "opened": opened, "start": start, "end": end,
              "exclude": list(exclude) or [""]}))
 
-    def _raw_df(self, start: datetime, end: datetime, columns: list[str], sql: str,
+    def _raw_df(self, start: datetime, end: datetime, columns: list[str], query: Callable[[str], str],
                 params: dict[str, Any]) -> pd.DataFrame:
-        """A query over the raw events of [start, end] (an empty frame of ``columns`` when there are none)."""
-        sources = self._raw_events(start, end)
-        return pd.DataFrame(columns=columns) if sources is None else self.db.df(sql, params, sources)
+        """``query(source)`` over the raw events of the mirrored version's files that can hold events of
+        [start, end] (by hour partition and event_time range, both from the log); an empty frame of
+        ``columns`` when there are none."""
+        files = prune_by_time(self.events.files(), start, end)
+        if not files:
+            return pd.DataFrame(columns=columns)
+        source = self.events.scan(files, RAW_EVENTS)
+        return self.db.df(query(source.sql), {**params, **source.params}, source.sources)
 
     # --- pipeline --------------------------------------------------------------------------
     def metrics_series(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
