@@ -2,12 +2,15 @@
 
 The real `incident-stream` process writes the tables to the bucket, is killed with SIGKILL in the middle
 of its micro-batches, and is run again to the end: every produced record is in `events` or
-`dead_letter` exactly once, read back from the bucket with the deltalake library. Its checkpoint is on
-the local disk (RUNTIME_DIR/checkpoints): Spark's checkpoints need a file system.
+`dead_letter` exactly once, read back from the bucket with the deltalake library. Then table
+maintenance (`make maintain`'s command) runs on the bucket, and the dashboard's data layer reads the
+tables from it: still every record once. The job's checkpoint is on the local disk
+(RUNTIME_DIR/checkpoints): Spark's checkpoints need a file system.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,3 +77,18 @@ def test_a_job_on_s3_killed_mid_batch_writes_every_record_once(broker: str, topi
     ranges = {p: (0, end) for p, end in end_offsets(broker, topic).items()}
     assert assert_exactly_once(data_dir, topic, ranges, storage=s3.storage_options()) == 12_000
     assert not (tmp_path / "data").exists(), "nothing of the tables may land on the local disk"
+
+    maintenance = subprocess.run([sys.executable, "-m", "incident_contracts.table_maintenance"], env=env,
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert maintenance.returncode == 0, maintenance.stderr[-3000:]
+    report = json.loads(maintenance.stdout)
+    assert report["ok"] and report["data_dir"] == data_dir, report
+    assert report["tables"]["events"]["files_after"] < report["tables"]["events"]["files_before"], report
+    assert assert_exactly_once(data_dir, topic, ranges, storage=s3.storage_options()) == 12_000
+
+    from incident_contracts.table_store import TableStore
+    from incident_dashboard.data.repository import Repository
+
+    repository = Repository(TableStore(data_dir, s3.storage_options()), cache_ttl=0)
+    assert repository.event_totals()["events"] == 12_000
+    assert repository.status("events").error is None
