@@ -23,7 +23,7 @@ One run, one backlog, one machine:
       Spark's Parquet writer, partitioned by event_date/event_hour, into a folder of the Delta table and
       committed as the product commits (``TableStore.commit_files`` with the query's application id and
       batch id; the tuning the product had when Spark wrote it: no dictionary for per-event columns,
-      concurrent writers instead of a sort); both tables compacted at the end, as the job does.
+      concurrent writers instead of a sort); neither side compacts (table maintenance's job).
 
    Each process warms its JVM up on the warm-up topic first. Then the repeats alternate A and B (ABBA
    order: A, B, B, A, ...), each from a fresh checkpoint over the whole backlog (Trigger.AvailableNow,
@@ -290,8 +290,6 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
         spark.streams.removeListener(metrics)
     metrics.catch_up([query])
     metrics.flush()
-    for table in ("events", "dead_letter"):  # the compaction A's job runs when it stops
-        store.compact(table)
     wall = time.perf_counter() - started
     jvm_after, workers_after = watch.cpu_split()
     activity = metrics.activity.get(INGEST)
