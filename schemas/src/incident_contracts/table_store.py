@@ -154,6 +154,12 @@ class TableStore:
         self.make_durable(table, dt, since=-1)
         return dt
 
+    def _ensure(self, table: str) -> None:
+        """create() without opening a table that exists: on a folder, its first log entry is enough."""
+        if self.is_local and (self.local_path(table) / DELTA_LOG / f"{0:020d}.json").is_file():
+            return
+        self.create(table)
+
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """A pyarrow file system and the root path in it, for tasks writing data files into tables."""
         if self.is_local:
@@ -226,7 +232,7 @@ class TableStore:
         data = conform(data, spec.schema)
         if data.num_rows == 0:
             return []
-        self.create(table)  # a folder of files without a log would read as the pre-Delta layout
+        self._ensure(table)  # a folder of files without a log would read as the pre-Delta layout
         filesystem, base = self.filesystem()
         written: list[Any] = []
         ds.write_dataset(
