@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from delta_spark import SESSION
 
 from incident_contracts.settings import load_settings
 from incident_contracts.table_migration import MigrationRefused, migrate
@@ -357,24 +358,10 @@ def test_a_journal_whose_checkpoint_is_gone_keeps_its_files(settings):
     assert len(ids) == expected["events"].num_rows + 8 and {"events-1000", "events-1010"} <= set(ids)
 
 
-SPARK_READER = r"""
-import os, sys
-import pyarrow.ipc as ipc
-from incident_contracts.settings import Settings
-from incident_stack.jars import classpath
-from incident_stream.session import build_session
-
-root, out = sys.argv[1], sys.argv[2]
-spark = build_session(Settings(_env_file=None), master="local[1]", ui=False, extra={
-    "spark.jars": classpath("delta-spark").replace(os.pathsep, ","),
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-    "spark.databricks.delta.v2.enableMode": "STRICT"})
-spark.sparkContext.setLogLevel("ERROR")
+SPARK_READER = SESSION + r"""
+root = sys.argv[1]
 for name in sys.argv[3:]:
-    table = spark.sql(f"SELECT * FROM delta.`{root}/{name}`").toArrow()
-    with ipc.new_file(os.path.join(out, name + ".arrow"), table.schema) as writer:
-        writer.write_table(table)
+    save(name, spark.sql(f"SELECT * FROM delta.`{root}/{name}`"))
 spark.stop()
 """
 

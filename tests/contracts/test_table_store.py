@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from table_rows import HOUR
+from table_rows import event_rows as events
 
 from incident_contracts.table_store import DELTA_LOG, DataFile, TableLayoutError, TableStore
 from incident_contracts.tables import EVENTS, TABLES, check_schema
-
-HOUR = dt.datetime(2026, 12, 6, 5, 0, tzinfo=dt.UTC)
-
-
-def events(offsets: Iterable[int], partition: int = 0, hours: Iterable[int] = (0,)) -> pa.Table:
-    """Events rows of the contract at the given Kafka offsets, spread round-robin over HOUR + the given hours."""
-    hours = list(hours)
-    rows = []
-    for index, offset in enumerate(offsets):
-        when = HOUR + dt.timedelta(hours=hours[index % len(hours)], seconds=offset % 3600)
-        rows.append({"event_id": f"evt-{partition}-{offset}", "event_time": when, "ingest_time": when,
-                     "service": "payments", "environment": "prod", "host": "host-1", "level": "INFO",
-                     "is_error": False, "message": f"message {offset}", "signature": "message <n>",
-                     "signature_id": "sig", "topic": "logs", "kafka_partition": partition, "kafka_offset": offset,
-                     "event_date": when.strftime("%Y-%m-%d"), "event_hour": when.hour})
-    return pa.Table.from_pylist(rows, schema=EVENTS)
 
 
 def offsets(table: pa.Table) -> list[int]:

@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql.pandas.types import from_arrow_schema
-from stream_helpers import dead_letter_rows, event_rows, make_event, produce_events
+from stream_helpers import make_event, produce_events
+from table_rows import dead_letter_rows, event_rows
 
 from incident_contracts.settings import Settings
 from incident_contracts.table_store import TableStore

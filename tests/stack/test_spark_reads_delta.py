@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pyspark
 import pytest
+from delta_spark import SESSION
 
 from incident_contracts.table_maintenance import apply_retention, checkpoint
 from incident_contracts.table_store import TableStore
@@ -153,29 +154,8 @@ def write_tables(store: TableStore) -> dict[str, int]:
 
 
 # --- Spark reading them ------------------------------------------------------------------------------------
-# Spark 4.3 with delta-spark 4.4 (built for Spark 4.2): the default connector (V1) cannot load a snapshot on
-# this Spark, the Kernel-based one (V2) reads; STRICT routes every table to it (stack/jvm/delta-spark/pom.xml).
-SCRIPT = r"""
-import json, os, sys
-import pyarrow.ipc as ipc
-from incident_contracts.settings import Settings
-from incident_stack.jars import classpath, fetch
-from incident_stream.session import build_session
-
-root, out, versions = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-fetch("delta-spark")
-spark = build_session(Settings(_env_file=None), master="local[1]", ui=False, extra={
-    "spark.jars": classpath("delta-spark").replace(os.pathsep, ","),
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-    "spark.databricks.delta.v2.enableMode": "STRICT"})
-spark.sparkContext.setLogLevel("ERROR")
-
-def save(name, frame):
-    table = frame.toArrow()
-    with ipc.new_file(os.path.join(out, name + ".arrow"), table.schema) as writer:
-        writer.write_table(table)
-
+SCRIPT = SESSION + r"""
+root, versions = sys.argv[1], json.loads(sys.argv[3])
 report = {}
 for name, version in versions.items():
     save(name, spark.sql(f"SELECT * FROM delta.`{root}/{name}`"))
