@@ -131,8 +131,9 @@ def test_files_in_the_table_folder_that_are_not_committed_are_not_counted(settin
     rows = kafka_rows("events", TOPIC, [(p, o) for p in (0, 1) for o in range(500)])
     store.write_files("events", rows)  # written by a task whose micro-batch never committed
     folder = store.local_path("events")
-    pq.write_table(rows.drop_columns(["event_date", "event_hour"]),
-                   folder / "event_date=2026-12-06" / "event_hour=0" / "part-stray.parquet")
+    stray = folder / "event_date=2026-12-06" / "event_hour=0" / "part-stray.parquet"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows.drop_columns(["event_date", "event_hour"]), stray)
     files_on_disk = {str(p) for p in folder.rglob("*.parquet")}
     assert len(files_on_disk) > len(committed_files(store, "events"))
 
