@@ -19,9 +19,9 @@ def run_key(airflow_run_id: str) -> str:
 
 
 def runs_root(settings: Settings) -> Path:
-    """The folder whose `runs/` holds the run folders: DATA_DIR, or RUNTIME_DIR when the tables are in
-    object storage (a run folder is a few small files the generator and the pipeline write as files)."""
-    return Path(settings.data_dir) if settings.data_is_local else settings.runtime_dir
+    """The folder whose `runs/` holds the run folders (Settings.files_dir: a run folder is a few small files
+    the generator and the pipeline write as files)."""
+    return settings.files_dir
 
 
 def run_dir(settings: Settings, key: str) -> Path:

@@ -55,7 +55,7 @@ def _options(settings: Settings, bootstrap_servers: str | None, topic: str | Non
     return RunOptions(
         bootstrap_servers=bootstrap_servers or settings.kafka_bootstrap_servers,
         topic=topic or settings.kafka_topic_logs,
-        data_dir=Path(data_dir) if data_dir else Path(settings.data_dir),
+        data_dir=Path(data_dir) if data_dir else settings.files_dir,
         codec=codec or default_codec(settings.schema_registry_url, topic or settings.kafka_topic_logs),
         run_id=run_id,
         speedup=speedup,

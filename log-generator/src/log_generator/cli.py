@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  log-generator --list-scenarios\n\n"
             "Bootstrap servers, topic and data folder default to KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_LOGS\n"
             "and DATA_DIR (see .env.example). Each run writes DATA_DIR/runs/<run_id>/ground_truth.json\n"
-            "and summary.json. Exit status: 0 all delivered, 1 some events failed or the run was\n"
-            "interrupted, 2 bad arguments or configuration, 3 broker unreachable."
+            "and summary.json (under RUNTIME_DIR/runs when DATA_DIR is s3://). Exit status: 0 all delivered,\n"
+            "1 some events failed or the run was interrupted, 2 bad arguments or configuration, 3 broker\n"
+            "unreachable."
         ),
     )
     gen = parser.add_argument_group("generation")

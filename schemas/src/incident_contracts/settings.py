@@ -263,6 +263,12 @@ class Settings(BaseSettings):
         return not isinstance(self.data_dir, ObjectLocation)
 
     @property
+    def files_dir(self) -> Path:
+        """Where the platform's plain files go (run folders, stored analyses): DATA_DIR when it is a folder,
+        RUNTIME_DIR when the tables are in object storage."""
+        return self.runtime_dir if isinstance(self.data_dir, ObjectLocation) else self.data_dir
+
+    @property
     def checkpoint_root(self) -> Path:
         """Spark checkpoints need a file system: DATA_DIR/_checkpoints, or RUNTIME_DIR/checkpoints when the
         tables are in object storage."""

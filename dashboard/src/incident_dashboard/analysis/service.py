@@ -42,7 +42,7 @@ _LOCKS_GUARD = threading.Lock()
 
 def store_for(settings: Settings) -> AnalysisStore:
     """Analyses are files beside the tables; with the tables in object storage, under RUNTIME_DIR."""
-    return AnalysisStore((settings.data_dir if settings.data_is_local else settings.runtime_dir) / "analyses")
+    return AnalysisStore(settings.files_dir / "analyses")
 
 
 def engine_for(settings: Settings, engine: EngineChoice = "auto") -> tuple[Engine, str, str]:
