@@ -3,13 +3,11 @@ no local folder and without DuckDB's S3 extension."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from streamlit.testing.v1 import AppTest
 
 from incident_contracts.settings import get_settings
@@ -17,31 +15,13 @@ from incident_contracts.table_store import TableStore
 from incident_dashboard.data import IncidentFilter, get_repository
 from incident_dashboard.demo import DemoConfig, DemoSummary, build_demo_data
 
-BUCKET = "tables"
-KEYS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
-                 aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
-
 
 @pytest.fixture
-def s3_demo(isolated_env: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
-            request: pytest.FixtureRequest) -> DemoSummary:
-    """Demo tables under s3://tables/<test>/data, and settings pointing at them."""
-    monkeypatch.setenv("DATA_DIR", f"s3://{BUCKET}/{request.node.name.replace('_', '-')}/data")
-    monkeypatch.setenv("S3_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
-    for key, value in KEYS.items():
+def s3_demo(isolated_env: Path, s3: Any, monkeypatch: pytest.MonkeyPatch) -> DemoSummary:
+    """Demo tables in a bucket of the tests' S3 server, and settings pointing at them."""
+    for key, value in s3.env(f"s3://{s3.new_bucket()}/data").items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
     get_settings.cache_clear()
     store = TableStore.from_settings(get_settings())
     return build_demo_data(store, DemoConfig(events=12_000, incidents=6, hours=2, files_per_hour=3,
