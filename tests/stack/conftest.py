@@ -154,27 +154,19 @@ class ClusterUnderTest:
     def run_folder(self, run_id: str) -> Path:
         from incident_airflow.runs import run_key
 
-        return self.settings.data_dir / "runs" / run_key(run_id)
+        return self.settings.files_dir / "runs" / run_key(run_id)
 
     def offsets_held(self, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, list[int]]:
         """{partition: every offset within `ranges` found in events or dead_letter, duplicates kept}.
 
-        Read here with DuckDB, independently of the reconciliation code."""
-        import duckdb
+        Read with the deltalake library (pipeline_checks), independently of the reconciliation code."""
+        from pipeline_checks import offset_counts
 
-        from incident_airflow.run_tables import data_files
-
-        files = data_files(self.settings.table_path("events")) + data_files(self.settings.table_path("dead_letter"))
         found: dict[int, list[int]] = {p: [] for p in ranges}
-        if not files:
-            return found
-        with duckdb.connect() as con:
-            rows = con.execute("SELECT kafka_partition, kafka_offset FROM read_parquet($files, union_by_name = true) "
-                               "WHERE topic = $topic", {"files": files, "topic": topic}).fetchall()
-        for partition, offset in rows:
+        for (partition, offset), count in offset_counts(self.settings.data_dir, topic).items():
             start, end = ranges.get(int(partition), (0, 0))
             if start <= offset < end:
-                found[int(partition)].append(int(offset))
+                found[int(partition)].extend([int(offset)] * count)
         return found
 
     def stream_apps_since(self, moment: datetime) -> list[dict[str, Any]]:
