@@ -192,7 +192,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not HOST:PORT with a port from 1 to 65535")
         return ",".join(servers)
 
-    @field_validator("schema_registry_url", "gemini_base_url", "kafka_ui_url")
+    @field_validator("schema_registry_url", "gemini_base_url", "kafka_ui_url", "s3_endpoint_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -235,14 +235,6 @@ class Settings(BaseSettings):
             if not _OBJECT_LOCATION.match(text):
                 raise ValueError("expected a folder or s3://BUCKET[/PREFIX] (a lower-case bucket name)")
             return ObjectLocation(text.replace("s3a://", "s3://", 1))
-        return value
-
-    @field_validator("s3_endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL, or empty for AWS")
         return value
 
     @field_validator("checkpoint_dir", mode="before")
