@@ -175,6 +175,11 @@ class TableStore:
             kwargs["secret_key"] = options["AWS_SECRET_ACCESS_KEY"]
         return pafs.S3FileSystem(**kwargs), self.root.split("://", 1)[1]
 
+    def committed_version(self, table: str, app_id: str) -> int | None:
+        """The last version (micro-batch id) the application committed to the table, if any."""
+        dt = self.open(table)
+        return None if dt is None else dt.transaction_version(app_id)
+
     def commit_files(self, table: str, files: Sequence[DataFile], app_id: str | None = None,
                      version: int | None = None) -> bool:
         """Add written files to the table in one atomic commit that records (app_id, version).
