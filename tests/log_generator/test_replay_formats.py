@@ -100,7 +100,9 @@ def test_level_names(value, level) -> None:
 
 
 @pytest.mark.parametrize(("name", "fmt", "parsed", "unparsed"), [
-    ("generic.log", "generic", 60, 2), ("access.log", "access", 60, 3), ("syslog.log", "syslog", 40, 2),
+    # generic.log: "this line is not a log entry at all" follows a stack trace, so it joins that entry; the
+    # line with the unknown level looks like an entry of its own and is rejected.
+    ("generic.log", "generic", 60, 1), ("access.log", "access", 60, 3), ("syslog.log", "syslog", 40, 2),
     ("app.jsonl", "jsonl", 50, 3),
 ])
 def test_sample_files_every_line_accounted_for(name: str, fmt: str, parsed: int, unparsed: int,

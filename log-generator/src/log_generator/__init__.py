@@ -1,11 +1,27 @@
 """Scenario-driven log event producer with ground truth, and replay of real log files.
 
-Python API: :func:`generate` (in memory), :func:`run` (to Kafka), :func:`replay` (a log file to Kafka).
+Python API: :func:`generate` (in memory), :func:`run` (to Kafka), and ``log_generator.api.replay`` (a log file
+to Kafka); ``log_generator.replay`` is the log parsing library. The names are loaded on first use, so the
+parsing library imports without Kafka or numpy.
 """
 
-from log_generator.api import generate, replay, run
-from log_generator.ground_truth import GroundTruth, IncidentTruth, load_ground_truth, save_ground_truth
-from log_generator.summary import RunSummary
+from __future__ import annotations
 
-__all__ = ["GroundTruth", "IncidentTruth", "RunSummary", "generate", "load_ground_truth", "replay", "run",
-           "save_ground_truth"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "generate": "log_generator.api", "run": "log_generator.api",
+    "GroundTruth": "log_generator.ground_truth", "IncidentTruth": "log_generator.ground_truth",
+    "load_ground_truth": "log_generator.ground_truth", "save_ground_truth": "log_generator.ground_truth",
+    "RunSummary": "log_generator.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'log_generator' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -22,8 +22,10 @@ class ReplayStats:
     unparsed: int = 0
     blank: int = 0
     continuation: int = 0  # lines joined to the entry before them (stack traces)
-    unparsed_samples: list[str] = field(default_factory=list)  # "line N: <text>"
+    unparsed_samples: list[str] = field(default_factory=list)  # "line N: <text> (reason)"
     unparsed_file: str | None = None
+    unparsed_reasons: dict[str, int] = field(default_factory=dict)  # reason -> lines
+    detected: str | None = None  # with --format auto: which format was chosen, and why
 
 
 @dataclass

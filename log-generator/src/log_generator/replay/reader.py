@@ -1,29 +1,40 @@
-"""Reading a log file as LogEvent records: parse, join continuation lines, fill defaults, re-time.
+"""Reading a log file (or standard input) as LogEvent records, optionally following it as it grows.
 
 Nothing is dropped silently: every line is either part of a record, blank, or unparsed; unparsed
-lines are counted, the first few kept as samples, and all of them written to a file when asked.
+lines are counted by reason, the first few kept as samples, and all of them written to a file when asked.
+The parsing itself is :mod:`log_generator.replay.parser`.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
+import os
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from log_generator.replay.formats import CONTINUATION, exception_type, make_formats, resolve_format
+from log_generator.replay.formats import load_formats, resolve_format, zone_of
+from log_generator.replay.parser import (
+    MAX_MESSAGE_CHARS,
+    LogParser,
+    ParseOptions,
+    Reject,
+    service_from_filename,
+    stable_event_id,
+)
 from log_generator.summary import ReplayStats
 
-MAX_MESSAGE_CHARS = 100_000
+__all__ = ["MAX_MESSAGE_CHARS", "LogFileReader", "ReplayError", "ReplayOptions", "stable_event_id"]
 MAX_SAMPLES = 20
+POLL_SECONDS = 0.2
 
 
 class ReplayError(ValueError):
-    """The file cannot be replayed (missing, unreadable); the message says why."""
+    """The file cannot be replayed (missing, unreadable, bad format name); the message says why."""
 
 
 @dataclass
@@ -33,15 +44,16 @@ class ReplayOptions:
     environment: str = "prod"
     retime: bool = False  # shift timestamps so the first record is "now", keeping the gaps
     now_ms: int | None = None
-    year: int | None = None  # for syslog lines without a year
+    year: int | None = None  # for timestamps without a year (default: the file's mtime year, see docs)
+    timezone: str | None = None  # zone of timestamps without one, over the format's (default: the format's, else
+    default_timezone: str = "UTC"  # this one: LOG_TIMEZONE)
+    formats_file: str | Path | None = None  # LOG_FORMATS_FILE
+    follow: bool = False  # keep reading as the file grows, across rotation and truncation
+    stop: Callable[[], bool] | None = None  # when following: stop once this returns True
+    idle_flush_s: float = 1.0  # when following: complete an open multi-line entry after this long without lines
 
 
-def stable_event_id(source: str, lineno: int, line: str) -> str:
-    h = hashlib.sha1(f"{source}:{lineno}:{line}".encode("utf-8", "replace")).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-8{h[17:20]}-{h[20:32]}"
-
-
-def _open(path: Path) -> TextIO:
+def _open_text(path: Path) -> TextIO:
     try:
         if path.suffix == ".gz":
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
@@ -55,103 +67,141 @@ def _open(path: Path) -> TextIO:
 
 
 class LogFileReader:
-    """Iterate the records of one file; `stats` counts lines read, parsed, unparsed and blank."""
+    """Iterate the records of one file (``-``: standard input); `stats` counts lines read, parsed, unparsed
+    and blank. `fmt` is a format name, an alias or ``auto`` (then `stats.format` is the detected one)."""
 
-    def __init__(self, path: str | Path, fmt: str, options: ReplayOptions | None = None,
-                 unparsed_path: Path | None = None):
-        self.path = Path(path)
-        self.format = resolve_format(fmt)
+    def __init__(self, path: str | Path, fmt: str = "auto", options: ReplayOptions | None = None,
+                 unparsed_path: Path | None = None, stdin: BinaryIO | None = None):
         self.options = options or ReplayOptions()
-        if not self.path.exists():
+        self.stdin = path == "-" or str(path) == "-"
+        self.path = Path(path)
+        try:
+            self.formats = load_formats(self.options.formats_file)
+            self.format = resolve_format(fmt, self.formats)
+            timezone = zone_of(self.options.timezone)
+            default_timezone = zone_of(self.options.default_timezone)
+        except ValueError as exc:
+            raise ReplayError(str(exc)) from None
+        if not self.stdin and not self.path.exists():
             raise ReplayError(f"log file {self.path} not found")
-        self.parser = make_formats(year=self.options.year)[self.format]
-        self.stats = ReplayStats(source=str(self.path), format=self.format,
+        if not self.stdin and self.path.is_dir():
+            raise ReplayError(f"{self.path} is a folder; pass a log file")
+        if self.options.follow and not self.stdin and self.path.suffix == ".gz":
+            raise ReplayError(f"{self.path}: --follow reads growing plain-text files, not .gz")
+        self._stdin_stream = stdin
+        self._source = "stdin" if self.stdin else self.path.name
+        reference_ms = None
+        if not self.stdin and not self.options.follow:
+            reference_ms = int(self.path.stat().st_mtime * 1000)  # lines are older than the file's last write
+        opts = self.options
+        self.parse_options = ParseOptions(
+            service=opts.service, default_service=None if self.stdin else service_from_filename(self.path.name),
+            host=opts.host, environment=opts.environment, source=self._source, retime=opts.retime,
+            now_ms=opts.now_ms, year=opts.year, reference_ms=reference_ms, timezone=timezone,
+            default_timezone=default_timezone or zone_of("UTC"))
+        self.stats = ReplayStats(source="-" if self.stdin else str(self.path), format=self.format,
                                  unparsed_file=str(unparsed_path) if unparsed_path else None)
         self.unparsed_path = unparsed_path
-        self._offset: int | None = None
-        self._source = self.path.name
+        self.parser: LogParser | None = None
 
-    def _complete(self, parsed: dict[str, Any], lineno: int, raw: str) -> dict[str, Any]:
-        opts = self.options
-        ts = int(parsed["timestamp"])
-        if opts.retime:
-            if self._offset is None:
-                now = opts.now_ms if opts.now_ms is not None else int(time.time() * 1000)
-                self._offset = now - ts
-            ts += self._offset
-        message = parsed.get("message") or ""
-        attributes = {str(k): str(v) for k, v in (parsed.get("attributes") or {}).items()}
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[:MAX_MESSAGE_CHARS] + " ...[truncated]"
-            attributes["truncated"] = "true"
-        attributes.setdefault("source_file", self._source)
-        attributes.setdefault("source_line", str(lineno))
-        return {
-            "event_id": parsed.get("event_id") or stable_event_id(self._source, lineno, raw),
-            "timestamp": ts,
-            "service": opts.service or parsed.get("service") or parsed.get("component") or self.path.stem,
-            "environment": parsed.get("environment") or opts.environment,
-            "host": opts.host or parsed.get("host") or "unknown",
-            "level": parsed.get("level") or "INFO",
-            "logger": parsed.get("logger"),
-            "message": message,
-            "trace_id": parsed.get("trace_id"),
-            "span_id": parsed.get("span_id"),
-            "http_method": parsed.get("http_method"),
-            "http_path": parsed.get("http_path"),
-            "http_status": parsed.get("http_status"),
-            "latency_ms": parsed.get("latency_ms"),
-            "error_type": parsed.get("error_type"),
-            "attributes": attributes,
-        }
+    # -- lines ------------------------------------------------------------------------------------
+    def _lines(self) -> Iterator[str]:
+        if self.stdin:
+            stream = self._stdin_stream or sys.stdin.buffer
+            for raw in stream:
+                yield raw.decode("utf-8", "replace")
+            return
+        if self.options.follow:
+            yield from self._follow()
+            return
+        with _open_text(self.path) as handle:
+            yield from handle
 
-    def _unparsed(self, lineno: int, line: str, sink: TextIO | None) -> None:
-        self.stats.unparsed += 1
-        if len(self.stats.unparsed_samples) < MAX_SAMPLES:
-            self.stats.unparsed_samples.append(f"line {lineno}: {line[:300]}")
-        if sink is not None:
-            sink.write(f"{lineno}\t{line}\n")
+    def _follow(self) -> Iterator[str]:
+        """Lines of the file as it grows. Rotation (the path now names another file) is followed to the new
+        file once the old one is read to its end; truncation (the file shrank) restarts at its beginning.
+        Yields "" when idle, so the caller can complete an open entry and check `stop`."""
+        stop = self.options.stop or (lambda: False)
+        handle = open(self.path, "rb")  # noqa: SIM115 (reopened on rotation)
+        partial = b""
+        try:
+            while not stop():
+                chunk = handle.readline()
+                if chunk:
+                    if chunk.endswith(b"\n"):
+                        yield (partial + chunk).decode("utf-8", "replace")
+                        partial = b""
+                    else:
+                        partial += chunk  # the writer has not finished the line yet
+                    continue
+                try:
+                    current = os.stat(self.path)
+                except FileNotFoundError:
+                    current = None  # between the rename and the new file: keep waiting
+                opened = os.fstat(handle.fileno())
+                if current is not None and (current.st_ino, current.st_dev) != (opened.st_ino, opened.st_dev):
+                    if partial:
+                        yield partial.decode("utf-8", "replace")
+                        partial = b""
+                    handle.close()
+                    handle = open(self.path, "rb")  # noqa: SIM115
+                    continue
+                if current is not None and current.st_size < handle.tell():
+                    partial = b""
+                    handle.seek(0)  # truncated in place (copytruncate): start over
+                    continue
+                yield ""
+                time.sleep(POLL_SECONDS)
+        finally:
+            handle.close()
 
+    # -- records ----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, Any]]:
         sink = open(self.unparsed_path, "w", encoding="utf-8") if self.unparsed_path else None  # noqa: SIM115
-        pending: tuple[dict[str, Any], int, str] | None = None
-        parse = self.parser.parse
-        multiline = self.parser.multiline
+        parser = LogParser(self.format, self.parse_options, self.formats, keep_rejects=0)
+        self.parser = parser
+
+        def on_reject(reject: Reject) -> None:
+            if len(self.stats.unparsed_samples) < MAX_SAMPLES:
+                self.stats.unparsed_samples.append(f"line {reject.lineno}: {reject.line[:300]} ({reject.reason})")
+            if sink is not None:
+                sink.write(f"{reject.lineno}\t{reject.line}\t{reject.reason}\n")
+
+        parser.on_reject = on_reject
+        follow = self.options.follow
+        idle_since: float | None = None
         try:
-            with _open(self.path) as handle:
-                for lineno, raw in enumerate(handle, start=1):
-                    line = raw.rstrip("\r\n")
-                    self.stats.lines_read += 1
-                    if not line.strip():
-                        self.stats.blank += 1
-                        continue
-                    try:
-                        parsed = parse(line)
-                    except (ValueError, OverflowError, TypeError):
-                        parsed = None
-                    if parsed is CONTINUATION:
-                        if multiline and pending is not None:
-                            record = pending[0]
-                            record["message"] = f"{record['message']}\n{line}"
-                            if not record.get("error_type"):
-                                record["error_type"] = exception_type(line)
-                            self.stats.continuation += 1
-                            continue
-                        parsed = None  # a continuation with nothing to continue
-                    if parsed is None:
-                        self._unparsed(lineno, line, sink)
-                        continue
-                    if pending is not None:
-                        yield self._complete(*pending)
-                    self.stats.parsed += 1
-                    pending = (parsed, lineno, line)
-                    if not multiline:
-                        yield self._complete(*pending)
-                        pending = None
-                if pending is not None:
-                    yield self._complete(*pending)
+            for line in self._lines():
+                if follow and line == "":
+                    now = time.monotonic()
+                    idle_since = idle_since or now
+                    if now - idle_since >= self.options.idle_flush_s:
+                        yield from self._account(parser.flush())
+                        idle_since = None
+                    continue
+                idle_since = None
+                yield from self._account(parser.feed(line))
+            yield from self._account(parser.flush())
         except OSError as exc:
             raise ReplayError(f"reading {self.path} failed: {exc}") from None
         finally:
+            self._sync_stats()
             if sink is not None:
                 sink.close()
+
+    def _account(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        self._sync_stats()
+        yield from events
+
+    def _sync_stats(self) -> None:
+        parser = self.parser
+        if parser is None:
+            return
+        s = parser.stats
+        self.stats.lines_read, self.stats.parsed, self.stats.unparsed = s.lines_read, s.parsed, s.unparsed
+        self.stats.blank, self.stats.continuation = s.blank, s.continuation
+        self.stats.unparsed_reasons = dict(s.reasons)
+        if parser.format_name is not None:
+            self.stats.format = parser.format_name
+        if parser.detection is not None:
+            self.stats.detected = parser.detection.describe()
