@@ -13,6 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     # A folder, or s3://bucket/prefix (then the job's checkpoints default to RUNTIME_DIR/checkpoints).
     data_dir: Path | ObjectLocation = Path("data")
     runtime_dir: Path = Path("runtime")
+
+    # --- log formats (replay of log files; docs/log-formats.md) ------------------------------
+    # A YAML or TOML file of log formats that add to the bundled presets or replace them by name; empty: none.
+    log_formats_file: Path | None = None
+    # Zone of log timestamps that carry none, when their format declares none: UTC, an IANA name or +HH:MM.
+    log_timezone: str = "UTC"
 
     # --- Kafka -----------------------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -237,6 +244,24 @@ class Settings(BaseSettings):
             return ObjectLocation(text.replace("s3a://", "s3://", 1))
         return value
 
+    @field_validator("log_formats_file", mode="before")
+    @classmethod
+    def _empty_formats_file_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        text = value.strip()
+        if text.upper() in ("UTC", "Z", "GMT") or re.fullmatch(r"[+-]\d{2}:?\d{2}", text):
+            return text
+        try:
+            ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected UTC, an IANA time zone such as Europe/Paris, or an offset such as +02:00") \
+                from None
+        return text
+
     @field_validator("checkpoint_dir", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: object) -> object:
@@ -259,6 +284,13 @@ class Settings(BaseSettings):
         """Where the platform's plain files go (run folders, stored analyses): DATA_DIR when it is a folder,
         RUNTIME_DIR when the tables are in object storage."""
         return self.runtime_dir if isinstance(self.data_dir, ObjectLocation) else self.data_dir
+
+    @property
+    def log_formats_path(self) -> Path | None:
+        """LOG_FORMATS_FILE as an absolute path (relative to the project root), or None when unset."""
+        if self.log_formats_file is None:
+            return None
+        return self.log_formats_file if self.log_formats_file.is_absolute() else project_root() / self.log_formats_file
 
     @property
     def checkpoint_root(self) -> Path:
