@@ -16,6 +16,7 @@ from incident_dashboard.analysis.context import (
 )
 from incident_dashboard.ui import analysis_panel, charts, common
 from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
+from incident_dashboard.ui.safe_text import badge_label, md, md_code
 
 
 def render() -> None:
@@ -32,8 +33,8 @@ def render() -> None:
     incident = repo.incident(incident_id)
     if incident is None:
         st.title("Incident")
-        st.warning(f"No incident with ID `{incident_id}`. It may not have been written yet, or the link is wrong.",
-                   icon=":material/search_off:")
+        st.warning(f"No incident with ID {md_code(incident_id)}. It may not have been written yet, or the link is "
+                   "wrong.", icon=":material/search_off:")
         _picker(recent, None)
         return
     context = build_context(repo, default_catalog(), incident_id)
@@ -73,17 +74,18 @@ def _picker(recent: pd.DataFrame, current: str | None) -> None:
 
 def _header(context: IncidentContext) -> None:
     inc = context.incident
-    st.title(f"{inc['incident_id']}")
-    st.markdown(f"#### {inc.get('title') or inc['service']}")
+    st.title(md(inc["incident_id"]))
+    st.markdown(f"#### {md(inc.get('title') or inc['service'])}")
     with st.container(horizontal=True, gap="small"):
-        st.badge(inc["severity"], color=SEVERITY_BADGE.get(inc["severity"], "gray"), icon=":material/priority_high:")
-        st.badge(inc["status"], color=STATUS_BADGE.get(inc["status"], "gray"))
-        st.badge(inc["service"], color="blue", icon=":material/dns:")
-        st.badge(f"tier {inc.get('tier') or '?'}", color="gray")
-        st.badge(f"owner {inc.get('owner') or '?'}", color="gray", icon=":material/group:")
+        st.badge(badge_label(inc["severity"]), color=SEVERITY_BADGE.get(inc["severity"], "gray"),
+                 icon=":material/priority_high:")
+        st.badge(badge_label(inc["status"]), color=STATUS_BADGE.get(inc["status"], "gray"))
+        st.badge(badge_label(inc["service"]), color="blue", icon=":material/dns:")
+        st.badge(f"tier {badge_label(inc.get('tier') or '?')}", color="gray")
+        st.badge(f"owner {badge_label(inc.get('owner') or '?')}", color="gray", icon=":material/group:")
         if inc.get("trigger"):
-            st.badge(f"trigger: {inc['trigger']}", color="violet")
-        st.badge(inc.get("environment") or "", color="gray")
+            st.badge(f"trigger: {badge_label(inc['trigger'])}", color="violet")
+        st.badge(badge_label(inc.get("environment")), color="gray")
 
 
 def _live_body(incident_id: str, context: IncidentContext | None = None) -> None:
@@ -148,8 +150,8 @@ def _charts(context: IncidentContext) -> None:
             return
         window = window[window["service"].isin(_chart_services(context))]
         if inc["service"] not in set(window["service"]):
-            st.caption(f":orange[:material/warning:] The events table has no events of **{inc['service']}** in this "
-                       "window, so its own line is missing; the lines are the services around it.")
+            st.caption(f":orange[:material/warning:] The events table has no events of **{md(inc['service'])}** in "
+                       "this window, so its own line is missing; the lines are the services around it.")
         tab_errors, tab_latency = st.tabs(["Error rate", "Latency p95"])
         with tab_errors:
             common.chart(charts.window_chart(window, "error_rate", "error rate", start, end, inc["service"],
@@ -177,19 +179,20 @@ def _reasons_and_scope(context: IncidentContext) -> None:
     with st.container(border=True):
         st.markdown("### Why this severity")
         reasons = inc.get("severity_reasons") or []
-        st.markdown("\n".join(f"- {r}" for r in reasons) if reasons else "No reasons recorded.")
+        st.markdown("\n".join(f"- {md(r)}" for r in reasons) if reasons else "No reasons recorded.")
     with st.container(border=True):
         st.markdown("### Affected services and hosts")
         hosts = inc.get("affected_hosts") or []
-        st.markdown(f"**{inc['service']}** ({topo.get('kind')}, tier {topo.get('tier')}, {topo.get('owner')})")
+        st.markdown(f"**{md(inc['service'])}** ({md(topo.get('kind'))}, tier {md(topo.get('tier'))}, "
+                    f"{md(topo.get('owner'))})")
         if hosts:
-            st.markdown("Hosts: " + " ".join(f"`{h}`" for h in hosts))
+            st.markdown("Hosts: " + " ".join(md_code(h) for h in hosts))
         if inc.get("origin_service"):
             origin = inc.get("origin_incident_id")
-            link = f" ([{origin}]({incident_link(origin)}))" if origin else ""
-            st.markdown(f":material/call_split: Likely origin: **{inc['origin_service']}**{link}")
-        deps = ", ".join(d["service"] for d in topo.get("depends_on", [])) or "none"
-        callers = ", ".join(d["service"] for d in topo.get("called_by", [])) or "none"
+            link = f" ([{md(origin)}]({incident_link(origin)}))" if origin else ""
+            st.markdown(f":material/call_split: Likely origin: **{md(inc['origin_service'])}**{link}")
+        deps = ", ".join(md(d["service"]) for d in topo.get("depends_on", [])) or "none"
+        callers = ", ".join(md(d["service"]) for d in topo.get("called_by", [])) or "none"
         st.markdown(f":material/arrow_downward: Depends on: {deps}  \n:material/arrow_upward: Called by: {callers}")
         if not topo.get("in_catalog"):
             st.caption("This service is not in the service catalog (schemas/catalog/services.yaml).")

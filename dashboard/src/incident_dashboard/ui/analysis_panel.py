@@ -19,6 +19,7 @@ from incident_dashboard.analysis.gemini import AnalysisError
 from incident_dashboard.analysis.models import Analysis, Feedback
 from incident_dashboard.analysis.prompt import build_request
 from incident_dashboard.analysis.service import analyze, engine_for, store_for
+from incident_dashboard.ui.safe_text import md, md_code
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def _show_error(cfg: Settings, incident_id: str) -> None:
     if not error:
         return
     title = ERROR_TITLES.get(error["kind"], "The analysis failed")
-    st.error(f"**{title}.** {error['message']}\n\n{error['hint']}", icon=":material/error:")
+    st.error(f"**{title}.** {md(error['message'])}\n\n{error['hint']}", icon=":material/error:")
     with st.container(horizontal=True):
         if st.button("Retry", icon=":material/replay:", key="analysis_retry", type="primary"):
             _run(cfg, incident_id, engine="auto", force=True)
@@ -158,50 +159,50 @@ def show_analysis(analysis: Analysis, context: IncidentContext | None = None) ->
             meta.append(f"incident has changed since (update {analysis.incident_update_seq} → {int(latest)})")
     st.caption(" · ".join(meta))
     for warning in analysis.warnings:
-        st.warning(warning, icon=":material/warning:")
+        st.warning(md(warning), icon=":material/warning:")
     if r.insufficient_evidence:
         st.warning("**The evidence is insufficient for a confident conclusion.** "
-                   + (" ".join(r.missing_information[:2]) if r.missing_information else ""),
-                   icon=":material/help:")
+                   + " ".join(md(m) for m in r.missing_information[:2]), icon=":material/help:")
 
     with st.container(border=True):
-        st.markdown(f"**Summary.** {r.summary}")
+        st.markdown(f"**Summary.** {md(r.summary)}")
         cols = st.columns([4, 1], vertical_alignment="center")
-        cols[0].markdown(f"#### Most likely root cause\n{rc.statement}")
+        cols[0].markdown(f"#### Most likely root cause\n{md(rc.statement)}")
         with cols[1]:
             st.badge(str(rc.category), icon=":material/category:", color="violet")
             st.progress(rc.confidence, text=f"confidence {rc.confidence:.0%}")
-        st.caption(rc.confidence_rationale)
+        st.caption(md(rc.confidence_rationale))
 
     left, right = st.columns(2, gap="medium")
     with left, st.container(border=True):
         st.markdown("#### Evidence")
         for item in r.evidence:
-            cites = " ".join(f"`{c}`" for c in item.citations)
+            cites = " ".join(md_code(c) for c in item.citations)
             mark = ":green[:material/check_circle:]" if item.supports else ":orange[:material/help:]"
-            st.markdown(f"{mark} {item.finding} {cites}")
+            st.markdown(f"{mark} {md(item.finding)} {cites}")
     with right, st.container(border=True):
         st.markdown("#### Timeline")
         st.markdown("\n".join(
-            f"- **{_short_time(t.time)}** {t.event} " + " ".join(f"`{c}`" for c in t.citations) for t in r.timeline)
+            f"- **{md(_short_time(t.time))}** {md(t.event)} " + " ".join(md_code(c) for c in t.citations)
+            for t in r.timeline)
             or "-")
 
     with st.container(border=True):
         st.markdown("#### Action plan")
         st.markdown("\n".join(
-            f"{s.order}. {PRIORITY_BADGES.get(s.priority, s.priority)} {s.action} "
-            f":gray[— {s.owner}{'; ' + s.rationale if s.rationale else ''}]" for s in r.action_plan) or "-")
+            f"{s.order}. {PRIORITY_BADGES.get(s.priority, md(s.priority))} {md(s.action)} "
+            f":gray[— {md(s.owner)}{'; ' + md(s.rationale) if s.rationale else ''}]" for s in r.action_plan) or "-")
         st.caption("Suggested steps for a person to review and carry out. Nothing here is ever executed by the "
                    "dashboard.")
     left, right = st.columns(2, gap="medium")
     with left, st.container(border=True):
         st.markdown("#### How to confirm")
-        st.markdown("\n".join(f"- {v}" for v in r.verification) or "-")
+        st.markdown("\n".join(f"- {md(v)}" for v in r.verification) or "-")
     with right, st.container(border=True):
         st.markdown("#### Prevention")
-        st.markdown("\n".join(f"- {p}" for p in r.prevention) or "-")
+        st.markdown("\n".join(f"- {md(p)}" for p in r.prevention) or "-")
         if r.missing_information:
-            st.markdown("**Missing information**\n" + "\n".join(f"- {m}" for m in r.missing_information))
+            st.markdown("**Missing information**\n" + "\n".join(f"- {md(m)}" for m in r.missing_information))
 
     if analysis.runbooks:
         with st.expander("Runbook candidates (offline matcher)", icon=":material/leaderboard:"):
