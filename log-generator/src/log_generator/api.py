@@ -20,7 +20,7 @@ from incident_contracts.catalog import Catalog
 from incident_contracts.codec import Codec, default_codec
 from incident_contracts.settings import Settings, get_settings
 from log_generator.ground_truth import GroundTruth
-from log_generator.replay import LogFileReader, ReplayOptions, resolve_format
+from log_generator.replay import LogFileReader, ReplayError, ReplayOptions, load_formats, resolve_format
 from log_generator.runner import RunOptions, StopFlag, make_run_dir, produce_records, produce_simulation
 from log_generator.simulation import build_simulation, total_events
 from log_generator.summary import RunSummary
@@ -92,26 +92,34 @@ def run(scenario: str = "mixed", *, rate: float = 1000.0, duration_s: float | No
     return produce_simulation(sim, options, stop)
 
 
-def replay(path: str | Path, fmt: str, *, retime: bool = False, rate: float | None = None,
+def replay(path: str | Path, fmt: str = "auto", *, retime: bool = False, rate: float | None = None,
            service: str | None = None, host: str | None = None, environment: str | None = None,
-           year: int | None = None, bootstrap_servers: str | None = None, topic: str | None = None,
+           year: int | None = None, timezone: str | None = None, follow: bool = False,
+           bootstrap_servers: str | None = None, topic: str | None = None,
            data_dir: str | Path | None = None, run_id: str | None = None, progress: bool = False,
            create_topic: bool = True, settings: Settings | None = None, codec: Codec | None = None,
            stop: StopFlag | None = None) -> RunSummary:
-    """Stream a log file to Kafka as LogEvents. `fmt`: generic, access, syslog or jsonl.
+    """Stream a log file (``-``: standard input) to Kafka as LogEvents. `fmt`: a format name or alias
+    (`log-generator --list-formats`), or ``auto`` to pick the one that parses most of the first lines.
 
     Original timestamps are kept unless `retime` (then the first line is now and the gaps are kept).
     `rate` paces the replay (events per second); without it the file goes as fast as the broker takes
-    it. Unparsed lines are counted in the summary and written to unparsed_lines.tsv in the run folder.
+    it. With `follow` the file is tailed (across rotation and truncation) until `stop` is set. Unparsed
+    lines are counted in the summary and written, with the reason, to unparsed_lines.tsv in the run folder.
     """
     settings = settings or get_settings()
-    fmt = resolve_format(fmt)
+    stop = stop or StopFlag()
+    reader_options = ReplayOptions(service=service, host=host, environment=environment or settings.environment,
+                                   retime=retime, year=year, timezone=timezone,
+                                   default_timezone=settings.log_timezone, formats_file=settings.log_formats_path,
+                                   follow=follow, stop=lambda: bool(stop))
+    try:
+        fmt = resolve_format(fmt, load_formats(settings.log_formats_path))
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
     options = _options(settings, bootstrap_servers, topic, data_dir, run_id, None, progress, create_topic, codec)
     run_id, folder = make_run_dir(options.data_dir, run_id, f"replay-{fmt}", None)
-    reader = LogFileReader(path, fmt, ReplayOptions(service=service, host=host,
-                                                    environment=environment or settings.environment,
-                                                    retime=retime, year=year),
-                           unparsed_path=folder / "unparsed_lines.tsv")
+    reader = LogFileReader(path, fmt, reader_options, unparsed_path=folder / "unparsed_lines.tsv")
     summary = produce_records(iter(reader), options, run_id=run_id, folder=folder, replay=reader.stats, rate=rate,
                               stop=stop)
     return summary

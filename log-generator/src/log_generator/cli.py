@@ -7,14 +7,16 @@ import json
 import re
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from incident_contracts.catalog import CatalogError
 from incident_contracts.kafka import BrokerUnavailable
-from incident_contracts.settings import SettingsError, get_settings
+from incident_contracts.settings import Settings, SettingsError, get_settings
 from log_generator import api
 from log_generator.ground_truth import GroundTruthError
-from log_generator.replay import FORMAT_NAMES, ReplayError
+from log_generator.replay import LogFileReader, ReplayError, ReplayOptions, load_formats
+from log_generator.runner import StopFlag, signals_stop
 from log_generator.scenarios import MODES, SCENARIOS
 from log_generator.summary import RunSummary
 from log_generator.templates import TemplateError
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  log-generator --scenario db_pool_exhaustion --rate 2000 --duration 10m\n"
             "  log-generator --scenario mixed --rate 500 --duration 6h --speedup max   # 6 h of history, now\n"
             "  log-generator --replay /var/log/nginx/access.log --format access --retime\n"
+            "  log-generator --replay app.log --stdout --count 20      # parsed events as JSON lines, format auto\n"
+            "  tail -F app.log | log-generator --replay - --format log4j\n"
             "  log-generator --list-scenarios\n\n"
             "Bootstrap servers, topic and data folder default to KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_LOGS\n"
             "and DATA_DIR (see .env.example). Each run writes DATA_DIR/runs/<run_id>/ground_truth.json\n"
@@ -129,13 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--list-scenarios", action="store_true", help="describe the scenarios and exit")
 
     rep = parser.add_argument_group("replay")
-    rep.add_argument("--replay", metavar="FILE", help="stream this log file (.gz works) instead of generating")
-    rep.add_argument("--format", choices=FORMAT_NAMES, help="format of the replayed file")
+    rep.add_argument("--replay", metavar="FILE", help="stream this log file (.gz works; '-' reads standard input) "
+                                                     "instead of generating")
+    rep.add_argument("--format", default="auto", metavar="NAME",
+                     help="format of the replayed file: a preset or LOG_FORMATS_FILE format (--list-formats), or "
+                          "auto (default): the one that parses most of the first lines, named on stderr")
+    rep.add_argument("--list-formats", action="store_true", help="list the log formats and exit")
+    rep.add_argument("--follow", action="store_true",
+                     help="keep reading the file as it grows, across rotation and truncation, until Ctrl-C")
     rep.add_argument("--retime", action="store_true", help="shift timestamps so the first line is now")
     rep.add_argument("--service", help="service name for every replayed line (default: from the line, else "
                                        "the file name)")
     rep.add_argument("--host", help="host for every replayed line (default: from the line)")
-    rep.add_argument("--year", type=int, help="year of syslog lines that carry none (default: current)")
+    rep.add_argument("--year", type=int, help="year of timestamps that carry none (default: the file's "
+                                              "modification year, or the year before when that puts a line "
+                                              "more than a day after it)")
+    rep.add_argument("--timezone", metavar="ZONE",
+                     help="zone of timestamps that carry none, over the format's and LOG_TIMEZONE (UTC, "
+                          "Europe/Paris, +02:00)")
     rep.add_argument("--replay-rate", type=positive_float, metavar="EPS",
                      help="pace the replay at this many events per second (default: as fast as possible)")
 
@@ -146,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("--data-dir", metavar="DIR", help="where run folders go (default: DATA_DIR)")
     kafka.add_argument("--run-id", help="name of the run folder (default: time, scenario and seed)")
     kafka.add_argument("--stdout", action="store_true",
-                       help="print the events as JSON lines instead of producing them (no Kafka, no pacing)")
+                       help="print the events (generated, or the replayed file's) as JSON lines instead of "
+                            "producing them (no Kafka, no pacing)")
     kafka.add_argument("--json", action="store_true", help="print the summary as JSON")
     kafka.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     return parser
@@ -180,17 +196,70 @@ def _stdout_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reader(args: argparse.Namespace, settings: Settings, stop: StopFlag | None = None) -> LogFileReader:
+    options = ReplayOptions(service=args.service, host=args.host, environment=settings.environment,
+                            retime=args.retime, year=args.year, timezone=args.timezone,
+                            default_timezone=settings.log_timezone, formats_file=settings.log_formats_path,
+                            follow=args.follow, stop=(lambda: bool(stop)) if stop is not None else None)
+    return LogFileReader(args.replay, args.format, options)
+
+
+def _stdout_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """The replayed file's events as JSON lines on stdout (up to --count); its statistics on stderr."""
+    stop = StopFlag()
+    reader = _reader(args, settings, stop)
+    out = sys.stdout
+    announced = False
+    written = 0
+    with signals_stop(stop):
+        try:
+            for record in reader:
+                if not announced and reader.stats.detected:
+                    print(f"log-generator: {reader.stats.detected}", file=sys.stderr, flush=True)
+                    announced = True
+                out.write(json.dumps(record) + "\n")
+                written += 1
+                if args.follow:
+                    out.flush()
+                if args.count is not None and written >= args.count:
+                    break
+        except BrokenPipeError:  # the reader of our output went away (| head)
+            sys.stderr.close()
+            return EXIT_OK
+    stats = reader.stats
+    if not announced and stats.detected:
+        print(f"log-generator: {stats.detected}", file=sys.stderr)
+    print(json.dumps({"replay": asdict(stats)}), file=sys.stderr)
+    return EXIT_OK
+
+
+def _list_formats(settings: Settings) -> str:
+    formats = load_formats(settings.log_formats_path)
+    width = max(len(name) for name in formats)
+    lines = ["log formats (--format NAME; auto picks one):"]
+    for fmt in formats.values():
+        aliases = f" (also {', '.join(fmt.aliases)})" if fmt.aliases else ""
+        origin = "" if fmt.source == "presets" else f" [from {fmt.source}]"
+        lines.append(f"  {fmt.name:<{width}}  {fmt.description}{aliases}{origin}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_scenarios:
         print(_describe_scenarios())
         return EXIT_OK
-    if args.replay and not args.format:
-        parser.error("--replay needs --format (one of: " + ", ".join(FORMAT_NAMES) + ")")
-    if args.format and not args.replay:
+    if args.format != "auto" and not args.replay and not args.list_formats:
         parser.error("--format only applies with --replay FILE")
+    if args.follow and not args.replay:
+        parser.error("--follow only applies with --replay FILE")
     try:
+        if args.list_formats:
+            print(_list_formats(get_settings()))
+            return EXIT_OK
+        if args.stdout and args.replay:
+            return _stdout_replay(args, get_settings())
         if args.stdout:
             return _stdout_events(args)
         settings = get_settings()
@@ -199,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                       settings=settings)
         if args.replay:
             summary = api.replay(args.replay, args.format, retime=args.retime, rate=args.replay_rate,
-                                 service=args.service, host=args.host, year=args.year, **common)
+                                 service=args.service, host=args.host, year=args.year, timezone=args.timezone,
+                                 follow=args.follow, **common)
+            if summary.replay is not None and summary.replay.detected and not args.quiet:
+                print(f"log-generator: {summary.replay.detected}", file=sys.stderr)
         else:
             if not args.quiet:
                 print(f"log-generator: scenario {args.scenario}, {args.rate:,.0f} events/s"

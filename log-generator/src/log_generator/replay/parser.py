@@ -113,7 +113,8 @@ class Detection:
 
 def detect_format(lines: Iterable[str], formats: dict[str, Format] | None = None,
                   ctx: TimeContext | None = None) -> Detection:
-    """The format that parses most of `lines` (ties: more fields captured, then the declared order)."""
+    """The format that reads most of `lines`, as entries or as stack-trace lines of the entry above (ties:
+    more fields captured, then the declared order)."""
     formats = formats or load_formats()
     ctx = ctx or TimeContext()
     sample = [line[:MAX_LINE_CHARS] for line in lines if line.strip()]
@@ -122,15 +123,21 @@ def detect_format(lines: Iterable[str], formats: dict[str, Format] | None = None
         if not fmt.detect:
             continue
         parsed = fields = 0
+        open_entry = False
         for line in sample:
             try:
                 result = fmt.match(line, ctx)
             except (ValueError, OverflowError, TypeError, RecursionError):
-                continue
+                result = None
             if isinstance(result, dict):
                 parsed += 1
+                open_entry = True
                 fields += sum(1 for k, v in result.items() if v not in (None, "", {}) and k != "attributes")
                 fields += len(result.get("attributes") or {})
+            elif open_entry and fmt.multiline and fmt.continuation is not None and fmt.continuation.match(line):
+                parsed += 1  # a stack-trace line of the entry above: read by this format
+            else:
+                open_entry = False
         ranked.append((-parsed, -fields, order, fmt.name))
     ranked.sort()
     scores = tuple((name, -p) for p, _, _, name in ranked)
