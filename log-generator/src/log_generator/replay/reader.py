@@ -50,7 +50,7 @@ class ReplayOptions:
     formats_file: str | Path | None = None  # LOG_FORMATS_FILE
     follow: bool = False  # keep reading as the file grows, across rotation and truncation
     stop: Callable[[], bool] | None = None  # when following: stop once this returns True
-    idle_flush_s: float = 1.0  # when following: complete an open multi-line entry after this long without lines
+    idle_flush_s: float = 0.5  # when following: complete an open multi-line entry after this long without lines
 
 
 def _open_text(path: Path) -> TextIO:
