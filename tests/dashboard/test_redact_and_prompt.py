@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_dashboard.analysis.context import EventItem, IncidentContext, SignatureItem
+from incident_dashboard.analysis.context import EventItem, Fact, IncidentContext, LinkedIncident, SignatureItem
 from incident_dashboard.analysis.prompt import SYSTEM_INSTRUCTION, build_request
 from incident_dashboard.analysis.redact import redact, redact_all
 
@@ -137,3 +137,51 @@ def test_secrets_in_logs_never_reach_the_prompt() -> None:
         assert secret not in request.prompt
     assert request.redactions["email"] >= 2 and request.redactions["secret"] >= 2 and request.redactions["card"] >= 2
     assert {"S1", "E1"} <= set(request.evidence_ids)
+
+
+def _occurrences(text: str, needle: str) -> list[int]:
+    return [m.start() for m in re.finditer(re.escape(needle), text)]
+
+
+def test_names_and_everything_else_from_events_sit_inside_the_untrusted_block() -> None:
+    """Service, environment, hosts, severity reasons, title, metric facts and the services of related and similar
+    incidents come from events: each appears in the prompt only between the block's delimiters."""
+    context = _context("connection refused")
+    marks = {"service": "svc-ignore-the-rules", "environment": "env-ignore-the-rules",
+             "host": "host-ignore-the-rules", "reason": "reason-ignore-the-rules", "origin": "origin-ignore-the-rules",
+             "title": "title-ignore-the-rules", "related": "related-svc-ignore-the-rules",
+             "similar": "similar-svc-ignore-the-rules"}
+    context.incident.update(service=marks["service"], environment=marks["environment"],
+                            affected_hosts=[marks["host"]], severity_reasons=[f"error rate 40% on {marks['reason']}"],
+                            origin_service=marks["origin"], title=marks["title"])
+    context.topology["service"] = marks["service"]
+    context.events[0].service = marks["service"]
+    context.events[0].host = marks["host"]
+    context.metrics = [Fact("M1", f"Error rate of {marks['service']} during the incident 40.00%.")]
+    opened = context.incident["opened_at"]
+    context.related = [LinkedIncident("R1", "INC-2", marks["related"], "P2", "open", opened, None, "dependency",
+                                      title="upstream down")]
+    context.similar = [LinkedIncident("P1", "INC-0", marks["similar"], "P3", "resolved", opened, opened,
+                                      "same service", title="earlier")]
+    prompt = build_request(context, nonce="n0nce").prompt
+    start = prompt.index('<untrusted_log_data nonce="n0nce">')
+    end = prompt.index('</untrusted_log_data nonce="n0nce">')
+    for field, mark in marks.items():
+        found = _occurrences(prompt, mark)
+        assert found, field
+        assert all(start < i < end for i in found), (field, prompt[:start])
+    data = json.loads(prompt[prompt.index("\n", start) + 1:end])
+    assert data["incident"]["service"] == marks["service"] and data["metric_facts"]["M1"].startswith("Error rate")
+    assert data["related_incidents"]["R1"]["service"] == marks["related"]
+    # The pipeline's numbers and the catalog's entry stay outside, readable as facts.
+    outside = prompt[:start]
+    assert '"error_rate": "40.00%"' in outside and '"owner": "team-commerce"' in outside and "R1: INC-2" in outside
+
+
+def test_a_service_outside_the_catalog_has_its_recorded_owner_inside_the_block() -> None:
+    context = _context("connection refused")
+    context.topology.update(in_catalog=False, owner="owner-ignore-the-rules", tier="tier-ignore-the-rules")
+    prompt = build_request(context, nonce="n0nce").prompt
+    start = prompt.index('<untrusted_log_data nonce="n0nce">')
+    assert "owner-ignore-the-rules" not in prompt[:start] and "tier-ignore-the-rules" not in prompt[:start]
+    assert "owner-ignore-the-rules" in prompt[start:]
