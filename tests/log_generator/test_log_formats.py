@@ -370,3 +370,17 @@ def test_the_parsing_library_imports_without_kafka_or_numpy() -> None:
             "bad = [m for m in sys.modules if m.split('.')[0] in ('confluent_kafka', 'numpy', 'pyspark')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_layouts_beyond_the_fast_directives_use_strptime(tmp_path: Path) -> None:
+    path = tmp_path / "formats.yaml"
+    path.write_text("formats:\n  us:\n    regex: '^(?P<timestamp>[A-Z][a-z]+ \\d{2}, \\d{4} "
+                    "\\d{2}:\\d{2}:\\d{2} [AP]M) (?P<level>\\w+) (?P<message>.*)$'\n"
+                    "    timestamp: '%B %d, %Y %I:%M:%S %p'\n")
+    formats = load_formats(path)
+    assert formats["us"].timestamps[0].fast is None
+    event = parse(["November 20, 2026 08:15:00 PM WARN late"], "us", formats=formats).events[0]
+    assert (event["timestamp"], event["level"]) == (ms("2026-11-20T20:15:00+00:00"), "WARN")
+    path.write_text("formats:\n  bad:\n    template: '<timestamp> <message>'\n    timestamp: '%Q'\n")
+    with pytest.raises(FormatError, match="timestamp layout '%Q'"):
+        load_formats(path)

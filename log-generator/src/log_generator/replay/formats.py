@@ -16,6 +16,7 @@ dropped. This module imports neither Kafka nor numpy.
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import tomllib
@@ -188,21 +189,61 @@ class TimeContext:
         return self.reference or datetime.now(tz=UTC)
 
 
+_MONTH_NUMBER = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+                                                  "oct", "nov", "dec"))}
+# strptime directives read by the compiled fast path (anything else falls back to datetime.strptime).
+_DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"\s?(?P<d>\d{1,2})",
+               "H": r"(?P<H>\d{1,2})", "M": r"(?P<M>\d{2})", "S": r"(?P<S>\d{2})", "f": r"(?P<f>\d{1,9})",
+               "b": r"(?P<b>[A-Za-z]{3})", "a": r"[A-Za-z]{3}", "z": r"(?P<z>Z|[+-]\d{2}:?\d{2})", "%": "%"}
+
+
+def _fast_regex(layout: str) -> re.Pattern[str] | None:
+    out, i = [], 0
+    while i < len(layout):
+        ch = layout[i]
+        if ch == "%" and i + 1 < len(layout):
+            directive = _DIRECTIVES.get(layout[i + 1])
+            if directive is None:
+                return None
+            out.append(directive)
+            i += 2
+        elif ch.isspace():
+            out.append(r"\s+")
+            i += 1
+            while i < len(layout) and layout[i].isspace():
+                i += 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return re.compile("^" + "".join(out) + "$")
+
+
 class TimestampParser:
-    """One of a format's timestamp layouts: ``iso8601``, ``epoch``, ``clf`` or a strptime pattern."""
+    """One of a format's timestamp layouts: ``iso8601``, ``epoch`` or a strptime layout (``%d/%b/%Y:%H:%M:%S %z``).
+
+    A layout without a year takes the year of the reference (the file's mtime, else now), or the year
+    before when that puts the line more than a day after the reference; a layout without a date takes the
+    reference's date, or the day before when that puts the line more than an hour after it. A time
+    without a zone is in `zone`."""
 
     def __init__(self, layout: str):
         self.layout = layout
         self.kind = layout if layout in ("iso8601", "epoch") else "strptime"
-        pattern = layout
         self.has_year = any(d in layout for d in ("%Y", "%y", "%G"))
         self.has_date = any(d in layout for d in ("%d", "%j", "%m", "%b", "%B"))
+        self.has_zone = "%z" in layout or "%Z" in layout
+        pattern = layout
         if self.kind == "strptime" and not self.has_date:
             pattern = "%Y-%m-%d " + pattern
         elif self.kind == "strptime" and not self.has_year:
             pattern = "%Y " + pattern
         self.pattern = pattern
-        self.has_zone = "%z" in layout or "%Z" in layout
+        self.fast = _fast_regex(layout) if self.kind == "strptime" else None
+        unknown = sorted(set(re.findall(r"%(.)", layout)) - set("aAbBcdfGHIjmMpSuUVwWxXyYzZ%"))
+        if self.kind == "strptime" and ("%" not in layout or unknown):
+            raise ValueError(f"timestamp layout {layout!r}: " + (
+                f"unknown directive(s) {', '.join('%' + u for u in unknown)}" if unknown else
+                "no strptime directive; use iso8601, epoch or a layout such as '%Y-%m-%d %H:%M:%S'"))
 
     def parse(self, text: str, ctx: TimeContext, zone: tzinfo) -> int | None:
         if self.kind == "epoch":
@@ -215,29 +256,84 @@ class TimestampParser:
             dt = _iso_datetime(text, zone)
             return None if dt is None else to_ms(dt)
         text = text.strip()
-        now = ctx.now()
         try:
-            if not self.has_date:
-                local_now = now.astimezone(zone)
-                dt = datetime.strptime(f"{local_now:%Y-%m-%d} {text}", self.pattern)
-                if not self.has_zone:
-                    dt = dt.replace(tzinfo=zone)
-                if dt > now + timedelta(hours=1):  # a time of day ahead of the reference: the day before
-                    dt -= timedelta(days=1)
-                return to_ms(dt)
-            if not self.has_year:
-                year = ctx.year or now.astimezone(zone).year
-                dt = datetime.strptime(f"{year} {text}", self.pattern)
-                if not self.has_zone:
-                    dt = dt.replace(tzinfo=zone)
-                if ctx.year is None and dt > now + timedelta(days=1):  # a date ahead: last year's
-                    dt = datetime.strptime(f"{year - 1} {text}", self.pattern)
-                    if not self.has_zone:
-                        dt = dt.replace(tzinfo=zone)
-                return to_ms(dt)
-            dt = datetime.strptime(text, self.pattern)
+            if self.fast is not None:
+                return self._parse_fast(text, ctx, zone)
+            return self._parse_strptime(text, ctx, zone)
         except (ValueError, OverflowError):
             return None
+
+    def _parse_fast(self, text: str, ctx: TimeContext, zone: tzinfo) -> int | None:
+        m = self.fast.match(text)  # type: ignore[union-attr]
+        if m is None:
+            return None
+        g = m.groupdict()
+        tz = zone
+        if g.get("z"):
+            z = g["z"]
+            if z == "Z":
+                tz = UTC
+            else:
+                digits = z[1:].replace(":", "")
+                sign = 1 if z[0] == "+" else -1
+                tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        hour, minute, second = int(g.get("H") or 0), int(g.get("M") or 0), int(g.get("S") or 0)
+        micro = int(g["f"][:6].ljust(6, "0")) if g.get("f") else 0
+        if not self.has_date:
+            now = ctx.now()
+            local = now.astimezone(tz)
+            dt = datetime(local.year, local.month, local.day, hour, minute, second, micro, tzinfo=tz)
+            if dt > now + timedelta(hours=1):  # a time of day ahead of the reference: the day before
+                dt -= timedelta(days=1)
+            return to_ms(dt)
+        if g.get("b"):
+            month = _MONTH_NUMBER.get(g["b"].lower())
+            if month is None:
+                return None
+        else:
+            month = int(g.get("m") or 1)
+        day = int(g.get("d") or 1)
+        if g.get("Y"):
+            year = int(g["Y"])
+        elif g.get("y"):
+            yy = int(g["y"])
+            year = 2000 + yy if yy < 69 else 1900 + yy
+        else:
+            now = ctx.now()
+            year = ctx.year or now.astimezone(tz).year
+            if ctx.year is None and month == 2 and day == 29:
+                while not calendar.isleap(year):  # Feb 29 without a year: the latest leap year up to the reference
+                    year -= 1
+            dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+            if ctx.year is None and dt > now + timedelta(days=1):  # a date ahead: last year's (last leap year's)
+                year -= 1
+                while month == 2 and day == 29 and not calendar.isleap(year):
+                    year -= 1
+                dt = dt.replace(year=year)
+            return to_ms(dt)
+        return to_ms(datetime(year, month, day, hour, minute, second, micro, tzinfo=tz))
+
+    def _parse_strptime(self, text: str, ctx: TimeContext, zone: tzinfo) -> int | None:
+        now = ctx.now()
+        if not self.has_date:
+            local_now = now.astimezone(zone)
+            dt = datetime.strptime(f"{local_now:%Y-%m-%d} {text}", self.pattern)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=zone)
+            if dt > now + timedelta(hours=1):
+                dt -= timedelta(days=1)
+            return to_ms(dt)
+        if not self.has_year:
+            year = ctx.year or now.astimezone(zone).year
+            dt = datetime.strptime(f"{year} {text}", self.pattern)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=zone)
+            if ctx.year is None and dt > now + timedelta(days=1):
+                dt = datetime.strptime(f"{year - 1} {text}", self.pattern)
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=zone)
+            return to_ms(dt)
+        dt = datetime.strptime(text, self.pattern)
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=zone)
         return to_ms(dt)
@@ -628,6 +724,13 @@ def _compile(pattern: str, where: str) -> re.Pattern[str]:
         raise FormatError(f"{where}: invalid regular expression: {exc}") from None
 
 
+def _timestamp_parsers(layouts: list[Any], where: str) -> tuple[TimestampParser, ...]:
+    try:
+        return tuple(TimestampParser(str(t)) for t in layouts)
+    except ValueError as exc:
+        raise FormatError(f"{where}: {exc}") from None
+
+
 def build_format(name: str, spec: dict[str, Any], known: dict[str, Format], source: str = "presets") -> Format:
     """A Format from its declaration (one entry of a formats file)."""
     where = f"{source}: format {name!r}"
@@ -705,7 +808,7 @@ def build_format(name: str, spec: dict[str, Any], known: dict[str, Format], sour
         raise FormatError(f"{where}: level_default must be keywords, http_status or one of {', '.join(LEVELS)}")
     return Format(
         regex=regex,
-        timestamps=tuple(TimestampParser(str(t)) for t in timestamps),
+        timestamps=_timestamp_parsers(timestamps, where),
         zone=zone,
         multiline=bool(spec.get("multiline", False)),
         continuation=_compile(spec.get("continuation", DEFAULT_CONTINUATION), where),
