@@ -384,3 +384,23 @@ def test_layouts_beyond_the_fast_directives_use_strptime(tmp_path: Path) -> None
     path.write_text("formats:\n  bad:\n    template: '<timestamp> <message>'\n    timestamp: '%Q'\n")
     with pytest.raises(FormatError, match="timestamp layout '%Q'"):
         load_formats(path)
+
+
+def test_journald_fields_and_byte_array_messages() -> None:
+    line = ('{"__REALTIME_TIMESTAMP": "1795161600123456", "__CURSOR": "s=1;i=2", "_BOOT_ID": "b", "PRIORITY": "3", '
+            '"_HOSTNAME": "node-1", "SYSLOG_IDENTIFIER": "kubelet", "_SYSTEMD_UNIT": "kubelet.service", '
+            '"_PID": "812", "MESSAGE": [104, 105, 255]}')
+    e = one(line, "journald")
+    assert (e["timestamp"], e["level"], e["host"], e["service"], e["logger"]) == (
+        1795161600123, "ERROR", "node-1", "kubelet", "kubelet.service")
+    assert e["message"] == "hi\ufffd"
+    assert e["attributes"]["_PID"] == "812" and "__CURSOR" not in e["attributes"] and "_BOOT_ID" not in e["attributes"]
+
+
+def test_auto_starts_again_after_lines_no_format_reads() -> None:
+    lines = ["garbage one", "garbage two", "garbage three",
+             "081109 203615 148 INFO dfs.DataNode$PacketResponder: a",
+             "081109 203616 148 WARN dfs.DataNode$PacketResponder: b"]
+    result = parse(lines, "auto", ParseOptions(detect_lines=3))
+    assert result.format == "hdfs" and [e["message"] for e in result.events] == ["a", "b"]
+    assert [r.lineno for r in result.rejects] == [1, 2, 3]
