@@ -27,6 +27,7 @@ from incident_contracts.codec import (
 from incident_contracts.registry import RegistryUnavailable
 
 LEVELS = avro_schemas.level_symbols()
+NAMES = st.from_regex(r"[A-Za-z0-9._:/-]{1,40}", fullmatch=True)  # what names may be (codec.NAME_PATTERN)
 text = st.text(max_size=200)
 optional_text = st.none() | text
 
@@ -34,9 +35,9 @@ events = st.fixed_dictionaries(
     {
         "event_id": st.uuids().map(str),
         "timestamp": st.integers(min_value=0, max_value=4_102_444_800_000),
-        "service": st.text(min_size=1, max_size=40),
+        "service": NAMES,
         "environment": st.sampled_from(["prod", "staging", "dev"]),
-        "host": st.text(min_size=1, max_size=40),
+        "host": NAMES,
         "level": st.sampled_from(LEVELS),
         "logger": optional_text,
         "message": text,

@@ -26,6 +26,8 @@ MS_MIN, MS_MAX = -62135596800000, 253402300799999
 
 text = st.text(max_size=40)
 optional_text = st.none() | text
+# Mostly names the codec accepts, sometimes any text (which it rejects as invalid_name, or as blank lets through).
+names = st.from_regex(r"[A-Za-z0-9._:/-]{1,40}", fullmatch=True) | st.sampled_from(["", "  ", "a b", "x" * 129]) | text
 
 
 @st.composite
@@ -33,9 +35,9 @@ def records(draw: st.DrawFn, version: int = 2) -> dict[str, Any]:
     record = {
         "event_id": draw(text),
         "timestamp": draw(st.integers(MS_MIN, MS_MAX) | st.integers(-(2**62), 2**62)),
-        "service": draw(text),
-        "environment": draw(text),
-        "host": draw(text),
+        "service": draw(names),
+        "environment": draw(names),
+        "host": draw(names),
         "level": draw(st.sampled_from(LEVELS)),
         "logger": draw(optional_text),
         "message": draw(st.text(max_size=300)),

@@ -8,11 +8,20 @@
 
 Decoding always resolves to the newest reader schema, so a consumer sees one record shape whatever
 version wrote the message. Anything else raises :class:`DecodeError` with a machine-readable reason.
+
+Names are checked at decode. ``service``, ``environment`` and ``host`` travel on into tables, the
+dashboard, the prompt of the root-cause analysis and chart labels, and whoever writes a log line
+chooses them. A name is at most :data:`MAX_NAME_CHARS` (128) characters from :data:`NAME_CHARS`:
+ASCII letters, digits and ``.`` ``_`` ``-`` ``/`` ``:`` (what service, pod, host, FQDN, IPv4/IPv6 and
+``namespace/service`` names use). Anything else (spaces, brackets, quotes, ``<``, ``!``, control or
+non-ASCII characters) fails with reason ``invalid_name``. A blank name (empty, or spaces and tabs) is
+left to the required-field check that follows decoding (``invalid_field`` for a blank service).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +38,11 @@ CONFLUENT_MAGIC = 0
 SINGLE_OBJECT_HEADER = 10
 CONFLUENT_HEADER = 5
 MAX_MESSAGE_BYTES = 1_000_000
+NAME_FIELDS = ("service", "environment", "host")
+NAME_CHARS = "A-Za-z0-9._:/-"
+MAX_NAME_CHARS = 128
+NAME_PATTERN = f"^[{NAME_CHARS}]{{1,{MAX_NAME_CHARS}}}$"  # for RE2 (Arrow), where $ is the end of the text
+_NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME_CHARS}}}")  # used with fullmatch
 
 
 class DecodeReason(StrEnum):
@@ -40,6 +54,22 @@ class DecodeReason(StrEnum):
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"
     MALFORMED_BODY = "malformed_body"
     TRAILING_BYTES = "trailing_bytes"
+    INVALID_NAME = "invalid_name"
+
+
+def name_problem(record: Mapping[str, Any]) -> str | None:
+    """Why the record's service, environment or host name is not acceptable (the first that is not), or None."""
+    for name in NAME_FIELDS:
+        value = record.get(name)
+        if not isinstance(value, str) or not value.strip(" \t") or _NAME.fullmatch(value):
+            continue
+        if len(value) > MAX_NAME_CHARS:
+            return f"{name} has {len(value)} characters; a name has at most {MAX_NAME_CHARS}"
+        bad = sorted({c for c in value if not _NAME.fullmatch(c)})
+        shown = ", ".join(repr(c) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        return (f"{name} {value[:60]!r} contains {shown}; names use only letters, digits and . _ - / : "
+                f"(at most {MAX_NAME_CHARS} characters)")
+    return None
 
 
 class CodecError(Exception):
@@ -152,6 +182,9 @@ class Codec:
         if stream.tell() != len(message):
             raise DecodeError(DecodeReason.TRAILING_BYTES,
                               f"{len(message) - stream.tell()} bytes left after the record")
+        problem = name_problem(record)  # type: ignore[arg-type]
+        if problem is not None:
+            raise DecodeError(DecodeReason.INVALID_NAME, problem)
         return record  # type: ignore[return-value]
 
 

@@ -10,8 +10,10 @@ an unsupported writer schema, or anything unusual in its body (out-of-range leng
 overlong varints, invalid UTF-8, duplicate map keys, trailing bytes...) is handed to ``Codec.decode``,
 whose verdict - the decoded record, or the failure reason and detail - is used as is. A record that
 ``Codec.decode`` accepts but that cannot be represented in the Arrow schema (an ``int`` beyond 32 bits)
-fails with reason ``invalid_field``. Property tests (tests/contracts/test_fast_decode.py) check the
-equivalence on valid, old-version and corrupted messages.
+fails with reason ``invalid_field``. Names (service, environment, host) are checked on the whole batch
+with the codec's rule (:data:`~incident_contracts.codec.NAME_PATTERN`); a record that breaks it fails
+with the codec's reason ``invalid_name`` and detail. Property tests (tests/contracts/test_fast_decode.py)
+check the equivalence on valid, old-version and corrupted messages.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from incident_contracts.avro_schemas import SchemaVersion
 from incident_contracts.codec import (
     CONFLUENT_HEADER,
+    NAME_FIELDS,
+    NAME_PATTERN,
     SINGLE_OBJECT_HEADER,
     Codec,
     DecodeError,
+    DecodeReason,
+    name_problem,
 )
 
 INVALID_FIELD = "invalid_field"
@@ -577,7 +584,7 @@ class FastDecoder:
         slow = np.flatnonzero(~fast)
         if slow.size:
             pieces.append(self._decode_slowly(values, slow, failures))
-        return self._assemble(pieces, failures)
+        return _check_names(self._assemble(pieces, failures))
 
     # -- header classification
     def _classify(self, buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
@@ -669,6 +676,32 @@ class FastDecoder:
         merged = table.take(pa.array(order)).combine_chunks()
         batch = merged.to_batches()[0] if merged.num_rows else _empty(self.schema)
         return DecodeResult(batch, rows[order], failures)
+
+
+def _check_names(result: DecodeResult) -> DecodeResult:
+    """Rows whose service, environment or host breaks the codec's name rule become ``invalid_name`` failures."""
+    batch = result.batch
+    if batch.num_rows == 0:
+        return result
+    bad = None
+    for name in NAME_FIELDS:
+        column = batch.column(name)
+        blank = pc.equal(pc.utf8_trim(column, " \t"), "")
+        ok = pc.or_(pc.match_substring_regex(column, NAME_PATTERN), blank)
+        broken = pc.invert(pc.fill_null(ok, True))
+        bad = broken if bad is None else pc.or_(bad, broken)
+    rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    if rows.size == 0:
+        return result
+    failures = list(result.failures)
+    for row in rows.tolist():
+        record = {name: batch.column(name)[row].as_py() for name in NAME_FIELDS}
+        failures.append((int(result.ok[row]), DecodeReason.INVALID_NAME.value,
+                         name_problem(record) or "name outside the name rule"))
+    failures.sort()
+    keep = np.ones(batch.num_rows, dtype=bool)
+    keep[rows] = False
+    return DecodeResult(batch.filter(pa.array(keep)), result.ok[keep], failures)
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:

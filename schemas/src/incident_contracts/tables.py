@@ -52,6 +52,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"
     MALFORMED_BODY = "malformed_body"
     TRAILING_BYTES = "trailing_bytes"
+    INVALID_NAME = "invalid_name"  # service, environment or host outside the name rule (codec.NAME_PATTERN)
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     INVALID_FIELD = "invalid_field"
 
