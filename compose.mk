@@ -30,10 +30,10 @@ compose-up: compose-tool compose-env ## Build and start the distributed stack (S
 	$(COMPOSE) up --build -d --scale spark-worker=$(SPARK_WORKERS)
 	@echo ""
 	@echo "Starting; first start builds the images (several minutes). Follow with: make compose-logs"
-	@echo "  dashboard      http://localhost:$$($(COMPOSE) port dashboard 8501 2>/dev/null | cut -d: -f2)"
+	@echo "  dashboard      http://localhost:$$($(COMPOSE) port dashboard-proxy 8501 2>/dev/null | cut -d: -f2)  (DASHBOARD_USER / DASHBOARD_PASSWORD in .env)"
 	@echo "  Airflow        http://localhost:$$($(COMPOSE) port airflow-api-server 8070 2>/dev/null | cut -d: -f2)  (admin / AIRFLOW_ADMIN_PASSWORD in .env)"
 	@echo "  Spark master   http://localhost:$$($(COMPOSE) port spark-master 8080 2>/dev/null | cut -d: -f2)"
-	@echo "  Kafka UI       http://localhost:$$($(COMPOSE) port kafka-ui 8080 2>/dev/null | cut -d: -f2)"
+	@echo "  Kafka UI       http://localhost:$$($(COMPOSE) port kafka-ui 8080 2>/dev/null | cut -d: -f2)  (DASHBOARD_USER / KAFKA_UI_PASSWORD in .env)"
 	@echo "  Kafka (host)   localhost:$$($(COMPOSE) port kafka 9092 2>/dev/null | cut -d: -f2)"
 	@echo "Then run the pipeline: make compose-trigger-dag"
 

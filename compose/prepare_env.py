@@ -1,8 +1,9 @@
 """Make `.env` ready for the distributed stack: create it from `.env.example` and add missing secrets.
 
 docker-compose.yml refuses to start without the secrets below (Postgres password, Airflow keys and
-admin password). This fills each one that is missing or empty with a fresh random value, keeps every
-existing value, and never prints a secret. Standard library only: it runs before any install.
+admin password, the dashboard's and the Kafka UI's login passwords). This fills each one that is missing
+or empty with a fresh random value, keeps every existing value, and never prints a secret. Standard
+library only: it runs before any install.
 
     python3 compose/prepare_env.py [--env-file .env] [--example .env.example]
 """
@@ -35,6 +36,8 @@ SECRETS: dict[str, Callable[[], str]] = {
     "AIRFLOW_FERNET_KEY": _fernet_key,
     "AIRFLOW_JWT_SECRET": _token,
     "AIRFLOW_API_SECRET_KEY": _token,
+    "DASHBOARD_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "KAFKA_UI_PASSWORD": lambda: secrets.token_urlsafe(12),
 }
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")

@@ -32,7 +32,7 @@ def test_numbers_from_forms_and_clis_are_accepted():
     ({"scenario": "mixed", "rate": "fast", "duration": 5}, "param rate='fast': expected a whole number"),
     ({"scenario": "mixed", "rate": True, "duration": 5}, "param rate=True: expected a whole number"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "seed": -1}, "param seed=-1: must be at least 0"),
-    ({"scenario": "mixed", "rate": 5, "duration": 5, "replay_file": "/no/such.log"}, "no such file"),
+    ({"scenario": "mixed", "rate": 5, "duration": 5, "replay_file": "/no/such.log"}, "outside the replay folder"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "speedup": 0}, "param speedup=0: must be above 0"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "speedup": "fast"}, "param speedup='fast': expected a number"),
     ({"scenario": "mixed", "rate": 5, "duration": 5, "replay_format": "xml"}, "param replay_format='xml'"),
@@ -42,12 +42,71 @@ def test_bad_params_are_refused_with_the_param_named(params, message):
         parse_run_request(params)
 
 
-def test_replay_file_relative_to_the_project_root(tmp_path, monkeypatch):
-    log = tmp_path / "app.log"
-    log.write_text("2026-01-01T00:00:00Z ERROR boom\n")
-    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
-    request = parse_run_request({"rate": 10, "duration": 5, "replay_file": "app.log", "replay_format": "generic"})
-    assert request.is_replay and request.replay_file == str(log)
+@pytest.fixture
+def replay_folder(tmp_path, monkeypatch):
+    """REPLAY_DIR with one log file, and a secret file beside it (outside the folder)."""
+    folder = tmp_path / "replay"
+    (folder / "nginx").mkdir(parents=True)
+    (folder / "app.log").write_text("2026-01-01T00:00:00Z ERROR boom\n")
+    (folder / "nginx" / "access.log").write_text("2026-01-01T00:00:00Z INFO ok\n")
+    (tmp_path / ".env").write_text("GEMINI_API_KEY=do-not-read-me\n")
+    monkeypatch.setenv("REPLAY_DIR", str(folder))
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "no.env"))
+    return folder
+
+
+def _replay(name):
+    return parse_run_request({"rate": 10, "duration": 5, "replay_file": name, "replay_format": "generic"})
+
+
+def test_replay_file_relative_to_the_replay_folder(replay_folder):
+    request = _replay("app.log")
+    assert request.is_replay and request.replay_file == str((replay_folder / "app.log").resolve())
+    assert _replay("nginx/access.log").replay_file == str((replay_folder / "nginx" / "access.log").resolve())
+    assert _replay(str(replay_folder / "app.log")).replay_file == request.replay_file  # absolute, inside
+    assert _replay("nginx/../app.log").replay_file == request.replay_file  # `..` that stays inside
+
+
+@pytest.mark.parametrize("name", ["../.env", "nginx/../../.env", "/proc/self/environ", "/etc/passwd",
+                                  "/no/such.log", "..", "../replay-other/app.log"])
+def test_replay_paths_out_of_the_folder_are_refused(replay_folder, name):
+    with pytest.raises(BadParams, match=r"leads outside the replay folder .*REPLAY_DIR"):
+        _replay(name)
+
+
+def test_a_symlink_out_of_the_folder_is_refused(replay_folder, tmp_path):
+    (replay_folder / "innocent.log").symlink_to(tmp_path / ".env")
+    (replay_folder / "etc").symlink_to("/etc", target_is_directory=True)
+    for name in ("innocent.log", "etc/passwd", str(replay_folder / "innocent.log")):
+        with pytest.raises(BadParams, match="leads outside the replay folder"):
+            _replay(name)
+    # A symlink that stays inside the folder is followed.
+    (replay_folder / "latest.log").symlink_to(replay_folder / "app.log")
+    assert _replay("latest.log").replay_file == str((replay_folder / "app.log").resolve())
+
+
+def test_a_missing_file_or_folder_and_a_folder_are_refused_clearly(replay_folder, tmp_path, monkeypatch):
+    with pytest.raises(BadParams, match="no such file in the replay folder"):
+        _replay("missing.log")
+    with pytest.raises(BadParams, match="no such file in the replay folder"):
+        _replay("nginx")  # a folder, not a file
+    with pytest.raises(BadParams, match="not a usable path"):
+        _replay("bad\0name.log")
+    monkeypatch.setenv("REPLAY_DIR", str(tmp_path / "absent"))
+    with pytest.raises(BadParams, match=r"replay folder .*absent does not exist"):
+        _replay("app.log")
+
+
+def test_the_producer_checks_the_file_again(replay_folder, tmp_path):
+    """A file validated at trigger time and swapped for a symlink out of the folder before it is opened."""
+    from incident_airflow.producer import run_generator
+    from incident_contracts.settings import load_settings
+
+    request = _replay("app.log")
+    (replay_folder / "app.log").unlink()
+    (replay_folder / "app.log").symlink_to(tmp_path / ".env")
+    with pytest.raises(BadParams, match="leads outside the replay folder"):
+        run_generator(load_settings(), request, "run-1")
 
 
 def test_the_trigger_form_offers_the_generators_scenarios():

@@ -15,7 +15,7 @@ REQUIRED_SERVICES = {
     "dashboard", "log-generator", "volumes-init",
 }
 DOCUMENTED_HOST_PORTS = {  # service: (host port, container port)
-    "dashboard": (8501, 8501),
+    "dashboard-proxy": (8501, 8501),  # the dashboard behind its login
     "airflow-api-server": (8070, 8070),
     "spark-master": (8080, 8080),
     "kafka-ui": (9021, 8080),

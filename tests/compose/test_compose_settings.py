@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compose_helpers import COMPOSE_FILE, ROOT
+import yaml
+from compose_helpers import COMPOSE_FILE, ROOT, run_compose
 
 from incident_airflow.environment import kafka_connection, spark_connection
 from incident_contracts.settings import Settings
@@ -171,3 +172,69 @@ def test_the_same_dag_runs_in_both_stacks(services: dict[str, Any]) -> None:
     assert application.parts[0] == "spark" and (ROOT / application).is_file(), (
         f"{application} (submitted by the DAG) is missing")
     assert "COPY --chown=airflow:0 spark/ /opt/incident/spark/" in dockerfile
+
+
+# --- exposure: published ports, the Kafka UI, the dashboard's login, the replay folder ----------------------
+
+PUBLISH_DEFAULT = "${PUBLISH_HOST:-127.0.0.1}:"
+
+
+def _bindings(services: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(service, host address, host port) of every published port, as docker-compose resolved them."""
+    found = []
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                found.append((name, str(port.get("host_ip", "")), int(port["published"])))
+            else:
+                host_ip, published, _ = str(port).rsplit(":", 2) if str(port).count(":") >= 2 else ("", *str(port)
+                                                                                                      .split(":"))
+                found.append((name, host_ip, int(published)))
+    return found
+
+
+def test_every_published_port_binds_to_localhost_unless_publish_host_opens_it(
+        services: dict[str, Any], raw_compose: dict[str, Any], compose_binary: str, compose_env_file: Path,
+        tmp_path: Path) -> None:
+    bindings = _bindings(services)
+    assert {name for name, _, _ in bindings} == {"kafka", "schema-registry", "kafka-ui", "spark-master",
+                                                  "airflow-api-server", "airflow-scheduler", "dashboard-proxy"}
+    assert all(host == "127.0.0.1" for _, host, _ in bindings), bindings
+    for name, service in raw_compose["services"].items():  # written through the one variable, none fixed
+        for port in service.get("ports", []):
+            assert str(port).startswith(PUBLISH_DEFAULT), f"{name} publishes {port} outside PUBLISH_HOST"
+    opened = tmp_path / ".env"
+    opened.write_text(compose_env_file.read_text() + "PUBLISH_HOST=0.0.0.0\n")
+    result = run_compose(compose_binary, opened, "config", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    moved = _bindings(yaml.safe_load(result.stdout)["services"])
+    assert len(moved) == len(bindings) and all(host == "0.0.0.0" for _, host, _ in moved), moved
+
+
+def test_the_kafka_ui_is_read_only_and_asks_for_a_login(services: dict[str, Any]) -> None:
+    env = services["kafka-ui"]["environment"]
+    assert env["KAFKA_CLUSTERS_0_READONLY"] == "true"
+    assert env["AUTH_TYPE"] == "LOGIN_FORM" and env["SPRING_SECURITY_USER_PASSWORD"]
+
+
+def test_the_dashboard_is_reached_only_through_its_login(services: dict[str, Any]) -> None:
+    assert not services["dashboard"].get("ports"), "the dashboard must not publish a port of its own"
+    proxy = services["dashboard-proxy"]
+    assert proxy["environment"]["DASHBOARD_PASSWORD"] and proxy["environment"]["DASHBOARD_USER"]
+    assert any(str(v).endswith("compose/dashboard-proxy/Caddyfile:/etc/caddy/Caddyfile:ro") for v in proxy["volumes"])
+    assert "caddy hash-password" in " ".join(proxy["command"])
+    caddyfile = (ROOT / "compose" / "dashboard-proxy" / "Caddyfile").read_text()
+    code = "\n".join(line.split("#")[0] for line in caddyfile.splitlines())
+    # Only the health check is handled before the login; everything else passes basic auth first.
+    open_part = re.search(r"handle /_stcore/health \{\s*reverse_proxy dashboard:8501\s*\}", code)
+    assert open_part, "the health check route is missing or does more than answer health"
+    rest = code[:open_part.start()] + code[open_part.end():]
+    guarded = re.search(r"handle \{\s*basicauth \{\s*\{\$DASHBOARD_USER\} \{\$DASHBOARD_PASSWORD_HASH\}\s*\}"
+                        r"\s*reverse_proxy dashboard:8501", rest)
+    assert guarded and rest.count("reverse_proxy") == 1, "the dashboard is proxied without basic auth"
+
+
+def test_replays_read_a_read_only_folder_at_replay_dir(services: dict[str, Any]) -> None:
+    scheduler = services["airflow-scheduler"]
+    folder = scheduler["environment"]["REPLAY_DIR"]
+    assert any(str(v).endswith(f":{folder}:ro") for v in scheduler["volumes"]), scheduler["volumes"]

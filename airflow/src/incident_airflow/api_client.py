@@ -46,7 +46,7 @@ def _detail(body: bytes) -> str:
 class AirflowApi:
     base_url: str
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a repr, a log line or a traceback
     timeout: float = 30.0
     _token: str | None = field(default=None, repr=False)
 

@@ -4,6 +4,10 @@ Airflow validates each Param against its JSON schema when a run is triggered, so
 an out-of-range number is refused before the run starts. What a schema cannot express (a scenario
 name that must exist, a replay file that must be readable, scenario and replay being exclusive) is
 checked by :func:`parse_run_request`, which the first task calls; its errors are final (no retry).
+
+Whoever may trigger a run chooses `replay_file`, and the generator publishes that file's lines as events
+anyone with the dashboard can read. So the file must lie inside the replay folder (REPLAY_DIR): the path
+is resolved (symlinks and `..` included) before it is compared, and checked again when the file is opened.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from incident_contracts.settings import project_root
+from incident_contracts.settings import load_settings
 
 DEFAULT_SCENARIO = "mixed"
 DEFAULT_RATE = 200
@@ -63,8 +67,8 @@ def dag_params() -> dict[str, Any]:
                       title="Seed", description="Random seed; the same seed replays the same events."),
         "replay_file": Param(None, type=["null", "string"],
                              title="Replay file",
-                             description="Path to a real log file to replay instead of a scenario "
-                                         "(relative paths are resolved against the project root)."),
+                             description="A real log file to replay instead of a scenario: its path inside the "
+                                         "replay folder (REPLAY_DIR), relative to that folder."),
         "replay_format": Param(DEFAULT_REPLAY_FORMAT, type="string", enum=replay_formats(),
                                title="Replay format", description="Format of the replay file."),
     }
@@ -136,8 +140,34 @@ def _as_speedup(value: Any) -> float:
     return speedup
 
 
-def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None = None) -> RunRequest:
-    """Check a run's params and return them typed; raise BadParams naming the param and the fix."""
+def replay_path(value: str, folder: Path) -> Path:
+    """The file `value` names inside `folder` (a path relative to it, or an absolute one), with symlinks
+    resolved; raise BadParams when it leads out of the folder or is not a regular file."""
+    try:
+        root = folder.resolve()
+        given = Path(value)
+        path = (given if given.is_absolute() else root / given).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        raise BadParams(f"param replay_file={value!r}: not a usable path ({exc})") from None
+    if not path.is_relative_to(root):
+        # Said before anything about the file itself: the answer must not tell whether it exists.
+        raise BadParams(f"param replay_file={value!r}: leads outside the replay folder {root} (REPLAY_DIR). Copy "
+                        "the log file into that folder and give its name relative to it; paths out of it (.., "
+                        "absolute paths elsewhere, symlinks pointing out) are refused.")
+    if not root.is_dir():
+        raise BadParams(f"param replay_file={value!r}: the replay folder {root} does not exist. Create it (or set "
+                        "REPLAY_DIR to the folder holding your log files) and put the file there.")
+    if not path.is_file():
+        raise BadParams(f"param replay_file={value!r}: no such file in the replay folder ({path}). Give the path "
+                        f"of a log file relative to {root} (REPLAY_DIR).")
+    return path
+
+
+def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None = None,
+                      replay_folder: Path | None = None) -> RunRequest:
+    """Check a run's params and return them typed; raise BadParams naming the param and the fix.
+
+    `replay_folder` defaults to the settings' REPLAY_DIR."""
     replay = params.get("replay_file")
     replay = str(replay).strip() if replay not in (None, "") else None
     replay_format = str(params.get("replay_format") or DEFAULT_REPLAY_FORMAT)
@@ -150,12 +180,8 @@ def parse_run_request(params: dict[str, Any], known_scenarios: list[str] | None 
     seed_value = params.get("seed")
     seed = None if seed_value in (None, "") else _as_int(params, "seed", 0, None)
     if replay is not None:
-        path = Path(replay)
-        if not path.is_absolute():
-            path = project_root() / path
-        if not path.is_file():
-            raise BadParams(f"param replay_file={replay!r}: no such file ({path}). Give a path to a log file "
-                            "readable by the Airflow worker, absolute or relative to the project root.")
+        folder = replay_folder if replay_folder is not None else load_settings().replay_folder
+        path = replay_path(replay, folder)
         return RunRequest(scenario=scenario, rate=rate, duration=duration, seed=seed, speedup=speedup,
                           replay_file=str(path), replay_format=replay_format)
     known = known_scenarios if known_scenarios is not None else scenario_names()

@@ -7,7 +7,7 @@ import logging
 import random
 from typing import Any
 
-from incident_airflow.params import RunRequest
+from incident_airflow.params import RunRequest, replay_path
 from incident_contracts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ def run_generator(settings: Settings, request: RunRequest, key: str) -> dict[str
     common = {"bootstrap_servers": settings.kafka_bootstrap_servers, "topic": settings.kafka_topic_logs,
               "data_dir": runs_root(settings), "run_id": key, "settings": settings, "progress": False}
     if request.is_replay:
-        summary = api.replay(request.replay_file, request.replay_format, rate=request.rate, **common)
+        # Checked again where the file is opened: the folder's content may have changed since the run's
+        # parameters were validated (a symlink swapped for one pointing out).
+        path = replay_path(str(request.replay_file), settings.replay_folder)
+        summary = api.replay(str(path), request.replay_format, rate=request.rate, **common)
     else:
         seed = request.seed if request.seed is not None else random.randrange(1_000_000)
         if request.seed is None:

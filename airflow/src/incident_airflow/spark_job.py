@@ -25,7 +25,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException
 
-from incident_contracts.settings import Settings, project_root
+from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
 from incident_contracts.table_store import TableStore
 from incident_contracts.writer_lock import Holder, current_writer
 
@@ -55,26 +55,30 @@ def checkpoint_dir(settings: Settings) -> Path:
     return settings.checkpoint_root / CHECKPOINT_NAME
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The pipeline's settings as environment variables for the job (no secrets: the job needs none)."""
-    env: dict[str, str] = {"PROJECT_ROOT": str(project_root())}
-    for name, value in settings.model_dump().items():
-        if value is None or name == "gemini_api_key":
-            continue
-        env[name.upper()] = str(value.value if hasattr(value, "value") else value)
-    return env
+# What spark-submit takes from the task's environment: the system's and Java's, Spark's and Hadoop's own
+# configuration. Nothing else: the task's process holds secrets (the Gemini key) the job has no use for.
+_JOB_INHERITS = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PYTHONPATH", "VIRTUAL_ENV",
+                 "CATALOG_FILE", "ENV_FILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE")
+_JOB_INHERITS_PREFIXES = ("LC_", "JAVA_", "_JAVA_", "SPARK_", "HADOOP_", "YARN_", "KRB5")
 
 
-def job_env(settings: Settings) -> dict[str, str]:
+def job_env(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of spark-submit (and so of the driver): the system's basics, the settings,
+    and of the secrets only the object-storage credentials, which the job needs to write the tables."""
     python = sys.executable
     bin_dir = str(Path(python).parent)
-    env = {
-        **settings_env(settings),
+    source = inherited_env(("tables",), os.environ if environ is None else environ)
+    env = {k: v for k, v in source.items() if k in _JOB_INHERITS or k.startswith(_JOB_INHERITS_PREFIXES)}
+    if "AWS_SESSION_TOKEN" in source:
+        env["AWS_SESSION_TOKEN"] = source["AWS_SESSION_TOKEN"]
+    env.update({
+        **settings_env(settings, ("tables",)),
         "PYSPARK_PYTHON": python,
         "PYSPARK_DRIVER_PYTHON": python,
         # spark-submit is found through PATH: the environment's own (pyspark ships it) comes first.
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-    }
+        "PATH": bin_dir + os.pathsep + source.get("PATH", ""),
+    })
     if settings.spark_master.startswith("local"):
         env["SPARK_LOCAL_IP"] = "127.0.0.1"  # one machine: no need to look up a routable address
     return env
@@ -178,6 +182,22 @@ class StreamJobOperator(SparkSubmitOperator):
             read_output(watched())
 
         hook._process_spark_submit_log = read_and_watch
+
+        # The hook starts spark-submit with this process's whole environment plus env_vars; it gets
+        # exactly env_vars (job_env) instead.
+        build_command = hook._build_spark_submit_command
+        submit = hook.submit
+
+        def build_without_inheriting(application: str) -> list[str]:
+            command = build_command(application)
+            hook._env = None  # in client mode the hook only keeps it to merge into os.environ at Popen
+            return command
+
+        def submit_with_job_env(application: str = "", **kwargs: Any) -> Any:
+            return submit(application, **{**kwargs, "env": dict(self.env_vars or {})})
+
+        hook._build_spark_submit_command = build_without_inheriting
+        hook.submit = submit_with_job_env
         return hook
 
     def _producer_state(self, context: Any) -> str | None:

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, help="seconds to produce for")
     parser.add_argument("--seed", type=int, help="random seed (same seed, same events)")
     parser.add_argument("--speedup", type=float, help="event-time seconds per second (default 10; 1 = real time)")
-    parser.add_argument("--replay-file", help="replay this log file instead of a scenario")
+    parser.add_argument("--replay-file", help="replay this log file (a path inside REPLAY_DIR) instead of a scenario")
     parser.add_argument("--replay-format", help="format of the replay file (default: auto)")
     parser.add_argument("--wait", action="store_true", help="wait for the run, print progress and its summary")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait (default 1800)")

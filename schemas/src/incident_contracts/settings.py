@@ -136,10 +136,15 @@ class Settings(BaseSettings):
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: Port = 8070
     airflow_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+    # The only folder a pipeline run's `replay_file` may name a file in (relative to the project root).
+    replay_dir: Path = Path("replay")
 
     # --- dashboard -------------------------------------------------------------------------
     dashboard_port: Port = 8501
     dashboard_cache_ttl_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    # Root-cause analyses (Gemini calls) one user may start per window; 0 means no limit.
+    analysis_limit_per_user: Annotated[int, Field(ge=0, le=10_000)] = 10
+    analysis_limit_window_seconds: Annotated[float, Field(gt=0, le=86_400 * 7)] = 3600.0
 
     # --- cluster tier (`make cluster-up`: Kafka brokers, Spark standalone, Airflow on Postgres) ---
     # Ports of the cluster tier's processes, all on 127.0.0.1; incident_stack.cluster derives the
@@ -286,6 +291,11 @@ class Settings(BaseSettings):
         return self.runtime_dir if isinstance(self.data_dir, ObjectLocation) else self.data_dir
 
     @property
+    def replay_folder(self) -> Path:
+        """REPLAY_DIR as an absolute path (relative to the project root); it is not created."""
+        return self.replay_dir if self.replay_dir.is_absolute() else project_root() / self.replay_dir
+
+    @property
     def log_formats_path(self) -> Path | None:
         """LOG_FORMATS_FILE as an absolute path (relative to the project root), or None when unset."""
         if self.log_formats_file is None:
@@ -343,6 +353,60 @@ class Settings(BaseSettings):
                                     f"or point {name.upper()} elsewhere.")
             updates[name] = path
         return self.model_copy(update=updates)
+
+
+# --- what a child process gets ----------------------------------------------------------------------
+
+# Secret settings by the need that justifies them: "gemini" for the processes that run root-cause analysis
+# (the dashboard, the Airflow process that runs triage), "tables" for those that read or write the tables
+# in object storage (the dashboard, Airflow's tasks, the Spark job and its executors).
+SECRET_GRANTS: dict[str, tuple[str, ...]] = {
+    "gemini": ("gemini_api_key",),
+    "tables": ("aws_access_key_id", "aws_secret_access_key"),
+}
+# Secrets a process may hold in its own environment beside the settings, passed on only with the grant.
+_INHERITED_GRANTS: dict[str, tuple[str, ...]] = {"tables": ("AWS_SESSION_TOKEN",)}
+# Names that are never inherited without a grant: the settings' secrets, the distributed stack's, and
+# anything named like a credential.
+_SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|FERNET)")
+
+
+def _check_grants(grants: tuple[str, ...]) -> None:
+    unknown = set(grants) - set(SECRET_GRANTS)
+    if unknown:
+        raise ValueError(f"unknown secret grants {sorted(unknown)}; known: {sorted(SECRET_GRANTS)}")
+
+
+def settings_env(settings: Settings, grants: tuple[str, ...] = ()) -> dict[str, str]:
+    """The settings as environment variables for a child process, with the secrets of `grants` only.
+
+    A secret not granted is set empty rather than left out: the child then does not read it from `.env`
+    either (variables win over the file)."""
+    _check_grants(grants)
+    granted = {name for grant in grants for name in SECRET_GRANTS[grant]}
+    secret_fields = {name for names in SECRET_GRANTS.values() for name in names}
+    env: dict[str, str] = {"PROJECT_ROOT": str(project_root())}
+    for name, value in settings.model_dump().items():
+        if name in secret_fields or isinstance(value, SecretStr):
+            secret = getattr(settings, name)
+            env[name.upper()] = secret.get_secret_value() if name in granted and secret is not None else ""
+            continue
+        if value is None:
+            continue
+        env[name.upper()] = str(value.value if hasattr(value, "value") else value)
+    return env
+
+
+def inherited_env(grants: tuple[str, ...] = (), environ: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment (or `environ`) without secrets, except those `grants` allow: the base a
+    child's environment is built on."""
+    _check_grants(grants)
+    source = dict(os.environ if environ is None else environ)
+    allowed = {name.upper() for grant in grants for name in SECRET_GRANTS[grant] + _INHERITED_GRANTS.get(grant, ())}
+    secret_names = {name.upper() for names in SECRET_GRANTS.values() for name in names}
+    secret_names |= {name for names in _INHERITED_GRANTS.values() for name in names}
+    return {key: value for key, value in source.items()
+            if key.upper() in allowed or not (key.upper() in secret_names or _SECRET_NAME.search(key))}
 
 
 def _explain(exc: ValidationError) -> str:

@@ -10,7 +10,6 @@ the cluster tier.
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import subprocess
 import uuid
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from incident_contracts.settings import inherited_env
 from incident_stack.jars import classpath
 
 DEFAULT_HEAP = "512m"
@@ -187,7 +187,7 @@ def launch(node: KafkaNode, log_file: Path, heap: str = DEFAULT_HEAP) -> subproc
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         return subprocess.Popen(node_command(node, heap), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=inherited_env())
 
 
 def start_broker(host: str, port: int, log_file: Path, home: Path | None = None) -> subprocess.Popen[bytes]:

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from incident_contracts.kafka import TopicSpec, admin_client, ensure_topics
-from incident_contracts.settings import Settings, SettingsError, project_root
+from incident_contracts.settings import Settings, SettingsError, inherited_env, project_root, settings_env
 from incident_stack.broker import KafkaNode, cluster_id_for, free_port, node_command, prepare_node
 from incident_stack.postgres import PostgresInstance
 from incident_stack.processes import ManagedProcess, ProcessTable, processes_of
 from incident_stack.services import SERVICES as EMBEDDED_SERVICES
-from incident_stack.services import Service, http_ok, settings_env
+from incident_stack.services import Service, http_ok
 from incident_stack.spark_standalone import (
     ExecutorPlacement,
     alive_workers,
@@ -345,7 +345,7 @@ def migrate_airflow_database(settings: Settings, layout: ClusterLayout, database
             return
         try:
             database.ensure_database()
-            env = {**os.environ, **settings_env(settings), **airflow_cluster_env(settings, layout, database)}
+            env = {**inherited_env(), **settings_env(settings), **airflow_cluster_env(settings, layout, database)}
             airflow = str(Path(sys.executable).parent / "airflow")
             started = time.monotonic()
             with open(log_file, "ab") as log:
@@ -443,6 +443,7 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
             healthy=lambda s, p=ui_port: worker_alive(master_state(layout.master_ui), p),
             prepare=lambda s, w=work_dir: w.mkdir(parents=True, exist_ok=True),
             extra_env=lambda s: daemon_env(HOST), requires=("spark-master",), start_timeout=120,
+            secrets=("tables",),  # its executors write the tables
         )
 
     services["postgres"] = Service(
@@ -482,6 +483,8 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
             command=lambda s, c=component: [airflow_bin, c],
             healthy=healthy,
             extra_env=lambda s: airflow_cluster_env(s, layout, database),
+            # The scheduler runs the tasks (triage calls Gemini; tasks read and write the tables).
+            secrets=("gemini", "tables") if component == "scheduler" else (),
             prepare=lambda s, n=name: prepare_airflow(s, n),
             requires=requires, start_timeout=300, stop_timeout=30,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import urllib.request
@@ -12,22 +11,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from incident_contracts.kafka import BrokerUnavailable, check_broker
-from incident_contracts.settings import Settings, project_root
+from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
 from incident_stack.broker import KafkaNode, cluster_id_for, node_command, prepare_node
 
+__all__ = ["ORDER", "SERVICES", "Service", "http_ok", "settings_env"]
+
 DASHBOARD_ENTRY = Path("dashboard") / "app.py"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The resolved settings as environment variables, so every child sees the same configuration."""
-    env: dict[str, str] = {"PROJECT_ROOT": str(project_root())}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if name == "gemini_api_key":
-            value = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
-        env[name.upper()] = str(value.value if hasattr(value, "value") else value)
-    return env
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -65,10 +54,15 @@ class Service:
     stop_timeout: float = 20.0
     # A short note for status output (e.g. how many workers a master has), or "" when there is none.
     detail: Callable[[Settings], str] = lambda s: ""
+    # The secrets the process needs (incident_contracts.settings.SECRET_GRANTS: "gemini", "tables"); it
+    # gets no other, neither from the settings nor from this process's environment.
+    secrets: tuple[str, ...] = ()
 
     def environment(self, settings: Settings) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(settings_env(settings))
+        """The process's environment: this one's without secrets, the settings, the granted secrets, and
+        the service's own variables."""
+        env = inherited_env(self.secrets)
+        env.update(settings_env(settings, self.secrets))
         env.update(self.extra_env(settings))
         return env
 
@@ -126,6 +120,7 @@ SERVICES: dict[str, Service] = {
         command=lambda s: [str(Path(sys.executable).parent / "airflow"), "standalone"],
         healthy=lambda s: http_ok(f"http://127.0.0.1:{s.airflow_port}/api/v2/monitor/health"),
         extra_env=_airflow_env,
+        secrets=("gemini", "tables"),  # its tasks run triage (Gemini) and read and write the tables
         start_timeout=300,
     ),
     "dashboard": Service(
@@ -135,6 +130,7 @@ SERVICES: dict[str, Service] = {
         url=lambda s: f"http://127.0.0.1:{s.dashboard_port}",
         command=_dashboard_command,
         healthy=lambda s: http_ok(f"http://127.0.0.1:{s.dashboard_port}/_stcore/health"),
+        secrets=("gemini", "tables"),
         start_timeout=60,
     ),
 }
