@@ -8,6 +8,7 @@ stack trace.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,7 @@ from incident_dashboard.analysis.export import to_markdown
 from incident_dashboard.analysis.gemini import AnalysisError
 from incident_dashboard.analysis.models import Analysis, Feedback
 from incident_dashboard.analysis.prompt import build_request
+from incident_dashboard.analysis.rate_limit import limiter_for
 from incident_dashboard.analysis.service import analyze, engine_for, store_for
 from incident_dashboard.ui.safe_text import md, md_code
 
@@ -35,6 +37,7 @@ ERROR_TITLES = {
     "model": "Unknown Gemini model",
     "request": "Gemini rejected the request",
     "internal": "The analysis failed",
+    "rate_limited": "Analysis limit reached",
 }
 PRIORITY_BADGES = {"now": ":red-badge[now]", "high": ":orange-badge[high]", "medium": ":blue-badge[medium]",
                    "low": ":gray-badge[low]"}
@@ -94,9 +97,26 @@ def render(cfg: Settings, context: IncidentContext) -> None:
     _feedback(cfg, shown)
 
 
+def _user() -> str:
+    """Who the analysis limit counts for: the user the login proxy signed in (compose: dashboard-proxy sets
+    X-Forwarded-User; the dashboard has no other way in), else this browser session."""
+    signed_in = (st.context.headers.get("X-Forwarded-User") or "").strip()
+    if signed_in:
+        return f"user:{signed_in}"
+    return "session:" + st.session_state.setdefault("analysis_session_id", uuid.uuid4().hex)
+
+
 def _run(cfg: Settings, incident_id: str, *, engine: str, force: bool) -> None:
     st.session_state.pop(_error_key(incident_id), None)
     chosen, model, _ = engine_for(cfg, engine)  # type: ignore[arg-type]
+    if chosen == "gemini":  # a Gemini call spends the API key: counted against the user's limit
+        decision = limiter_for(cfg).try_acquire(_user())
+        if not decision.allowed:
+            st.session_state[_error_key(incident_id)] = {
+                "kind": "rate_limited", "message": decision.message(),
+                "hint": "Stored analyses stay available, and the offline analysis is not limited.",
+                "retryable": False}
+            st.rerun()
     what = f"Asking Gemini ({model})…" if chosen == "gemini" else "Matching the runbooks…"
     try:
         with st.spinner(what):
@@ -122,7 +142,8 @@ def _show_error(cfg: Settings, incident_id: str) -> None:
     title = ERROR_TITLES.get(error["kind"], "The analysis failed")
     st.error(f"**{title}.** {md(error['message'])}\n\n{error['hint']}", icon=":material/error:")
     with st.container(horizontal=True):
-        if st.button("Retry", icon=":material/replay:", key="analysis_retry", type="primary"):
+        if error["kind"] != "rate_limited" and st.button("Retry", icon=":material/replay:", key="analysis_retry",
+                                                          type="primary"):
             _run(cfg, incident_id, engine="auto", force=True)
         if engine_for(cfg)[0] == "gemini" and st.button("Use the offline analysis instead",
                                                         icon=":material/menu_book:", key="analysis_fallback"):
