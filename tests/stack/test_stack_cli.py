@@ -23,6 +23,11 @@ def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subproces
                           text=True, timeout=120, input=stdin)
 
 
+FAKE_GEMINI_KEY = "fake-gemini-key-" + "k" * 20
+FAKE_AWS_SECRET = "fake-aws-secret-" + "s" * 24
+FAKE_PASSWORD = "fake-password-" + "p" * 12
+
+
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "DATA_DIR", "RUNTIME_DIR"))}
@@ -30,7 +35,10 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
                RUNTIME_DIR=str(tmp_path / "runtime"),
                KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", KAFKA_TOPIC_LOGS="stack.test",
                KAFKA_CONTROLLER_PORT=str(free_port()),
-               AIRFLOW_PORT=str(free_port()), DASHBOARD_PORT=str(free_port()))
+               AIRFLOW_PORT=str(free_port()), DASHBOARD_PORT=str(free_port()),
+               # Secrets the broker has no use for: they must not reach its process or any log.
+               GEMINI_API_KEY=FAKE_GEMINI_KEY, AWS_ACCESS_KEY_ID="AKIA" + "F" * 16,
+               AWS_SECRET_ACCESS_KEY=FAKE_AWS_SECRET, POSTGRES_PASSWORD=FAKE_PASSWORD)
     yield env
     _run(env, "down")
 
@@ -57,6 +65,15 @@ def test_up_is_idempotent_status_reports_and_down_stops_everything(stack_env: di
 
     logs = _run(stack_env, "logs", "broker", "-n", "100000")
     assert "Kafka Server started" in logs.stdout
+
+    # The secrets of the environment: not in the broker's environment, its logs or the stack's output.
+    environ = Path(f"/proc/{record['pid']}/environ").read_bytes()
+    runtime_files = [p for p in Path(stack_env["RUNTIME_DIR"]).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in runtime_files)
+    for secret in (FAKE_GEMINI_KEY, FAKE_AWS_SECRET, FAKE_PASSWORD):
+        assert secret.encode() not in environ
+        assert not [p for p in runtime_files if secret.encode() in p.read_bytes()], secret
+        assert secret not in first.stdout + first.stderr + status.stdout + logs.stdout
 
     down = _run(stack_env, "down")
     assert "broker: stopped" in down.stdout
