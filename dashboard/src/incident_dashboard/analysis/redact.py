@@ -161,7 +161,7 @@ _API_KEYS = "|".join((
     r"\bnpm_[A-Za-z0-9]{36}\b", r"\bpypi-[A-Za-z0-9_-]{50,}", r"\bhf_[A-Za-z0-9]{30,}\b",
     r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
     r"\bdop_v1_[a-f0-9]{64}\b", r"\bsq0(?:atp|csp)-[A-Za-z0-9_-]{22,}", r"\bkey-[0-9a-f]{32}\b",
-    r"\bSK[0-9a-f]{32}\b", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b",  # Twilio, Telegram bots
+    r"\bSK[0-9a-f]{32}\b", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])",  # Twilio, Telegram bots
 ))
 _WEBHOOKS = (r"https://(?:hooks\.slack\.com/services|discord(?:app)?\.com/api/webhooks|"
              r"[\w.-]+\.webhook\.office\.com/webhookb2)/[^\s\"'<>]+")
