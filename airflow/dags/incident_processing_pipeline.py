@@ -33,8 +33,8 @@ Runs the incident pipeline once on the embedded (or compose) stack.
 1. **validate_params** checks the trigger parameters (a bad value fails at once, no retry).
 2. **prepare_topic** checks the Kafka broker answers and creates the topic if missing (retried with
    backoff: a broker that is briefly down comes back).
-3. **produce_logs** runs the log generator for `duration` seconds (or replays `replay_file`) and records
-   the topic's end offsets before and after: the run's offset ranges.
+3. **produce_logs** runs the log generator for `duration` seconds (or replays `replay_file`, a file inside
+   the REPLAY_DIR folder) and records the topic's end offsets before and after: the run's offset ranges.
 4. **process_stream** submits the Spark streaming job (`spark_default` connection) in parallel; it stops
    once every record of the run is processed. One job at a time holds the shared checkpoint.
 5. **reconcile** proves every record of the run is in `events` or `dead_letter` exactly once, or fails
