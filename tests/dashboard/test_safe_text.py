@@ -109,3 +109,34 @@ def test_none_and_empty() -> None:
     assert md("checkout-api") == "checkout\\-api"
     assert md("see http://x.io") == f"see http\\:{WORD_JOINER}\\/\\/x\\.io"
     assert md_code("host-1") == "`host-1`"
+
+
+def test_the_markdown_export_keeps_an_answer_s_links_and_images_as_text() -> None:
+    from incident_dashboard.analysis.export import to_markdown
+    from incident_dashboard.analysis.models import (
+        ActionStep,
+        Analysis,
+        EvidenceItem,
+        RootCause,
+        RootCauseAnalysis,
+        SentRequest,
+        TimelineEntry,
+    )
+
+    bad = "![x](http://127.0.0.1:9/i.png) [docs](https://example.com) <img src=x> www.example.com | a@b.io"
+    result = RootCauseAnalysis(
+        summary=bad, root_cause=RootCause(statement=bad, category="database", confidence=0.4,
+                                          confidence_rationale=bad),
+        evidence=[EvidenceItem(finding=bad, citations=[bad])], timeline=[TimelineEntry(time=bad, event=bad,
+                                                                                        citations=[bad])],
+        action_plan=[ActionStep(order=1, action=bad, priority="now", owner=bad)], verification=[bad],
+        prevention=[bad], insufficient_evidence=True, missing_information=[bad])
+    document = to_markdown(Analysis(analysis_id="a", incident_id="INC-1", engine="gemini", model="m",
+                                    prompt_version="v", result=result, warnings=[bad],
+                                    sent=SentRequest(system_instruction="", prompt="")))
+    kinds = {t.type for t in _tokens(RENDERER.parse(document))}
+    assert not kinds & {"link_open", "image", "html_inline", "html_block"}, kinds
+    assert {"table_open", "heading_open", "bullet_list_open"} <= kinds  # the document's own structure stays
+    shown = "".join(t.content for t in _tokens(RENDERER.parse(document)) if t.type in ("text", "text_special"))
+    assert bad in shown.replace(WORD_JOINER, "")  # shown as written
+    assert not AUTOLINK_LITERALS.search(shown)
