@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -404,3 +405,18 @@ def test_auto_starts_again_after_lines_no_format_reads() -> None:
     result = parse(lines, "auto", ParseOptions(detect_lines=3))
     assert result.format == "hdfs" and [e["message"] for e in result.events] == ["a", "b"]
     assert [r.lineno for r in result.rejects] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_long_hostile_lines_take_linear_time(name: str) -> None:
+    """A regular expression that backtracks quadratically stalls on one long line; every preset must not."""
+    fmt = load_formats()[name]
+    ctx = TimeContext(reference=NOW)
+    prefixes = ("2026-11-20T08:00:01.1Z\tINFO\t", "2026-11-20 08:00:01.123  INFO 1 --- [", "2026-11-20 08:00:01,123 [",
+                "2015-07-29 17:41:44,747 - INFO  [", "<13>1 2026-11-20T08:00:00Z h ", "17/06/09 20:10:40 INFO ")
+    for prefix in prefixes:
+        for unit in ("\t", " ", "a:", "] ", "a@1:", '"a" '):
+            line = prefix + unit * (40_000 // len(unit))
+            started = time.perf_counter()
+            fmt.match(line, ctx)
+            assert time.perf_counter() - started < 0.25, (prefix, unit)
