@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from incident_contracts.codec import Codec
-from log_generator.replay import FormatError, LogFileReader, ReplayOptions, load_formats, parse
+from log_generator.replay import FormatError, LogFileReader, ReplayError, ReplayOptions, load_formats, parse
 from log_generator.replay.formats import LEVELS, TimeContext, compile_template, normalize_level, zone_of
 from log_generator.replay.parser import MAX_SERVICES, ParseOptions, detect_format, service_from_filename
 
@@ -420,3 +420,16 @@ def test_long_hostile_lines_take_linear_time(name: str) -> None:
             started = time.perf_counter()
             fmt.match(line, ctx)
             assert time.perf_counter() - started < 0.25, (prefix, unit)
+
+
+def test_hosts_and_environments_from_lines_are_names_the_codec_accepts(tmp_path: Path) -> None:
+    line = ('{"time": "2026-11-20T08:00:00Z", "msg": "m", "host": "web 01 (eu)", "env": "pre prod", '
+            '"service": "api"}')
+    e = one(line, "jsonl", environment="staging")
+    assert (e["host"], e["environment"], e["service"]) == ("unknown", "staging", "api")
+    assert e["attributes"]["host_in_line"] == "web 01 (eu)" and e["attributes"]["environment_in_line"] == "pre prod"
+    Codec().decode(Codec().encode(e))  # raises on a name the pipeline would dead-letter
+    path = tmp_path / "a.log"
+    path.write_text("")
+    with pytest.raises(ReplayError, match="--service 'my service' is not a valid name"):
+        LogFileReader(path, "generic", ReplayOptions(service="my service"))

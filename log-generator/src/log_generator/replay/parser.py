@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from incident_contracts.codec import MAX_NAME_CHARS, NAME_CHARS
 from log_generator.replay.formats import Format, TimeContext, exception_type, load_formats, resolve_format
 
 MAX_MESSAGE_CHARS = 100_000
@@ -32,6 +33,12 @@ MAX_LOGGER_CHARS = 200
 MAX_SERVICES = 64  # distinct service names the lines of one stream may create
 DETECT_LINES = 200
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+_NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME_CHARS}}}")  # what the codec accepts as a host or environment
+
+
+def valid_name(value: str | None) -> bool:
+    """Whether `value` is a service, host or environment name the event codec accepts."""
+    return bool(value) and _NAME.fullmatch(value) is not None
 # What the start of an entry looks like, in any format: a date, a syslog priority, an epoch-prefixed RAS line.
 _ENTRY_START = re.compile(
     r"^(?:\[?\d{2,4}[-/.]\d{1,2}[-/.]\d{1,2}[ T\d]|\d{6} \d{6} |<\d{1,3}>|\[?(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -315,12 +322,20 @@ class LogParser:
         logger = parsed.get("logger")
         if logger and len(logger) > MAX_LOGGER_CHARS:
             logger = logger[:MAX_LOGGER_CHARS]
+        host = opts.host or parsed.get("host") or "unknown"
+        if not valid_name(host):
+            attributes["host_in_line"] = host[:200]
+            host = "unknown"
+        environment = parsed.get("environment") or opts.environment
+        if not valid_name(environment):
+            attributes["environment_in_line"] = environment[:200]
+            environment = opts.environment
         return {
             "event_id": parsed.get("event_id") or stable_event_id(opts.source, lineno, raw),
             "timestamp": ts,
             "service": self._service(parsed, attributes),
-            "environment": parsed.get("environment") or opts.environment,
-            "host": opts.host or parsed.get("host") or "unknown",
+            "environment": environment,
+            "host": host,
             "level": parsed.get("level") or "INFO",
             "logger": logger,
             "message": message,

@@ -25,6 +25,7 @@ from log_generator.replay.parser import (
     Reject,
     service_from_filename,
     stable_event_id,
+    valid_name,
 )
 from log_generator.summary import ReplayStats
 
@@ -82,6 +83,11 @@ class LogFileReader:
             default_timezone = zone_of(self.options.default_timezone)
         except ValueError as exc:
             raise ReplayError(str(exc)) from None
+        for flag, value in (("--service", self.options.service), ("--host", self.options.host),
+                            ("environment", self.options.environment)):
+            if value is not None and not valid_name(value):
+                raise ReplayError(f"{flag} {value!r} is not a valid name: use letters, digits and . _ - / : "
+                                  "(at most 128 characters)")
         if not self.stdin and not self.path.exists():
             raise ReplayError(f"log file {self.path} not found")
         if not self.stdin and self.path.is_dir():
