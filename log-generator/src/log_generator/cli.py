@@ -256,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--follow only applies with --replay FILE")
     try:
         if args.list_formats:
-            print(_list_formats(get_settings()))
+            try:
+                print(_list_formats(get_settings()), flush=True)
+            except BrokenPipeError:  # | head
+                sys.stderr.close()
             return EXIT_OK
         if args.stdout and args.replay:
             return _stdout_replay(args, get_settings())
