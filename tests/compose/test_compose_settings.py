@@ -21,7 +21,7 @@ from incident_contracts.settings import Settings
 SUPERVISOR_SETTINGS = {"kafka_controller_port", "kafka_heap"}
 SETTINGS = {name.upper() for name in Settings.model_fields
             if not name.startswith("cluster_") and name not in SUPERVISOR_SETTINGS}
-SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "INGEST_TOKEN"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
 TABLE_SERVICES = {"dashboard", "airflow-scheduler", "spark-worker"}  # the only ones that read or write tables
 # Variables the code reads outside the settings, and why compose need not (or does) set them.

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     detection_allowed_lateness_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
     detection_open_score: Annotated[float, Field(gt=0, le=1000)] = 6.0
     detection_quiet_period_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # Tier (1-3) given to a service that is not in the catalog (a "discovered" service): its severity
+    # and absolute floors are those of this tier. Not the lowest tier, so an unknown service can escalate.
+    default_service_tier: Annotated[int, Field(ge=1, le=3)] = 2
 
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: Port = 8070
@@ -145,6 +148,26 @@ class Settings(BaseSettings):
     # Root-cause analyses (Gemini calls) one user may start per window; 0 means no limit.
     analysis_limit_per_user: Annotated[int, Field(ge=0, le=10_000)] = 10
     analysis_limit_window_seconds: Annotated[float, Field(gt=0, le=86_400 * 7)] = 3600.0
+
+    # --- log ingest service (log-ingest: OTLP/HTTP, JSON lines and raw lines into the log topic) ---
+    ingest_host: str = "127.0.0.1"
+    ingest_port: Port = 4318
+    # Bearer token clients must send (Authorization: Bearer ...); empty: no authentication.
+    ingest_token: SecretStr | None = None
+    # Largest request body accepted, in bytes, before and after gzip decompression.
+    ingest_max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 16_777_216
+    # How long a request waits for Kafka to acknowledge its records before answering 503.
+    ingest_delivery_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Records queued towards Kafka at most; a request that would exceed it is answered 429.
+    ingest_max_queued_records: Annotated[int, Field(ge=1000, le=10_000_000)] = 500_000
+    # JSON endpoint (/v1/json): the keys holding each field, first present wins (a dotted key also
+    # looks into nested objects); the service may also come from the request (?service=...).
+    ingest_json_timestamp_keys: str = "timestamp,@timestamp,date,time,ts"
+    ingest_json_message_keys: str = "message,msg,log"
+    ingest_json_level_keys: str = "level,severity,log.level,levelname"
+    ingest_json_service_keys: str = "service,service.name,app"
+    ingest_json_host_keys: str = "host,hostname,host.name"
+    ingest_json_environment_keys: str = "environment,env"
 
     # --- cluster tier (`make cluster-up`: Kafka brokers, Spark standalone, Airflow on Postgres) ---
     # Ports of the cluster tier's processes, all on 127.0.0.1; incident_stack.cluster derives the
@@ -272,7 +295,16 @@ class Settings(BaseSettings):
     def _empty_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("gemini_api_key", "aws_access_key_id", "aws_secret_access_key")
+    @field_validator("ingest_json_timestamp_keys", "ingest_json_message_keys", "ingest_json_level_keys",
+                     "ingest_json_service_keys", "ingest_json_host_keys", "ingest_json_environment_keys")
+    @classmethod
+    def _check_key_list(cls, value: str) -> str:
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        if not keys:
+            raise ValueError("expected one or more JSON keys, comma-separated (e.g. message,msg,log)")
+        return ",".join(keys)
+
+    @field_validator("gemini_api_key", "aws_access_key_id", "aws_secret_access_key", "ingest_token")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -359,10 +391,12 @@ class Settings(BaseSettings):
 
 # Secret settings by the need that justifies them: "gemini" for the processes that run root-cause analysis
 # (the dashboard, the Airflow process that runs triage), "tables" for those that read or write the tables
-# in object storage (the dashboard, Airflow's tasks, the Spark job and its executors).
+# in object storage (the dashboard, Airflow's tasks, the Spark job and its executors), "ingest" for the log
+# ingest service (the token its clients present).
 SECRET_GRANTS: dict[str, tuple[str, ...]] = {
     "gemini": ("gemini_api_key",),
     "tables": ("aws_access_key_id", "aws_secret_access_key"),
+    "ingest": ("ingest_token",),
 }
 # Secrets a process may hold in its own environment beside the settings, passed on only with the grant.
 _INHERITED_GRANTS: dict[str, tuple[str, ...]] = {"tables": ("AWS_SESSION_TOKEN",)}
@@ -414,7 +448,7 @@ def _explain(exc: ValidationError) -> str:
     for error in exc.errors():
         variable = "_".join(str(part) for part in error["loc"]).upper() or "?"
         value = error.get("input")
-        shown = "<hidden>" if "KEY" in variable else repr(value)
+        shown = "<hidden>" if "KEY" in variable or "TOKEN" in variable else repr(value)
         lines.append(f"  {variable}={shown}: {error['msg']}")
     lines.append("See .env.example for every variable, its default and what it accepts.")
     return "\n".join(lines)
