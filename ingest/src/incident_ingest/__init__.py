@@ -1,0 +1,1 @@
+"""log-ingest: logs over HTTP into the log topic."""
