@@ -39,6 +39,29 @@ class LatencyProfile(BaseModel):
         return self
 
 
+class Floor(BaseModel):
+    """Absolute health limits: a service beyond them is unhealthy whatever its own history says.
+
+    The detector pages a window of at least `min_events` events whose error rate is (with confidence)
+    at or above `error_rate`, or whose 95th-percentile latency is (with confidence) at or above
+    `p95_latency_ms`, even during a service's warm-up; its baseline never learns such a window.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    error_rate: float = Field(gt=0, le=1, description="share of lines that are errors")
+    p95_latency_ms: float = Field(gt=0, description="95th percentile of request latency, milliseconds")
+    min_events: int = Field(default=20, ge=1, description="fewest events in a window that can breach a floor")
+
+
+# Per tier: gross failures only. Well above any healthy service's normal (a chatty service logging one
+# error in seven stays under the tier-2 floor); a service whose normal is worse sets its own `floor`.
+DEFAULT_FLOORS: dict[int, Floor] = {
+    1: Floor(error_rate=0.10, p95_latency_ms=2_000, min_events=20),
+    2: Floor(error_rate=0.20, p95_latency_ms=4_000, min_events=20),
+    3: Floor(error_rate=0.30, p95_latency_ms=8_000, min_events=20),
+}
+
+
 class ServiceSpec(BaseModel):
     """One service. Traffic fields drive the generator; the rest is catalog metadata."""
 
@@ -58,6 +81,7 @@ class ServiceSpec(BaseModel):
     logger: str | None = None
     runtime: Runtime = Field(default="python", description="language runtime: shapes stack traces and GC lines")
     flapping: bool = Field(default=False, description="noisy but harmless: must never page")
+    floor: Floor | None = Field(default=None, description="own absolute limits instead of its tier's floors")
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form data for generators/runbooks")
 
     @field_validator("endpoints")
@@ -75,6 +99,16 @@ class Catalog(BaseModel):
     version: int = 1
     environment: str = "prod"
     services: list[ServiceSpec] = Field(min_length=1)
+    # absolute limits per tier (1-3); a tier left out keeps its default (DEFAULT_FLOORS)
+    floors: dict[int, Floor] = Field(default_factory=lambda: dict(DEFAULT_FLOORS))
+
+    @field_validator("floors")
+    @classmethod
+    def _check_floors(cls, value: dict[int, Floor]) -> dict[int, Floor]:
+        unknown = sorted(set(value) - set(DEFAULT_FLOORS))
+        if unknown:
+            raise ValueError(f"floors are set per tier 1, 2 or 3; unknown tiers {unknown}")
+        return {**DEFAULT_FLOORS, **value}
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
@@ -116,6 +150,17 @@ class Catalog(BaseModel):
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.services]
+
+    def tier_floor(self, tier: int) -> Floor:
+        """The absolute limits of a tier (the catalog's, else the default)."""
+        return self.floors.get(tier) or DEFAULT_FLOORS[min(max(tier, 1), 3)]
+
+    def floor_of(self, name: str) -> Floor | None:
+        """A catalog service's absolute limits: its own `floor`, else its tier's; None if not in the catalog."""
+        spec = self.get(name)
+        if spec is None:
+            return None
+        return spec.floor or self.tier_floor(spec.tier)
 
     def dependencies_of(self, name: str, transitive: bool = False) -> list[str]:
         """Services `name` calls (directly, or all the way down)."""

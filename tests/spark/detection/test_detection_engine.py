@@ -185,10 +185,15 @@ def test_late_events_are_counted_and_ignored():
     assert det.late_events == len(late)
 
 
-def test_no_incident_during_warm_up():
-    episodes = [Episode("orders", 5, 40, error_rate=0.5)]
-    rows = run(Scenario(FLEET, 200, episodes), deps=DEPS)
-    assert opened(rows) == []
+def test_during_warm_up_only_a_floor_breach_pages():
+    # 8% errors is 20x this service's normal but under its tier's 20% floor: no baseline yet, no page
+    moderate = run(Scenario(FLEET, 200, [Episode("orders", 5, 40, error_rate=0.08)]), deps=DEPS)
+    assert opened(moderate) == []
+    # half of the requests failing is beyond the floor: paged within seconds, baseline or not
+    gross = run(Scenario(FLEET, 200, [Episode("orders", 5, 40, error_rate=0.5)]), deps=DEPS)
+    (inc,) = opened(gross)
+    assert inc["service"] == "orders" and rel_s(inc["opened_at"]) <= 8
+    assert any("floor" in r for r in inc["severity_reasons"])
 
 
 def test_state_version_mismatch_is_a_clear_error():

@@ -17,6 +17,13 @@ Each window (of `windows_buckets` buckets) is tested for three departures:
   latency tail: a service whose p99 is far above its p95 is not paged for a few slow requests in a
   small window, while a steady service is paged for a modest but sustained slowdown.
 
+Besides the baseline, each window is held to the service's absolute floors (floors.py): a window of at
+least `min_events` events whose error rate, or whose share of requests slower than the floor's p95,
+is at or beyond the floor is "over the floor" (never learned as normal, and it holds an open incident
+active); it "breaches" the floor, at open level and even before the service is warm, when the
+binomial score against the floor also reaches `floor_confidence_z` (and the window has `min_errors`
+errors, or `min_slow_requests` slow requests).
+
 Short windows catch sharp, large departures within a bucket or two; long windows catch moderate ones
 on low-traffic services. A window at "open" level may open an incident; at "hold" level it keeps an open
 incident active (hysteresis).
@@ -31,6 +38,7 @@ import numpy as np
 
 from incident_stream.detection import histogram
 from incident_stream.detection.baseline import Baseline, Residual
+from incident_stream.detection.floors import Floor
 from incident_stream.detection.params import DetectionParams
 
 NORMAL, ELEVATED, ANOMALOUS = 0, 1, 2
@@ -71,6 +79,20 @@ class Evaluation:
     err_residuals: list[Residual | None] = field(default_factory=list)
     warn_residuals: list[Residual | None] = field(default_factory=list)
     lat_residuals: list[Residual | None] = field(default_factory=list)
+    # absolute floors: ELEVATED = over a floor (not learned, holds), ANOMALOUS = breached (may open)
+    floor_level: int = NORMAL
+    floor_triggers: tuple[str, ...] = ()
+    floor_score: float = 0.0
+    floor_rate: float | None = None  # the error rate of the breaching window with the most events
+    floor_p95_ms: float | None = None
+
+    def raise_floor(self, level: int, trigger: str, score: float) -> None:
+        if level > self.floor_level:
+            self.floor_level, self.floor_triggers, self.floor_score = level, (trigger,), score
+        elif level == self.floor_level and level > NORMAL:
+            if trigger not in self.floor_triggers:
+                self.floor_triggers = tuple(sorted((*self.floor_triggers, trigger)))
+            self.floor_score = max(self.floor_score, score)
 
     def raise_to(self, level: int, trigger: str, score: float) -> None:
         if level > self.level:
@@ -107,7 +129,7 @@ def window_sums(ring: list, windows: tuple[int, ...]) -> list[WindowStats]:
     return stats
 
 
-def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluation:
+def evaluate(ring: list, baseline: Baseline, params: DetectionParams, floor: Floor | None = None) -> Evaluation:
     p = params
     error_rule = RateRule(ERROR_RATE, p.min_errors, p.error_rate_ratio, p.error_rate_min_delta,
                           p.hold_error_rate_ratio)
@@ -124,7 +146,33 @@ def evaluate(ring: list, baseline: Baseline, params: DetectionParams) -> Evaluat
         lat_n = int(win.latency.sum())
         result.lat_residuals.append(
             _latency_test(result, win, lat_n, slow_levels, baseline.latency_noise(i, lat_n), p))
+        if floor is not None:
+            _floor_test(result, win, lat_n, floor, p)
+    if result.floor_level == ANOMALOUS:  # a breach may open (and feeds the same triggers) like any test
+        for trigger in result.floor_triggers:
+            result.raise_to(ANOMALOUS, trigger, result.floor_score)
+    elif result.floor_level == ELEVATED:
+        for trigger in result.floor_triggers:
+            result.raise_to(ELEVATED, trigger, result.floor_score)
     return result
+
+
+def _floor_test(result: Evaluation, win: WindowStats, lat_n: int, floor: Floor, p: DetectionParams) -> None:
+    if win.n >= floor.min_events and win.errors >= floor.error_rate * win.n:
+        z = binomial_score(win.errors, win.n, floor.error_rate)
+        breach = win.errors >= p.min_errors and z >= p.floor_confidence_z
+        result.raise_floor(ANOMALOUS if breach else ELEVATED, ERROR_RATE, max(z, 0.0))
+        if breach and result.floor_rate is None:
+            result.floor_rate = win.errors / win.n
+    if lat_n >= floor.min_events:
+        tail = 1.0 - p.latency_quantile
+        slow = int(win.latency[histogram.bin_of(floor.p95_latency_ms) + 1:].sum())  # bins fully above
+        if slow >= tail * lat_n:
+            z = binomial_score(slow, lat_n, tail)
+            breach = slow >= p.min_slow_requests and z >= p.floor_confidence_z
+            result.raise_floor(ANOMALOUS if breach else ELEVATED, LATENCY, max(z, 0.0))
+            if breach and result.floor_p95_ms is None:
+                result.floor_p95_ms = histogram.quantile(win.latency, p.latency_quantile)
 
 
 def _slow_levels(baseline: Baseline, p: DetectionParams) -> list[tuple[int, int, float]] | None:

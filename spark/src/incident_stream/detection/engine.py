@@ -27,6 +27,7 @@ from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
 from incident_stream.detection.anomaly import WARNING_RATE
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame, merge_into
+from incident_stream.detection.floors import Floor, FloorPolicy
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
@@ -37,12 +38,14 @@ STATE_VERSION = 1
 
 class EnvironmentDetector:
     def __init__(self, environment: str, params: DetectionParams, graph: DependencyGraph,
-                 tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> None:
+                 tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
+                 floors: FloorPolicy | None = None) -> None:
         self.environment = environment
         self.params = params
         self.graph = graph
         self.tiers = tiers or {}
         self.flapping = frozenset(flapping)
+        self.floors = floors or FloorPolicy()
         self.services: dict[str, ServiceTracker] = {}
         self.pending: dict[tuple[str, int], BucketAgg] = {}
         self.next_bucket: int | None = None  # first bucket not final yet
@@ -112,7 +115,7 @@ class EnvironmentDetector:
         for service in sorted(self.services):
             agg = self.pending.pop((service, k), None)
             agg = agg.finalize() if agg is not None else BucketAgg()
-            for kind, inc in self.services[service].step(k, agg):
+            for kind, inc in self.services[service].step(k, agg, self._floor(service, agg)):
                 transitions[inc.incident_id] = kind
                 if kind == RESOLVED:
                     self.recent.append({"id": inc.incident_id, "service": inc.service,
@@ -154,22 +157,35 @@ class EnvironmentDetector:
             inc.last_emit_bucket, inc.last_emit_key, inc.last_emit_events = k, inc.emit_key(), inc.stats.n
         return rows
 
+    def _tier(self, service: str, event_tier: str | None) -> tuple[int, bool]:
+        """The service's tier (catalog, else what its events say), and whether it is a discovered service
+        (known to neither: it gets the default tier)."""
+        tier = self.tiers.get(service)
+        if tier is None:
+            tier = severity.parse_tier(event_tier)
+        if tier is None:
+            return self.params.default_tier, True
+        return tier, False
+
+    def _floor(self, service: str, agg: BucketAgg) -> Floor:
+        return self.floors.floor(service, self._tier(service, agg.tier)[0], self.params.default_tier)
+
     def _assess(self, inc: Incident) -> None:
         p = self.params
-        tier = self.tiers.get(inc.service)
-        if tier is None:
-            tier = severity.parse_tier(inc.stats.tier)
+        tier, discovered = self._tier(inc.service, inc.stats.tier)
+        inc.discovered = discovered
         facts = severity.SeverityInput(
             tier=tier, error_rate=inc.error_rate, baseline_error_rate=inc.baseline_error_rate,
             latency_p95_ms=inc.latency_p95, baseline_latency_p95_ms=inc.baseline_latency_p95,
             dependents_in_incident=tuple(inc.dependents),
             duration_s=((inc.last_active + 1) * p.bucket_ms - inc.opened_at) / 1000,
             warning_rate=inc.warning_rate if WARNING_RATE in inc.triggers else None,
-            baseline_warning_rate=inc.baseline_warning_rate)
+            baseline_warning_rate=inc.baseline_warning_rate, discovered=discovered, baselined=inc.baselined,
+            floor_error_rate=inc.floor_error_rate, floor_p95_ms=inc.floor_p95_ms)
         level, reasons = severity.assess(facts)
         if inc.severity is None or not severity.more_severe(inc.severity, level):
             inc.severity, inc.severity_reasons = level, reasons
-        if inc.stats.tier is None and tier is not None:
+        if inc.stats.tier is None and not discovered:  # a discovered service keeps a null tier
             inc.stats.tier = str(tier)
 
     def _forget(self, k: int) -> None:
@@ -190,11 +206,12 @@ class EnvironmentDetector:
 
     @classmethod
     def from_json(cls, data: dict, params: DetectionParams, graph: DependencyGraph,
-                  tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> EnvironmentDetector:
+                  tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
+                  floors: FloorPolicy | None = None) -> EnvironmentDetector:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; "
                              "start the detection query from a fresh checkpoint")
-        d = cls(data["env"], params, graph, tiers, flapping)
+        d = cls(data["env"], params, graph, tiers, flapping, floors)
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.recent = data["recent"]
         d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}
@@ -204,5 +221,6 @@ class EnvironmentDetector:
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: DetectionParams, graph: DependencyGraph,
-                   tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset()) -> EnvironmentDetector:
-        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers, flapping)
+                   tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
+                   floors: FloorPolicy | None = None) -> EnvironmentDetector:
+        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers, flapping, floors)

@@ -60,6 +60,10 @@ class Incident:
     last_emit_bucket: int | None = None
     last_emit_key: list | None = None  # what an update row reports that matters; a change emits a row
     last_emit_events: int = 0
+    baselined: bool = True  # False: opened on an absolute floor before the service had a baseline
+    floor_error_rate: float | None = None  # the service's floors when it opened (for the reasons)
+    floor_p95_ms: float | None = None
+    discovered: bool = False  # the service is not in the catalog
 
     # --- accumulation --------------------------------------------------------------------------
     def absorb_active(self, agg: BucketAgg, bucket: int, triggers: tuple[str, ...], score: float,
@@ -203,11 +207,12 @@ class Incident:
 
     @classmethod
     def from_json(cls, data: dict) -> Incident:
-        plain = {k: data[k] for k in _PLAIN}
+        plain = {k: data[k] for k in _PLAIN if k in data}  # fields added later keep their defaults
         return cls(stats=BucketAgg.from_json(data["stats"]), tail=BucketAgg.from_json(data["tail"]), **plain)
 
 
 _PLAIN = ("incident_id", "service", "environment", "opened_at", "first_seen", "last_seen", "last_active",
           "baseline_error_rate", "baseline_latency_p95", "baseline_warning_rate", "triggers", "peak_score",
           "status", "resolved_at", "severity", "severity_reasons", "origin_service", "origin_incident_id",
-          "linked_ids", "dependents", "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events")
+          "linked_ids", "dependents", "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events",
+          "baselined", "floor_error_rate", "floor_p95_ms", "discovered")

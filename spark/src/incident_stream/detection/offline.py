@@ -21,6 +21,7 @@ import pandas as pd
 from incident_contracts.catalog import Catalog
 from incident_stream.detection.buckets import INPUT_COLUMNS
 from incident_stream.detection.engine import EnvironmentDetector
+from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
 from incident_stream.message_fields import normalise_level, parse_latency, parse_status
@@ -128,6 +129,7 @@ class OfflineDetector:
         self.graph = DependencyGraph({s.name: list(s.depends_on) for s in catalog.services})
         self.tiers = {s.name: s.tier for s in catalog.services}
         self.flapping = frozenset(s.name for s in catalog.services if s.flapping)
+        self.floors = FloorPolicy.of_catalog(catalog)
         self.detectors: dict[str, EnvironmentDetector] = {}
 
     def feed(self, frame: pd.DataFrame, now_ms: int) -> list[dict]:
@@ -139,7 +141,7 @@ class OfflineDetector:
             detector = self.detectors.get(environment)
             if detector is None:
                 detector = self.detectors[environment] = EnvironmentDetector(
-                    str(environment), self.params, self.graph, self.tiers, self.flapping)
+                    str(environment), self.params, self.graph, self.tiers, self.flapping, self.floors)
             detector.ingest(part.drop(columns="environment"))
             rows.extend(detector.advance(now_ms=now_ms))
         return rows

@@ -37,6 +37,9 @@ class DetectionParams:
     latency_min_delta_ms: float = 10.0  # ...and at least this much above it
     hold_latency_ratio: float = 1.3
     min_slow_requests: int = 5
+    # --- absolute floors (floors.py; the limits themselves are per tier in the catalog) -------
+    floor_confidence_z: float = 2.0  # a window breaches a floor when it is this sure (binomial score) to be beyond it
+    default_tier: int = 2  # tier of a service that is neither in the catalog nor tiered by its events
     # --- lifecycle -------------------------------------------------------------------------
     confirm_buckets: int = 2  # consecutive anomalous buckets before an incident opens...
     fast_open_ratio: float = 3.0  # ...unless one scores this many times open_score: it opens at once
@@ -69,6 +72,8 @@ class DetectionParams:
             problems.append("fast_open_ratio must be at least 1")
         if self.confirm_buckets < 1:
             problems.append("confirm_buckets must be >= 1")
+        if self.default_tier not in (1, 2, 3):
+            problems.append("default_tier must be 1, 2 or 3")
         if not 0 < self.latency_quantile < 1:
             problems.append("latency_quantile must be between 0 and 1")
         if problems:

@@ -17,6 +17,7 @@ from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from incident_stream.detection.engine import EnvironmentDetector
+from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.output import rows_to_frame
 from incident_stream.detection.params import DetectionParams
@@ -27,8 +28,9 @@ STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 
 class IncidentDetectorProcessor(StatefulProcessor):
     def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int],
-                 flapping: frozenset[str] = frozenset()) -> None:
+                 flapping: frozenset[str] = frozenset(), floors: FloorPolicy | None = None) -> None:
         self.params = params
+        self.floors = floors or FloorPolicy()
         self.depends_on = {k: list(v) for k, v in depends_on.items()}
         self.tiers = dict(tiers)
         self.flapping = frozenset(flapping)
@@ -57,8 +59,8 @@ class IncidentDetectorProcessor(StatefulProcessor):
     def _load(self, environment: str) -> EnvironmentDetector:
         if self.state.exists():
             return EnvironmentDetector.from_bytes(self.state.get()[0], self.params, self.graph, self.tiers,
-                                                  self.flapping)
-        return EnvironmentDetector(environment, self.params, self.graph, self.tiers, self.flapping)
+                                                  self.flapping, self.floors)
+        return EnvironmentDetector(environment, self.params, self.graph, self.tiers, self.flapping, self.floors)
 
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()

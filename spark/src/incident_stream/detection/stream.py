@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from incident_contracts.catalog import Catalog
 from incident_contracts.settings import Settings
+from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
@@ -27,7 +28,8 @@ def params_from_settings(settings: Settings) -> DetectionParams:
     """DetectionParams with the user-configurable fields (DETECTION_* settings) taken from the settings."""
     return DetectionParams().with_overrides(quiet_period_s=settings.detection_quiet_period_seconds,
                                             open_score=settings.detection_open_score,
-                                            allowed_lateness_s=settings.detection_allowed_lateness_seconds)
+                                            allowed_lateness_s=settings.detection_allowed_lateness_seconds,
+                                            default_tier=settings.default_service_tier)
 
 
 def prepare(events: DataFrame, params: DetectionParams) -> DataFrame:
@@ -77,6 +79,7 @@ def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionPara
         depends_on={s.name: list(s.depends_on) for s in catalog.services},
         tiers={s.name: s.tier for s in catalog.services},
         flapping=frozenset(s.name for s in catalog.services if s.flapping),
+        floors=FloorPolicy.of_catalog(catalog),
     )
     return partials.groupBy("environment").transformWithStateInPandas(
         statefulProcessor=processor,

@@ -17,6 +17,9 @@
   they stop, resolved_at lies at most about that long after the failure ended (plus any hold-level
   noise of its own tests), and the resolved row is written `quiet_period_s` after resolved_at.
 
+Absolute floors (floors.py) are the exception to "learn first, page later": a window that breaches its
+service's floor may open an incident during the warm-up, and a window over a floor is never learned.
+
 The baseline learns from every bucket during the warm-up (so a service that is bursty by nature
 learns its burstiness); after it, only from buckets that are normal and outside any candidate run or
 incident, with a delay, and with the noise contribution of a bucket capped (see baseline.py), which
@@ -39,6 +42,7 @@ from incident_stream.detection.anomaly import (
 )
 from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg
+from incident_stream.detection.floors import Floor
 from incident_stream.detection.incident import Incident, incident_id
 from incident_stream.detection.params import DetectionParams
 
@@ -62,10 +66,10 @@ class ServiceTracker:
         self.episodes: list[list[int]] = []  # [start, end] buckets of recent anomalous episodes
 
     # --- one bucket ------------------------------------------------------------------------------
-    def step(self, bucket: int, agg: BucketAgg) -> list[tuple[str, Incident]]:
+    def step(self, bucket: int, agg: BucketAgg, floor: Floor | None = None) -> list[tuple[str, Incident]]:
         p = self.params
         self.ring.append(agg)
-        ev = evaluate(list(self.ring), self.baseline, p)
+        ev = evaluate(list(self.ring), self.baseline, p, floor)
         self.baseline.tick(agg.n)
         if ev.level >= ELEVATED:
             self.streak_start = bucket if self.streak_start is None else self.streak_start
@@ -75,21 +79,23 @@ class ServiceTracker:
             self.baseline.observe(bucket, 0, 0, 0, agg.lat, [[], [], []], normal=False)
             return self._step_open(bucket, agg, ev)
         warm = self.baseline.warm
-        if ev.level == ANOMALOUS and warm:
+        # before the warm-up ends only an absolute floor can page: the baseline knows nothing yet
+        if ev.level == ANOMALOUS and (warm or ev.floor_level == ANOMALOUS):
             if self.run_start is None:
                 self.run_start, self.run_len = bucket, 0
             self.run_len += 1
             self.baseline.observe(bucket, 0, 0, 0, agg.lat, [[], [], []], normal=False)
-            if self.run_len >= self._needed(bucket, ev.score):
+            if self.run_len >= self._needed(bucket, ev.score if warm else ev.floor_score):
                 self.baseline.discard_recent()
-                return [(OPENED, self._open(bucket, ev))]
+                return [(OPENED, self._open(bucket, ev, warm, floor))]
             return []
         if self.run_start is not None:
             self._record_episode(self.run_start, bucket - 1)
             self.run_start, self.run_len = None, 0
         residuals = [ev.err_residuals, ev.warn_residuals, ev.lat_residuals]
         if not warm:
-            self.baseline.learn_now(agg.n, agg.errors, agg.warns, agg.lat, residuals)
+            if ev.floor_level == NORMAL:  # a window over a floor is never learned as normal
+                self.baseline.learn_now(agg.n, agg.errors, agg.warns, agg.lat, residuals)
         else:
             self.baseline.observe(bucket, agg.n, agg.errors, agg.warns, agg.lat, residuals,
                                   normal=ev.level == NORMAL)
@@ -131,8 +137,9 @@ class ServiceTracker:
         horizon = end - p.buckets(p.flap_window_s)
         self.episodes = [e for e in self.episodes if e[1] >= horizon][-4 * p.flap_min_episodes:]
 
-    def _open(self, bucket: int, ev) -> Incident:
+    def _open(self, bucket: int, ev, warm: bool = True, floor: Floor | None = None) -> Incident:
         p = self.params
+        triggers = ev.triggers if warm else ev.floor_triggers
         opened_at = self.run_start * p.bucket_ms
         streak = self.run_start if self.streak_start is None else min(self.run_start, self.streak_start)
         evidence_from = streak - (min(p.windows_buckets) - 1)
@@ -141,11 +148,13 @@ class ServiceTracker:
             environment=self.environment, opened_at=opened_at, first_seen=opened_at,
             last_seen=opened_at, last_active=bucket,
             baseline_error_rate=self.baseline.error_rate(), baseline_latency_p95=self.baseline.latency_p95(),
-            baseline_warning_rate=self.baseline.warning_rate())
+            baseline_warning_rate=self.baseline.warning_rate(), baselined=warm,
+            floor_error_rate=None if floor is None else floor.error_rate,
+            floor_p95_ms=None if floor is None else floor.p95_latency_ms)
         first_bucket_in_ring = bucket - len(self.ring) + 1
         for i, agg in enumerate(self.ring):
             if first_bucket_in_ring + i >= evidence_from:
-                inc.absorb_active(agg, first_bucket_in_ring + i, ev.triggers, ev.score, p)
+                inc.absorb_active(agg, first_bucket_in_ring + i, triggers, ev.score, p)
         inc.first_seen = _first_bad_time(inc, opened_at)
         inc.last_seen = max(inc.last_seen, inc.first_seen)
         self.incident = inc
