@@ -1,0 +1,481 @@
+"""What arrives over HTTP, as LogEvent records encoded for the log topic, and the records that cannot be.
+
+Three shapes come in: OTLP log records (:func:`otlp_batch`), JSON objects (:func:`json_batch`) and text
+lines in a named log format (:func:`lines_batch`). Each gives a :class:`Batch`: the encoded messages with
+their keys (the service name, as every producer of the topic keys them) and one :class:`Rejection` per
+record that cannot become a LogEvent, with its index in the request and the reason.
+
+Event ids are derived from the request body and the record's index: a client that retries a request
+(at-least-once delivery) sends the same records with the same ids, so duplicates can be told apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from incident_contracts.codec import MAX_MESSAGE_BYTES, EncodeError, name_problem
+from incident_contracts.fast_encode import FastEncoder
+
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+DEFAULT_HOST = "unknown"
+MAX_ATTRIBUTE_CHARS = 8192
+
+
+class BadRequest(ValueError):
+    """The request as a whole cannot be read (not one record is usable); answered 400."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    reason: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class Batch:
+    """Encoded messages and keys of the accepted records, and the rejected ones."""
+
+    values: list[bytes] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    total: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return len(self.values)
+
+
+class Encoder:
+    """Completes, checks and encodes LogEvent records into a Batch (the contracts' codec, fast path)."""
+
+    def __init__(self, encoder: FastEncoder):
+        self._encode = encoder.encode
+
+    def add(self, batch: Batch, index: int, record: dict[str, Any]) -> None:
+        service = record.get("service")
+        if not isinstance(service, str) or not service.strip(" \t"):
+            batch.rejections.append(Rejection(index, "missing_service", "the record names no service"))
+            return
+        for name in ("environment", "host"):
+            value = record.get(name)
+            if not isinstance(value, str) or not value.strip(" \t"):
+                batch.rejections.append(Rejection(index, "invalid_name", f"{name} is empty"))
+                return
+        problem = name_problem(record)
+        if problem is not None:
+            batch.rejections.append(Rejection(index, "invalid_name", problem))
+            return
+        try:
+            value = self._encode(record)
+        except EncodeError as exc:
+            batch.rejections.append(Rejection(index, "encode_error", str(exc)[:300]))
+            return
+        if len(value) > MAX_MESSAGE_BYTES:
+            batch.rejections.append(Rejection(index, "too_large", f"the encoded event has {len(value)} bytes; "
+                                              f"at most {MAX_MESSAGE_BYTES} are accepted"))
+            return
+        batch.values.append(value)
+        batch.keys.append(service.encode())
+
+
+def event_ids(body: bytes) -> tuple[bytes, str]:
+    """A digest of the request body (the base of its records' ids) and its hex form."""
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    return digest, digest.hex()
+
+
+def event_id(digest: bytes, index: int) -> str:
+    h = hashlib.blake2b(digest + index.to_bytes(8, "little"), digest_size=16).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --- OTLP ---------------------------------------------------------------------------------------
+# Attributes (semantic conventions, current and older names) that fill LogEvent fields.
+_HTTP_METHOD = ("http.request.method", "http.method")
+_HTTP_PATH = ("url.path", "http.target", "http.route")
+_HTTP_STATUS = ("http.response.status_code", "http.status_code")
+_ERROR_TYPE = ("exception.type", "error.type")
+_ENVIRONMENT = ("deployment.environment.name", "deployment.environment")
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a Python value (bytes as base64 text)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+
+
+def _value_text(value: Any) -> str:
+    """An OTLP AnyValue as text: strings as they are, structured values as JSON."""
+    if value.WhichOneof("value") == "string_value":
+        return value.string_value
+    converted = any_value(value)
+    if converted is None:
+        return ""
+    if isinstance(converted, float) and not math.isfinite(converted):
+        return str(converted)
+    return _text(converted)
+
+
+def _first(attributes: Mapping[str, Any], names: Sequence[str]) -> Any:
+    for name in names:
+        if name in attributes:
+            return attributes[name]
+    return None
+
+
+def _level(number: int, text: str) -> str:
+    if 1 <= number <= 24:
+        return LEVELS[(number - 1) // 4]
+    if text:
+        from log_generator.replay.formats import normalize_level
+
+        found = normalize_level(text)
+        if found is not None:
+            return found
+    return "INFO"
+
+
+def _hex_id(raw: bytes) -> str | None:
+    return raw.hex() if raw and any(raw) else None
+
+
+def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: bytes,
+               default_environment: str) -> Batch:
+    """The LogEvents of an OTLP export request: resource ``service.name``, ``host.name`` and
+    ``deployment.environment(.name)``; the scope name as the logger; severity number (else its text);
+    time (else observed time, else now); body (structured bodies as JSON); ids as hex; attributes."""
+    batch = Batch()
+    index = 0
+    received = now_ms()
+    for resource_logs in request.resource_logs:
+        resource = {kv.key: kv.value for kv in resource_logs.resource.attributes}
+        service = _value_text(resource["service.name"]) if "service.name" in resource else ""
+        host = _value_text(resource["host.name"]) if "host.name" in resource else DEFAULT_HOST
+        env_value = _first(resource, _ENVIRONMENT)
+        environment = _value_text(env_value) if env_value is not None else default_environment
+        for scope_logs in resource_logs.scope_logs:
+            logger = scope_logs.scope.name or None
+            for record in scope_logs.log_records:
+                nanos = record.time_unix_nano or record.observed_time_unix_nano
+                attributes = {kv.key: _value_text(kv.value)[:MAX_ATTRIBUTE_CHARS] for kv in record.attributes}
+                status = _first(attributes, _HTTP_STATUS)
+                event = {
+                    "event_id": event_id(digest, index),
+                    "timestamp": nanos // 1_000_000 if nanos else received,
+                    "service": service,
+                    "environment": environment,
+                    "host": host,
+                    "level": _level(record.severity_number, record.severity_text),
+                    "logger": logger,
+                    "message": _value_text(record.body) if record.HasField("body") else "",
+                    "trace_id": _hex_id(record.trace_id),
+                    "span_id": _hex_id(record.span_id),
+                    "http_method": _first(attributes, _HTTP_METHOD),
+                    "http_path": _first(attributes, _HTTP_PATH),
+                    "http_status": int(status) if status is not None and status.isdigit() and len(status) < 10
+                    else None,
+                    "latency_ms": None,
+                    "error_type": _first(attributes, _ERROR_TYPE),
+                    "attributes": attributes,
+                }
+                batch.total += 1
+                if not service:
+                    batch.rejections.append(Rejection(index, "missing_service",
+                                                      "the resource has no service.name attribute"))
+                else:
+                    encoder.add(batch, index, event)
+                index += 1
+    return batch
+
+
+_ID_FIELDS = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8}
+
+
+def _hex_ids_to_base64(record: dict[str, Any], where: str) -> None:
+    for name, size in _ID_FIELDS.items():
+        value = record.get(name)
+        if value is None or value == "":
+            continue
+        try:
+            raw = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != size:
+            raise BadRequest(f"{where}.{name}: {str(value)[:40]!r} is not {size * 2} hex digits "
+                             "(OTLP/JSON writes trace and span ids as hex)")
+        record[name] = base64.b64encode(raw).decode()
+
+
+def otlp_from_json(body: bytes) -> ExportLogsServiceRequest:
+    """An OTLP/JSON export request (the protobuf JSON mapping, with trace and span ids in hex)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body is not an ExportLogsServiceRequest object")
+    for r, resource_logs in enumerate(_list(data, "resourceLogs", "resource_logs")):
+        for s, scope_logs in enumerate(_list(resource_logs, "scopeLogs", "scope_logs")):
+            for i, record in enumerate(_list(scope_logs, "logRecords", "log_records")):
+                if isinstance(record, dict):
+                    _hex_ids_to_base64(record, f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]")
+    request = ExportLogsServiceRequest()
+    try:
+        json_format.ParseDict(data, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise BadRequest(f"not an OTLP ExportLogsServiceRequest: {exc}") from None
+    return request
+
+
+def _list(obj: Any, *names: str) -> list[Any]:
+    if not isinstance(obj, dict):
+        return []
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, list):
+            return value
+    return []
+
+
+def otlp_from_protobuf(body: bytes) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except Exception as exc:  # protobuf raises DecodeError, or others on deeply corrupt input
+        raise BadRequest(f"the body is not a protobuf ExportLogsServiceRequest: {exc}") from None
+    return request
+
+
+# --- JSON objects --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JsonFields:
+    """Which keys of a JSON object hold each LogEvent field, in order of preference."""
+
+    timestamp: tuple[str, ...]
+    message: tuple[str, ...]
+    level: tuple[str, ...]
+    service: tuple[str, ...]
+    host: tuple[str, ...]
+    environment: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JsonFields:
+        def keys(text: str) -> tuple[str, ...]:
+            return tuple(k.strip() for k in text.split(",") if k.strip())
+
+        return cls(keys(settings.ingest_json_timestamp_keys), keys(settings.ingest_json_message_keys),
+                   keys(settings.ingest_json_level_keys), keys(settings.ingest_json_service_keys),
+                   keys(settings.ingest_json_host_keys), keys(settings.ingest_json_environment_keys))
+
+
+_MISSING = object()
+_TRACE_KEYS = ("trace_id", "traceId", "trace.id")
+_SPAN_KEYS = ("span_id", "spanId", "span.id")
+
+
+def _lookup(obj: dict[str, Any], keys: Iterable[str], used: set[str]) -> Any:
+    for key in keys:
+        if key in obj:
+            used.add(key)
+            return obj[key]
+        if "." in key:
+            node: Any = obj
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+            else:
+                return node
+    return _MISSING
+
+
+def json_timestamp(value: Any) -> int | None:
+    """ms since the epoch from a number (seconds, ms, us or ns by magnitude) or an ISO-8601 text."""
+    from log_generator.replay.formats import parse_epoch, parse_iso
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return parse_epoch(float(value)) if math.isfinite(value) and value > 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return parse_iso(text)
+        return parse_epoch(number) if math.isfinite(number) and number > 0 else None
+    return None
+
+
+def split_json(body: bytes) -> list[tuple[Any, str | None]]:
+    """The objects of a JSON array or of newline-delimited JSON: (object, None) or (None, why not)."""
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BadRequest(f"the body starts with '[' but is not a JSON array: {exc}") from None
+        return [(item, None) for item in data]
+    items: list[tuple[Any, str | None]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append((json.loads(line), None))
+        except ValueError as exc:
+            items.append((None, f"not JSON: {exc}"))
+    return items
+
+
+def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder: Encoder, digest: bytes,
+               service: str | None, host: str | None, environment: str) -> Batch:
+    """LogEvents of JSON objects (Fluent Bit's and Vector's http outputs); `service`, `host` and
+    `environment` (from the request) complete objects that name none."""
+    from log_generator.replay.formats import normalize_level
+
+    batch = Batch(total=len(items))
+    received = now_ms()
+    for index, (obj, problem) in enumerate(items):
+        if problem is not None:
+            batch.rejections.append(Rejection(index, "invalid_json", problem[:200]))
+            continue
+        if not isinstance(obj, dict):
+            batch.rejections.append(Rejection(index, "not_an_object",
+                                              f"expected a JSON object, got {type(obj).__name__}"))
+            continue
+        used: set[str] = set()
+        message = _lookup(obj, fields.message, used)
+        if message is _MISSING:
+            batch.rejections.append(Rejection(index, "missing_message",
+                                              f"none of the message keys {', '.join(fields.message)} is present"))
+            continue
+        stamp = _lookup(obj, fields.timestamp, used)
+        timestamp = received if stamp is _MISSING or stamp is None else json_timestamp(stamp)
+        if timestamp is None:
+            batch.rejections.append(Rejection(index, "invalid_timestamp",
+                                              f"{_text(stamp)[:60]!r} is neither epoch seconds/ms/us/ns nor ISO-8601"))
+            continue
+        level = _lookup(obj, fields.level, used)
+        svc = _lookup(obj, fields.service, used)
+        hst = _lookup(obj, fields.host, used)
+        env = _lookup(obj, fields.environment, used)
+        trace = _lookup(obj, _TRACE_KEYS, used)
+        span = _lookup(obj, _SPAN_KEYS, used)
+        attributes = {str(k): _text(v)[:MAX_ATTRIBUTE_CHARS] for k, v in obj.items() if k not in used}
+        record = {
+            "event_id": event_id(digest, index),
+            "timestamp": timestamp,
+            "service": _text(svc) if svc is not _MISSING and svc is not None else (service or ""),
+            "environment": _text(env) if env is not _MISSING and env is not None else environment,
+            "host": _text(hst) if hst is not _MISSING and hst is not None else (host or DEFAULT_HOST),
+            "level": (normalize_level(level) if level is not _MISSING else None) or "INFO",
+            "logger": None,
+            "message": _text(message) if message is not None else "",
+            "trace_id": _text(trace) if trace is not _MISSING and trace else None,
+            "span_id": _text(span) if span is not _MISSING and span else None,
+            "http_method": None,
+            "http_path": None,
+            "http_status": None,
+            "latency_ms": None,
+            "error_type": None,
+            "attributes": attributes,
+        }
+        if not record["service"]:
+            batch.rejections.append(Rejection(index, "missing_service",
+                                              f"none of the service keys {', '.join(fields.service)} is present "
+                                              "and the request has no ?service="))
+            continue
+        encoder.add(batch, index, record)
+    return batch
+
+
+# --- text lines in a named format ---------------------------------------------------------------
+def parse_lines(lines: list[str], fmt: str, service: str | None, host: str | None, environment: str,
+                source: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Parse text lines with the log format library: (LogEvent records, [(0-based line, reason)]).
+
+    The one place that knows the library's API (log_generator.replay.parser.parse)."""
+    from log_generator.replay.formats import FormatError
+    from log_generator.replay.parser import ParseOptions, parse
+
+    options = ParseOptions(service=service, default_service=service, host=host, environment=environment,
+                           source=source)
+    try:
+        result = parse(lines, fmt, options)
+    except FormatError as exc:
+        raise BadRequest(f"format {fmt!r}: {exc}") from None
+    return result.events, [(reject.lineno - 1, reject.reason) for reject in result.rejects]
+
+
+def lines_batch(body: bytes, fmt: str, encoder: Encoder, digest: bytes, service: str | None,
+                host: str | None, environment: str) -> Batch:
+    """LogEvents of text lines; a record's index is its 0-based line in the body (a multi-line entry's first)."""
+    lines = body.decode("utf-8", "replace").splitlines()
+    events, rejects = parse_lines(lines, fmt, service, host, environment, "http")
+    batch = Batch(total=len(events) + len(rejects))
+    for line, reason in rejects:
+        batch.rejections.append(Rejection(line, "unparsed_line", reason))
+    for position, event in enumerate(events):
+        source_line = str(event.get("attributes", {}).get("source_line", ""))
+        index = int(source_line) - 1 if source_line.isdigit() else position
+        event["event_id"] = event_id(digest, index)
+        encoder.add(batch, index, event)
+    batch.rejections.sort(key=lambda r: r.index)
+    return batch
+
+
+def rejection_summary(batch: Batch, limit: int = 20) -> str:
+    """One line naming the rejected records (index and reason), for OTLP's partial_success.error_message."""
+    shown = "; ".join(f"record {r.index}: {r.reason}: {r.detail}" for r in batch.rejections[:limit])
+    more = f"; and {len(batch.rejections) - limit} more" if len(batch.rejections) > limit else ""
+    return f"{len(batch.rejections)} of {batch.total} log records rejected: {shown}{more}"
+
+
+def decode_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
