@@ -67,7 +67,7 @@ def read_events(bootstrap: str, topic: str, count: int, timeout: float = 15.0) -
                 event["_key"] = message.key().decode()
                 events.append(event)
         # Anything beyond `count` would be a duplicate or a stray record: look a little longer.
-        extra_deadline = time.monotonic() + 0.5
+        extra_deadline = time.monotonic() + 0.3
         while time.monotonic() < extra_deadline:
             for message in consumer.consume(num_messages=1000, timeout=0.2):
                 if not message.error():

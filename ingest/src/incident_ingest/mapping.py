@@ -438,15 +438,14 @@ def parse_lines(lines: list[str], fmt: str, service: str | None, host: str | Non
     """Parse text lines with the log format library: (LogEvent records, [(0-based line, reason)]).
 
     The one place that knows the library's API (log_generator.replay.parser.parse)."""
-    from log_generator.replay.formats import FormatError
     from log_generator.replay.parser import ParseOptions, parse
 
     options = ParseOptions(service=service, default_service=service, host=host, environment=environment,
                            source=source)
     try:
         result = parse(lines, fmt, options)
-    except FormatError as exc:
-        raise BadRequest(f"format {fmt!r}: {exc}") from None
+    except ValueError as exc:  # an unknown format name (FormatError is a ValueError too)
+        raise BadRequest(str(exc)) from None
     return result.events, [(reject.lineno - 1, reject.reason) for reject in result.rejects]
 
 

@@ -103,6 +103,8 @@ class KafkaSink:
             "queue.buffering.max.messages": max_queued,
             "queue.buffering.max.kbytes": 1_048_576,
             "delivery.timeout.ms": max(1000, int(delivery_timeout_s * 1000)),
+            # A request on the wire times out too, so a broker that stopped answering fails records in time.
+            "request.timeout.ms": max(1000, min(30_000, int(delivery_timeout_s * 1000))),
             "socket.connection.setup.timeout.ms": 5000,
             "partitioner": "murmur2_random",  # keyed by service, as the Java client and the generator do
             "error_cb": self._on_error,
