@@ -20,6 +20,7 @@ class Profile:
     hosts: tuple[str, ...] = ("h1", "h2")
     tier: str | None = "2"
     owner: str = "team"
+    start_s: float = 0.0  # the service sends nothing before this (a new service)
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Episode:
     signature: str = "ConnectionPoolTimeout: pool exhausted after <n> ms"
     warn_signature: str = "TLS handshake error from <ip>: bad certificate"
     hosts: tuple[str, ...] | None = None  # errors only on these hosts
+    error_rate_end: float | None = None  # with error_rate: a linear ramp from error_rate to this
+    rate_factor: float = 1.0  # traffic times this while active (5: a surge; 0.02: near silence)
 
 
 @dataclass
@@ -50,6 +53,7 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
     for name, prof in sorted(scenario.profiles.items()):
         count = rng.poisson(prof.rate * scenario.duration_s)
         t = np.sort(rng.uniform(0, scenario.duration_s, count))
+        t, count = _reshape_traffic(rng, t, prof, [ep for ep in scenario.episodes if ep.service == name])
         err_p = np.full(count, prof.error_rate)
         warn_p = np.zeros(count)
         warn_sig = np.array([""] * count, dtype=object)
@@ -64,6 +68,9 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
                 active &= np.isin(host, np.array(ep.hosts, dtype=object))
             if ep.error_rate is not None:
                 err_p[active] = ep.error_rate
+                if ep.error_rate_end is not None:
+                    progress = (t[active] - ep.start_s) / max(ep.end_s - ep.start_s, 1e-9)
+                    err_p[active] = ep.error_rate + (ep.error_rate_end - ep.error_rate) * progress
                 sig[active] = ep.signature
             if ep.warn_rate is not None:
                 warn_p[active] = ep.warn_rate
@@ -87,6 +94,22 @@ def events(scenario: Scenario, seed: int = 0, start_ms: int = T0_MS) -> pd.DataF
             "message": message, "tier": prof.tier, "owner": prof.owner,
         }))
     return pd.concat(frames, ignore_index=True).sort_values(["t_ms", "service"], kind="stable").reset_index(drop=True)
+
+
+def _reshape_traffic(rng: np.random.Generator, t: np.ndarray, prof: Profile,
+                     episodes: list[Episode]) -> tuple[np.ndarray, int]:
+    """Event times after the service's start and the episodes' traffic changes (no random draw when
+    there are none, so scenarios without them keep their events)."""
+    if prof.start_s > 0:
+        t = t[t >= prof.start_s]
+    for ep in episodes:
+        if ep.rate_factor > 1:
+            extra = rng.poisson(prof.rate * (ep.rate_factor - 1) * (ep.end_s - ep.start_s))
+            t = np.sort(np.concatenate([t, rng.uniform(ep.start_s, ep.end_s, extra)]))
+        elif ep.rate_factor < 1:
+            inside = (t >= ep.start_s) & (t < ep.end_s)
+            t = t[~inside | (rng.uniform(size=len(t)) < ep.rate_factor)]
+    return t, len(t)
 
 
 def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97) -> pd.DataFrame:
