@@ -101,6 +101,11 @@ def _dashboard_command(settings: Settings) -> list[str]:
             "--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
+def _ingest_url(settings: Settings) -> str:
+    host = settings.ingest_host if settings.ingest_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{settings.ingest_port}"
+
+
 SERVICES: dict[str, Service] = {
     "broker": Service(
         name="broker",
@@ -111,6 +116,17 @@ SERVICES: dict[str, Service] = {
         healthy=_broker_healthy,
         prepare=_prepare_broker,
         start_timeout=90,
+    ),
+    "log-ingest": Service(
+        name="log-ingest",
+        description="Log ingest (OTLP/HTTP /v1/logs, JSON lines /v1/json, text lines /v1/lines) into the log topic",
+        port=lambda s: s.ingest_port,
+        url=_ingest_url,
+        command=lambda s: [sys.executable, "-m", "incident_ingest.cli"],
+        healthy=lambda s: http_ok(f"{_ingest_url(s)}/readyz"),  # answers, reaches the broker, topic exists
+        requires=("broker",),
+        secrets=("ingest",),  # the token its clients present; no other secret
+        start_timeout=60,
     ),
     "airflow": Service(
         name="airflow",
@@ -135,7 +151,7 @@ SERVICES: dict[str, Service] = {
     ),
 }
 
-ORDER = ("broker", "airflow", "dashboard")
+ORDER = ("broker", "log-ingest", "airflow", "dashboard")
 
 
 def host_of(url: str) -> str:
