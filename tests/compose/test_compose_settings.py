@@ -63,6 +63,11 @@ def test_object_storage_credentials_reach_only_the_containers_that_use_the_table
         assert holders == TABLE_SERVICES, key
 
 
+def test_the_ingest_token_reaches_only_the_ingest_container(services: dict[str, Any]) -> None:
+    holders = {name for name, s in services.items() if "INGEST_TOKEN" in s.get("environment", {})}
+    assert holders == {"log-ingest"}
+
+
 @pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init"])
 def test_the_settings_accept_every_value(services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = services[name]["environment"]
@@ -198,7 +203,8 @@ def test_every_published_port_binds_to_localhost_unless_publish_host_opens_it(
         tmp_path: Path) -> None:
     bindings = _bindings(services)
     assert {name for name, _, _ in bindings} == {"kafka", "schema-registry", "kafka-ui", "spark-master",
-                                                  "airflow-api-server", "airflow-scheduler", "dashboard-proxy"}
+                                                  "airflow-api-server", "airflow-scheduler", "dashboard-proxy",
+                                                  "log-ingest"}
     assert all(host == "127.0.0.1" for _, host, _ in bindings), bindings
     for name, service in raw_compose["services"].items():  # written through the one variable, none fixed
         for port in service.get("ports", []):
