@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
@@ -66,20 +67,13 @@ class Encoder:
     def __init__(self, encoder: FastEncoder):
         self._encode = encoder.encode
 
-    def add(self, batch: Batch, index: int, record: dict[str, Any]) -> None:
-        service = record.get("service")
-        if not isinstance(service, str) or not service.strip(" \t"):
-            batch.rejections.append(Rejection(index, "missing_service", "the record names no service"))
-            return
-        for name in ("environment", "host"):
-            value = record.get(name)
-            if not isinstance(value, str) or not value.strip(" \t"):
-                batch.rejections.append(Rejection(index, "invalid_name", f"{name} is empty"))
+    def add(self, batch: Batch, index: int, record: dict[str, Any], names_checked: bool = False) -> None:
+        """Encode `record` into `batch`, or reject it; `names_checked`: its names passed :func:`names_problem`."""
+        if not names_checked:
+            problem = names_problem(record.get("service"), record.get("environment"), record.get("host"))
+            if problem is not None:
+                batch.rejections.append(Rejection(index, *problem))
                 return
-        problem = name_problem(record)
-        if problem is not None:
-            batch.rejections.append(Rejection(index, "invalid_name", problem))
-            return
         try:
             value = self._encode(record)
         except EncodeError as exc:
@@ -90,7 +84,18 @@ class Encoder:
                                               f"at most {MAX_MESSAGE_BYTES} are accepted"))
             return
         batch.values.append(value)
-        batch.keys.append(service.encode())
+        batch.keys.append(record["service"].encode())
+
+
+def names_problem(service: Any, environment: Any, host: Any) -> tuple[str, str] | None:
+    """(reason, detail) when the service, environment or host cannot be a LogEvent's, else None."""
+    if not isinstance(service, str) or not service.strip(" \t"):
+        return "missing_service", "the record names no service"
+    for name, value in (("environment", environment), ("host", host)):
+        if not isinstance(value, str) or not value.strip(" \t"):
+            return "invalid_name", f"{name} is empty"
+    problem = name_problem({"service": service, "environment": environment, "host": host})
+    return ("invalid_name", problem) if problem is not None else None
 
 
 def event_ids(body: bytes) -> tuple[bytes, str]:
@@ -100,8 +105,9 @@ def event_ids(body: bytes) -> tuple[bytes, str]:
 
 
 def event_id(digest: bytes, index: int) -> str:
-    h = hashlib.blake2b(digest + index.to_bytes(8, "little"), digest_size=16).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    """A UUID-shaped id: 80 bits of the body's digest, then the record's index (48 bits)."""
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{index & 0xFFFFFFFFFFFF:012x}"
 
 
 def now_ms() -> int:
@@ -159,6 +165,13 @@ def _value_text(value: Any) -> str:
     return _text(converted)
 
 
+def _attribute_text(value: Any) -> str:
+    if value.WhichOneof("value") == "string_value":
+        text = value.string_value
+        return text if len(text) <= MAX_ATTRIBUTE_CHARS else text[:MAX_ATTRIBUTE_CHARS]
+    return _value_text(value)[:MAX_ATTRIBUTE_CHARS]
+
+
 def _first(attributes: Mapping[str, Any], names: Sequence[str]) -> Any:
     for name in names:
         if name in attributes:
@@ -196,11 +209,13 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
         host = _value_text(resource["host.name"]) if "host.name" in resource else DEFAULT_HOST
         env_value = _first(resource, _ENVIRONMENT)
         environment = _value_text(env_value) if env_value is not None else default_environment
+        problem = (("missing_service", "the resource has no service.name attribute") if not service
+                   else names_problem(service, environment, host))
         for scope_logs in resource_logs.scope_logs:
             logger = scope_logs.scope.name or None
             for record in scope_logs.log_records:
                 nanos = record.time_unix_nano or record.observed_time_unix_nano
-                attributes = {kv.key: _value_text(kv.value)[:MAX_ATTRIBUTE_CHARS] for kv in record.attributes}
+                attributes = {kv.key: _attribute_text(kv.value) for kv in record.attributes}
                 status = _first(attributes, _HTTP_STATUS)
                 event = {
                     "event_id": event_id(digest, index),
@@ -222,11 +237,10 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                     "attributes": attributes,
                 }
                 batch.total += 1
-                if not service:
-                    batch.rejections.append(Rejection(index, "missing_service",
-                                                      "the resource has no service.name attribute"))
+                if problem is not None:
+                    batch.rejections.append(Rejection(index, *problem))
                 else:
-                    encoder.add(batch, index, event)
+                    encoder.add(batch, index, event, names_checked=True)
                 index += 1
     return batch
 
@@ -312,6 +326,8 @@ class JsonFields:
 
 
 _MISSING = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _TRACE_KEYS = ("trace_id", "traceId", "trace.id")
 _SPAN_KEYS = ("span_id", "spanId", "span.id")
 
@@ -342,6 +358,14 @@ def json_timestamp(value: Any) -> int | None:
         return parse_epoch(float(value)) if math.isfinite(value) and value > 0 else None
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 10 and text[4:5] == "-":  # ISO-8601: the C parser first, the formats library's after
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                return parse_iso(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return (moment - _EPOCH) // _MS
         try:
             number = float(text)
         except ValueError:
@@ -378,9 +402,10 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
 
     batch = Batch(total=len(items))
     received = now_ms()
-    for index, (obj, problem) in enumerate(items):
-        if problem is not None:
-            batch.rejections.append(Rejection(index, "invalid_json", problem[:200]))
+    checked: dict[tuple[str, str, str], Any] = {}
+    for index, (obj, unreadable) in enumerate(items):
+        if unreadable is not None:
+            batch.rejections.append(Rejection(index, "invalid_json", unreadable[:200]))
             continue
         if not isinstance(obj, dict):
             batch.rejections.append(Rejection(index, "not_an_object",
@@ -428,7 +453,14 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
                                               f"none of the service keys {', '.join(fields.service)} is present "
                                               "and the request has no ?service="))
             continue
-        encoder.add(batch, index, record)
+        names = (record["service"], record["environment"], record["host"])
+        problem = checked.get(names, _MISSING)
+        if problem is _MISSING:
+            problem = checked[names] = names_problem(*names)
+        if problem is not None:
+            batch.rejections.append(Rejection(index, *problem))
+            continue
+        encoder.add(batch, index, record, names_checked=True)
     return batch
 
 
