@@ -12,6 +12,8 @@ separate check, each a synthetic event stream (detection_synthetic) of a small f
 | one_host_failing       | one of search's four hosts fails every request for 5 min         | search (P2-P3)          |
 | latency_only           | orders 6x slower for 5 min, no errors                            | orders (P1-P2)          |
 | service_silent         | db's traffic drops to 2% for 5 min                               | db (P1-P2)              |
+| environment_silent     | every service's traffic drops to 2% for 5 min (logs stopped)     | nothing (a pipeline     |
+|                        |                                                                 | problem, not incidents) |
 | cascade_three_hops     | db fails, then orders, then gateway (db <- orders <- gateway)    | db as origin (P1)       |
 | deploy_during_surge    | gateway traffic x4; orders' deploy fails 30% in the middle       | orders (P1-P2)          |
 | discovered_service     | ledger (not in the catalog) climbs from 1% to 22% errors         | ledger (P2-P3)          |
@@ -100,6 +102,8 @@ def shapes() -> list[Shape]:
         Shape("service_silent", "db's traffic drops to 2% of its usual volume for 5 minutes",
               Scenario(fleet(), DURATION_S, [Episode("db", ONSET_S, END_S, rate_factor=0.02)]),
               [Expect("db", ONSET_S, END_S, p1p2)]),
+        Shape("environment_silent", "every service's traffic drops to 2% for 5 minutes: the logs stopped coming",
+              Scenario(fleet(), DURATION_S, [Episode(n, ONSET_S, END_S, rate_factor=0.02) for n in fleet()]), []),
         Shape("cascade_three_hops", "db fails 40%, orders 20% three seconds later, gateway 8% three more later",
               Scenario(fleet(), DURATION_S, [Episode("db", ONSET_S, END_S, error_rate=0.4),
                                              Episode("orders", ONSET_S + 3, END_S, error_rate=0.2),

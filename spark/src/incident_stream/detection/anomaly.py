@@ -42,7 +42,7 @@ from incident_stream.detection.floors import Floor
 from incident_stream.detection.params import DetectionParams
 
 NORMAL, ELEVATED, ANOMALOUS = 0, 1, 2
-ERROR_RATE, WARNING_RATE, LATENCY = "error_rate", "warning_rate", "latency"
+ERROR_RATE, WARNING_RATE, LATENCY, SILENCE = "error_rate", "warning_rate", "latency", "silence"
 SLOW_SHARE_FLOOR = 0.002  # a service is never assumed to have fewer slow requests than this
 
 
@@ -59,6 +59,51 @@ def binomial_score(errors: float, n: float, p0: float) -> float:
         g += (n - errors) * math.log((1 - phat) / (1 - p0))
     root = math.sqrt(max(2.0 * g, 0.0))
     return root if phat >= p0 else -root
+
+
+def poisson_score(observed: float, expected: float) -> float:
+    """Signed root of the Poisson log-likelihood ratio of `observed` events where `expected` were due:
+    positive when fewer arrived than expected (the direction a silence test looks at)."""
+    if expected <= 0:
+        return 0.0
+    g = observed * math.log(observed / expected) - (observed - expected) if observed > 0 else expected
+    root = math.sqrt(max(2.0 * g, 0.0))
+    return root if observed < expected else -root
+
+
+@dataclass(frozen=True)
+class Silence:
+    level: int
+    score: float
+    observed: int  # events in the window that judged it
+    expected: float
+
+
+def silence_test(ring: list, per_bucket: float | None, p: DetectionParams) -> Silence:
+    """A service's volume against the volume it usually has (events per bucket, learned by the tracker).
+
+    On each window of at least `silence_min_window_s` in which `silence_min_expected` events or more
+    were due: at most `silence_ratio` of them arrived and the Poisson score of the shortfall reaches
+    `open_score` -> anomalous; at most `silence_hold_ratio` arrived -> elevated (holds an open silence)."""
+    result = Silence(NORMAL, 0.0, 0, 0.0)
+    if not per_bucket or not ring:
+        return result
+    shortest = p.buckets(p.silence_min_window_s)
+    for win in window_sums(ring, p.windows_buckets):
+        buckets = min(win.buckets, len(ring))
+        expected = per_bucket * buckets
+        if win.buckets < shortest or buckets < shortest or expected < p.silence_min_expected:
+            continue
+        z = poisson_score(win.n, expected)
+        if win.n <= p.silence_ratio * expected and z >= p.open_score:
+            level = ANOMALOUS
+        elif win.n <= p.silence_hold_ratio * expected and z >= p.hold_score:
+            level = ELEVATED
+        else:
+            continue
+        if (level, z) > (result.level, result.score):
+            result = Silence(level, z, win.n, expected)
+    return result
 
 
 @dataclass

@@ -25,7 +25,7 @@ import pandas as pd
 
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
-from incident_stream.detection.anomaly import WARNING_RATE
+from incident_stream.detection.anomaly import ELEVATED, WARNING_RATE
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame, merge_into
 from incident_stream.detection.floors import Floor, FloorPolicy
 from incident_stream.detection.incident import Incident
@@ -52,6 +52,7 @@ class EnvironmentDetector:
         self.max_event_ms: int | None = None
         self.late_events = 0
         self.recent: list[dict] = []  # resolved incidents still linkable: {id, service, start, end}
+        self.silent_environment_buckets = 0  # buckets in which the whole environment fell silent (not persisted)
 
     # --- input ---------------------------------------------------------------------------------
     def ingest(self, frame: pd.DataFrame) -> None:
@@ -112,10 +113,13 @@ class EnvironmentDetector:
                 self.services[service] = ServiceTracker(service, self.environment, self.params, bucket,
                                                         known_flapping=service in self.flapping)
         transitions: dict[str, str] = {}
+        aggs = {}
         for service in sorted(self.services):
             agg = self.pending.pop((service, k), None)
-            agg = agg.finalize() if agg is not None else BucketAgg()
-            for kind, inc in self.services[service].step(k, agg, self._floor(service, agg)):
+            aggs[service] = agg.finalize() if agg is not None else BucketAgg()
+        silences = self._silences(aggs)
+        for service, agg in aggs.items():
+            for kind, inc in self.services[service].step(k, agg, self._floor(service, agg), silences.get(service)):
                 transitions[inc.incident_id] = kind
                 if kind == RESOLVED:
                     self.recent.append({"id": inc.incident_id, "service": inc.service,
@@ -125,6 +129,18 @@ class EnvironmentDetector:
             entry.pop("inc", None)
         self._forget(k)
         return rows
+
+    def _silences(self, aggs: dict[str, BucketAgg]) -> dict[str, object]:
+        """Each service's silence verdict for this bucket, or none at all when so many of the services
+        whose volume can be judged fall silent together (`silence_environment_share`, two or more) that
+        the environment's logs stopped arriving: a pipeline problem, not one incident per service."""
+        verdicts = {s: v for s, v in ((s, self.services[s].silence_preview(a)) for s, a in aggs.items())
+                    if v is not None}
+        silent = sum(1 for v in verdicts.values() if v.level >= ELEVATED)
+        if silent >= 2 and silent >= self.params.silence_environment_share * len(verdicts):
+            self.silent_environment_buckets += 1
+            return {}
+        return verdicts
 
     def _report(self, k: int, transitions: dict[str, str], now_ms: int) -> list[dict]:
         p = self.params
@@ -180,6 +196,8 @@ class EnvironmentDetector:
             dependents_in_incident=tuple(inc.dependents),
             duration_s=((inc.last_active + 1) * p.bucket_ms - inc.opened_at) / 1000,
             warning_rate=inc.warning_rate if WARNING_RATE in inc.triggers else None,
+            volume_share=inc.volume_share,
+            usual_rate_per_s=None if inc.usual_volume is None else inc.usual_volume / p.bucket_s,
             baseline_warning_rate=inc.baseline_warning_rate, discovered=discovered, baselined=inc.baselined,
             floor_error_rate=inc.floor_error_rate, floor_p95_ms=inc.floor_p95_ms)
         level, reasons = severity.assess(facts)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from incident_contracts.tables import IncidentStatus, UpdateType
 from incident_stream.detection import histogram
-from incident_stream.detection.anomaly import ERROR_RATE, LATENCY, WARNING_RATE
+from incident_stream.detection.anomaly import ERROR_RATE, LATENCY, SILENCE, WARNING_RATE
 from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.params import DetectionParams
 
@@ -64,6 +64,8 @@ class Incident:
     floor_error_rate: float | None = None  # the service's floors when it opened (for the reasons)
     floor_p95_ms: float | None = None
     discovered: bool = False  # the service is not in the catalog
+    usual_volume: float | None = None  # silence incidents: events per bucket the service usually sends
+    opened_bucket: int = 0  # the bucket of opened_at
 
     # --- accumulation --------------------------------------------------------------------------
     def absorb_active(self, agg: BucketAgg, bucket: int, triggers: tuple[str, ...], score: float,
@@ -102,6 +104,14 @@ class Incident:
     @property
     def warning_rate(self) -> float | None:
         return self.stats.warns / self.stats.n if self.stats.n else None
+
+    @property
+    def volume_share(self) -> float | None:
+        """Silence incidents: events received over those usually sent in the incident's span."""
+        if SILENCE not in self.triggers or not self.usual_volume:
+            return None
+        buckets = max(1, self.last_active - self.opened_bucket + 1)
+        return self.stats.n / (self.usual_volume * buckets)
 
     @property
     def latency_p95(self) -> float | None:
@@ -194,8 +204,10 @@ class Incident:
         if LATENCY in self.triggers and self.latency_p95 is not None:
             base = f" (baseline {self.baseline_latency_p95:,.0f} ms)" if self.baseline_latency_p95 else ""
             parts.append(f"p95 latency {self.latency_p95:,.0f} ms{base}")
+        if SILENCE in self.triggers and self.volume_share is not None:
+            parts.append(f"traffic {self.volume_share:.0%} of its usual volume")
         title = f"{self.service}: {' and '.join(parts) or 'departure from baseline'}"
-        if signatures and signatures[0].get("signature"):
+        if signatures and signatures[0].get("signature") and self.triggers != [SILENCE]:
             title += f" - {shorten(signatures[0]['signature'], TITLE_SIGNATURE_CHARS)}"
         return title
 
@@ -215,4 +227,5 @@ _PLAIN = ("incident_id", "service", "environment", "opened_at", "first_seen", "l
           "baseline_error_rate", "baseline_latency_p95", "baseline_warning_rate", "triggers", "peak_score",
           "status", "resolved_at", "severity", "severity_reasons", "origin_service", "origin_incident_id",
           "linked_ids", "dependents", "next_seq", "last_emit_bucket", "last_emit_key", "last_emit_events",
-          "baselined", "floor_error_rate", "floor_p95_ms", "discovered")
+          "baselined", "floor_error_rate", "floor_p95_ms", "discovered", "usual_volume",
+          "opened_bucket")

@@ -40,6 +40,13 @@ class DetectionParams:
     # --- absolute floors (floors.py; the limits themselves are per tier in the catalog) -------
     floor_confidence_z: float = 2.0  # a window breaches a floor when it is this sure (binomial score) to be beyond it
     default_tier: int = 2  # tier of a service that is neither in the catalog nor tiered by its events
+    # --- silence: a service whose volume drops to near zero against its own usual volume -----
+    silence_ratio: float = 0.1  # at most this share of the expected events arrived: silent (open level)...
+    silence_hold_ratio: float = 0.5  # ...at most this share: still silent enough to hold an open silence
+    silence_min_expected: float = 50.0  # a window in which fewer events were due cannot tell silence
+    silence_min_window_s: float = 10.0  # only windows this long or longer judge volume (bursty traffic)
+    silence_environment_share: float = 0.5  # this share of the judged services silent at once (and 2+):
+    # the environment's logs stopped coming (a pipeline problem), not an incident per service
     # --- lifecycle -------------------------------------------------------------------------
     confirm_buckets: int = 2  # consecutive anomalous buckets before an incident opens...
     fast_open_ratio: float = 3.0  # ...unless one scores this many times open_score: it opens at once

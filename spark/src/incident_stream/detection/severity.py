@@ -12,6 +12,7 @@ written as a reason ("error rate 22% = 21x baseline 1.05% for 15 min"):
 | share of requests failing (error rate) >= 50% / >= 25% / >= 5%         | 3 / 2 / 1 |
 | error rate >= 10x its baseline (>= 2x the floor when no baseline yet)  | 1         |
 | warning rate >= 25% (warning incidents)                                | 1         |
+| silence: traffic <= 10% / <= 50% of the service's usual volume         | 3 / 2     |
 | p95 latency >= 5x / >= 2x its baseline (or >= its floor, no baseline)  | 2 / 1     |
 | dependent services in incident (blast radius) >= 2 / 1                 | 2 / 1     |
 | anomalous for >= 60 min / >= 15 min                                    | 2 / 1     |
@@ -54,6 +55,8 @@ class SeverityInput:
     baselined: bool = True  # False: opened on an absolute floor before the service had a baseline
     floor_error_rate: float | None = None
     floor_p95_ms: float | None = None
+    volume_share: float | None = None  # silence incidents: events received / events usually sent
+    usual_rate_per_s: float | None = None
 
 
 def parse_tier(value: object) -> int | None:
@@ -145,6 +148,10 @@ def assess(facts: SeverityInput) -> tuple[str, list[str]]:
         versus = f" vs baseline {_percent(warn0)}" if warn0 is not None else ""
         add((1, f"warning rate {_percent(warn)}{versus} for {lasting}"))
     add(_latency(facts, lasting))
+    share = facts.volume_share
+    if share is not None and share <= 0.5:
+        usual = f" (usually {facts.usual_rate_per_s:,.1f} events/s)" if facts.usual_rate_per_s else ""
+        add((3 if share <= 0.1 else 2, f"traffic {_percent(share)} of its usual volume{usual} for {lasting}"))
     dependents = facts.dependents_in_incident
     if dependents:
         add((2 if len(dependents) >= 2 else 1,

@@ -37,8 +37,11 @@ from incident_stream.detection.anomaly import (
     ERROR_RATE,
     LATENCY,
     NORMAL,
+    SILENCE,
     WARNING_RATE,
+    Silence,
     evaluate,
+    silence_test,
 )
 from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg
@@ -64,12 +67,22 @@ class ServiceTracker:
         self.run_len = 0
         self.streak_start: int | None = None  # first bucket of the current elevated-or-worse streak
         self.episodes: list[list[int]] = []  # [start, end] buckets of recent anomalous episodes
+        self.volume = [0.0, 0.0]  # decayed events and decayed buckets: the service's usual volume
 
     # --- one bucket ------------------------------------------------------------------------------
-    def step(self, bucket: int, agg: BucketAgg, floor: Floor | None = None) -> list[tuple[str, Incident]]:
+    def step(self, bucket: int, agg: BucketAgg, floor: Floor | None = None,
+             silence: Silence | None = None) -> list[tuple[str, Incident]]:
+        """One final bucket. `silence`: silence_preview's verdict on it, when the environment as a whole
+        is not silent (None: volume is not judged this bucket)."""
         p = self.params
         self.ring.append(agg)
         ev = evaluate(list(self.ring), self.baseline, p, floor)
+        silent_incident = self.incident is not None and SILENCE in self.incident.triggers
+        if silence is not None and (silence.level == ANOMALOUS or (silence.level == ELEVATED and silent_incident)):
+            ev.raise_to(silence.level, SILENCE, silence.score)  # elevated volume only holds an open silence
+        if not silent_incident and (silence is None or silence.level != ANOMALOUS):
+            a = self.baseline.alpha  # a near-silent bucket is never learned as the usual volume
+            self.volume = [a * self.volume[0] + agg.n, a * self.volume[1] + 1]
         self.baseline.tick(agg.n)
         if ev.level >= ELEVATED:
             self.streak_start = bucket if self.streak_start is None else self.streak_start
@@ -100,6 +113,22 @@ class ServiceTracker:
             self.baseline.observe(bucket, agg.n, agg.errors, agg.warns, agg.lat, residuals,
                                   normal=ev.level == NORMAL)
         return []
+
+    def usual_volume(self) -> float | None:
+        """Events per bucket this service usually sends (None until it is warm)."""
+        if not self.baseline.warm or self.volume[1] <= 0:
+            return None
+        return self.volume[0] / self.volume[1]
+
+    def silence_preview(self, agg: BucketAgg) -> Silence | None:
+        """The silence test on the ring as it will be once `agg` joins it; None when volume cannot be
+        judged (not warm, or too few events due in every window)."""
+        per_bucket = self.usual_volume()
+        if per_bucket is None or per_bucket * self.params.buckets(self.params.silence_min_window_s) \
+                < self.params.silence_min_expected:
+            return None
+        ring = [*list(self.ring)[-(self.params.max_window - 1):], agg] if self.params.max_window > 1 else [agg]
+        return silence_test(ring, per_bucket, self.params)
 
     def skip(self, buckets: int) -> None:
         """Let `buckets` empty buckets pass at once (a long gap in the data, nothing open)."""
@@ -149,6 +178,7 @@ class ServiceTracker:
             last_seen=opened_at, last_active=bucket,
             baseline_error_rate=self.baseline.error_rate(), baseline_latency_p95=self.baseline.latency_p95(),
             baseline_warning_rate=self.baseline.warning_rate(), baselined=warm,
+            usual_volume=self.usual_volume() if SILENCE in triggers else None, opened_bucket=self.run_start,
             floor_error_rate=None if floor is None else floor.error_rate,
             floor_p95_ms=None if floor is None else floor.p95_latency_ms)
         first_bucket_in_ring = bucket - len(self.ring) + 1
@@ -182,7 +212,8 @@ class ServiceTracker:
     def to_json(self) -> dict:
         return {"first": self.first_bucket, "ring": [a.to_json() for a in self.ring],
                 "base": self.baseline.to_json(), "inc": self.incident.to_json() if self.incident else None,
-                "run": [self.run_start, self.run_len], "streak": self.streak_start, "eps": self.episodes}
+                "run": [self.run_start, self.run_len], "streak": self.streak_start, "eps": self.episodes,
+                "vol": self.volume}
 
     @classmethod
     def from_json(cls, service: str, environment: str, data: dict, params: DetectionParams,
@@ -194,6 +225,7 @@ class ServiceTracker:
         t.run_start, t.run_len = data["run"]
         t.streak_start = data["streak"]
         t.episodes = [list(e) for e in data["eps"]]
+        t.volume = list(data.get("vol", [0.0, 0.0]))  # state from before volume was learned: learn it anew
         return t
 
 
