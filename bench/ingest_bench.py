@@ -117,6 +117,12 @@ async def load(url: str, path: str, bodies: list[bytes], requests: int, content_
     return accepted / elapsed, p99, accepted
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_ingest(bootstrap: str, topic: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = inherited_env()
     env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC_LOGS=topic, INGEST_PORT=str(port),
@@ -154,6 +160,7 @@ def main() -> int:
     ingest = None
     samples: dict[str, list[float]] = {"otlp": [], "json": []}
     p99: dict[str, list[float]] = {"otlp": [], "json": []}
+    per_core: dict[str, list[float]] = {"otlp": [], "json": []}  # records per CPU-second of the service
     total = 0
     try:
         wait_for_broker(bootstrap, timeout=60)
@@ -171,12 +178,14 @@ def main() -> int:
         for i in range(repeats):
             for name in ("otlp", "json") if i % 2 == 0 else ("json", "otlp"):
                 payloads, path, kind = bodies[name]
+                cpu_before = cpu_seconds(ingest.pid)
                 rate, latency, accepted = asyncio.run(load(url, path, payloads, requests, kind))
+                per_core[name].append(accepted / max(1e-3, cpu_seconds(ingest.pid) - cpu_before))
                 samples[name].append(rate)
                 p99[name].append(latency)
                 total += accepted
-                print(f"  repeat {i + 1}/{repeats} {name:<5} {rate:>10,.0f} records/s  p99 {latency:,.0f} ms",
-                      flush=True)
+                print(f"  repeat {i + 1}/{repeats} {name:<5} {rate:>10,.0f} records/s  p99 {latency:,.0f} ms  "
+                      f"{per_core[name][-1]:,.0f} records per CPU-second of log-ingest", flush=True)
         written = sum(end_offsets(bootstrap, topic).values())
         if written != total:
             raise RuntimeError(f"the topic holds {written} records but {total} were acknowledged")
@@ -192,9 +201,12 @@ def main() -> int:
         median_metric("OTLP/HTTP protobuf accepted (Kafka-acknowledged)", samples["otlp"], "records/s",
                       target=50_000, note=note),
         median_metric("OTLP/HTTP protobuf p99 request latency", p99["otlp"], "ms"),
+        median_metric("OTLP/HTTP protobuf per CPU-second of log-ingest", per_core["otlp"], "records/s",
+                      note="the service's own CPU time (user+system), all its threads: its cost per record"),
         median_metric("JSON lines accepted (Kafka-acknowledged)", samples["json"], "records/s", target=50_000,
                       note=note),
         median_metric("JSON lines p99 request latency", p99["json"], "ms"),
+        median_metric("JSON lines per CPU-second of log-ingest", per_core["json"], "records/s"),
     ]
     emit("ingest", metrics, args.json, batch=BATCH, clients=CLIENTS, requests=requests, repeats=repeats,
          records_checked_in_topic=total, cpus=os.cpu_count(), load_average=os.getloadavg())

@@ -104,10 +104,15 @@ def event_ids(body: bytes) -> tuple[bytes, str]:
     return digest, digest.hex()
 
 
+def event_id_prefix(digest: bytes) -> str:
+    """The first four groups of the request's event ids: 80 bits of the body's digest."""
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+
+
 def event_id(digest: bytes, index: int) -> str:
     """A UUID-shaped id: 80 bits of the body's digest, then the record's index (48 bits)."""
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{index & 0xFFFFFFFFFFFF:012x}"
+    return f"{event_id_prefix(digest)}{index & 0xFFFFFFFFFFFF:012x}"
 
 
 def now_ms() -> int:
@@ -154,22 +159,20 @@ def any_value(value: Any) -> Any:
 
 
 def _value_text(value: Any) -> str:
-    """An OTLP AnyValue as text: strings as they are, structured values as JSON."""
-    if value.WhichOneof("value") == "string_value":
+    """An OTLP AnyValue as text: strings as they are, numbers and booleans as JSON writes them, structured
+    values as JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
         return value.string_value
-    converted = any_value(value)
-    if converted is None:
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind is None:
         return ""
-    if isinstance(converted, float) and not math.isfinite(converted):
-        return str(converted)
-    return _text(converted)
-
-
-def _attribute_text(value: Any) -> str:
-    if value.WhichOneof("value") == "string_value":
-        text = value.string_value
-        return text if len(text) <= MAX_ATTRIBUTE_CHARS else text[:MAX_ATTRIBUTE_CHARS]
-    return _value_text(value)[:MAX_ATTRIBUTE_CHARS]
+    if kind == "double_value":
+        return str(value.double_value)
+    return _text(any_value(value))
 
 
 def _first(attributes: Mapping[str, Any], names: Sequence[str]) -> Any:
@@ -191,10 +194,6 @@ def _level(number: int, text: str) -> str:
     return "INFO"
 
 
-def _hex_id(raw: bytes) -> str | None:
-    return raw.hex() if raw and any(raw) else None
-
-
 def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: bytes,
                default_environment: str) -> Batch:
     """The LogEvents of an OTLP export request: resource ``service.name``, ``host.name`` and
@@ -203,6 +202,7 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
     batch = Batch()
     index = 0
     received = now_ms()
+    prefix = event_id_prefix(digest)
     for resource_logs in request.resource_logs:
         resource = {kv.key: kv.value for kv in resource_logs.resource.attributes}
         service = _value_text(resource["service.name"]) if "service.name" in resource else ""
@@ -215,25 +215,42 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
             logger = scope_logs.scope.name or None
             for record in scope_logs.log_records:
                 nanos = record.time_unix_nano or record.observed_time_unix_nano
-                attributes = {kv.key: _attribute_text(kv.value) for kv in record.attributes}
-                status = _first(attributes, _HTTP_STATUS)
+                attributes = {}
+                for kv in record.attributes:
+                    value = kv.value
+                    if value.WhichOneof("value") == "string_value":
+                        text = value.string_value
+                        attributes[kv.key] = text if len(text) <= MAX_ATTRIBUTE_CHARS else text[:MAX_ATTRIBUTE_CHARS]
+                    else:
+                        attributes[kv.key] = _value_text(value)[:MAX_ATTRIBUTE_CHARS]
+                if attributes:
+                    status = _first(attributes, _HTTP_STATUS)
+                    method = _first(attributes, _HTTP_METHOD)
+                    path = _first(attributes, _HTTP_PATH)
+                    error_type = _first(attributes, _ERROR_TYPE)
+                else:
+                    status = method = path = error_type = None
+                body = record.body
+                kind = body.WhichOneof("value")
+                trace, span = record.trace_id, record.span_id
+                number = record.severity_number
                 event = {
-                    "event_id": event_id(digest, index),
+                    "event_id": f"{prefix}{index:012x}",
                     "timestamp": nanos // 1_000_000 if nanos else received,
                     "service": service,
                     "environment": environment,
                     "host": host,
-                    "level": _level(record.severity_number, record.severity_text),
+                    "level": LEVELS[(number - 1) // 4] if 1 <= number <= 24 else _level(0, record.severity_text),
                     "logger": logger,
-                    "message": _value_text(record.body) if record.HasField("body") else "",
-                    "trace_id": _hex_id(record.trace_id),
-                    "span_id": _hex_id(record.span_id),
-                    "http_method": _first(attributes, _HTTP_METHOD),
-                    "http_path": _first(attributes, _HTTP_PATH),
+                    "message": body.string_value if kind == "string_value" else _value_text(body) if kind else "",
+                    "trace_id": trace.hex() if trace and any(trace) else None,
+                    "span_id": span.hex() if span and any(span) else None,
+                    "http_method": method,
+                    "http_path": path,
                     "http_status": int(status) if status is not None and status.isdigit() and len(status) < 10
                     else None,
                     "latency_ms": None,
-                    "error_type": _first(attributes, _ERROR_TYPE),
+                    "error_type": error_type,
                     "attributes": attributes,
                 }
                 batch.total += 1
@@ -403,6 +420,7 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
     batch = Batch(total=len(items))
     received = now_ms()
     checked: dict[tuple[str, str, str], Any] = {}
+    prefix = event_id_prefix(digest)
     for index, (obj, unreadable) in enumerate(items):
         if unreadable is not None:
             batch.rejections.append(Rejection(index, "invalid_json", unreadable[:200]))
@@ -431,7 +449,7 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
         span = _lookup(obj, _SPAN_KEYS, used)
         attributes = {str(k): _text(v)[:MAX_ATTRIBUTE_CHARS] for k, v in obj.items() if k not in used}
         record = {
-            "event_id": event_id(digest, index),
+            "event_id": f"{prefix}{index:012x}",
             "timestamp": timestamp,
             "service": _text(svc) if svc is not _MISSING and svc is not None else (service or ""),
             "environment": _text(env) if env is not _MISSING and env is not None else environment,
