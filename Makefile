@@ -55,7 +55,7 @@ test-tools: ## Install the system tools the tests drive (headless Chromium, dock
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-up: $(SETUP) ## Start the embedded stack (broker, Airflow, dashboard) in the background
+up: $(SETUP) ## Start the embedded stack (broker, log-ingest, Airflow, dashboard) in the background
 	@$(BIN)/incident-stack up $(SERVICES)
 
 down: $(SETUP) ## Stop exactly the processes `make up` started
@@ -64,7 +64,7 @@ down: $(SETUP) ## Stop exactly the processes `make up` started
 status: $(SETUP) ## Show each service, its URL, whether it answers, and the last pipeline run
 	@$(BIN)/incident-stack status
 
-logs: $(SETUP) ## Follow all service logs (make logs-broker / logs-airflow / logs-dashboard for one)
+logs: $(SETUP) ## Follow all service logs (make logs-broker / logs-log-ingest / logs-airflow / logs-dashboard for one)
 	@$(BIN)/incident-stack logs -f
 
 logs-%: $(SETUP)
