@@ -371,7 +371,9 @@ def json_timestamp(value: Any) -> int | None:
 
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int):  # whole numbers by integer arithmetic: nanoseconds do not fit a float exactly
+        return _epoch_int(value) if value > 0 else None
+    if isinstance(value, float):
         return parse_epoch(float(value)) if math.isfinite(value) and value > 0 else None
     if isinstance(value, str):
         text = value.strip()
@@ -383,12 +385,25 @@ def json_timestamp(value: Any) -> int | None:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             return (moment - _EPOCH) // _MS
+        if text.isdigit():
+            return _epoch_int(int(text)) if int(text) > 0 else None
         try:
             number = float(text)
         except ValueError:
             return parse_iso(text)
         return parse_epoch(number) if math.isfinite(number) and number > 0 else None
     return None
+
+
+def _epoch_int(value: int) -> int:
+    """ms from whole epoch seconds, ms, us or ns, told apart by magnitude (as the formats library does)."""
+    if value > 10**17:
+        return value // 1_000_000
+    if value > 10**14:
+        return value // 1000
+    if value > 10**11:
+        return value
+    return value * 1000
 
 
 def split_json(body: bytes) -> list[tuple[Any, str | None]]:
