@@ -138,3 +138,15 @@ def test_json_lines_skip_blank_lines_and_name_bad_ones() -> None:
     assert batch.accepted == 1 and [(r.index, r.reason) for r in batch.rejections] == [(1, "invalid_json")]
     with pytest.raises(BadRequest, match="JSON array"):
         mapping.split_json(b"[1, 2")
+
+
+def test_hostile_json_is_rejected_or_tolerated_never_an_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(BadRequest):
+        mapping.split_json(deep)
+    with pytest.raises(BadRequest):
+        mapping.otlp_from_json(b'{"resourceLogs": ' + deep + b"}")
+    items = mapping.split_json(b'{"message": "m", "service": "s", "level": NaN}\n' + b'{"a":' * 50_000 + b"\n")
+    batch = mapping.json_batch(items, FIELDS, ENCODER, DIGEST, None, None, "prod")
+    assert _decoded(batch)[0]["level"] == "INFO"
+    assert [(r.index, r.reason) for r in batch.rejections] == [(1, "invalid_json")]

@@ -284,7 +284,7 @@ def otlp_from_json(body: bytes) -> ExportLogsServiceRequest:
     """An OTLP/JSON export request (the protobuf JSON mapping, with trace and span ids in hex)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("the body is not an ExportLogsServiceRequest object")
@@ -296,7 +296,7 @@ def otlp_from_json(body: bytes) -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
     try:
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise BadRequest(f"not an OTLP ExportLogsServiceRequest: {exc}") from None
     return request
 
@@ -406,13 +406,22 @@ def _epoch_int(value: int) -> int:
     return value * 1000
 
 
+def _json_level(normalize: Any, value: Any) -> str:
+    if value is _MISSING or (isinstance(value, float) and not math.isfinite(value)):
+        return "INFO"
+    try:
+        return normalize(value) or "INFO"
+    except (ValueError, OverflowError, TypeError):
+        return "INFO"
+
+
 def split_json(body: bytes) -> list[tuple[Any, str | None]]:
     """The objects of a JSON array or of newline-delimited JSON: (object, None) or (None, why not)."""
     text = body.decode("utf-8", "replace").strip()
     if text.startswith("["):
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body starts with '[' but is not a JSON array: {exc}") from None
         return [(item, None) for item in data]
     items: list[tuple[Any, str | None]] = []
@@ -421,7 +430,7 @@ def split_json(body: bytes) -> list[tuple[Any, str | None]]:
             continue
         try:
             items.append((json.loads(line), None))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             items.append((None, f"not JSON: {exc}"))
     return items
 
@@ -469,7 +478,7 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
             "service": _text(svc) if svc is not _MISSING and svc is not None else (service or ""),
             "environment": _text(env) if env is not _MISSING and env is not None else environment,
             "host": _text(hst) if hst is not _MISSING and hst is not None else (host or DEFAULT_HOST),
-            "level": (normalize_level(level) if level is not _MISSING else None) or "INFO",
+            "level": _json_level(normalize_level, level),
             "logger": None,
             "message": _text(message) if message is not None else "",
             "trace_id": _text(trace) if trace is not _MISSING and trace else None,

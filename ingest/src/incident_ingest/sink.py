@@ -102,6 +102,7 @@ class KafkaSink:
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": max_queued,
             "queue.buffering.max.kbytes": 1_048_576,
+            "message.max.bytes": 1_048_576,  # above the codec's largest event, within the broker's default
             "delivery.timeout.ms": max(1000, int(delivery_timeout_s * 1000)),
             # A request on the wire times out too, so a broker that stopped answering fails records in time.
             "request.timeout.ms": max(1000, min(30_000, int(delivery_timeout_s * 1000))),
