@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from incident_contracts.settings import Settings
 from incident_stream.detection import histogram
-from incident_stream.detection.anomaly import binomial_score, window_sums
+from incident_stream.detection.anomaly import (
+    ANOMALOUS,
+    ELEVATED,
+    NORMAL,
+    binomial_score,
+    poisson_score,
+    silence_test,
+    window_sums,
+)
 from incident_stream.detection.baseline import Baseline
 from incident_stream.detection.buckets import BucketAgg, aggregate_frame
 from incident_stream.detection.incident import shorten
@@ -83,6 +91,17 @@ def test_bucket_contents():
 
 
 # --- statistics --------------------------------------------------------------------------------------
+def test_poisson_shortfall_score_and_silence_levels():
+    assert poisson_score(100, 100) == pytest.approx(0.0, abs=1e-9)
+    assert poisson_score(0, 100) > poisson_score(10, 100) > poisson_score(50, 100) > 0 > poisson_score(150, 100)
+    params = DetectionParams()
+    usual = [BucketAgg(n=30)] * 20
+    assert silence_test(usual + [BucketAgg(n=0)] * 10, 30.0, params).level == ANOMALOUS  # 10 s of nothing
+    assert silence_test(usual + [BucketAgg(n=12)] * 10, 30.0, params).level == ELEVATED  # 40% of usual
+    assert silence_test(usual + [BucketAgg(n=25)] * 10, 30.0, params).level == NORMAL
+    assert silence_test([BucketAgg(n=0)] * 30, 1.0, params).level == NORMAL  # too few events due to tell
+
+
 def test_binomial_score_sign_and_monotonicity():
     assert binomial_score(10, 1000, 0.01) == pytest.approx(0.0, abs=1e-9)
     assert binomial_score(5, 1000, 0.01) < 0 < binomial_score(15, 1000, 0.01)

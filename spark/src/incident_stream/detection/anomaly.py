@@ -89,20 +89,22 @@ def silence_test(ring: list, per_bucket: float | None, p: DetectionParams) -> Si
     if not per_bucket or not ring:
         return result
     shortest = p.buckets(p.silence_min_window_s)
-    for win in window_sums(ring, p.windows_buckets):
-        buckets = min(win.buckets, len(ring))
+    newest_first = [a.n for a in reversed(ring)]
+    for w in p.windows_buckets:
+        buckets = min(w, len(ring))
         expected = per_bucket * buckets
-        if win.buckets < shortest or buckets < shortest or expected < p.silence_min_expected:
+        if buckets < shortest or expected < p.silence_min_expected:
             continue
-        z = poisson_score(win.n, expected)
-        if win.n <= p.silence_ratio * expected and z >= p.open_score:
+        n = sum(newest_first[:buckets])
+        z = poisson_score(n, expected)
+        if n <= p.silence_ratio * expected and z >= p.open_score:
             level = ANOMALOUS
-        elif win.n <= p.silence_hold_ratio * expected and z >= p.hold_score:
+        elif n <= p.silence_hold_ratio * expected and z >= p.hold_score:
             level = ELEVATED
         else:
             continue
         if (level, z) > (result.level, result.score):
-            result = Silence(level, z, win.n, expected)
+            result = Silence(level, z, n, expected)
     return result
 
 
