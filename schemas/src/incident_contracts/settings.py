@@ -186,6 +186,7 @@ class Settings(BaseSettings):
     cluster_airflow_worker_log_port: Port = 18793
     cluster_airflow_trigger_log_port: Port = 18794
     cluster_dashboard_port: Port = 8502
+    cluster_ingest_port: Port = 4319
 
     # --- tables: Delta Lake, compaction and retention (table_maintenance) -------------------
     # Object storage for DATA_DIR=s3://...: endpoint (empty: AWS), region and credentials.

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class ClusterLayout:
     airflow_worker_log_port: int
     airflow_trigger_log_port: int
     dashboard_port: int
+    ingest_port: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClusterLayout:
@@ -105,6 +106,7 @@ class ClusterLayout:
             airflow_worker_log_port=settings.cluster_airflow_worker_log_port,
             airflow_trigger_log_port=settings.cluster_airflow_trigger_log_port,
             dashboard_port=settings.cluster_dashboard_port,
+            ingest_port=settings.cluster_ingest_port,
         )
         layout.check()
         return layout
@@ -138,7 +140,8 @@ class ClusterLayout:
                    (self.airflow_port, "CLUSTER_AIRFLOW_PORT (airflow-api-server)"),
                    (self.airflow_worker_log_port, "CLUSTER_AIRFLOW_WORKER_LOG_PORT (airflow-scheduler)"),
                    (self.airflow_trigger_log_port, "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT (airflow-triggerer)"),
-                   (self.dashboard_port, "CLUSTER_DASHBOARD_PORT (dashboard)")]
+                   (self.dashboard_port, "CLUSTER_DASHBOARD_PORT (dashboard)"),
+                   (self.ingest_port, "CLUSTER_INGEST_PORT (log-ingest)")]
         return owners
 
     @property
@@ -199,7 +202,7 @@ def tier_env(root: Path, port: Callable[[], int] = free_port) -> dict[str, str]:
         "CLUSTER_SPARK_WORKER_UI_PORTS": f"{fresh()},{fresh()}", "CLUSTER_SPARK_UI_PORT": str(fresh()),
         "CLUSTER_POSTGRES_PORT": str(fresh()), "CLUSTER_AIRFLOW_PORT": str(fresh()),
         "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(fresh()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(fresh()),
-        "CLUSTER_DASHBOARD_PORT": str(fresh()), "GEMINI_API_KEY": "",
+        "CLUSTER_DASHBOARD_PORT": str(fresh()), "CLUSTER_INGEST_PORT": str(fresh()), "GEMINI_API_KEY": "",
     }
 
 
@@ -224,6 +227,7 @@ def cluster_settings(base: Settings, layout: ClusterLayout | None = None) -> Set
         "spark_ui_port": layout.spark_ui_port,
         "airflow_port": layout.airflow_port,
         "dashboard_port": layout.dashboard_port,
+        "ingest_port": layout.ingest_port,
     })
 
 
@@ -490,6 +494,8 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
         )
 
     services["dashboard"] = EMBEDDED_SERVICES["dashboard"]  # same process; the tier's settings give its port
+    # The same log-ingest process, writing to the tier's brokers once they answer.
+    services["log-ingest"] = replace(EMBEDDED_SERVICES["log-ingest"], requires=brokers)
     return services
 
 
