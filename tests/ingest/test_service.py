@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from incident_contracts.kafka import partitions_of
 from incident_contracts.settings import load_settings
 from incident_stack.broker import free_port
 from incident_stack.services import ORDER, SERVICES
@@ -24,9 +26,11 @@ GEMINI_KEY = "gemini-key-" + "3" * 20
 
 
 def test_the_stack_starts_log_ingest_with_its_token_and_no_other_secret(
-        broker: str, topic: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        broker: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    topic = f"stack.ingest.{uuid.uuid4().hex[:8]}"  # not created yet: preparing the service creates it
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker)
     monkeypatch.setenv("KAFKA_TOPIC_LOGS", topic)
+    monkeypatch.setenv("KAFKA_TOPIC_PARTITIONS", "3")
     monkeypatch.setenv("INGEST_PORT", str(free_port()))
     monkeypatch.setenv("INGEST_TOKEN", TOKEN)
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
@@ -39,6 +43,8 @@ def test_the_stack_starts_log_ingest_with_its_token_and_no_other_secret(
     for other in ("broker", "airflow", "dashboard"):
         assert SERVICES[other].environment(settings)["INGEST_TOKEN"] == "", other
 
+    service.prepare(settings)  # what the supervisor runs before each start
+    assert partitions_of(broker, topic) == [0, 1, 2]
     process = subprocess.Popen(service.command(settings), env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -18,6 +18,7 @@ from incident_stack.broker import free_port, server_properties
 from incident_stack.cluster import ClusterLayout, airflow_cluster_env, cluster_services, cluster_settings
 from incident_stack.postgres import PostgresInstance
 from incident_stack.processes import ProcessTable, processes_of
+from incident_stack.services import SERVICES as EMBEDDED_SERVICES
 from incident_stack.services import Service, http_ok, settings_env
 from incident_stack.spark_standalone import applications, describe_placements, worker_alive
 from incident_stack.supervisor import StartFailed, start_all, stop_all, with_dependents, with_requirements
@@ -98,6 +99,7 @@ def test_services_start_order_and_ports(isolated_env: Path) -> None:
     assert services["spark-worker-2"].requires == ("spark-master",)
     assert set(services["airflow-scheduler"].requires) == {"postgres", "spark-master", "kafka-1", "kafka-2", "kafka-3"}
     assert services["log-ingest"].requires == ("kafka-1", "kafka-2", "kafka-3")
+    assert services["log-ingest"].prepare is EMBEDDED_SERVICES["log-ingest"].prepare  # creates the log topic
     assert services["log-ingest"].url(tier) == f"http://127.0.0.1:{layout.ingest_port}"
     assert services["postgres"].stop_signal == signal.SIGINT  # fast shutdown, not SIGTERM's wait for clients
     listened = [p for s in services.values() for p in s.listen_ports(tier)]

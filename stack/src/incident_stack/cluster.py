@@ -494,7 +494,8 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
         )
 
     services["dashboard"] = EMBEDDED_SERVICES["dashboard"]  # same process; the tier's settings give its port
-    # The same log-ingest process, writing to the tier's brokers once they answer.
+    # The same log-ingest process, writing to the tier's brokers once they answer (it creates the log topic
+    # with the tier's partitions and replication when it is missing, before it starts).
     services["log-ingest"] = replace(EMBEDDED_SERVICES["log-ingest"], requires=brokers)
     return services
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from incident_contracts.kafka import BrokerUnavailable, check_broker
+from incident_contracts.kafka import BrokerUnavailable, TopicSpec, check_broker, ensure_topics
 from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
 from incident_stack.broker import KafkaNode, cluster_id_for, node_command, prepare_node
 
@@ -101,6 +101,13 @@ def _dashboard_command(settings: Settings) -> list[str]:
             "--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
+def _ensure_log_topic(settings: Settings) -> None:
+    """The log topic, created when missing (idempotent): log-ingest is ready only once it exists."""
+    ensure_topics(settings.kafka_bootstrap_servers, [TopicSpec(
+        settings.kafka_topic_logs, settings.kafka_topic_partitions, settings.kafka_replication_factor,
+        settings.topic_configs())])
+
+
 def _ingest_url(settings: Settings) -> str:
     host = settings.ingest_host if settings.ingest_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     return f"http://{host}:{settings.ingest_port}"
@@ -125,6 +132,7 @@ SERVICES: dict[str, Service] = {
         command=lambda s: [sys.executable, "-m", "incident_ingest.cli"],
         healthy=lambda s: http_ok(f"{_ingest_url(s)}/readyz"),  # answers, reaches the broker, topic exists
         requires=("broker",),
+        prepare=_ensure_log_topic,
         secrets=("ingest",),  # the token its clients present; no other secret
         start_timeout=60,
     ),
