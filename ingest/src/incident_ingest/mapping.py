@@ -182,6 +182,25 @@ def _first(attributes: Mapping[str, Any], names: Sequence[str]) -> Any:
     return None
 
 
+def _take(attributes: dict[str, str], names: Sequence[str]) -> str | None:
+    """The first of `names` present, removed from `attributes` (its LogEvent field holds it instead)."""
+    for name in names:
+        if name in attributes:
+            return attributes.pop(name)
+    return None
+
+
+def _take_status(attributes: dict[str, str]) -> int | None:
+    for name in _HTTP_STATUS:
+        text = attributes.get(name)
+        if text is not None:
+            if text.isdigit() and len(text) < 10:
+                del attributes[name]
+                return int(text)
+            return None  # not a status code: it stays an attribute
+    return None
+
+
 def _level(number: int, text: str) -> str:
     if 1 <= number <= 24:
         return LEVELS[(number - 1) // 4]
@@ -198,7 +217,8 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                default_environment: str) -> Batch:
     """The LogEvents of an OTLP export request: resource ``service.name``, ``host.name`` and
     ``deployment.environment(.name)``; the scope name as the logger; severity number (else its text);
-    time (else observed time, else now); body (structured bodies as JSON); ids as hex; attributes."""
+    time (else observed time, else now); body (structured bodies as JSON); ids as hex; attributes (the HTTP
+    method, path and status and the exception type move to their LogEvent fields)."""
     batch = Batch()
     index = 0
     received = now_ms()
@@ -224,10 +244,10 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                     else:
                         attributes[kv.key] = _value_text(value)[:MAX_ATTRIBUTE_CHARS]
                 if attributes:
-                    status = _first(attributes, _HTTP_STATUS)
-                    method = _first(attributes, _HTTP_METHOD)
-                    path = _first(attributes, _HTTP_PATH)
-                    error_type = _first(attributes, _ERROR_TYPE)
+                    status = _take_status(attributes)
+                    method = _take(attributes, _HTTP_METHOD)
+                    path = _take(attributes, _HTTP_PATH)
+                    error_type = _take(attributes, _ERROR_TYPE)
                 else:
                     status = method = path = error_type = None
                 body = record.body
@@ -247,8 +267,7 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                     "span_id": span.hex() if span and any(span) else None,
                     "http_method": method,
                     "http_path": path,
-                    "http_status": int(status) if status is not None and status.isdigit() and len(status) < 10
-                    else None,
+                    "http_status": status,
                     "latency_ms": None,
                     "error_type": error_type,
                     "attributes": attributes,
