@@ -356,9 +356,13 @@ class JsonFields:
         def keys(text: str) -> tuple[str, ...]:
             return tuple(k.strip() for k in text.split(",") if k.strip())
 
-        return cls(keys(settings.ingest_json_timestamp_keys), keys(settings.ingest_json_message_keys),
-                   keys(settings.ingest_json_level_keys), keys(settings.ingest_json_service_keys),
-                   keys(settings.ingest_json_host_keys), keys(settings.ingest_json_environment_keys))
+        fields = cls(keys(settings.ingest_json_timestamp_keys), keys(settings.ingest_json_message_keys),
+                     keys(settings.ingest_json_level_keys), keys(settings.ingest_json_service_keys),
+                     keys(settings.ingest_json_host_keys), keys(settings.ingest_json_environment_keys))
+        for group in (fields.timestamp, fields.message, fields.level, fields.service, fields.host,
+                      fields.environment, _TRACE_KEYS, _SPAN_KEYS):
+            _paths_of(group)
+        return fields
 
 
 _MISSING = object()
@@ -369,19 +373,33 @@ _SPAN_KEYS = ("span_id", "spanId", "span.id")
 
 
 def _lookup(obj: dict[str, Any], keys: Iterable[str], used: set[str]) -> Any:
+    """The value of the first key present (a dotted key also as a path into nested objects), else _MISSING."""
     for key in keys:
         if key in obj:
             used.add(key)
             return obj[key]
-        if "." in key:
-            node: Any = obj
-            for part in key.split("."):
-                if not isinstance(node, dict) or part not in node:
-                    break
-                node = node[part]
-            else:
-                return node
+        parts = _PATHS.get(key, _MISSING)
+        if parts is _MISSING:
+            _paths_of((key,))
+            parts = _PATHS[key]
+        if parts is None:
+            continue
+        node: Any = obj
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return node
     return _MISSING
+
+
+_PATHS: dict[str, Any] = {}  # key -> its parts when dotted, else None
+
+
+def _paths_of(keys: Iterable[str]) -> None:
+    for key in keys:
+        _PATHS[key] = tuple(key.split(".")) if "." in key else None
 
 
 def json_timestamp(value: Any) -> int | None:
