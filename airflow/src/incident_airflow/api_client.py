@@ -8,16 +8,23 @@ enough for the handful of JSON calls needed here.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from incident_airflow.environment import admin_password
 from incident_contracts.settings import Settings
 
 ADMIN_USER = "admin"
+# A server error is retried this many times, after 1 s, 2 s, 4 s: the embedded Airflow's SQLite database answers
+# "database is locked" as a 500 while the scheduler holds it, which passes within seconds.
+SERVER_ERROR_RETRIES = 3
+RETRIED_STATUSES = (500, 502, 503, 504)
 
 
 class AirflowApiError(RuntimeError):
@@ -61,6 +68,16 @@ class AirflowApi:
         return cls(f"http://127.0.0.1:{settings.airflow_port}", ADMIN_USER, password)
 
     def _send(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        for attempt in range(SERVER_ERROR_RETRIES + 1):
+            try:
+                return self._send_once(method, path, body, auth)
+            except AirflowApiError as exc:
+                if exc.status not in RETRIED_STATUSES or attempt == SERVER_ERROR_RETRIES:
+                    raise
+                time.sleep(2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _send_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         url = self.base_url.rstrip("/") + path
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
@@ -75,7 +92,7 @@ class AirflowApi:
         except urllib.error.HTTPError as exc:
             if exc.code == 401 and auth and self._token is not None:
                 self._token = None  # expired: log in again once
-                return self._send(method, path, body, auth)
+                return self._send_once(method, path, body, auth)
             raise AirflowApiError(f"Airflow API {method} {path} answered {exc.code}: {_detail(exc.read())}",
                                   status=exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -112,10 +129,18 @@ class AirflowApi:
         return self._send("PATCH", f"/api/v2/dags/{self._q(dag_id)}?update_mask=is_paused", {"is_paused": paused})
 
     def trigger(self, dag_id: str, conf: dict, note: str | None = None) -> dict:
-        body: dict[str, Any] = {"logical_date": None, "conf": conf}
+        """Trigger a run under a run id chosen here, so that a retried request (the first one may have been
+        stored before its answer failed) finds its run instead of starting a second one."""
+        run_id = f"manual__{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}_{uuid.uuid4().hex[:8]}"
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
         if note:
             body["note"] = note
-        return self._send("POST", f"/api/v2/dags/{self._q(dag_id)}/dagRuns", body)
+        try:
+            return self._send("POST", f"/api/v2/dags/{self._q(dag_id)}/dagRuns", body)
+        except AirflowApiError as exc:
+            if exc.status != 409:
+                raise
+            return self.dag_run(dag_id, run_id)  # a retry met the run its first attempt created
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self._send("GET", f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}")

@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -49,8 +50,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A step that a concurrent commit invalidated is run again on the newer version at most this many times.
-STEP_ATTEMPTS = 10
+# A step that a concurrent commit invalidated is run again on the newer version until it has tried for this
+# many seconds: a rewrite that takes longer than the writer's interval between commits conflicts again and
+# again while the writer is busy, and gets through in a quieter moment. Maintenance is not urgent.
+STEP_RETRY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -120,18 +123,21 @@ class MaintenanceReport:
 
 
 def _again_on_conflict(table: str, step: str, action: Callable[[], T]) -> T:
-    """Run a step; when a concurrent commit invalidates its commit, run it again on the newer version."""
-    for attempt in range(1, STEP_ATTEMPTS + 1):
+    """Run a step; when a concurrent commit invalidates its commit, run it again on the newer version, backing
+    off (with jitter, so that it is not in step with a periodic writer) for up to STEP_RETRY_SECONDS."""
+    deadline = time.monotonic() + STEP_RETRY_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return action()
         except CommitFailedError as exc:
-            if attempt == STEP_ATTEMPTS:
+            if time.monotonic() >= deadline:
                 raise
             reason = str(exc).splitlines()[0]
-            log.info("%s: %s conflicted with a concurrent commit (%s); running it again on the newer version",
-                     table, step, reason)
-            time.sleep(min(0.1 * attempt, 1.0))
-    raise AssertionError("unreachable")
+            log.info("%s: %s conflicted with a concurrent commit (%s); running it again on the newer version "
+                     "(attempt %d)", table, step, reason, attempt + 1)
+            time.sleep(random.uniform(0.5, 1.5) * min(0.1 * attempt, 2.0))
 
 
 def _commit_properties() -> CommitProperties:

@@ -63,6 +63,9 @@ from incident_stack.supervisor import (
 HOST = "127.0.0.1"
 STREAM_APP = "incident-stream"  # the Spark application name of the streaming job (spark_job.py)
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The health endpoint reads the components' heartbeats from the database: on a loaded 2-core host it can take
+# several seconds to answer, which is slow, not down.
+AIRFLOW_HEALTH_TIMEOUT = 10.0
 
 
 def _ports(value: str) -> tuple[int, ...]:
@@ -367,7 +370,7 @@ def migrate_airflow_database(settings: Settings, layout: ClusterLayout, database
         _migrated[key] = None
 
 
-def airflow_health(settings: Settings, timeout: float = 3.0) -> dict[str, Any] | None:
+def airflow_health(settings: Settings, timeout: float = AIRFLOW_HEALTH_TIMEOUT) -> dict[str, Any] | None:
     from incident_stack.spark_standalone import get_json
 
     answer = get_json(f"http://{HOST}:{settings.airflow_port}/api/v2/monitor/health", timeout)
@@ -471,7 +474,7 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
         if component == "api-server":
             port, url = layout.airflow_port, f"http://{HOST}:{layout.airflow_port}"
             healthy: Callable[[Settings], bool] = lambda s: http_ok(  # noqa: E731
-                f"http://{HOST}:{s.airflow_port}/api/v2/monitor/health")
+                f"http://{HOST}:{s.airflow_port}/api/v2/monitor/health", timeout=AIRFLOW_HEALTH_TIMEOUT)
         else:
             health_key = component.replace("-", "_")
             port = {"scheduler": layout.airflow_worker_log_port,
