@@ -129,8 +129,9 @@ def as_metrics(result: dict) -> list[Metric]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes: every benchmark in a few minutes")
-    parser.add_argument("--only", nargs="*", help="run only these benchmarks (generator, spark, connector, cluster, "
-                        "detection, dashboard, airflow); with --quick, cluster runs only when named here")
+    names = sorted(p.stem.removesuffix("_bench") for p in BENCH_DIR.glob("*_bench.py"))
+    parser.add_argument("--only", nargs="*", help=f"run only these benchmarks, separated by spaces or commas "
+                        f"({', '.join(names)}); with --quick, {' and '.join(NOT_QUICK)} run only when named here")
     parser.add_argument("--timeout", type=float, help="seconds one benchmark script may take "
                         "(default: 3600, with --quick 420)")
     parser.add_argument("--results", type=Path, default=RESULTS,
@@ -140,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     args.timeout = args.timeout or (420 if args.quick else 3600)
     results_dir: Path = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
-    scripts = discover(args.only, args.quick)
+    only = [name for given in args.only for name in given.split(",") if name] if args.only else None
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        print(f"no benchmark named {', '.join(unknown)}; the benchmarks are: {', '.join(names)}", file=sys.stderr)
+        return 2
+    scripts = discover(only, args.quick)
     if not scripts:
         print("no benchmark scripts found in bench/", file=sys.stderr)
         return 2
