@@ -92,6 +92,7 @@ class KafkaSink:
         self.max_queued = max_queued
         self._on_failure = on_failure  # called with (error name, count) for records Kafka did not take
         self._broker_error: str | None = None
+        self.fatal: str | None = None  # a fatal producer error: nothing more can be written until a restart
         conf = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
@@ -122,7 +123,8 @@ class KafkaSink:
     def _on_error(self, err: KafkaError) -> None:
         self._broker_error = err.str()
         if err.fatal():
-            log.error("fatal Kafka producer error: %s", err.str())
+            self.fatal = err.str()
+            log.error("fatal Kafka producer error, log-ingest must be restarted: %s", err.str())
 
     def _poll(self) -> None:
         poll = self._producer.poll
@@ -154,6 +156,12 @@ class KafkaSink:
             except BufferError:
                 request.forget(len(values) - i)
                 raise QueueFull(f"Kafka's local queue is full ({len(self._producer)} records wait)") from None
+            except KafkaException as exc:  # e.g. the producer failed fatally
+                request.forget(len(values) - i)
+                error = exc.args[0] if exc.args else exc
+                name = error.name() if isinstance(error, KafkaError) else "_PRODUCE"
+                self._report_failure(name, len(values) - i)
+                raise DeliveryFailed(len(values) - i, len(values), Counter({name: len(values) - i})) from None
         try:
             # The producer fails every record after delivery.timeout.ms; the margin covers the report's way here.
             await asyncio.wait_for(asyncio.shield(future), timeout=self.delivery_timeout_s + 5)
@@ -173,6 +181,8 @@ class KafkaSink:
 
     def check(self, timeout: float = 2.0) -> str | None:
         """None when the broker answers and the topic exists; else what is wrong (blocking: run in a thread)."""
+        if self.fatal:
+            return f"the Kafka producer failed fatally ({self.fatal}); restart log-ingest"
         try:
             # All topics: a metadata request naming one may create it on brokers that auto-create topics.
             metadata = self._producer.list_topics(timeout=timeout)
