@@ -54,7 +54,7 @@ class Service:
     stop_timeout: float = 20.0
     # A short note for status output (e.g. how many workers a master has), or "" when there is none.
     detail: Callable[[Settings], str] = lambda s: ""
-    # The secrets the process needs (incident_contracts.settings.SECRET_GRANTS: "gemini", "tables"); it
+    # The secrets the process needs (incident_contracts.settings.SECRET_GRANTS: "gemini", "tables", "ingest"); it
     # gets no other, neither from the settings nor from this process's environment.
     secrets: tuple[str, ...] = ()
 
