@@ -144,7 +144,7 @@ def write_tables(store: TableStore) -> dict[str, int]:
     compacted = store.compact("events")
     assert compacted["numFilesRemoved"] > compacted["numFilesAdded"] > 0
     store.compact("metrics")  # one file holding old and recent rows: retention has to rewrite it
-    before = {name: store.open(name).version() for name in TABLES}
+    before = {name: store.create(name).version() for name in TABLES}
     deleted = {name: apply_retention(store, name, RETENTION_DAYS, NOW) for name in TABLES}
     assert deleted["events"]["rows_deleted"] == 6 and deleted["dead_letter"]["rows_deleted"] == 3
     assert deleted["metrics"] == {"rows_deleted": 4, "files_removed": 1, "files_rewritten": 1}

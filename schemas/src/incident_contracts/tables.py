@@ -11,6 +11,8 @@ Tables (folder names under DATA_DIR):
 * ``incident_updates``  append-only lifecycle of incidents: opened / updated / resolved rows
 * ``dead_letter``       every Kafka record that could not become an event, with the reason
 * ``metrics``           Spark streaming progress, one row per micro-batch
+* ``incident_actions``  append-only audit of what people did on an incident (acknowledge, assign, note,
+  snooze, resolve, reopen), written by the dashboard; the detector never writes it
 """
 
 from __future__ import annotations
@@ -173,6 +175,35 @@ METRICS = pa.schema(
 )
 
 
+class ActionKind(StrEnum):
+    """What a person did on an incident (a row of ``incident_actions``)."""
+
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"  # argument: the assignee's name ("" unassigns)
+    NOTE = "note"  # argument: the note's text
+    SNOOZE = "snooze"  # argument: minutes, a whole number
+    RESOLVE = "resolve"
+    REOPEN = "reopen"
+
+
+INCIDENT_ACTIONS = pa.schema(
+    [
+        pa.field("action_id", pa.string(), nullable=False),  # unique per action (a UUID)
+        pa.field("incident_id", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),  # ActionKind
+        pa.field("argument", pa.string()),
+        pa.field("actor", pa.string(), nullable=False),  # who: the signed-in user or the name they typed
+        pa.field("actor_source", pa.string()),  # "login" or "typed"
+        pa.field("action_time", TS, nullable=False),
+        pa.field("detector_status", pa.string()),  # IncidentStatus of the incident's newest lifecycle row
+        pa.field("detector_severity", pa.string()),
+        pa.field("detector_update_seq", pa.int32()),
+        pa.field("human_status", pa.string()),  # the human status just before this action
+        pa.field("assignee", pa.string()),  # the assignee just before this action
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -185,6 +216,7 @@ TABLES: dict[str, Table] = {
     "incident_updates": Table("incident_updates", INCIDENT_UPDATES),
     "dead_letter": Table("dead_letter", DEAD_LETTER, DEAD_LETTER_PARTITIONS),
     "metrics": Table("metrics", METRICS),
+    "incident_actions": Table("incident_actions", INCIDENT_ACTIONS),
 }
 
 
