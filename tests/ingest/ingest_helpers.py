@@ -34,6 +34,7 @@ class Server:
 
 def start_server(**overrides: Any) -> Server:
     port = free_port()
+    overrides.setdefault("ingest_token", None)  # none unless the test gives one (whatever the environment holds)
     settings = Settings(_env_file=None, ingest_port=port, **overrides)  # type: ignore[call-arg]
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="on")
