@@ -69,6 +69,8 @@ class IncidentFilter:
     text: str = ""
     sort: str = "severity"
     limit: int = 500
+    only_ids: tuple[str, ...] | None = None  # None: any incident; a tuple: only these (by human status)
+    excluded_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -233,6 +235,12 @@ class Repository:
             if values:
                 clauses.append(f"{column} IN (SELECT unnest(${column}s))")
                 params[f"{column}s"] = list(values)
+        if flt.only_ids is not None:
+            clauses.append("incident_id IN (SELECT unnest($only_ids::VARCHAR[]))")
+            params["only_ids"] = list(flt.only_ids)
+        if flt.excluded_ids:
+            clauses.append("incident_id NOT IN (SELECT unnest($excluded_ids::VARCHAR[]))")
+            params["excluded_ids"] = list(flt.excluded_ids)
         text = flt.text.strip().lower()
         if text:
             for i, word in enumerate(text.split()[:8]):

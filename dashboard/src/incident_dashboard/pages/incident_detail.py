@@ -14,7 +14,7 @@ from incident_dashboard.analysis.context import (
     IncidentNotFound,
     build_context,
 )
-from incident_dashboard.ui import analysis_panel, charts, common
+from incident_dashboard.ui import actions_panel, analysis_panel, charts, common
 from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
 from incident_dashboard.ui.safe_text import badge_label, md, md_code
 
@@ -39,6 +39,7 @@ def render() -> None:
         return
     context = build_context(repo, default_catalog(), incident_id)
     _header(context)
+    actions_panel.render(context.incident)
     # The fragment's first run (part of this full run) reuses the context; its own reruns gather a fresh one.
     first_run = [context]
     common.live(lambda: _live_body(incident_id, first_run.pop() if first_run else None))

@@ -1,12 +1,17 @@
-"""Incidents: filter by time, severity, status, service and text; a sortable table; links to each incident."""
+"""Incidents: filter by time, severity, detector status, response (the human status), service and text; a
+sortable table; links to each incident."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
+from incident_dashboard.actions.status import HUMAN_STATUSES
 from incident_dashboard.data import SEVERITIES, STATUSES, IncidentFilter
-from incident_dashboard.ui import charts, common
+from incident_dashboard.ui import actions_panel, charts, common
 from incident_dashboard.ui.common import fmt_duration, incident_link
 
 SORT_LABELS = {"severity": "Severity, open first", "newest": "Newest first", "oldest": "Oldest first",
@@ -22,26 +27,39 @@ def render() -> None:
     if common.table_notice(status, "incidents"):
         return
 
-    top = st.columns([3, 2, 2], gap="medium", vertical_alignment="bottom")
+    top = st.columns([3, 2, 2, 3], gap="medium", vertical_alignment="bottom")
     with top[0]:
         window = common.time_window("incidents_window", freshness, default="24 h",
                                     first=repo.data_start())
     with top[1]:
         severities = st.pills("Severity", SEVERITIES, selection_mode="multi", key="incidents_severity")
     with top[2]:
-        statuses = st.pills("Status", STATUSES, selection_mode="multi", key="incidents_status")
+        statuses = st.pills("Detector status", STATUSES, selection_mode="multi", key="incidents_status",
+                            help="What the detector sees: open while the anomaly lasts.")
+    with top[3]:
+        human = st.pills("Response", HUMAN_STATUSES, selection_mode="multi", key="incidents_human",
+                         help="What responders did: acknowledged, snoozed (until a time), resolved; open when "
+                              "nobody acted yet or it was reopened.")
     row = st.columns([2, 3, 2], gap="medium", vertical_alignment="bottom")
     services = row[0].multiselect("Service", repo.services(), key="incidents_service", placeholder="All services")
     text = row[1].text_input("Search", key="incidents_text", placeholder="ID, title, signature, owner, trigger...")
     sort = row[2].selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key="incidents_sort")
     flt = IncidentFilter(start=window.start, end=window.end, severities=tuple(severities or ()),
                          statuses=tuple(statuses or ()), services=tuple(services or ()), text=text or "", sort=sort)
-    common.live(lambda: _results(flt))
+    common.live(lambda: _results(flt, tuple(human or ())))
 
 
-def _results(flt: IncidentFilter) -> None:
+def _results(flt: IncidentFilter, human: tuple[str, ...] = ()) -> None:
+    log = actions_panel.actions()
+    now = datetime.now(UTC)
+    if human:
+        only, excluded = log.filter_ids(human, now)
+        flt = replace(flt, only_ids=only, excluded_ids=excluded)
     page = common.repository().incidents(flt)
     rows = page.rows
+    states = log.states()
+    response = rows["incident_id"].map(lambda i: states[i].label(now) if i in states else "open")
+    assignee = rows["incident_id"].map(lambda i: states[i].assignee if i in states else None)
     shown = f" (showing the first {len(rows)})" if page.total > len(rows) else ""
     st.markdown(f"**{page.total:,} incident{'s' if page.total != 1 else ''}** match{'es' if page.total == 1 else ''}"
                 f"{shown}.")
@@ -56,6 +74,8 @@ def _results(flt: IncidentFilter) -> None:
         "link": rows["incident_id"].map(incident_link),
         "severity": rows["severity"],
         "status": rows["status"],
+        "response": response,
+        "assignee": assignee,
         "service": rows["service"],
         "title": rows["title"],
         "opened_at": rows["opened_at"],
@@ -73,6 +93,8 @@ def _results(flt: IncidentFilter) -> None:
             "link": st.column_config.LinkColumn("incident", display_text=r"incident\?id=(.*)", pinned=True,
                                                 help="Deep link to the incident (opens in a new tab)"),
             "severity": st.column_config.TextColumn("sev", width="small"),
+            "status": st.column_config.TextColumn("detector", help="The detector's lifecycle status"),
+            "response": st.column_config.TextColumn("response", help="What responders did (audit trail)"),
             "title": st.column_config.TextColumn("title", width="large"),
             "opened_at": st.column_config.DatetimeColumn("opened (UTC)", format="YYYY-MM-DD HH:mm", timezone="UTC"),
             "error_rate": st.column_config.ProgressColumn("error rate", format="percent", min_value=0, max_value=1),

@@ -21,6 +21,7 @@ from incident_dashboard.analysis.models import Analysis, Feedback
 from incident_dashboard.analysis.prompt import build_request
 from incident_dashboard.analysis.rate_limit import limiter_for
 from incident_dashboard.analysis.service import analyze, engine_for, store_for
+from incident_dashboard.ui import common
 from incident_dashboard.ui.safe_text import md, md_code
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def render(cfg: Settings, context: IncidentContext) -> None:
 def _user() -> str:
     """Who the analysis limit counts for: the user the login proxy signed in (compose: dashboard-proxy sets
     X-Forwarded-User; the dashboard has no other way in), else this browser session."""
-    signed_in = (st.context.headers.get("X-Forwarded-User") or "").strip()
+    signed_in = common.signed_in_user()
     if signed_in:
         return f"user:{signed_in}"
     return "session:" + st.session_state.setdefault("analysis_session_id", uuid.uuid4().hex)

@@ -178,6 +178,16 @@ def incident_link(incident_id: str) -> str:
     return f"incident?id={quote(incident_id)}"
 
 
+def signed_in_user() -> str | None:
+    """The user the login proxy signed in (compose: dashboard-proxy sets X-Forwarded-User; the dashboard has
+    no other way in there), or None without a login."""
+    try:
+        user = (st.context.headers.get("X-Forwarded-User") or "").strip()
+    except Exception:  # outside a request (tests, bare mode)
+        user = ""
+    return user or None
+
+
 def host_of_request() -> str:
     try:
         url = st.context.url
