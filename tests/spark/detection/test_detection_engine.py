@@ -173,16 +173,18 @@ def test_reprocessing_gives_the_same_rows_whatever_the_batching():
     assert strip == [{k: v for k, v in r.items() if k != "update_time"} for r in c]
 
 
-def test_late_events_are_counted_and_ignored():
+def test_events_later_than_the_horizon_are_counted_and_left_out():
     scenario = Scenario({"db": FLEET["db"]}, 120)
     frame = events(scenario)
-    det = EnvironmentDetector("prod", PARAMS, DependencyGraph({}))
+    det = EnvironmentDetector("prod", PARAMS.with_overrides(late_horizon_s=30), DependencyGraph({}))
     det.ingest(frame[frame.t_ms < T0_MS + 60_000])
     det.advance(now_ms=0)
-    late = frame[frame.t_ms < T0_MS + 10_000]
+    late = frame[frame.t_ms < T0_MS + 10_000]  # about 50 s behind the clock: beyond the 30 s horizon
     det.ingest(late)
     assert det.advance(now_ms=0) == []
     assert det.late_events == len(late)
+    assert det.late_counts == {"db": [0, len(late)]}
+    assert not any(b < det.next_bucket for _, b in det.pending)
 
 
 def test_during_warm_up_only_a_floor_breach_pages():

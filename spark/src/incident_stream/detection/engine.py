@@ -6,13 +6,16 @@ tests and offline replays. Time is event time only:
 * events are aggregated into buckets as they arrive (buckets.aggregate_frame);
 * the clock is the newest event time seen minus `allowed_lateness_s` (or Spark's watermark, if ahead);
   every bucket that ends at or before the clock is final and is stepped, in order, through every
-  service's tracker; events for a bucket that is already final are counted as late and ignored;
+  service's tracker;
+* events for a bucket that is already final (a host whose clock is behind, a shipper that sends in
+  batches) are counted at their arrival, in the oldest bucket still open, when they are at most
+  `late_horizon_s` behind; older ones are left out. Both are counted per service (`late_counts`);
 * after each bucket, incidents are linked along dependencies, severities are assessed and rows are
   written for what changed.
 
-So the rows depend only on the events (and on their order only beyond the allowed lateness), not on
-how they were cut into micro-batches: reprocessing the same events gives the same rows and ids; only
-`update_time` (processing time, by contract) differs.
+So the rows depend only on the events (and, for events later than the allowed lateness, on when they
+arrived), not on how on-time events were cut into micro-batches: reprocessing the same events gives the
+same rows and ids; only `update_time` (processing time, by contract) differs.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ class EnvironmentDetector:
         self.pending: dict[tuple[str, int], BucketAgg] = {}
         self.next_bucket: int | None = None  # first bucket not final yet
         self.max_event_ms: int | None = None
-        self.late_events = 0
+        self.late_events = 0  # events left out: older than late_horizon_s behind the clock
+        # per service: [events counted at arrival (later than the allowed lateness), events left out]
+        self.late_counts: dict[str, list[int]] = {}
+        self.late_last: dict[str, int] = {}  # service -> the last bucket that took late events of it
         self.recent: list[dict] = []  # resolved incidents still linkable: {id, service, start, end}
         self.silent_environment_buckets = 0  # buckets in which the whole environment fell silent (not persisted)
 
@@ -63,11 +69,22 @@ class EnvironmentDetector:
 
     def ingest_parts(self, parts: Iterable[tuple[tuple[str, int], BucketAgg]], newest_ms: int | None) -> None:
         """Partial buckets keyed by (service, bucket), aggregated elsewhere (partials.py), and the newest
-        event time they cover. Partials of a bucket that is already final are counted as late events."""
+        event time they cover. Partials of a bucket that is already final go into the oldest bucket still
+        open (their arrival) when they are at most `late_horizon_s` behind it, and are left out otherwise;
+        both are counted per service in `late_counts`."""
+        horizon = None
+        if self.next_bucket is not None:
+            horizon = self.next_bucket - self.params.late_horizon_ms // self.params.bucket_ms
         for key, agg in parts:
             if self.next_bucket is not None and key[1] < self.next_bucket:
-                self.late_events += agg.n
-                continue
+                counts = self.late_counts.setdefault(key[0], [0, 0])
+                if key[1] < horizon:
+                    counts[1] += agg.n
+                    self.late_events += agg.n
+                    continue
+                counts[0] += agg.n
+                self.late_last[key[0]] = self.next_bucket
+                key = (key[0], self.next_bucket)
             merge_into(self.pending, key, agg, self.params.slowest_kept)
         if newest_ms is not None:
             self.max_event_ms = newest_ms if self.max_event_ms is None else max(self.max_event_ms, newest_ms)
@@ -117,7 +134,7 @@ class EnvironmentDetector:
         for service in sorted(self.services):
             agg = self.pending.pop((service, k), None)
             aggs[service] = agg.finalize() if agg is not None else BucketAgg()
-        silences = self._silences(aggs)
+        silences = self._silences(k, aggs)
         for service, agg in aggs.items():
             for kind, inc in self.services[service].step(k, agg, self._floor(service, agg), silences.get(service)):
                 transitions[inc.incident_id] = kind
@@ -130,11 +147,15 @@ class EnvironmentDetector:
         self._forget(k)
         return rows
 
-    def _silences(self, aggs: dict[str, BucketAgg]) -> dict[str, object]:
+    def _silences(self, k: int, aggs: dict[str, BucketAgg]) -> dict[str, object]:
         """Each service's silence verdict for this bucket, or none at all when so many of the services
         whose volume can be judged fall silent together (`silence_environment_share`, two or more) that
-        the environment's logs stopped arriving: a pipeline problem, not one incident per service."""
-        verdicts = {s: v for s, v in ((s, self.services[s].silence_preview(a)) for s, a in aggs.items())
+        the environment's logs stopped arriving: a pipeline problem, not one incident per service.
+        A service whose events arrived late within `late_horizon_s` is not judged: its volume per bucket
+        is then its delivery pattern (a shipper that sends in batches), not its traffic."""
+        horizon = self.params.late_horizon_ms // self.params.bucket_ms
+        verdicts = {s: v for s, v in ((s, self.services[s].silence_preview(a)) for s, a in aggs.items()
+                                      if k - self.late_last.get(s, k - horizon - 1) > horizon)
                     if v is not None}
         silent = sum(1 for v in verdicts.values() if v.level >= ELEVATED)
         if silent >= 2 and silent >= self.params.silence_environment_share * len(verdicts):
@@ -214,7 +235,8 @@ class EnvironmentDetector:
     def to_json(self) -> dict:
         return {
             "v": STATE_VERSION, "env": self.environment, "next": self.next_bucket, "max": self.max_event_ms,
-            "late": self.late_events, "recent": self.recent,
+            "late": self.late_events, "late_by_service": self.late_counts, "late_last": self.late_last,
+            "recent": self.recent,
             "pending": [[s, b, a.to_json()] for (s, b), a in sorted(self.pending.items())],
             "services": {name: t.to_json() for name, t in sorted(self.services.items())},
         }
@@ -231,6 +253,8 @@ class EnvironmentDetector:
                              "start the detection query from a fresh checkpoint")
         d = cls(data["env"], params, graph, tiers, flapping, floors)
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
+        d.late_counts = {s: list(c) for s, c in data.get("late_by_service", {}).items()}  # older states: none
+        d.late_last = dict(data.get("late_last", {}))
         d.recent = data["recent"]
         d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}
         d.services = {name: ServiceTracker.from_json(name, d.environment, t, params, name in d.flapping)

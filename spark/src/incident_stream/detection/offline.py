@@ -148,17 +148,23 @@ class OfflineDetector:
 
 
 def replay(frame: pd.DataFrame, catalog: Catalog, params: DetectionParams | None = None,
-           batch_s: float = 2.0) -> list[dict]:
+           batch_s: float = 2.0, arrival: str | None = None, detector: OfflineDetector | None = None) -> list[dict]:
     """Run the detector over a whole frame in micro-batches of `batch_s` seconds of event time.
 
     `update_time` of each row is the end of its micro-batch (event time), standing in for the
-    processing time the streaming job would record.
+    processing time the streaming job would record. With `arrival` (the name of a column of epoch
+    milliseconds: when each event reached the pipeline), the micro-batches are cut on that column
+    instead, so events arrive as they did (late ones late); the column is not passed to the detector.
+    `detector`: run this one (to read its counters afterwards).
     """
-    detector = OfflineDetector(catalog, params)
+    detector = detector or OfflineDetector(catalog, params)
     if frame.empty:
         return []
-    frame = frame.sort_values("t_ms", kind="stable").reset_index(drop=True)
-    times = frame["t_ms"].to_numpy()
+    order = arrival or "t_ms"
+    frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    times = frame[order].to_numpy()
+    if arrival is not None:
+        frame = frame.drop(columns=arrival)
     step = max(1, int(batch_s * 1000))
     rows: list[dict] = []
     lo = int(times[0])

@@ -12,6 +12,9 @@ class DetectionParams:
     # --- time ------------------------------------------------------------------------------
     bucket_s: float = 1.0  # event-time bucket: the unit of aggregation and of decisions
     allowed_lateness_s: float = 2.0  # a bucket is final once event time has moved this far past its end
+    late_horizon_s: float = 600.0  # events later than that (a host clock behind, a shipper that batches) are
+    # counted in the oldest bucket still open, at their arrival, when at most this far behind the clock;
+    # older ones are left out and counted per service (a replay of old logs into a live environment)
     # --- baseline --------------------------------------------------------------------------
     baseline_half_life_s: float = 600.0  # exponential forgetting of the per-service baseline
     baseline_guard_s: float = 120.0  # normal buckets are learned this late (dropped if an incident opens)
@@ -71,6 +74,8 @@ class DetectionParams:
             problems.append("bucket_s must be > 0")
         if self.allowed_lateness_s < 0:
             problems.append("allowed_lateness_s must be >= 0")
+        if self.late_horizon_s < 0:
+            problems.append("late_horizon_s must be >= 0")
         if not self.windows_buckets or min(self.windows_buckets) < 1:
             problems.append("windows_buckets needs at least one window of >= 1 bucket")
         if self.hold_score > self.open_score:
@@ -99,6 +104,10 @@ class DetectionParams:
     @property
     def lateness_ms(self) -> int:
         return round(self.allowed_lateness_s * 1000)
+
+    @property
+    def late_horizon_ms(self) -> int:
+        return round(self.late_horizon_s * 1000)
 
     def buckets(self, seconds: float) -> int:
         """A duration in whole buckets (at least one)."""
