@@ -17,13 +17,21 @@ from incident_stack.broker import free_port, start_broker
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class BrokerAddress(str):
+    """A broker's bootstrap address that also knows the broker's process id (its process group's leader)."""
+
+    pid: int
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real embedded Kafka-compatible broker for the whole test session; yields its bootstrap address."""
+    """A real embedded Kafka-compatible broker for the whole test session; yields its bootstrap address (a
+    BrokerAddress: `.pid` lets a test pause it briefly, and it must resume it)."""
     port = free_port()
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     process = start_broker("127.0.0.1", port, log)
-    bootstrap = f"127.0.0.1:{port}"
+    bootstrap = BrokerAddress(f"127.0.0.1:{port}")
+    bootstrap.pid = process.pid
     try:
         wait_for_broker(bootstrap, timeout=30)
         yield bootstrap

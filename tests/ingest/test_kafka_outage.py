@@ -1,9 +1,9 @@
 """When Kafka cannot take records, the client is told to retry (503 + Retry-After) and a retry loses nothing.
 
-A private broker (the session's stays untouched) is paused with SIGSTOP: connections stay open and nothing
-answers, as with a hung or partitioned broker. Records of the refused request may still land once it
-resumes (at least once); they carry the same event ids as the retry's. Integration: about 25 s (most of
-it the private broker's start); the unreachable-broker test about 5 s."""
+The session's broker is paused with SIGSTOP for a few seconds (and resumed whatever happens): connections
+stay open and nothing answers, as with a hung or partitioned broker. Records of the refused request may
+still land once it resumes (at least once); they carry the same event ids as the retry's. Integration:
+about 8 s; the unreachable-broker test about 5 s."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from ingest_helpers import read_events, start_server
 
-from incident_contracts.kafka import TopicSpec, ensure_topics, wait_for_broker
-from incident_stack.broker import free_port, start_broker
+from incident_contracts.kafka import end_offsets
+from incident_stack.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +36,19 @@ def _metric(text: str, name: str) -> float:
     return total
 
 
-def test_a_paused_broker_gets_503_and_the_retry_writes_everything(tmp_path: Path) -> None:
-    port = free_port()
-    process = start_broker("127.0.0.1", port, tmp_path / "broker.log")
-    bootstrap = f"127.0.0.1:{port}"
-    server = None
+def test_a_paused_broker_gets_503_and_the_retry_writes_everything(broker: Any, topic: str) -> None:
+    server = start_server(kafka_bootstrap_servers=broker, kafka_topic_logs=topic, ingest_delivery_timeout_seconds=2.0)
     try:
-        wait_for_broker(bootstrap, timeout=40)
-        ensure_topics(bootstrap, [TopicSpec("outage", partitions=2)])
-        server = start_server(kafka_bootstrap_servers=bootstrap, kafka_topic_logs="outage",
-                              ingest_delivery_timeout_seconds=2.0)
         first = httpx.post(f"{server.url}/v1/json", content=_body(0, 50), timeout=20)
         assert first.status_code == 200, first.text
 
-        os.killpg(process.pid, signal.SIGSTOP)
+        os.killpg(broker.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             refused = httpx.post(f"{server.url}/v1/json", content=_body(50, 50), timeout=20)
             waited = time.monotonic() - started
         finally:
-            os.killpg(process.pid, signal.SIGCONT)
+            os.killpg(broker.pid, signal.SIGCONT)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "5"
         assert "retry" in refused.json()["error"]
@@ -75,7 +68,7 @@ def test_a_paused_broker_gets_503_and_the_retry_writes_everything(tmp_path: Path
         assert _metric(metrics, 'ingest_requests_total{endpoint="json",status="503"}') >= 1
         # Every record is in the topic; records of the refused request that landed anyway are duplicates
         # with the same event ids as the retry's.
-        written = read_events(bootstrap, "outage", _count(bootstrap), timeout=15)
+        written = read_events(broker, topic, _count(broker, topic), timeout=15)
         assert {e["message"] for e in written} == {f"event {i}" for i in range(100)}
         ids_by_message: dict[str, set[str]] = {}
         for event in written:
@@ -83,16 +76,11 @@ def test_a_paused_broker_gets_503_and_the_retry_writes_everything(tmp_path: Path
         assert all(len(ids) == 1 for ids in ids_by_message.values())
         assert 100 <= len(written) <= 150
     finally:
-        if server is not None:
-            server.stop()
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        server.stop()
 
 
-def _count(bootstrap: str) -> int:
-    from incident_contracts.kafka import end_offsets
-
-    return sum(end_offsets(bootstrap, "outage").values())
+def _count(bootstrap: str, topic: str) -> int:
+    return sum(end_offsets(bootstrap, topic).values())
 
 
 def test_an_unreachable_broker_gets_503_with_retry_after() -> None:
