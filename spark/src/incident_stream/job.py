@@ -37,13 +37,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
 from incident_contracts.table_store import TableStore
-from incident_contracts.tables import TABLES
+from incident_contracts.tables import METRICS, TABLES
 from incident_contracts.writer_lock import writer_lock
 from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.ingest_files import (
@@ -222,12 +224,23 @@ class IngestSink(_BatchSink):
 class UpdatesSink(_BatchSink):
     """foreachBatch of the detection query: incident_updates rows, appended exactly once per batch."""
 
-    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters):
+    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, run_id: str | None = None):
         super().__init__(store, checkpoint, DETECTION)
         self.counters = counters
+        self.run_id = run_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from incident_stream.detection.output import COUNTER_UPDATE, counter_metric_rows
+
         rows = batch.toArrow()
+        counter = pc.equal(rows.column("update_type"), COUNTER_UPDATE)
+        if rows.num_rows and pc.any(counter).as_py():
+            # the detector's counters (late events per service, environment-wide silences) go to metrics,
+            # exactly once per batch like the incident rows (their own application id)
+            metric_rows = counter_metric_rows(rows.filter(counter).to_pylist(), batch_id, self.run_id)
+            self.store.append("metrics", pa.Table.from_pylist(metric_rows, schema=METRICS),
+                              f"{self.app_id}-counters", batch_id)
+            rows = rows.filter(pc.invert(counter))
         # An empty batch (every trigger of an idle stream) commits nothing: replaying it writes nothing either.
         added = rows.num_rows if rows.num_rows and self.store.append(UPDATES_TABLE, rows, self.app_id,
                                                                       batch_id) else 0
@@ -299,13 +312,13 @@ class StreamJob:
         detection = _detection() if self.options.detection else None
         if detection is not None:
             detection_checkpoint = checkpoint / DETECTION
-            updates_sink = UpdatesSink(self.store, detection_checkpoint, self.counters)
+            updates_sink = UpdatesSink(self.store, detection_checkpoint, self.counters, self.options.run_id)
 
             def detection_query() -> StreamingQuery:
                 params = detection.params(self.settings)
                 partials = self._source(commit=False, name=detection.source,
                                         extra=detection.options(self.catalog, params))
-                updates = detection.detect_partials(partials, self.catalog, params)
+                updates = detection.detect_partials(partials, self.catalog, params, counters=True)
                 return (updates.writeStream.queryName(DETECTION)
                         .foreachBatch(updates_sink)
                         .option("checkpointLocation", str(detection_checkpoint))

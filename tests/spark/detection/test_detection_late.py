@@ -11,7 +11,7 @@ import pandas as pd
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
 
 from incident_contracts.catalog import default_catalog
-from incident_stream.detection.engine import EnvironmentDetector
+from incident_stream.detection.engine import ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED, EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.offline import OfflineDetector, replay
 from incident_stream.detection.params import DetectionParams
@@ -100,3 +100,54 @@ def test_late_counts_survive_the_state_round_trip():
     # counted in the oldest bucket still open: nothing of them is lost
     assert sum(a.n for (s, b), a in again.pending.items() if s == "db") >= len(early)
     assert np.all([b >= again.next_bucket for _, b in again.pending])
+
+
+def test_late_and_left_out_events_and_environment_silences_are_counted_per_service_and_drained_once():
+    params = DetectionParams().with_overrides(late_horizon_s=30)
+    frame = events(Scenario({"db": Profile(20), "api": Profile(10)}, 120), seed=2).drop(columns="environment")
+    det = EnvironmentDetector("prod", params, DependencyGraph({}))
+    in_window = (frame.t_ms >= T0_MS + 95_000) & (frame.t_ms < T0_MS + 105_000)
+    det.ingest(frame[(frame.t_ms >= T0_MS + 60_000) & ~in_window])
+    det.advance(now_ms=0)  # the clock is now at 118 s
+    assert det.drain_counters() == []
+    within = frame[in_window]  # 13 to 23 s late: counted at arrival
+    beyond = frame[frame.t_ms < T0_MS + 10_000]  # over 100 s late: beyond the 30 s horizon
+    det.ingest(pd.concat([within, beyond]))
+    blob = det.to_bytes()  # undrained counts are state: a replayed micro-batch reports them again
+    expected = sorted([(c, s, int(n)) for c, part in ((LATE_COUNTED, within), (LATE_EXCLUDED, beyond))
+                       for s, n in part.groupby("service").size().items()])
+    assert det.drain_counters() == expected
+    assert det.drain_counters() == []
+    again = EnvironmentDetector.from_bytes(blob, params, DependencyGraph({}))
+    assert again.drain_counters() == expected
+
+
+def test_counter_rows_become_metrics_rows_per_environment_and_service():
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from incident_contracts.tables import METRICS
+    from incident_stream.detection.output import COUNTER_UPDATE, counter_metric_rows, counter_rows
+
+    rows = counter_rows("prod", [(LATE_EXCLUDED, "search", 1655), (ENVIRONMENT_SILENT, "", 3)], 1_790_000_000_000)
+    assert {r["update_type"] for r in rows} == {COUNTER_UPDATE}
+    for r in rows:
+        r["update_time"] = datetime.fromtimestamp(r["update_time"] / 1000, UTC)
+    metrics = counter_metric_rows(rows, batch_id=7, run_id="run-1")
+    assert [(m["query_name"], m["query_id"], m["num_input_rows"], m["batch_id"]) for m in metrics] == [
+        ("counter:late_excluded", "prod/search", 1655, 7), ("counter:environment_silent", "prod", 3, 7)]
+    table = pa.Table.from_pylist(metrics, schema=METRICS)  # fits the metrics contract as it is
+    assert table.num_rows == 2
+
+
+def test_a_whole_environment_falling_silent_pages_nothing_and_is_counted():
+    scenario = Scenario({"db": Profile(30), "api": Profile(40)}, 400,
+                        [Episode("db", 250, 320, rate_factor=0.02), Episode("api", 250, 320, rate_factor=0.02)])
+    frame = events(scenario, seed=5)
+    detector = OfflineDetector(CATALOG)
+    rows = replay(frame, CATALOG, detector=detector)
+    assert opened(rows) == []
+    counted = detector.detectors["prod"].drain_counters()
+    silent = [n for c, s, n in counted if c == ENVIRONMENT_SILENT and s == ""]
+    assert silent and silent[0] >= 30  # most of the 70 s silence, bucket by bucket

@@ -38,6 +38,11 @@ from incident_stream.detection.tracker import OPENED, RESOLVED, ServiceTracker
 
 STATE_VERSION = 1
 
+# counters the detector reports (drain_counters)
+LATE_COUNTED = "late_counted"  # events later than the allowed lateness, counted at their arrival
+LATE_EXCLUDED = "late_excluded"  # events more than late_horizon_s late: left out of detection
+ENVIRONMENT_SILENT = "environment_silent"  # buckets in which the whole environment fell silent
+
 
 class EnvironmentDetector:
     def __init__(self, environment: str, params: DetectionParams, graph: DependencyGraph,
@@ -57,6 +62,8 @@ class EnvironmentDetector:
         # per service: [events counted at arrival (later than the allowed lateness), events left out]
         self.late_counts: dict[str, list[int]] = {}
         self.late_last: dict[str, int] = {}  # service -> the last bucket that took late events of it
+        # counters not yet reported (drain_counters): (counter, service or "" for the environment) -> amount
+        self.counter_deltas: dict[tuple[str, str], int] = {}
         self.recent: list[dict] = []  # resolved incidents still linkable: {id, service, start, end}
         self.silent_environment_buckets = 0  # buckets in which the whole environment fell silent (not persisted)
 
@@ -81,13 +88,29 @@ class EnvironmentDetector:
                 if key[1] < horizon:
                     counts[1] += agg.n
                     self.late_events += agg.n
+                    self._count(LATE_EXCLUDED, key[0], agg.n)
                     continue
                 counts[0] += agg.n
+                self._count(LATE_COUNTED, key[0], agg.n)
                 self.late_last[key[0]] = self.next_bucket
                 key = (key[0], self.next_bucket)
             merge_into(self.pending, key, agg, self.params.slowest_kept)
         if newest_ms is not None:
             self.max_event_ms = newest_ms if self.max_event_ms is None else max(self.max_event_ms, newest_ms)
+
+    # --- counters ------------------------------------------------------------------------------
+    def _count(self, counter: str, service: str, amount: int) -> None:
+        key = (counter, service)
+        self.counter_deltas[key] = self.counter_deltas.get(key, 0) + amount
+
+    def drain_counters(self) -> list[tuple[str, str, int]]:
+        """What was counted since the last call, as (counter, service, amount), sorted: LATE_COUNTED and
+        LATE_EXCLUDED events per service, ENVIRONMENT_SILENT buckets (service "") in which the whole
+        environment fell silent (no service judged). The state keeps undrained counts, so a replayed
+        micro-batch reports the same amounts."""
+        out = [(c, s, n) for (c, s), n in sorted(self.counter_deltas.items()) if n]
+        self.counter_deltas = {}
+        return out
 
     # --- time ----------------------------------------------------------------------------------
     def clock_ms(self, watermark_ms: int | None = None) -> int | None:
@@ -160,6 +183,7 @@ class EnvironmentDetector:
         silent = sum(1 for v in verdicts.values() if v.level >= ELEVATED)
         if silent >= 2 and silent >= self.params.silence_environment_share * len(verdicts):
             self.silent_environment_buckets += 1
+            self._count(ENVIRONMENT_SILENT, "", 1)
             return {}
         return verdicts
 
@@ -236,6 +260,7 @@ class EnvironmentDetector:
         return {
             "v": STATE_VERSION, "env": self.environment, "next": self.next_bucket, "max": self.max_event_ms,
             "late": self.late_events, "late_by_service": self.late_counts, "late_last": self.late_last,
+            "deltas": [[c, s, n] for (c, s), n in sorted(self.counter_deltas.items())],
             "recent": self.recent,
             "pending": [[s, b, a.to_json()] for (s, b), a in sorted(self.pending.items())],
             "services": {name: t.to_json() for name, t in sorted(self.services.items())},
@@ -255,6 +280,7 @@ class EnvironmentDetector:
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.late_counts = {s: list(c) for s, c in data.get("late_by_service", {}).items()}  # older states: none
         d.late_last = dict(data.get("late_last", {}))
+        d.counter_deltas = {(c, s): n for c, s, n in data.get("deltas", [])}
         d.recent = data["recent"]
         d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}
         d.services = {name: ServiceTracker.from_json(name, d.environment, t, params, name in d.flapping)

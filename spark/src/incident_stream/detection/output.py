@@ -42,3 +42,32 @@ def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     for column in ("event_count", "error_count"):
         frame[column] = frame[column].astype("int64")
     return frame
+
+
+# Detector counters (late events per service, environment-wide silences) leave the stateful operator with
+# its incident rows, in the same shape, so they commit exactly once with them; the job's sink moves them
+# to the metrics table (counter_metric_rows) and never writes them to incident_updates.
+COUNTER_UPDATE = "detector_counter"
+COUNTER_QUERY_PREFIX = "counter:"  # metrics.query_name of a counter row: "counter:<counter>"
+
+
+def counter_rows(environment: str, counters: list[tuple[str, str, int]], now_ms: int) -> list[dict]:
+    """Counter rows in the incident_updates shape: update_type COUNTER_UPDATE, `trigger` the counter,
+    `service` the service ("" for the environment), `event_count` the amount."""
+    return [{"incident_id": f"{COUNTER_UPDATE}:{environment}:{service}:{counter}", "update_seq": 0,
+             "update_type": COUNTER_UPDATE, "status": COUNTER_UPDATE, "update_time": now_ms, "service": service,
+             "environment": environment, "severity": "", "trigger": counter, "opened_at": now_ms,
+             "first_seen": now_ms, "last_seen": now_ms, "event_count": amount, "error_count": 0}
+            for counter, service, amount in counters]
+
+
+def counter_metric_rows(rows: list[dict], batch_id: int, run_id: str | None) -> list[dict]:
+    """Metrics rows (incident_contracts.tables.METRICS) of counter rows: query_name "counter:<counter>",
+    query_id "<environment>/<service>" (no service: the environment alone), num_input_rows the amount,
+    one row per counter, environment and service."""
+    out = []
+    for r in rows:
+        where = r["environment"] if not r["service"] else f"{r['environment']}/{r['service']}"
+        out.append({"query_name": COUNTER_QUERY_PREFIX + r["trigger"], "query_id": where, "run_id": run_id,
+                    "batch_id": batch_id, "timestamp": r["update_time"], "num_input_rows": int(r["event_count"])})
+    return out

@@ -19,7 +19,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.linking import DependencyGraph
-from incident_stream.detection.output import rows_to_frame
+from incident_stream.detection.output import counter_rows, rows_to_frame
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import parts_of
 
@@ -28,8 +28,10 @@ STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 
 class IncidentDetectorProcessor(StatefulProcessor):
     def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int],
-                 flapping: frozenset[str] = frozenset(), floors: FloorPolicy | None = None) -> None:
+                 flapping: frozenset[str] = frozenset(), floors: FloorPolicy | None = None,
+                 counters: bool = False) -> None:
         self.params = params
+        self.counters = counters  # also emit counter rows (output.counter_rows) for the job's sink
         self.floors = floors or FloorPolicy()
         self.depends_on = {k: list(v) for k, v in depends_on.items()}
         self.tiers = dict(tiers)
@@ -64,8 +66,11 @@ class IncidentDetectorProcessor(StatefulProcessor):
 
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()
-        rows = detector.advance(now_ms=timerValues.getCurrentProcessingTimeInMs(),
-                                watermark_ms=watermark if watermark > 0 else None)
+        now_ms = timerValues.getCurrentProcessingTimeInMs()
+        rows = detector.advance(now_ms=now_ms, watermark_ms=watermark if watermark > 0 else None)
+        counted = detector.drain_counters()
+        if self.counters and counted:
+            rows = rows + counter_rows(detector.environment, counted, now_ms)
         self._schedule(detector, watermark)
         self.state.update((detector.to_bytes(),))
         if rows:

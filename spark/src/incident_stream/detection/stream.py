@@ -69,9 +69,12 @@ def detect(events: DataFrame, catalog: Catalog, settings: Settings,
     return detect_partials(partials, catalog, params)
 
 
-def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionParams) -> DataFrame:
+def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionParams,
+                    counters: bool = False) -> DataFrame:
     """Incident lifecycle rows for a stream (or batch) of partial buckets (PARTIALS_SCHEMA): those of
-    :func:`detect`'s reading tasks, or of the ``kafka_detection_partials`` source (source.py)."""
+    :func:`detect`'s reading tasks, or of the ``kafka_detection_partials`` source (source.py).
+    With `counters`, the detector's counters come along as rows of update_type output.COUNTER_UPDATE
+    (late events per service, environment-wide silences), for the job's sink to move to metrics."""
     if partials.isStreaming:
         partials = partials.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
     processor = IncidentDetectorProcessor(
@@ -80,6 +83,7 @@ def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionPara
         tiers={s.name: s.tier for s in catalog.services},
         flapping=frozenset(s.name for s in catalog.services if s.flapping),
         floors=FloorPolicy.of_catalog(catalog),
+        counters=counters,
     )
     return partials.groupBy("environment").transformWithStateInPandas(
         statefulProcessor=processor,
