@@ -149,6 +149,29 @@ class Settings(BaseSettings):
     analysis_limit_per_user: Annotated[int, Field(ge=0, le=10_000)] = 10
     analysis_limit_window_seconds: Annotated[float, Field(gt=0, le=86_400 * 7)] = 3600.0
 
+    # --- notifications (incident_dashboard.notify; docs/operations.md) ----------------------
+    # Generic JSON webhook that receives every P1/P2 transition; empty: only the routes of NOTIFY_RULES_FILE.
+    notify_webhook_url: str = ""
+    # YAML file of routes (kind, url, severities, services, owners, tiers, events, rate limit); empty: none.
+    notify_rules_file: Path | None = None
+    # Base URL of the dashboard as receivers reach it (the incident link in messages).
+    notify_dashboard_url: str = "http://localhost:8501"
+    # Seconds between two reads of incident_updates by the notifier.
+    notify_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # Transitions older than this when the notifier first sees them are not sent (no flood of history).
+    notify_lookback_minutes: Annotated[float, Field(gt=0, le=10_080)] = 60.0
+    # A P1/P2 incident nobody acknowledged (or snoozed, or resolved) this long after it opened; 0: off.
+    notify_ack_timeout_minutes: Annotated[float, Field(ge=0, le=10_080)] = 15.0
+    # Messages per route and minute at most (a route's rate_limit_per_minute overrides it); more wait.
+    notify_rate_limit_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # After a message about a service, further transitions of that service on the same route within this
+    # many seconds are sent as one summary when the window closes (a flapping service sends no storm).
+    notify_coalesce_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    # Attempts per delivery (with exponential backoff from NOTIFY_RETRY_BACKOFF_SECONDS) and per-request timeout.
+    notify_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    notify_retry_backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    notify_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5.0
+
     # --- log ingest service (log-ingest: OTLP/HTTP, JSON lines and raw lines into the log topic) ---
     ingest_host: str = "127.0.0.1"
     ingest_port: Port = 4318
@@ -273,7 +296,7 @@ class Settings(BaseSettings):
             return ObjectLocation(text.replace("s3a://", "s3://", 1))
         return value
 
-    @field_validator("log_formats_file", mode="before")
+    @field_validator("log_formats_file", "notify_rules_file", mode="before")
     @classmethod
     def _empty_formats_file_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

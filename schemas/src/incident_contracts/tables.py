@@ -13,6 +13,7 @@ Tables (folder names under DATA_DIR):
 * ``metrics``           Spark streaming progress, one row per micro-batch
 * ``incident_actions``  append-only audit of what people did on an incident (acknowledge, assign, note,
   snooze, resolve, reopen), written by the dashboard; the detector never writes it
+* ``notifications``     delivery log of the notifier: one row per attempt round of (incident, transition, route)
 """
 
 from __future__ import annotations
@@ -204,6 +205,23 @@ INCIDENT_ACTIONS = pa.schema(
 )
 
 
+NOTIFICATIONS = pa.schema(
+    [
+        pa.field("incident_id", pa.string(), nullable=False),
+        pa.field("transition", pa.string(), nullable=False),  # opened, raised:<seq>, resolved, ack_timeout
+        pa.field("route", pa.string(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),  # sent, coalesced (in a summary), failed
+        pa.field("service", pa.string()),
+        pa.field("severity", pa.string()),
+        pa.field("attempts", pa.int32()),
+        pa.field("http_status", pa.int32()),
+        pa.field("error", pa.string()),
+        pa.field("transition_time", TS),
+        pa.field("recorded_at", TS, nullable=False),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -217,6 +235,7 @@ TABLES: dict[str, Table] = {
     "dead_letter": Table("dead_letter", DEAD_LETTER, DEAD_LETTER_PARTITIONS),
     "metrics": Table("metrics", METRICS),
     "incident_actions": Table("incident_actions", INCIDENT_ACTIONS),
+    "notifications": Table("notifications", NOTIFICATIONS),
 }
 
 

@@ -1,0 +1,116 @@
+"""Routes: where a notification goes, chosen by severity, service, owner and tier.
+
+``NOTIFY_WEBHOOK_URL`` alone gives one generic JSON route for P1/P2; ``NOTIFY_RULES_FILE`` (YAML) lists
+routes (docs/operations.md)::
+
+    routes:
+      - name: oncall-slack
+        kind: slack                 # webhook | slack | alertmanager
+        url: https://hooks.slack.com/services/T000/B000/XXXX
+        severities: [P1, P2]        # default: P1, P2
+        services: [order-service]   # default: any
+        owners: [team-commerce]     # default: any
+        tiers: ["1"]                # default: any
+        events: [opened, severity_raised, resolved, ack_timeout]   # default: all four
+        rate_limit_per_minute: 10   # default: NOTIFY_RATE_LIMIT_PER_MINUTE
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from incident_contracts.settings import Settings
+
+
+class Kind(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    ALERTMANAGER = "alertmanager"
+
+
+class Event(StrEnum):
+    OPENED = "opened"
+    SEVERITY_RAISED = "severity_raised"
+    RESOLVED = "resolved"
+    ACK_TIMEOUT = "ack_timeout"
+
+
+class RulesError(ValueError):
+    """The rules file cannot be used; the message names the file and what is wrong."""
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+    kind: Kind = Kind.WEBHOOK
+    url: str
+    severities: tuple[str, ...] = ("P1", "P2")
+    services: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    events: tuple[Event, ...] = tuple(Event)
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("severities", "services", "owners", "tiers", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        if isinstance(value, str | int):
+            value = [value]
+        return tuple(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+    def matches(self, event: str, severity: str, service: str, owner: str | None, tier: str | None) -> bool:
+        return (event in self.events and (not self.severities or severity in self.severities)
+                and (not self.services or service in self.services)
+                and (not self.owners or (owner or "") in self.owners)
+                and (not self.tiers or (tier or "") in self.tiers))
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[Route] = Field(default_factory=list)
+
+
+def load_routes(settings: Settings) -> list[Route]:
+    """The routes of NOTIFY_RULES_FILE, plus one generic webhook for NOTIFY_WEBHOOK_URL; RulesError if invalid."""
+    routes: list[Route] = []
+    if settings.notify_rules_file is not None:
+        routes += parse_rules(Path(settings.notify_rules_file))
+    if settings.notify_webhook_url.strip():
+        try:
+            routes.append(Route(name="webhook", kind=Kind.WEBHOOK, url=settings.notify_webhook_url.strip()))
+        except ValidationError as exc:
+            raise RulesError(f"NOTIFY_WEBHOOK_URL: {exc.errors()[0]['msg']}") from None
+    names = [r.name for r in routes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RulesError(f"route names must be unique; repeated: {', '.join(duplicates)} (the name 'webhook' is "
+                         "taken by NOTIFY_WEBHOOK_URL)")
+    return routes
+
+
+def parse_rules(path: Path) -> list[Route]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise RulesError(f"NOTIFY_RULES_FILE {path}: cannot be read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise RulesError(f"NOTIFY_RULES_FILE {path}: not valid YAML ({exc})") from None
+    try:
+        return Rules.model_validate(raw).routes
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise RulesError(f"NOTIFY_RULES_FILE {path}: {problems}") from None

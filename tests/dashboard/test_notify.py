@@ -1,0 +1,215 @@
+"""Notifications against a real local HTTP receiver: payload shapes (generic JSON, Slack, Alertmanager),
+routing, dedupe across a restart, retries after 500s, the per-route rate limit and coalescing of a
+flapping service."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from incident_contracts.settings import Settings, load_settings
+from incident_contracts.table_store import TableStore
+from incident_contracts.tables import TABLES
+from incident_dashboard.actions.log import ActionLog, Record
+from incident_dashboard.notify.notifier import Notifier, delivery_status
+from incident_dashboard.notify.rules import Route, RulesError, load_routes
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class Receiver:
+    """An HTTP server in a thread that records every JSON body by path and answers queued statuses."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, list[dict[str, Any]]] = {}
+        self.statuses: dict[str, list[int]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                queued = receiver.statuses.get(self.path) or [200]
+                status = queued.pop(0) if len(queued) > 1 else queued[0]
+                if status == 200:
+                    receiver.bodies.setdefault(self.path, []).append(body)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def got(self, path: str) -> list[dict[str, Any]]:
+        return self.bodies.get(path, [])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values = {"data_dir": tmp_path / "data", "runtime_dir": tmp_path / "runtime",
+              "notify_dashboard_url": "http://dash.example:8501", "notify_retry_backoff_seconds": 0,
+              "notify_coalesce_seconds": 300, **overrides}
+    return load_settings(**values)
+
+
+def _row(incident_id: str, seq: int, severity: str, status: str = "open", minutes: float = 0,
+         service: str = "order-service", **extra: Any) -> dict[str, Any]:
+    at = NOW - timedelta(minutes=10) + timedelta(minutes=minutes)
+    return {"incident_id": incident_id, "update_seq": seq, "update_type": "opened" if seq == 1 else (
+        "resolved" if status == "resolved" else "updated"), "status": status, "update_time": at,
+        "service": service, "environment": "prod", "tier": "1", "owner": "team-commerce", "severity": severity,
+        "title": f"{service} <errors> & *more*", "trigger": "error_rate", "opened_at": at - timedelta(minutes=seq),
+        "first_seen": at, "last_seen": at, "resolved_at": at if status == "resolved" else None, **extra}
+
+
+def _write(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    TableStore.from_settings(settings).append(
+        "incident_updates", pa.Table.from_pylist(rows, schema=TABLES["incident_updates"].schema))
+
+
+def _routes(receiver: Receiver, **extra: Any) -> list[Route]:
+    return [Route(name="hook", kind="webhook", url=f"{receiver.url}/hook", **extra),
+            Route(name="slack", kind="slack", url=f"{receiver.url}/slack", **extra),
+            Route(name="am", kind="alertmanager", url=f"{receiver.url}/am", **extra)]
+
+
+def test_payload_shapes_for_opened_raised_and_resolved(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_coalesce_seconds=0)
+    _write(settings, [_row("INC-1", 1, "P2"), _row("INC-1", 2, "P1", minutes=1),
+                      _row("INC-1", 3, "P1", "resolved", minutes=2),
+                      _row("INC-2", 1, "P3", service="search")])  # P3: no route takes it
+    notifier = Notifier(settings, routes=_routes(receiver, rate_limit_per_minute=100),
+                        rca=lambda ids: {"INC-1": "pool too small"})
+    notifier.run_once()
+    hooks = receiver.got("/hook")
+    assert [h["event"] for h in hooks] == ["opened", "severity_raised", "resolved"]
+    first = hooks[0]
+    assert first["incident"]["url"] == "http://dash.example:8501/incident?id=INC-1"
+    assert first["incident"]["severity"] == "P2" and first["rca_summary"] == "pool too small"
+    assert first["transition"] == "opened" and first["route"] == "hook"
+
+    slack = receiver.got("/slack")
+    assert len(slack) == 3
+    assert "<http://dash.example:8501/incident?id=INC-1|INC-1>" in slack[0]["text"]
+    assert "&lt;errors&gt; &amp; *more*" in slack[0]["text"] and "RCA: pool too small" in slack[0]["text"]
+    assert slack[0]["blocks"][0]["text"]["type"] == "mrkdwn"
+
+    am = receiver.got("/am")
+    assert [a["status"] for a in am] == ["firing", "firing", "resolved"]
+    for body in am:
+        assert body["version"] == "4" and body["groupKey"] and body["receiver"] == "am"
+        alert = body["alerts"][0]
+        assert set(alert) >= {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+        assert alert["labels"]["incident_id"] == "INC-1" and alert["labels"]["alertname"] == "Incident"
+    assert am[0]["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
+    assert am[1]["alerts"][0]["labels"]["severity"] == "P1"
+    assert am[2]["alerts"][0]["endsAt"].endswith("Z") and not am[2]["alerts"][0]["endsAt"].startswith("0001")
+    assert am[0]["alerts"][0]["annotations"]["description"] == "pool too small"
+
+
+def test_routing_by_service_owner_and_tier(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_coalesce_seconds=0)
+    _write(settings, [_row("INC-A", 1, "P1", service="payments"), _row("INC-B", 1, "P1", service="search"),
+                      _row("INC-C", 1, "P4", service="payments")])
+    routes = [Route(name="pay", url=f"{receiver.url}/pay", services=["payments"], owners=["team-commerce"],
+                    tiers=[1], severities=["P1", "P4"]),
+              Route(name="other-team", url=f"{receiver.url}/other", owners=["team-search"])]
+    Notifier(settings, routes=routes, rca=lambda ids: {}).run_once()
+    assert sorted(b["incident"]["id"] for b in receiver.got("/pay")) == ["INC-A", "INC-C"]
+    assert receiver.got("/other") == []
+
+
+def test_dedupe_across_a_restart_and_retry_after_500s(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_attempts=3)
+    _write(settings, [_row("INC-1", 1, "P1")])
+    receiver.statuses["/hook"] = [500, 503, 200]
+    routes = [Route(name="hook", url=f"{receiver.url}/hook")]
+    report = Notifier(settings, routes=routes, rca=lambda ids: {}).run_once()
+    assert report.sent == 1 and len(receiver.got("/hook")) == 1  # two 5xx answers, then delivered
+    stored = TableStore.from_settings(settings).read("notifications").to_pylist()
+    assert [(r["outcome"], r["attempts"]) for r in stored] == [("sent", 3)]
+
+    restarted = Notifier(settings, routes=routes, rca=lambda ids: {})
+    restarted.run_once()
+    restarted.run_once()
+    assert len(receiver.got("/hook")) == 1  # nothing sent twice after a restart
+
+
+def test_a_receiver_that_keeps_failing_is_visible_and_given_up(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_attempts=2)
+    _write(settings, [_row("INC-1", 1, "P1")])
+    receiver.statuses["/hook"] = [500]
+    notifier = Notifier(settings, routes=[Route(name="hook", url=f"{receiver.url}/hook")], rca=lambda ids: {})
+    for _ in range(5):
+        notifier.run_once()
+    status = delivery_status(TableStore.from_settings(settings))
+    assert status["failed"] == 3 and status["sent"] == 0  # three rounds of two attempts, then given up
+    assert "answered HTTP 500" in status["last_error"]
+
+
+def test_rate_limit_per_route(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_coalesce_seconds=0)
+    _write(settings, [_row(f"INC-{i}", 1, "P1", service=f"svc-{i}") for i in range(5)])
+    notifier = Notifier(settings, routes=[Route(name="hook", url=f"{receiver.url}/hook", rate_limit_per_minute=2)],
+                        rca=lambda ids: {})
+    report = notifier.run_once(NOW)
+    assert report.sent == 2 and report.held == 3 and len(receiver.got("/hook")) == 2
+    assert notifier.run_once(NOW + timedelta(seconds=30)).sent == 0
+    assert notifier.run_once(NOW + timedelta(seconds=61)).sent == 2
+    assert len({b["incident"]["id"] for b in receiver.got("/hook")}) == 4
+
+
+def test_a_flapping_service_sends_one_message_then_one_summary(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_coalesce_seconds=300)
+    rows = []
+    for i in range(6):  # six incidents opened and resolved within ten minutes
+        rows += [_row(f"INC-F{i}", 1, "P2", minutes=i), _row(f"INC-F{i}", 2, "P2", "resolved", minutes=i + 0.5)]
+    _write(settings, rows)
+    notifier = Notifier(settings, routes=[Route(name="hook", url=f"{receiver.url}/hook")], rca=lambda ids: {})
+    for second in range(0, 300, 30):
+        notifier.run_once(NOW + timedelta(seconds=second))
+    assert len(receiver.got("/hook")) == 1  # the first transition; the rest wait for the window
+    notifier.run_once(NOW + timedelta(seconds=301))
+    bodies = receiver.got("/hook")
+    assert len(bodies) == 2 and bodies[1]["event"] == "summary" and bodies[1]["count"] == 11
+    notifier.run_once(NOW + timedelta(seconds=700))
+    assert len(receiver.got("/hook")) == 2
+
+
+def test_acknowledgement_timeout(tmp_path: Path, receiver: Receiver) -> None:
+    settings = _settings(tmp_path, notify_ack_timeout_minutes=5, notify_coalesce_seconds=0)
+    _write(settings, [_row("INC-1", 1, "P1"), _row("INC-2", 1, "P1", service="search")])
+    ActionLog(TableStore.from_settings(settings)).record(Record("INC-2", "acknowledge", "ana"))
+    routes = [Route(name="hook", url=f"{receiver.url}/hook", events=["ack_timeout"])]
+    Notifier(settings, routes=routes, rca=lambda ids: {}).run_once()
+    assert [(b["event"], b["incident"]["id"]) for b in receiver.got("/hook")] == [("ack_timeout", "INC-1")]
+
+
+def test_routes_from_a_rules_file_and_clear_errors(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("routes:\n  - name: oncall\n    kind: slack\n    url: https://hooks.example/x\n"
+                     "    tiers: [1]\n    owners: team-a\n")
+    routes = load_routes(_settings(tmp_path, notify_rules_file=rules, notify_webhook_url="http://hook.example/"))
+    assert [(r.name, r.kind.value, r.tiers, r.owners) for r in routes] == [
+        ("oncall", "slack", ("1",), ("team-a",)), ("webhook", "webhook", (), ())]
+    rules.write_text("routes:\n  - name: bad\n    kind: pager\n    url: ftp://x\n")
+    with pytest.raises(RulesError, match=r"rules.yaml: routes.0.kind: .*routes.0.url"):
+        load_routes(_settings(tmp_path, notify_rules_file=rules))
