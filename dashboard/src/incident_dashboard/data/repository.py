@@ -125,6 +125,9 @@ def _signatures_hour(source: str) -> str:
         FROM {source} GROUP BY ALL"""
 
 
+COUNTER_PREFIX = "counter:"  # metrics rows of the detector's counters (incident_stream.detection.output)
+NOT_COUNTER = f"query_name NOT LIKE '{COUNTER_PREFIX}%'"
+
 CURRENT_INCIDENTS = """
     CREATE OR REPLACE TABLE incidents_current AS
     SELECT u.* EXCLUDE (_file),
@@ -198,7 +201,8 @@ class Repository:
         def compute() -> Freshness:
             event_row = self.db.rows("SELECT max(max_event_time), max(max_ingest_time) FROM events_minute")[0]
             update_row = self.db.rows("SELECT max(update_time) FROM incident_updates")[0]
-            batch = self.db.rows("SELECT timestamp, lag FROM metrics ORDER BY timestamp DESC LIMIT 1")
+            batch = self.db.rows(f"SELECT timestamp, lag FROM metrics WHERE {NOT_COUNTER} "
+                                 "ORDER BY timestamp DESC LIMIT 1")
             return Freshness(
                 latest_event_time=_ts(event_row[0]), latest_ingest_time=_ts(event_row[1]),
                 latest_incident_update=_ts(update_row[0]),
@@ -452,7 +456,8 @@ class Repository:
                        any_value(message) FILTER (WHERE flagged) AS sample, max(level) FILTER (WHERE flagged) AS level,
                        count_if(flagged AND event_time < $opened) AS before,
                        count_if(flagged AND event_time >= $opened) AS during,
-                       count_if(event_time < $opened) AS all_lines_before, count_if(event_time >= $opened) AS all_lines_during
+                       count_if(event_time < $opened) AS all_lines_before,
+                       count_if(event_time >= $opened) AS all_lines_during
                 FROM (SELECT signature_id, signature, message, level, event_time,
                              is_error OR upper(level) IN ('WARN', 'WARNING', 'ERROR', 'FATAL', 'CRITICAL') AS flagged
                       FROM {raw_events}
@@ -486,14 +491,42 @@ class Repository:
 
     # --- pipeline --------------------------------------------------------------------------
     def metrics_series(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
-        where, params = "TRUE", {}
+        where, params = NOT_COUNTER, {}
         if start is not None and end is not None:
-            where, params = "timestamp BETWEEN $start AND $end", {"start": start, "end": end}
+            where, params = f"{NOT_COUNTER} AND timestamp BETWEEN $start AND $end", {"start": start, "end": end}
         return self._cached(("metrics", start, end), ("metrics",), lambda: self.db.df(f"""
             SELECT query_name, batch_id, timestamp, num_input_rows, input_rows_per_second,
                    processed_rows_per_second, batch_duration_ms, state_rows, state_memory_bytes, lag,
                    latest_offsets, end_offsets
             FROM metrics WHERE {where} ORDER BY timestamp""", params))
+
+    def detection_counters(self) -> pd.DataFrame:
+        """The detector's counters (metrics rows "counter:<name>", query_id "<environment>/<service>" or
+        "<environment>"), summed: environment, service (None: the environment), counter, total, last_seen."""
+        def compute() -> pd.DataFrame:
+            frame = self.db.df(f"""
+                SELECT split_part(query_id, '/', 1) AS environment,
+                       nullif(substr(query_id, length(split_part(query_id, '/', 1)) + 2), '') AS service,
+                       substr(query_name, {len(COUNTER_PREFIX) + 1}) AS counter,
+                       sum(num_input_rows)::BIGINT AS total, max(timestamp) AS last_seen
+                FROM metrics WHERE NOT ({NOT_COUNTER}) GROUP BY ALL ORDER BY environment, service, counter""")
+            return frame
+
+        return self._cached("detection_counters", ("metrics",), compute)
+
+    def services_seen(self) -> pd.DataFrame:
+        """Every service in the events or the incidents: service, events, incidents, untiered (an incident
+        row with a null tier: the detector did not find it in the catalog)."""
+        def compute() -> pd.DataFrame:
+            return self.db.df("""
+                WITH e AS (SELECT service, sum(events)::BIGINT AS events FROM events_minute GROUP BY service),
+                     i AS (SELECT service, count(*)::BIGINT AS incidents, bool_or(tier IS NULL) AS untiered
+                           FROM incidents_current GROUP BY service)
+                SELECT coalesce(e.service, i.service) AS service, coalesce(e.events, 0) AS events,
+                       coalesce(i.incidents, 0) AS incidents, coalesce(i.untiered, FALSE) AS untiered
+                FROM e FULL OUTER JOIN i ON e.service = i.service ORDER BY service""")
+
+        return self._cached("services_seen", ("events", "incident_updates"), compute)
 
     def dead_letter_summary(self) -> pd.DataFrame:
         return self._cached("dl_summary", ("dead_letter",), lambda: self.db.df("""

@@ -6,10 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from incident_contracts.catalog import CatalogError, load_catalog
 from incident_dashboard.analysis.service import store_for
 from incident_dashboard.data.kafka_status import snapshot
 from incident_dashboard.ui import charts, common
 from incident_dashboard.ui.common import fmt_age
+from incident_dashboard.ui.safe_text import md, md_code
+
+LATE_COUNTED, LATE_EXCLUDED, ENVIRONMENT_SILENT = "late_counted", "late_excluded", "environment_silent"
 
 
 def render() -> None:
@@ -30,6 +34,7 @@ def render() -> None:
 def _body() -> None:
     _kafka()
     _spark()
+    _detection()
     _dead_letters()
     _storage()
     _analysis_quality()
@@ -86,6 +91,9 @@ def _spark() -> None:
         if common.table_notice(repo.status("metrics"), "Spark metrics"):
             return
         metrics = repo.metrics_series()
+        if metrics.empty:
+            st.caption("No Spark metrics yet: the job records one row per micro-batch.")
+            return
         last = metrics.iloc[-1]
         recent = metrics[metrics["timestamp"] >= last["timestamp"] - pd.Timedelta(minutes=5)]
         age = (pd.Timestamp.now(tz="UTC") - last["timestamp"]).total_seconds()
@@ -107,6 +115,80 @@ def _spark() -> None:
         with tab_lag:
             common.chart(charts.lag_chart(view))
         st.caption(f"{len(metrics):,} micro-batches recorded; charts show at most 1,500 points.")
+
+
+def _detection() -> None:
+    """What detection did not see as it arrived: late events (counted at arrival, or left out) per
+    service, whole environments that fell silent, and services that are not in the catalog."""
+    repo = common.repository()
+    with st.container(border=True):
+        st.markdown("### :material/radar: Detection input")
+        counters = repo.detection_counters() if repo.status("metrics").exists else pd.DataFrame()
+        if counters.empty:
+            st.caption("Every event reached detection in time so far; no environment fell silent.")
+        else:
+            _silences(counters[counters["counter"] == ENVIRONMENT_SILENT])
+            _late(counters[counters["counter"].isin([LATE_COUNTED, LATE_EXCLUDED])])
+        _discovered(repo.services_seen() if repo.status("events").exists or repo.status("incident_updates").exists
+                    else pd.DataFrame())
+
+
+def _silences(silent: pd.DataFrame) -> None:
+    for row in silent.itertuples():
+        st.error(f"**Environment {md(row.environment)} fell silent** for {int(row.total):,} s in all (last "
+                 f"{common.fmt_time(row.last_seen)}): most of its services stopped sending together, so the "
+                 "detector paged none of them. Check the log shippers and the ingest path of that environment.",
+                 icon=":material/signal_disconnected:")
+
+
+def _late(late: pd.DataFrame) -> None:
+    if late.empty:
+        return
+    table = late.pivot_table(index=["environment", "service"], columns="counter", values="total", aggfunc="sum",
+                             fill_value=0).reset_index()
+    for column in (LATE_COUNTED, LATE_EXCLUDED):
+        if column not in table.columns:
+            table[column] = 0
+    excluded = int(table[LATE_EXCLUDED].sum())
+    if excluded:
+        st.warning(f"**{excluded:,} events were left out of detection**: they arrived more than the detector's "
+                   "late horizon behind its clock (a host clock far behind, or old logs sent to a live "
+                   "environment).", icon=":material/schedule:")
+    st.markdown("Events later than the allowed lateness, per service: *counted at arrival* were judged in the "
+                "second they arrived (a host clock behind, a shipper sending in batches); *left out* were not "
+                "judged at all.")
+    st.dataframe(table[["environment", "service", LATE_COUNTED, LATE_EXCLUDED]], hide_index=True, width="stretch",
+                 column_config={LATE_COUNTED: st.column_config.NumberColumn("counted at arrival", format="%d"),
+                                LATE_EXCLUDED: st.column_config.NumberColumn("left out", format="%d")})
+
+
+def _discovered(seen: pd.DataFrame) -> None:
+    if seen.empty:
+        return
+    try:
+        known = set(load_catalog().names)
+    except CatalogError as exc:  # an unreadable catalog must not take the page down
+        st.warning(f"The service catalog cannot be read: {md(exc)}", icon=":material/warning:")
+        known = None
+    found = seen[seen["untiered"] | (~seen["service"].isin(known) if known is not None else False)]
+    if found.empty:
+        return
+    names = found["service"].tolist()
+    st.markdown(f"**Discovered services** ({len(names)}): seen in the events or incidents, not in the service "
+                "catalog, so detection treats them as the default tier: " + ", ".join(md_code(n) for n in names))
+    st.dataframe(found[["service", "events", "incidents"]], hide_index=True, width="stretch")
+    st.caption("Add them to the catalog file (CATALOG_FILE, schemas/catalog/services.yaml) under `services:`, "
+               "with their tier, owner and hosts:")
+    st.code(catalog_snippet(names, common.settings().default_service_tier), language="yaml")
+
+
+def catalog_snippet(names: list[str], tier: int) -> str:
+    """YAML entries for the catalog's `services:` list, one per service; owner and hosts to fill in."""
+    lines = []
+    for name in names:
+        quoted = name if name.replace("-", "").replace("_", "").replace(".", "").isalnum() else repr(name)
+        lines += [f"  - name: {quoted}", f"    tier: {tier}", "    owner: TODO-team", "    hosts: [TODO-host]"]
+    return "\n".join(lines)
 
 
 def _downsample(frame: pd.DataFrame, points: int = 1500) -> pd.DataFrame:
