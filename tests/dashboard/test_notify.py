@@ -213,3 +213,54 @@ def test_routes_from_a_rules_file_and_clear_errors(tmp_path: Path) -> None:
     rules.write_text("routes:\n  - name: bad\n    kind: pager\n    url: ftp://x\n")
     with pytest.raises(RulesError, match=r"rules.yaml: routes.0.kind: .*routes.0.url"):
         load_routes(_settings(tmp_path, notify_rules_file=rules))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthz(port: int, after: str | None = None, timeout: float = 30) -> dict[str, Any]:
+    """/healthz once the notifier has finished a cycle (one later than ``after``)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                body = json.loads(response.read())
+                if body["last_cycle_at"] and body["last_cycle_at"] != after:
+                    return body
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the notifier did not answer /healthz"
+        time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_notifier_process_delivers_once_across_a_restart(isolated_env: Path, receiver: Receiver,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process `make up` starts, started twice (about 13 s on two cores)."""
+    import subprocess
+    import sys
+
+    port = _free_port()
+    for key, value in {"NOTIFY_WEBHOOK_URL": f"{receiver.url}/hook", "NOTIFY_PORT": str(port),
+                       "NOTIFY_INTERVAL_SECONDS": "0.2", "NOTIFY_COALESCE_SECONDS": "0"}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    _write(settings, [_row("INC-1", 1, "P1"), _row("INC-1", 2, "P1", "resolved", minutes=1)])
+    for _ in range(2):
+        process = subprocess.Popen([sys.executable, "-m", "incident_dashboard.notify"])
+        try:
+            first = _healthz(port)
+            assert first["routes"] == ["webhook"] and first["last_error"] is None
+            _healthz(port, after=first["last_cycle_at"])  # at least one more cycle after the first
+        finally:
+            process.terminate()
+            assert process.wait(timeout=20) == 0
+        assert [b["event"] for b in receiver.got("/hook")] == ["opened", "resolved"]

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     notify_rules_file: Path | None = None
     # Base URL of the dashboard as receivers reach it (the incident link in messages).
     notify_dashboard_url: str = "http://localhost:8501"
+    # Port of the notifier's health endpoint (127.0.0.1:<port>/healthz; `make up` waits for it).
+    notify_port: Port = 8610
     # Seconds between two reads of incident_updates by the notifier.
     notify_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # Transitions older than this when the notifier first sees them are not sent (no flood of history).

@@ -157,9 +157,19 @@ SERVICES: dict[str, Service] = {
         secrets=("gemini", "tables"),
         start_timeout=60,
     ),
+    "notifier": Service(
+        name="notifier",
+        description="Notifier (incident transitions to webhooks, Slack, Alertmanager; docs/operations.md)",
+        port=lambda s: s.notify_port,
+        url=lambda s: f"http://127.0.0.1:{s.notify_port}/healthz",
+        command=lambda s: [sys.executable, "-m", "incident_dashboard.notify"],
+        healthy=lambda s: http_ok(f"http://127.0.0.1:{s.notify_port}/healthz"),
+        secrets=("tables",),  # reads incident_updates and writes its delivery log
+        start_timeout=60,
+    ),
 }
 
-ORDER = ("broker", "log-ingest", "airflow", "dashboard")
+ORDER = ("broker", "log-ingest", "airflow", "dashboard", "notifier")
 
 
 def host_of(url: str) -> str:

@@ -92,6 +92,8 @@ class Notifier:
         self.rca_source = rca or self._stored_rca
         self.actions = ActionLog(self.store)
         self._updates: tuple[int, pd.DataFrame] | None = None
+        self.last_cycle_at: datetime | None = None
+        self.last_error: str | None = None
         self.done: set[tuple[str, str, str]] = set()
         self.failures: dict[tuple[str, str, str], int] = defaultdict(int)
         self.last_sent: dict[tuple[str, str], datetime] = {}
@@ -243,12 +245,23 @@ class Notifier:
         while not stop.is_set():
             try:
                 report = self.run_once()
+                self.last_cycle_at = datetime.now(UTC)
+                if report.errors:
+                    self.last_error = report.errors[-1]
                 if report.sent or report.failed:
                     log.info("notifier: %d sent, %d coalesced, %d failed, %d held", report.sent, report.coalesced,
                              report.failed, report.held)
-            except Exception:
+            except Exception as exc:
+                self.last_error = f"cycle failed: {type(exc).__name__}: {exc}"
                 log.exception("notifier cycle failed; trying again in %.0f s", self.settings.notify_interval_seconds)
             stop.wait(self.settings.notify_interval_seconds)
+
+
+def health(notifier: Notifier) -> dict[str, Any]:
+    """What /healthz answers: the routes, when the last cycle ended and the last error."""
+    return {"routes": [r.name for r in notifier.routes],
+            "last_cycle_at": notifier.last_cycle_at.isoformat() if notifier.last_cycle_at else None,
+            "last_error": notifier.last_error, "delivered": len(notifier.done)}
 
 
 def delivery_status(store: TableStore) -> dict[str, Any]:
