@@ -5,6 +5,7 @@ flapping service."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -264,3 +265,30 @@ def test_notifier_process_delivers_once_across_a_restart(isolated_env: Path, rec
             process.terminate()
             assert process.wait(timeout=20) == 0
         assert [b["event"] for b in receiver.got("/hook")] == ["opened", "resolved"]
+
+
+def test_pipeline_page_shows_failed_deliveries_and_the_last_error(demo_env: Any, receiver: Receiver) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from incident_contracts.settings import get_settings
+
+    settings = get_settings()
+    receiver.statuses["/hook"] = [500]
+    incident = demo_env.incidents[0].incident_id
+    updates = TableStore.from_settings(settings).read("incident_updates").to_pylist()
+    now = datetime.now(UTC)
+    rows = [dict(r, update_time=now, opened_at=now) for r in updates if r["incident_id"] == incident][:1]
+    _write(settings, [dict(rows[0], incident_id="INC-NEW", severity="P1")])
+    # The demo's own incidents are older than the lookback: only the new one is notified.
+    notifier = Notifier(load_settings(notify_attempts=1, notify_coalesce_seconds=0, notify_lookback_minutes=0.5),
+                        routes=[Route(name="hook", url=f"{receiver.url}/hook")], rca=lambda ids: {})
+    assert notifier.run_once().failed == 1
+
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("views/pipeline.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Failed deliveries"] == "1" and metrics["Messages sent"] == "0"
+    warning = next(w.value for w in app.warning if "Last failure" in w.value)
+    assert "answered HTTP 500" in re.sub(r"\\(.)", r"\1", warning)

@@ -1,5 +1,6 @@
 """Pipeline: Kafka topics, partitions, offsets and lag; Spark throughput, batch duration and state;
-dead letters with reasons; files on disk; links to the Spark, Airflow and Kafka UIs."""
+dead letters with reasons; files on disk; notification deliveries and failures; links to the Spark, Airflow
+and Kafka UIs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import streamlit as st
 from incident_contracts.catalog import CatalogError, load_catalog
 from incident_dashboard.analysis.service import store_for
 from incident_dashboard.data.kafka_status import snapshot
+from incident_dashboard.notify.notifier import delivery_status
 from incident_dashboard.ui import charts, common
 from incident_dashboard.ui.common import fmt_age
 from incident_dashboard.ui.safe_text import md, md_code
@@ -37,8 +39,32 @@ def _body() -> None:
     _detection()
     _dead_letters()
     _storage()
+    _notifications()
     _analysis_quality()
     st.caption(f"Updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+
+def _notifications() -> None:
+    cfg = common.settings()
+    with st.container(border=True):
+        st.markdown("### :material/notifications: Notifications")
+        try:
+            status = delivery_status(common.repository().store)
+        except Exception as exc:  # an unreadable delivery log must not break the page
+            st.error(f"**The notifications table cannot be read.** {md(exc)}", icon=":material/error:")
+            return
+        if not status["exists"]:
+            configured = bool(cfg.notify_webhook_url.strip() or cfg.notify_rules_file)
+            st.caption("No notification sent yet." + ("" if configured else " No route is configured: set "
+                       "NOTIFY_WEBHOOK_URL or NOTIFY_RULES_FILE (docs/operations.md)."))
+            return
+        cols = st.columns(2)
+        cols[0].metric("Messages sent", f"{status['sent']:,}", border=True)
+        cols[1].metric("Failed deliveries", f"{status['failed']:,}", border=True,
+                       help="Deliveries that failed every attempt (each is tried again, three rounds at most)")
+        if status["last_error"]:
+            st.warning(f"Last failure ({common.fmt_time(status['last_error_at'])} UTC): {md(status['last_error'])}",
+                       icon=":material/error:")
 
 
 def _kafka() -> None:
