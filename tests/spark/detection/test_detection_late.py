@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
 
 from incident_contracts.catalog import default_catalog
+from incident_contracts.tables import INCIDENT_UPDATES
 from incident_stream.detection.engine import ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED, EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.offline import OfflineDetector, replay
+from incident_stream.detection.output import COUNTER_UPDATE
 from incident_stream.detection.params import DetectionParams
 
 CATALOG = default_catalog()
@@ -151,3 +153,58 @@ def test_a_whole_environment_falling_silent_pages_nothing_and_is_counted():
     counted = detector.detectors["prod"].drain_counters()
     silent = [n for c, s, n in counted if c == ENVIRONMENT_SILENT and s == ""]
     assert silent and silent[0] >= 30  # most of the 70 s silence, bucket by bucket
+
+
+def _through_the_processor(frame: pd.DataFrame, params: DetectionParams) -> pd.DataFrame:
+    """The Spark path without a cluster: 2-second micro-batches cut on arrival, each service read by its own
+    task (records are keyed by service), Spark's watermark (newest event time of the earlier batches less
+    the delay stream.py sets) applied by TwsTester, which drops rows behind it as Spark does."""
+    from pyspark.sql.streaming.tws_tester import TwsTester
+
+    from incident_stream.detection.processor import IncidentDetectorProcessor
+
+    tester = TwsTester(IncidentDetectorProcessor(params, {}, {}, counters=True), timeMode="EventTime",
+                       eventTimeExtractor=lambda row: int(row["newest_ms"]))
+    outputs, newest = [], None
+    arrival = frame["arrival"].to_numpy()
+    for lo in range(int(arrival.min()), int(arrival.max()) + 1, 2_000):
+        batch = frame[(arrival >= lo) & (arrival < lo + 2_000)]
+        if newest is not None and newest - params.watermark_delay_ms > 0:
+            outputs.append(tester.setWatermark(newest - params.watermark_delay_ms))
+        if batch.empty:
+            continue
+        parts = pd.concat([task_partials(part.drop(columns="arrival")) for _, part in batch.groupby("service")],
+                          ignore_index=True)
+        outputs.append(tester.testInPandas("prod", parts))
+        newest = max(newest or 0, int(parts["newest_ms"].max()))
+    outputs = [o for o in outputs if len(o)]
+    return pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame(columns=INCIDENT_UPDATES.names)
+
+
+def _db_clock_behind() -> pd.DataFrame:
+    """db runs on one host whose clock is 40 s behind; it fails at 70% for 90 s. Its task reads only db, so
+    the partial rows of that task carry a newest event time 40 s behind everyone else's."""
+    scenario = Scenario({"db": Profile(30, 0.002, 3, 15, hosts=("pg-1",)), "api": Profile(60, 0.004, 20, 80)},
+                        500, [Episode("db", 300, 390, error_rate=0.7)])
+    frame = events(scenario, seed=6)
+    frame["arrival"] = frame["t_ms"] + 50
+    frame.loc[frame["service"] == "db", "t_ms"] -= SKEW_MS
+    return frame
+
+
+def test_late_rows_pass_sparks_watermark_and_page_through_the_processor():
+    frame = _db_clock_behind()
+    out = _through_the_processor(frame, DetectionParams())
+    db = out[(out.service == "db") & (out.update_type == "opened")]
+    assert len(db) == 1 and 295 <= (db.opened_at.iloc[0].value // 1_000_000 - T0_MS) / 1000 <= 310
+    counters = out[out.update_type == COUNTER_UPDATE]
+    late = counters.loc[(counters.service == "db") & (counters.trigger == LATE_COUNTED), "event_count"].sum()
+    assert late >= 0.9 * (frame.service == "db").sum()
+
+
+def test_with_the_watermark_at_the_allowed_lateness_spark_drops_the_late_rows_unseen():
+    """What the job did before: Spark's watermark, 2 s behind the newest event, dropped every row of db's
+    task before the detector saw it: no incident, and nothing counted."""
+    out = _through_the_processor(_db_clock_behind(), DetectionParams().with_overrides(late_horizon_s=0))
+    assert out[(out.service == "db") & (out.update_type == "opened")].empty
+    assert not (out.service == "db").any()

@@ -109,6 +109,18 @@ class DetectionParams:
     def late_horizon_ms(self) -> int:
         return round(self.late_horizon_s * 1000)
 
+    @property
+    def watermark_delay_ms(self) -> int:
+        """Spark's watermark delay on the partial buckets: Spark drops rows behind the watermark, so it
+        trails the newest event by the late horizon, not by the allowed lateness."""
+        return max(self.lateness_ms, self.late_horizon_ms)
+
+    @property
+    def watermark_shift_ms(self) -> int:
+        """Spark's watermark plus this = the newest event time seen minus the allowed lateness: the clock
+        that closes the buckets of an environment that sends nothing (processor.py)."""
+        return self.watermark_delay_ms - self.lateness_ms
+
     def buckets(self, seconds: float) -> int:
         """A duration in whole buckets (at least one)."""
         return max(1, round(seconds / self.bucket_s))

@@ -5,7 +5,9 @@ micro-batch hands it the environment's partial buckets (partials.py: aggregated 
 as pandas chunks; the detector state (buckets in progress, per-service baselines and incidents) is one
 compressed value per environment.
 An event-time timer at the next bucket boundary lets an environment that stopped sending events
-still close its buckets (and resolve incidents) as the watermark moves on other environments.
+still close its buckets (and resolve incidents) as the watermark moves on other environments. Spark's
+watermark trails the newest event by `late_horizon_s` (so Spark keeps late rows for the detector to
+count at arrival); the processor shifts it by `watermark_shift_ms` to get the detector's clock back.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ class IncidentDetectorProcessor(StatefulProcessor):
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()
         now_ms = timerValues.getCurrentProcessingTimeInMs()
-        rows = detector.advance(now_ms=now_ms, watermark_ms=watermark if watermark > 0 else None)
+        # Spark's watermark trails by the late horizon; shifted, it is the newest event time less the
+        # allowed lateness, the clock of an environment that sends nothing while others do
+        clock = watermark + self.params.watermark_shift_ms if watermark > 0 else None
+        rows = detector.advance(now_ms=now_ms, watermark_ms=clock)
         counted = detector.drain_counters()
         if self.counters and counted:
             rows = rows + counter_rows(detector.environment, counted, now_ms)
@@ -81,6 +86,6 @@ class IncidentDetectorProcessor(StatefulProcessor):
             self.handle.deleteTimer(expiry)
         if detector.next_bucket is None:
             return
-        due = (detector.next_bucket + 1) * self.params.bucket_ms
+        due = (detector.next_bucket + 1) * self.params.bucket_ms - self.params.watermark_shift_ms
         if due > watermark_ms:
             self.handle.registerTimer(due)

@@ -76,7 +76,9 @@ def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionPara
     With `counters`, the detector's counters come along as rows of update_type output.COUNTER_UPDATE
     (late events per service, environment-wide silences), for the job's sink to move to metrics."""
     if partials.isStreaming:
-        partials = partials.withWatermark("event_time", f"{params.lateness_ms} milliseconds")
+        # Spark drops rows behind its watermark before the processor sees them: the watermark trails by the
+        # late horizon, so late partial buckets reach the detector, which counts them at their arrival
+        partials = partials.withWatermark("event_time", f"{params.watermark_delay_ms} milliseconds")
     processor = IncidentDetectorProcessor(
         params,
         depends_on={s.name: list(s.depends_on) for s in catalog.services},
