@@ -107,3 +107,21 @@ def test_incidents_page_filters_by_human_status(demo_env: DemoSummary, app: AppT
     assert len(links) == len(demo_env.incidents) - 2 and f"incident?id={first}" not in links
     app.button_group(key="incidents_human").set_value(["open", "resolved"]).run()
     assert len(app.dataframe[0].value) == len(demo_env.incidents) - 1
+
+
+def test_overview_response_times_and_postmortem_export(demo_env: DemoSummary, app: AppTest) -> None:
+    from incident_dashboard.actions.log import Record
+
+    plan = demo_env.incident_for("db_pool_exhaustion")
+    ActionLog(TableStore.from_settings(get_settings())).record(Record(plan.incident_id, "acknowledge", "ana"))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = next(d.value for d in app.dataframe if "mtta" in d.value.columns)
+    assert table["incidents"].sum() == len(demo_env.incidents)
+    assert table["acknowledged"].sum() == 1
+    row = table[table["acknowledged"] == 1].iloc[0]
+    assert row["service"] == plan.service and row["mtta"] != "-"
+    assert (table["mtta"] == "-").sum() == (table["acknowledged"] == 0).sum()
+
+    _open(app, "views/incident.py", id=plan.incident_id)
+    assert "Export post-mortem draft" in [b.label for b in app.get("download_button")]

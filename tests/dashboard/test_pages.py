@@ -133,7 +133,7 @@ def test_offline_analysis_from_the_page_export_and_rating(demo_env: DemoSummary,
     text = _text(app)
     assert "Offline analysis" in text and "Most likely root cause" in text
     assert "no space left" in text.lower() or "disk" in text.lower()
-    assert [b.label for b in app.get("download_button")] == ["Export as Markdown"]
+    assert [b.label for b in app.get("download_button")] == ["Export post-mortem draft", "Export as Markdown"]
     assert "Run again" in [b.label for b in app.button]
 
     store = store_for(get_settings())

@@ -102,12 +102,12 @@ class ActionLog:
         return frame[frame["incident_id"] == incident_id].reset_index(drop=True)
 
     def state(self, incident_id: str) -> State:
-        return fold(_actions(self.for_incident(incident_id)))
+        return fold(actions_of(self.for_incident(incident_id)))
 
     def states(self) -> dict[str, State]:
         """The human state of every incident that has at least one record."""
         frame = self.frame()
-        return {incident_id: fold(_actions(group)) for incident_id, group in frame.groupby("incident_id")}
+        return {incident_id: fold(actions_of(group)) for incident_id, group in frame.groupby("incident_id")}
 
     def filter_ids(self, statuses: tuple[str, ...], now: datetime) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
         """(only, excluded) incident ids for a filter on human statuses: incidents without records are
@@ -120,7 +120,8 @@ class ActionLog:
         return tuple(sorted(matching)), ()
 
 
-def _actions(frame: pd.DataFrame) -> list[Action]:
+def actions_of(frame: pd.DataFrame) -> list[Action]:
+    """Rows of incident_actions as the status module's Actions."""
     return [Action(r.action, pd.Timestamp(r.action_time).to_pydatetime(), r.actor,
                    None if pd.isna(r.argument) else r.argument, r.action_id) for r in frame.itertuples()]
 

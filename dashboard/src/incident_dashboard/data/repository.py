@@ -268,6 +268,13 @@ class Repository:
             "SELECT * EXCLUDE (_file) FROM incident_updates WHERE incident_id = $id "
             "ORDER BY update_seq, update_time", {"id": incident_id}))
 
+    def lifecycle_rows(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """The lifecycle rows (a few columns) of the incidents opened between ``start`` and ``end``."""
+        return self._cached(("lifecycle_rows", start, end), ("incident_updates",), lambda: self.db.df("""
+            SELECT incident_id, update_seq, update_time, service, severity, status FROM incident_updates
+            WHERE incident_id IN (SELECT incident_id FROM incidents_current WHERE opened_at BETWEEN $start AND $end)
+            ORDER BY incident_id, update_seq""", {"start": start, "end": end}))
+
     def recent_incidents(self, limit: int = 200) -> pd.DataFrame:
         """Newest incidents first (for pickers)."""
         return self._cached(("recent", limit), ("incident_updates",), lambda: self.db.df(

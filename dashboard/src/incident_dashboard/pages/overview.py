@@ -1,12 +1,14 @@
-"""Overview: open incidents by severity, incidents and error rate over time, noisiest services, freshness."""
+"""Overview: open incidents by severity, incidents and error rate over time, response times (MTTA/MTTR),
+noisiest services, freshness."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from incident_dashboard.ui import charts, common
-from incident_dashboard.ui.common import Window, fmt_age, fmt_pct
+from incident_dashboard.actions.metrics import response_times
+from incident_dashboard.ui import actions_panel, charts, common
+from incident_dashboard.ui.common import Window, fmt_age, fmt_duration, fmt_pct
 
 
 def render() -> None:
@@ -64,6 +66,9 @@ def _body(window: Window) -> None:
             if not noisy.empty:
                 common.chart(charts.noisiest_services(noisy))
 
+    if not updates.empty:
+        _response_times(window)
+
     left, right = st.columns([3, 2], gap="medium")
     with left, st.container(border=True):
         st.markdown("### Top error signatures")
@@ -81,6 +86,27 @@ def _body(window: Window) -> None:
         st.markdown("### Pipeline freshness")
         _freshness(freshness)
     st.caption(f"Updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+
+def _response_times(window: Window) -> None:
+    with st.container(border=True):
+        st.markdown("### Response times (MTTA / MTTR)")
+        lifecycle = common.repository().lifecycle_rows(window.start, window.end)
+        table = response_times(lifecycle, actions_panel.actions().frame())
+        if table.empty:
+            st.caption(f"No incident opened in the last {window.label}.")
+            return
+        shown = table.assign(mtta=table["mtta"].map(fmt_duration), mttr=table["mttr"].map(fmt_duration))
+        st.dataframe(shown, hide_index=True, width="stretch", key="response_times", column_config={
+            "severity": st.column_config.TextColumn("sev", width="small"),
+            "acknowledged": st.column_config.NumberColumn("acked", help="Incidents a responder acknowledged "
+                                                                         "(or resolved)"),
+            "mtta": st.column_config.TextColumn("MTTA", help="Mean time from the detector opening the incident "
+                                                             "to the first acknowledgement"),
+            "resolved": st.column_config.NumberColumn(help="Resolved by a responder or by the detector"),
+            "mttr": st.column_config.TextColumn("MTTR", help="Mean time from opening to resolution (a responder's "
+                                                             "resolve, else the detector's)")})
+        st.caption("Incidents opened in this window; processing times (docs/operations.md).")
 
 
 def _kpis(window: Window) -> None:

@@ -51,6 +51,7 @@ def render(incident: dict[str, Any]) -> None:
         with right:
             _form(incident, state, now)
         _trail(log, incident_id)
+        _postmortem(incident, log, state, now)
 
 
 def _status(incident: dict[str, Any], state: State, now: datetime) -> None:
@@ -123,6 +124,22 @@ def _submit(incident: dict[str, Any]) -> None:
     st.session_state["action_outcome"] = (True, f"Recorded: {md(LABELS[ActionKind(kind)].lower())} by "
                                                 f"{md(row['actor'])}.")
     st.session_state.pop("action_text", None)
+
+
+def _postmortem(incident: dict[str, Any], log: ActionLog, state: State, now: datetime) -> None:
+    from incident_dashboard.analysis.export import postmortem_markdown
+    from incident_dashboard.analysis.service import store_for
+
+    incident_id = incident["incident_id"]
+    try:
+        stored = store_for(common.settings()).for_incident(incident_id)
+    except OSError:
+        stored = []
+    draft = postmortem_markdown(incident, common.repository().incident_history(incident_id),
+                                log.for_incident(incident_id), stored[0] if stored else None, state, now)
+    st.download_button("Export post-mortem draft", draft, file_name=f"postmortem-{incident_id}.md",
+                       mime="text/markdown", icon=":material/description:", key="postmortem_export",
+                       help="Markdown: timeline of the lifecycle and the audit trail, root cause, action items")
 
 
 def _trail(log: ActionLog, incident_id: str) -> None:
