@@ -74,10 +74,10 @@ def _kafka() -> None:
         snap = snapshot(cfg.kafka_bootstrap_servers, cfg.kafka_topic_logs, cfg.kafka_consumer_group,
                         ttl=max(2.0, cfg.dashboard_cache_ttl_seconds))
         if not snap.reachable:
-            st.error(f"**The broker is not reachable.** {snap.error}", icon=":material/cloud_off:")
+            st.error(f"**The broker is not reachable.** {md(snap.error)}", icon=":material/cloud_off:")
             return
         if snap.error:
-            st.warning(snap.error, icon=":material/warning:")
+            st.warning(md(snap.error), icon=":material/warning:")  # the client's text, as is
         logs = snap.partitions[snap.partitions["topic"] == cfg.kafka_topic_logs]
         cols = st.columns(4)
         cols[0].metric("Topics", len(snap.topics), border=True)
