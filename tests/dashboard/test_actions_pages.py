@@ -51,7 +51,7 @@ def test_actions_are_recorded_with_who_and_the_state_at_that_moment(demo_env: De
     log = ActionLog(TableStore.from_settings(get_settings()))
     assert log.for_incident(plan.incident_id).empty
 
-    app.text_input(key="actor_name").input("ana <b>[x](http://evil)</b>").run()
+    app.text_input(key="actor_name_input").input("ana <b>[x](http://evil)</b>").run()
     _act(app, "acknowledge")
     assert any("Recorded: acknowledge" in s.value for s in app.success)
     assert _badge(app, "person") == "acknowledged"  # the human status, next to the detector's
@@ -63,6 +63,9 @@ def test_actions_are_recorded_with_who_and_the_state_at_that_moment(demo_env: De
     _act(app, "resolve")
     assert [str(o) for o in app.selectbox(key="action_kind").options] == ["Reopen", "Assign", "Add a note"]
     _act(app, "reopen")
+    _open(app, "views/incidents.py")  # the name is kept for the visit, across pages
+    _open(app, "views/incident.py", id=plan.incident_id)
+    assert app.text_input(key="actor_name_input").value == "ana <b>[x](http://evil)</b>"
 
     trail = _trail(app)
     assert trail["action"].tolist() == ["acknowledge", "assign", "snooze", "note", "resolve", "reopen"]
@@ -81,7 +84,7 @@ def test_actions_are_recorded_with_who_and_the_state_at_that_moment(demo_env: De
 def test_a_refused_action_writes_nothing_and_says_why(demo_env: DemoSummary, app: AppTest) -> None:
     plan = demo_env.incident_for("disk_full")
     _open(app, "views/incident.py", id=plan.incident_id)
-    app.text_input(key="actor_name").input("ana").run()
+    app.text_input(key="actor_name_input").input("ana").run()
     _act(app, "note", action_text="   ")
     assert any("a note needs some text" in e.value for e in app.error)
     assert ActionLog(TableStore.from_settings(get_settings())).for_incident(plan.incident_id).empty

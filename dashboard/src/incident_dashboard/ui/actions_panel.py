@@ -19,7 +19,8 @@ from incident_dashboard.ui import common
 from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_time
 from incident_dashboard.ui.safe_text import badge_label, md
 
-NAME_KEY = "actor_name"  # the typed name, kept for the browser session
+NAME_KEY = "actor_name"  # the typed name, kept for the browser session (also while other pages show)
+NAME_INPUT = "actor_name_input"  # its widget (Streamlit drops a widget's state on pages without it)
 HUMAN_BADGE = {"open": "red", "acknowledged": "orange", "snoozed": "gray", "resolved": "green"}
 LABELS = {ActionKind.ACKNOWLEDGE: "Acknowledge", ActionKind.ASSIGN: "Assign", ActionKind.NOTE: "Add a note",
           ActionKind.SNOOZE: "Snooze", ActionKind.RESOLVE: "Resolve", ActionKind.REOPEN: "Reopen"}
@@ -80,8 +81,11 @@ def _status(incident: dict[str, Any], state: State, now: datetime) -> None:
 def _form(incident: dict[str, Any], state: State, now: datetime) -> None:
     name, source = who()
     if source == "typed":
-        st.text_input("Your name", key=NAME_KEY, max_chars=100, placeholder="Needed once per visit, for the audit "
-                      "trail", help="No login in front of this dashboard: your name is asked once per browser visit.")
+        if NAME_INPUT not in st.session_state:
+            st.session_state[NAME_INPUT] = st.session_state.get(NAME_KEY, "")
+        st.text_input("Your name", key=NAME_INPUT, max_chars=100, on_change=_keep_name,
+                      placeholder="Needed once per visit, for the audit trail",
+                      help="No login in front of this dashboard: your name is asked once per browser visit.")
     else:
         st.caption(f"Acting as {md(name)} (signed in)")
     kinds = allowed(state, now)
@@ -98,6 +102,10 @@ def _form(incident: dict[str, Any], state: State, now: datetime) -> None:
     if outcome:
         ok, message = outcome
         (st.success if ok else st.error)(message)
+
+
+def _keep_name() -> None:
+    st.session_state[NAME_KEY] = (st.session_state.get(NAME_INPUT) or "").strip()
 
 
 def _submit(incident: dict[str, Any]) -> None:
