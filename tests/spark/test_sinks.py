@@ -197,6 +197,27 @@ def test_incident_updates_of_a_replayed_batch_are_appended_once(spark: Any, tmp_
     assert len(on_disk(store, "incident_updates")) == 2  # the replay wrote no file
 
 
+def test_detector_counter_rows_go_to_metrics_once_and_never_to_incident_updates(spark: Any, tmp_path: Path) -> None:
+    from incident_stream.detection.output import counter_rows
+
+    store = TableStore(str(tmp_path / "data"))
+    sink = UpdatesSink(store, checkpoint(tmp_path / "checkpoint" / "detection"), Counters(), run_id="run-7")
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    counters = counter_rows("prod", [("late_counted", "search", 1655), ("environment_silent", "", 4)], now_ms)
+    for r in counters:
+        r["update_time"] = r["opened_at"] = r["first_seen"] = r["last_seen"] = dt.datetime.fromtimestamp(
+            now_ms / 1000, dt.UTC)
+    batch = spark.createDataFrame(update_rows(spark, ["inc-1"]).collect() + [
+        {**{f.name: None for f in INCIDENT_UPDATES}, **r} for r in counters], from_arrow_schema(INCIDENT_UPDATES))
+    sink(batch, 3)
+    sink(batch, 3)  # replayed
+    assert store.read("incident_updates").column("incident_id").to_pylist() == ["inc-1"]
+    metrics = store.read("metrics").to_pylist()
+    assert sorted((m["query_name"], m["query_id"], m["num_input_rows"], m["batch_id"], m["run_id"])
+                  for m in metrics) == [("counter:environment_silent", "prod", 4, 3, "run-7"),
+                                        ("counter:late_counted", "prod/search", 1655, 3, "run-7")]
+
+
 # --- (1) two jobs on one data folder ---------------------------------------------------------------------
 def cli_env(broker: str, topic: str, data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
