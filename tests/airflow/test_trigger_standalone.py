@@ -3,7 +3,8 @@
 Covers what `make trigger-dag`, `make status` and `make demo` rely on: the generated connections and
 login, Param validation at trigger time, a second run queued behind the first, parallel tasks on the
 LocalExecutor, the run's note written through the API, the last-run status line, and the triage DAG
-started by the run's asset event.
+started by the run's asset event. Airflow runs with a Gemini key (a local fake Gemini) and object-storage
+credentials set, and no file it, its tasks or the streaming job write may contain them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fake_gemini import FakeGemini
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +39,33 @@ def _stop(process: subprocess.Popen) -> None:
         pass
 
 
+# Secrets set for the module's Airflow: none of them may appear in a file any of its processes writes.
+PLANTED = {"AWS_ACCESS_KEY_ID": f"AKIAPLANTED{uuid.uuid4().hex[:12].upper()}",
+           "AWS_SECRET_ACCESS_KEY": f"planted-secret-{uuid.uuid4().hex}"}
+
+
 @pytest.fixture(scope="module")
-def standalone(broker, tmp_path_factory):
+def gemini():
+    fake = FakeGemini(key=f"AIzaSyPlanted{uuid.uuid4().hex}")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def standalone(broker, tmp_path_factory, gemini):
     """`airflow standalone` started the way the stack starts it; yields the settings it runs with."""
     from incident_airflow.environment import airflow_env
-    from incident_contracts.settings import get_settings, load_settings
+    from incident_contracts.settings import get_settings, inherited_env, load_settings
     from incident_stack.broker import free_port
-    from incident_stack.services import http_ok, settings_env
+    from incident_stack.services import SERVICES, http_ok, settings_env
 
     base = tmp_path_factory.mktemp("standalone")
     env = {
         "ENV_FILE": str(base / "no.env"), "DATA_DIR": str(base / "data"), "RUNTIME_DIR": str(base / "runtime"),
         "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_TOPIC_LOGS": f"logs.trigger.{uuid.uuid4().hex[:8]}",
         "SPARK_MASTER": "local[2]", "SPARK_UI_PORT": str(free_port()), "SPARK_DRIVER_MEMORY": "1g",
-        "AIRFLOW_PORT": str(free_port()), "AIRFLOW_PARALLELISM": "3", "GEMINI_API_KEY": "",
+        "AIRFLOW_PORT": str(free_port()), "AIRFLOW_PARALLELISM": "3",
+        "GEMINI_API_KEY": gemini.key, "GEMINI_BASE_URL": gemini.url, **PLANTED,
     }
     # The scheduler and triggerer serve task logs on fixed ports; a running `make up` holds the defaults.
     log_ports = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -62,7 +77,8 @@ def standalone(broker, tmp_path_factory):
             patch.delenv(key)  # the test session's own Airflow configuration must not leak in
         get_settings.cache_clear()
         settings = load_settings()
-        child_env = {**os.environ, **settings_env(settings), **airflow_env(settings), **log_ports}
+        grants = SERVICES["airflow"].secrets  # the secrets `make up` gives Airflow
+        child_env = {**inherited_env(grants), **settings_env(settings, grants), **airflow_env(settings), **log_ports}
         log_path = base / "airflow.log"
         with open(log_path, "ab") as log:
             process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=child_env,
@@ -225,3 +241,18 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
     assert triage_runs and triage_runs[0]["run_type"] == "asset_triggered"
     assert triage_runs[0]["state"] == "success"
 
+
+
+def test_no_secret_reaches_a_log_a_task_log_or_any_other_file(standalone, gemini):
+    """After the runs above (generator, streaming job, reconciliation, triage with Gemini), every file under
+    the module's folder - Airflow's own and task logs, the job's logs and summaries, run folders, tables - is
+    free of the Gemini key and the object-storage credentials."""
+    assert gemini.requests, "triage never called Gemini: the key was not in use, so the search proves nothing"
+    assert {request.api_key for request in gemini.requests} == {gemini.key}
+    secrets = [gemini.key.encode(), *(value.encode() for value in PLANTED.values())]
+    base = Path(standalone.runtime_dir).parent
+    files = [path for path in base.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert len(files) > 50 and any(path.suffix == ".log" for path in files)
+    leaks = sorted(str(path.relative_to(base)) for path in files
+                   if any(secret in path.read_bytes() for secret in secrets))
+    assert leaks == [], f"secrets written to {leaks}"

@@ -42,6 +42,7 @@ class Request:
 class FakeGemini:
     mode: str = "ok"
     delay: float = 3.0  # seconds the "timeout" mode waits before answering
+    key: str = VALID_KEY  # the one API key it accepts
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class FakeGemini:
     def answer(self, request: Request, known_path: bool) -> tuple[int, dict]:
         if not known_path:
             return _error(404, "NOT_FOUND", f"Unknown path {request.path}")
-        if request.api_key != VALID_KEY:
+        if request.api_key != self.key:
             return 400, {"error": {
                 "code": 400, "message": "API key not valid. Please pass a valid API key.",
                 "status": "INVALID_ARGUMENT",
