@@ -5,6 +5,7 @@ bench/generator_bench.py, which needs the machine to itself.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,10 +136,8 @@ def kafka_threads() -> int:
     """librdkafka's threads in this process (named "rdk:..."; invisible to `threading`)."""
     count = 0
     for tid in os.listdir("/proc/self/task"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # the thread ended while listing
             count += Path(f"/proc/self/task/{tid}/comm").read_text().startswith("rdk:")
-        except FileNotFoundError:  # the thread ended while listing
-            pass
     return count
 
 
