@@ -12,13 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import atheris
+import google.protobuf  # noqa: F401
 import numpy  # noqa: F401  (libraries the targets use are imported uninstrumented: only the project's code is)
 import pyarrow  # noqa: F401
 import yaml  # noqa: F401
 
-with atheris.instrument_imports(include=["incident_contracts", "log_generator"]):
+with atheris.instrument_imports(include=["incident_contracts", "log_generator", "incident_ingest"]):
     from incident_contracts.codec import Codec, DecodeError, DecodeReason
     from incident_contracts.fast_decode import FastDecoder
+    from incident_contracts.fast_encode import FastEncoder
+    from incident_ingest import mapping
     from log_generator.replay.parser import ParseOptions, load_formats, parse
 
 CODEC = Codec()
@@ -72,7 +75,42 @@ def log_lines(data: bytes) -> None:
         CODEC.decode(CODEC.encode(event))
 
 
+INGEST_ENCODER = mapping.Encoder(FastEncoder.for_codec(CODEC))
+JSON_FIELDS = mapping.JsonFields(timestamp=("timestamp", "date"), message=("message", "log"), level=("level",),
+                                 service=("service",), host=("host",), environment=("environment",))
+# The ingest service's request bodies; the first byte of the input picks the endpoint.
+INGEST_KINDS = ("otlp_protobuf", "otlp_json", "json_lines", "text_lines")
+
+
+def ingest_bodies(data: bytes) -> None:
+    """Any request body is refused as a whole with BadRequest (a 400 naming why), or read into records that are
+    each either encoded as a LogEvent the codec decodes, or rejected with a reason: none lost, none raising."""
+    if not data:
+        return
+    kind, body = INGEST_KINDS[data[0] % len(INGEST_KINDS)], data[1:]
+    digest, _ = mapping.event_ids(body)
+    try:
+        if kind == "otlp_protobuf":
+            batch = mapping.otlp_batch(mapping.otlp_from_protobuf(body), INGEST_ENCODER, digest, "prod")
+        elif kind == "otlp_json":
+            batch = mapping.otlp_batch(mapping.otlp_from_json(body), INGEST_ENCODER, digest, "prod")
+        elif kind == "json_lines":
+            batch = mapping.json_batch(mapping.split_json(body), JSON_FIELDS, INGEST_ENCODER, digest, None, None,
+                                       "prod")
+        else:
+            batch = mapping.lines_batch(body, "auto", INGEST_ENCODER, digest, "fuzzed", None, "prod")
+    except mapping.BadRequest as refused:
+        assert str(refused), "a refusal must say why"
+        return
+    assert batch.accepted + len(batch.rejections) == batch.total, (batch.accepted, len(batch.rejections), batch.total)
+    assert len(batch.keys) == batch.accepted
+    assert all(rejection.reason and rejection.detail for rejection in batch.rejections), batch.rejections
+    for value in batch.values:
+        CODEC.decode(value)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    "ingest_bodies": ingest_bodies,
     "codec_decode": codec_decode,
     "fast_decode": fast_decode,
     "log_lines": log_lines,
