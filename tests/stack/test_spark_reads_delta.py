@@ -35,7 +35,8 @@ OLD = dt.datetime(2026, 10, 1, 23, 59, 59, 999999, tzinfo=dt.UTC)  # older than 
 RETENTION_DAYS = 30
 # Rows are compared in this order (each key is unique in the fixtures).
 SORT_KEYS = {"events": ["kafka_partition", "kafka_offset"], "incident_updates": ["incident_id", "update_seq"],
-             "dead_letter": ["kafka_partition", "kafka_offset"], "metrics": ["batch_id"]}
+             "dead_letter": ["kafka_partition", "kafka_offset"], "metrics": ["batch_id"],
+             "incident_actions": ["action_id"], "notifications": ["incident_id", "transition", "route"]}
 
 
 # --- the jar set ---------------------------------------------------------------------------------------------
@@ -126,8 +127,29 @@ def _metrics(batches: range, when: dt.datetime) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=TABLES["metrics"].schema)
 
 
+def _incident_actions() -> pa.Table:
+    rows = [{"action_id": f"a-{n}", "incident_id": "inc-1", "action": action, "argument": argument,
+             "actor": "zoë", "actor_source": "typed" if n else None,
+             "action_time": RECENT + dt.timedelta(microseconds=n),
+             "detector_status": "open", "detector_severity": "P1", "detector_update_seq": 1 if n else None,
+             "human_status": status, "assignee": None if n < 2 else "zoë"}
+            for n, (action, argument, status) in enumerate([("acknowledge", None, "open"),
+                                                             ("assign", "zoë", "acknowledged"),
+                                                             ("note", "rollback en cours", "acknowledged")])]
+    return pa.Table.from_pylist(rows, schema=TABLES["incident_actions"].schema)
+
+
+def _notifications() -> pa.Table:
+    rows = [{"incident_id": "inc-1", "transition": "opened", "route": route, "outcome": outcome,
+             "service": "payments", "severity": "P1", "attempts": attempts, "http_status": status,
+             "error": None if status == 200 else "HTTP 500", "transition_time": RECENT if attempts else None,
+             "recorded_at": RECENT + dt.timedelta(seconds=attempts, microseconds=3)}
+            for route, outcome, attempts, status in [("slack", "sent", 1, 200), ("pager", "failed", 3, 500)]]
+    return pa.Table.from_pylist(rows, schema=TABLES["notifications"].schema)
+
+
 def write_tables(store: TableStore) -> dict[str, int]:
-    """The four tables as the platform leaves them: several appends (one idempotent, one replayed), a compaction,
+    """The tables as the platform leaves them: several appends (one idempotent, one replayed), a compaction,
     retention deleting old rows (whole partitions of events, rewritten files of metrics), a log checkpoint.
     Returns {table: the version before retention} for reading an older snapshot."""
     store.append("events", _events(range(0, 6), OLD))
@@ -141,6 +163,8 @@ def write_tables(store: TableStore) -> dict[str, int]:
     store.append("metrics", _metrics(range(0, 4), OLD))
     store.append("metrics", _metrics(range(4, 6), RECENT))
     store.append("metrics", _metrics(range(6, 9), RECENT))
+    store.append("incident_actions", _incident_actions())
+    store.append("notifications", _notifications())
     compacted = store.compact("events")
     assert compacted["numFilesRemoved"] > compacted["numFilesAdded"] > 0
     store.compact("metrics")  # one file holding old and recent rows: retention has to rewrite it
@@ -203,7 +227,8 @@ def _rows(table: pa.Table, name: str) -> list[dict]:
 @pytest.mark.timeout(600)
 def test_spark_reads_every_table_with_the_rows_and_types_pyarrow_reads(spark_read) -> None:
     store, _, out, report = spark_read
-    expected_rows = {"events": 4 * 6 + 4, "incident_updates": 2, "dead_letter": 5, "metrics": 5}
+    expected_rows = {"events": 4 * 6 + 4, "incident_updates": 2, "dead_letter": 5, "metrics": 5,
+                     "incident_actions": 3, "notifications": 2}
     for name, spec in TABLES.items():
         spark, arrow = _spark(out, name), store.read(name)
         assert spark.num_rows == arrow.num_rows == expected_rows[name], name
