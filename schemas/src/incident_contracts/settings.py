@@ -130,6 +130,9 @@ class Settings(BaseSettings):
 
     # --- incident detection (the streaming job) ---------------------------------------------
     detection_allowed_lateness_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
+    # Events later than the allowed lateness, but at most this far behind, are counted when they arrive; older
+    # ones are left out of detection (counted per service). Spark keeps this much event-time state.
+    detection_late_horizon_seconds: Annotated[float, Field(ge=0, le=86_400)] = 600.0
     detection_open_score: Annotated[float, Field(gt=0, le=1000)] = 6.0
     detection_quiet_period_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     # Tier (1-3) given to a service that is not in the catalog (a "discovered" service): its severity

@@ -29,6 +29,7 @@ def params_from_settings(settings: Settings) -> DetectionParams:
     return DetectionParams().with_overrides(quiet_period_s=settings.detection_quiet_period_seconds,
                                             open_score=settings.detection_open_score,
                                             allowed_lateness_s=settings.detection_allowed_lateness_seconds,
+                                            late_horizon_s=settings.detection_late_horizon_seconds,
                                             default_tier=settings.default_service_tier)
 
 
