@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
 
 from incident_contracts.catalog import default_catalog
@@ -208,3 +209,17 @@ def test_with_the_watermark_at_the_allowed_lateness_spark_drops_the_late_rows_un
     out = _through_the_processor(_db_clock_behind(), DetectionParams().with_overrides(late_horizon_s=0))
     assert out[(out.service == "db") & (out.update_type == "opened")].empty
     assert not (out.service == "db").any()
+
+
+@pytest.mark.integration
+def test_a_batch_of_counter_rows_only_crosses_sparks_arrow_conversion(spark):
+    """A micro-batch whose only output is counters (late events after a restart, say) leaves every list and
+    text column empty; Spark must still convert the frame (it failed with "'float' object is not iterable"
+    when pandas filled those columns with NaN)."""
+    from incident_stream.detection.output import counter_rows, incident_updates_schema, rows_to_frame
+
+    frame = rows_to_frame(counter_rows("prod", [(LATE_COUNTED, "db", 12), (LATE_COUNTED, "", 3)], 1_796_000_000_000))
+    spark.conf.set("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+    rows = spark.createDataFrame(frame, schema=incident_updates_schema()).collect()
+    assert [(r.service, r.event_count, r.severity_reasons, r.affected_hosts) for r in rows] == [
+        ("db", 12, None, None), ("", 3, None, None)]

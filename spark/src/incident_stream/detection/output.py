@@ -9,6 +9,11 @@ from pyspark.sql import types as T
 from incident_contracts.tables import INCIDENT_UPDATES
 
 TIMESTAMP_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if pa.types.is_timestamp(f.type))
+# Columns whose values are Python objects (strings, lists, structs): a frame where every row lacks one (a batch
+# of counter rows only) would otherwise hold float NaN there, which Spark's Arrow conversion cannot read.
+OBJECT_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if not (pa.types.is_integer(f.type)
+                                                                 or pa.types.is_floating(f.type)
+                                                                 or pa.types.is_timestamp(f.type)))
 
 
 def spark_type(arrow_type: pa.DataType) -> T.DataType:
@@ -36,6 +41,9 @@ def incident_updates_schema() -> T.StructType:
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     """Detector rows (timestamps in epoch ms) as a frame with the contract's columns, in order."""
     frame = pd.DataFrame(rows, columns=INCIDENT_UPDATES.names)
+    for column in OBJECT_COLUMNS:
+        values = frame[column].astype(object)
+        frame[column] = values.where(values.notna(), None)
     for column in TIMESTAMP_COLUMNS:
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
     frame["update_seq"] = frame["update_seq"].astype("int32")
