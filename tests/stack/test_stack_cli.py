@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,11 +69,14 @@ def test_up_is_idempotent_status_reports_and_down_stops_everything(stack_env: di
 
     # The secrets of the environment: not in the broker's environment, its logs or the stack's output.
     environ = Path(f"/proc/{record['pid']}/environ").read_bytes()
-    runtime_files = [p for p in Path(stack_env["RUNTIME_DIR"]).rglob("*") if p.is_file()]
+    runtime_files = {}  # path: content; the running broker renames its own .tmp files meanwhile
+    for path in Path(stack_env["RUNTIME_DIR"]).rglob("*"):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            runtime_files[path] = path.read_bytes()
     assert any(p.suffix == ".log" for p in runtime_files)
     for secret in (FAKE_GEMINI_KEY, FAKE_AWS_SECRET, FAKE_PASSWORD):
         assert secret.encode() not in environ
-        assert not [p for p in runtime_files if secret.encode() in p.read_bytes()], secret
+        assert not [p for p, content in runtime_files.items() if secret.encode() in content], secret
         assert secret not in first.stdout + first.stderr + status.stdout + logs.stdout
 
     down = _run(stack_env, "down")
