@@ -23,7 +23,15 @@ from incident_dashboard.actions.log import ActionLog, Record
 from incident_dashboard.notify.notifier import Notifier, delivery_status
 from incident_dashboard.notify.rules import Route, RulesError, load_routes
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)  # reset before each test (fresh_now)
+
+
+@pytest.fixture(autouse=True)
+def fresh_now() -> None:
+    """Rows are dated relative to NOW: taken at each test's start, so that a test running long after the
+    module was imported does not find its incidents past the acknowledgement timeout."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 class Receiver:
