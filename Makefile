@@ -84,7 +84,7 @@ trigger-dag: $(SETUP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE,
 		$(if $(SPEEDUP),--speedup $(SPEEDUP),) $(if $(WAIT),--wait,)
 
 test: $(SETUP) $(DELTA_SPARK_JARS) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
-	@$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@tests/run_suite.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(SETUP) ## Run only the fast unit tests
 	@$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)

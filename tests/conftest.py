@@ -23,15 +23,6 @@ class BrokerAddress(str):
     pid: int
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`make test` runs two workers), the integration tests stay together on one worker, in
-    order, one at a time as they were written to run (each starts brokers, Spark, Airflow or a browser on the
-    2 cores); the unit tests run on the other worker meanwhile."""
-    for item in items:
-        if item.get_closest_marker("integration") is not None:
-            item.add_marker(pytest.mark.xdist_group("integration"))
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real embedded Kafka-compatible broker for the whole test session; yields its bootstrap address (a

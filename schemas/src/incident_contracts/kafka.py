@@ -168,10 +168,37 @@ def offset_range(bootstrap: str, topic: str, partitions: Iterable[int] | None = 
     """
     if isolation not in ISOLATION_LEVELS:
         raise ValueError(f"isolation level {isolation!r}: expected {READ_COMMITTED!r} or {READ_UNCOMMITTED!r}")
-    admin = admin_client(bootstrap)  # keep a reference: the futures fail if the client is collected
-    parts = list(partitions) if partitions is not None else _topic_partitions(admin, bootstrap, topic, timeout)
-    if not parts:
-        return {}
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = admin_client(bootstrap)  # keep a reference: the futures fail if the client is collected
+        parts = list(partitions) if partitions is not None else _topic_partitions(admin, bootstrap, topic, timeout)
+        if not parts:
+            return {}
+        try:
+            return _list_offsets(admin, bootstrap, topic, parts, timeout, isolation)
+        except _LeadershipMoving as moving:
+            if time.monotonic() >= deadline:
+                raise _unreachable(bootstrap, timeout, moving.error) from None
+            log.debug("ListOffsets on %s: %s; asking again", topic, moving.error)
+            time.sleep(0.2)
+
+
+# Answers of a broker that is starting, restarting or handing a partition to another replica: the same
+# request succeeds a moment later, against fresh metadata (a new client).
+_LEADERSHIP_ERRORS = frozenset(
+    getattr(KafkaError, name) for name in ("UNKNOWN_LEADER_EPOCH", "FENCED_LEADER_EPOCH", "NOT_LEADER_FOR_PARTITION",
+                                           "LEADER_NOT_AVAILABLE", "NOT_COORDINATOR", "_WAIT_COORD")
+    if hasattr(KafkaError, name))
+
+
+class _LeadershipMoving(Exception):
+    def __init__(self, error: object):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _list_offsets(admin: AdminClient, bootstrap: str, topic: str, parts: list[int], timeout: float,
+                  isolation: str) -> dict[int, tuple[int, int]]:
     asked = {spec: admin.list_offsets({TopicPartition(topic, p): getattr(OffsetSpec, spec)() for p in parts},
                                       isolation_level=ISOLATION_LEVELS[isolation], request_timeout=timeout)
              for spec in ("earliest", "latest")}
@@ -181,11 +208,14 @@ def offset_range(bootstrap: str, topic: str, partitions: Iterable[int] | None = 
             try:
                 found[spec][tp.partition] = future.result(timeout=timeout + 1).offset
             except KafkaException as exc:
+                error = exc.args[0] if exc.args else exc
+                if isinstance(error, KafkaError) and error.code() in _LEADERSHIP_ERRORS:
+                    raise _LeadershipMoving(error) from None
                 missing = set(parts) - set(_topic_partitions(admin, bootstrap, topic, timeout))
                 if missing:
                     raise TopicMissing(f"topic {topic!r} has no partition {sorted(missing)} on {bootstrap}; "
                                        "check KAFKA_TOPIC_LOGS") from None
-                raise _unreachable(bootstrap, timeout, exc.args[0] if exc.args else exc) from None
+                raise _unreachable(bootstrap, timeout, error) from None
             except TimeoutError:
                 raise _unreachable(bootstrap, timeout, f"no ListOffsets answer for partition {tp.partition} "
                                    f"of {topic}") from None
