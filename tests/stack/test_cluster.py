@@ -1,22 +1,48 @@
 """The cluster tier end to end: real brokers, Spark master and workers, PostgreSQL, Airflow, dashboard.
 
-One pipeline run goes through the tier's Airflow with nothing but settings changed (three-broker
-bootstrap list, SPARK_MASTER=spark://...); its records are checked in the tables independently of the
-reconciliation, its executors are found on both workers, and `cluster down` leaves no process behind.
+The tests share one start of the tier (``cluster up``, a minute and more) and run in this order:
+
+1. One pipeline run through the tier's Airflow with nothing but settings changed (three-broker bootstrap
+   list, SPARK_MASTER=spark://...); its records are checked in the tables independently of the
+   reconciliation, and its executors are found on both workers.
+2. (a) ``kill -9`` the Kafka broker that leads the busiest partition while the generator produces: the
+   idempotent producer (acks=all) loses and duplicates nothing, another replica takes over the partition,
+   and the restarted broker rejoins the in-sync replicas. (b) In the same run, ``kill -9`` one Spark worker
+   (its process group: the worker daemon, its executor and the executor's Python workers) while a
+   micro-batch is in flight: the tasks it ran are run again on the other worker, the same application
+   finishes the batch, and the restarted worker gets a new executor.
+3. (d) ``kill -9`` every process of the tier at once while a micro-batch of a run's streaming job is in
+   flight (every process crashes; unlike a power cut, the operating system's page cache survives), start
+   the tier again with ``cluster up``: the interrupted run is taken up again by Airflow (or fails), and a
+   new run succeeds.
+4. ``cluster down`` leaves no process behind and frees every port.
+
+Every fault test ends with its runs SUCCESS, every record they produced in `events` or `dead_letter` exactly
+once and no `(incident_id, update_seq)` twice, read from the Parquet files by tests/pipeline_checks.py. Each
+prints what it measured (lines starting with ``fault (x)``; helpers in tests/stack/cluster_faults.py).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import datetime
 
+import cluster_faults as faults
 import pytest
+from pipeline_checks import assert_exactly_once, assert_no_duplicate_updates
 
 from incident_stack.supervisor import port_taken
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 RUN = {"scenario": "mixed", "rate": 500, "duration": 20, "seed": 7}
+# Scenarios that open incidents (so the duplicate-update check has updates to look at). The generator of the
+# (a)+(b) run produces for long after the broker fault; the streaming job starts about when it ends.
+RUN_AB = {"scenario": "bad_deploy", "rate": 300, "duration": 40, "seed": 11}
+RUN_D1 = {"scenario": "bad_deploy", "rate": 300, "duration": 20, "seed": 12}
+RUN_D2 = {"scenario": "memory_leak", "rate": 300, "duration": 10, "seed": 13}
 
 
 def _status_lines(cluster) -> tuple[dict[str, str], str]:
@@ -26,9 +52,9 @@ def _status_lines(cluster) -> tuple[dict[str, str], str]:
     return {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}, result.stdout
 
 
-# Start (about a minute and a half cold), one run (a few minutes on a busy 2-core machine), stop.
+# Start (about a minute and a half cold), one run (a few minutes on a busy 2-core machine).
 @pytest.mark.timeout(1800)
-def test_cluster_runs_the_pipeline_on_both_workers_and_stops_cleanly(cluster) -> None:
+def test_cluster_runs_the_pipeline_on_both_workers(cluster) -> None:
     settings = cluster.settings
     names = cluster.names()
     assert len(cluster.names("kafka")) == 3 and len(cluster.names("spark-worker")) == 2
@@ -84,7 +110,144 @@ def test_cluster_runs_the_pipeline_on_both_workers_and_stops_cleanly(cluster) ->
     rows, text = _status_lines(cluster)
     assert "Last Spark job: app-" in text and "executors on 2 of 2 workers" in text
 
-    # Down stops every process of the tier, children included, and frees every port.
+
+# One run of 40 s with both faults, on a busy 2-core machine: several minutes.
+@pytest.mark.timeout(1500)
+def test_broker_leader_then_spark_worker_killed_mid_run(cluster) -> None:
+    settings = cluster.settings
+    topic = settings.kafka_topic_logs
+    before = faults.topic_end_offsets(cluster)
+    data = settings.data_dir
+    since = datetime.now().astimezone()
+    t0 = time.monotonic()
+    run_id = cluster.start_run(RUN_AB)
+    faults.say(f"fault (a)+(b): run {run_id} triggered ({RUN_AB})")
+    watch = faults.KafkaWatch(settings.kafka_bootstrap_servers, topic)
+    try:
+        broker = faults.kill_leader_of_busiest_partition(cluster, watch, before)
+    finally:
+        watch.close()
+    worker = faults.kill_worker_mid_batch(cluster, since)
+
+    run = cluster.wait_for_run(run_id, timeout=900)
+    assert run["state"] == "success", faults.failure_report(cluster, run_id)
+    faults.say(f"fault (a)+(b): the run's tasks, seconds after the trigger: {faults.timeline(cluster, run_id, since)}")
+    tries = faults.tries(cluster, run_id)
+    took = time.monotonic() - t0
+
+    # (a) The producer lost and duplicated nothing: what it counts as delivered is what Kafka holds.
+    produced = faults.produced(cluster, run_id)
+    generator, ranges = produced["generator"], faults.ranges(produced)
+    expected = RUN_AB["rate"] * RUN_AB["duration"]
+    assert generator["failed"] == 0 and generator["events_sent"] == generator["delivered"] == expected, generator
+    in_kafka = {p: end - start for p, (start, end) in ranges.items()}
+    assert {int(p): int(n) for p, n in generator["partitions"].items()} == {p: n for p, n in in_kafka.items() if n}, (
+        f"delivered per partition {generator['partitions']} != records in Kafka {in_kafka}")
+    assert {p: start for p, (start, _) in ranges.items()} == before
+
+    # Every record once in the tables, no incident update twice (read from the files, not by reconcile).
+    assert assert_exactly_once(data, topic, ranges) == expected
+    updates = assert_no_duplicate_updates(data)
+    assert updates > 0, "the bad_deploy scenario opened no incident"
+    faults.say(f"fault (a)+(b): run {run_id} SUCCESS in {took:.0f} s (tries: "
+        f"{', '.join(f'{t} {n}' for t, (_, n) in tries.items())}); generator delivered {generator['delivered']} "
+        f"of {generator['events_sent']}, failed {generator['failed']}; records in Kafka {sum(in_kafka.values())} "
+        f"{in_kafka}; in events/dead_letter exactly once: {expected}; lost 0, duplicated 0; incident updates "
+        f"{updates}, none twice")
+    faults.say(f"fault (a) figures: {json.dumps(broker)}")
+    faults.say(f"fault (b) figures: {json.dumps(worker)}")
+
+
+@pytest.mark.timeout(1800)
+def test_whole_cluster_killed_mid_run_restarts_and_runs_again(cluster) -> None:
+    settings = cluster.settings
+    topic = settings.kafka_topic_logs
+    data = settings.data_dir
+    before = faults.topic_end_offsets(cluster)
+    checkpoint = faults.IngestCheckpoint(settings)
+    planned_before, committed_before = len(checkpoint.planned()), len(checkpoint.committed())
+    since = datetime.now().astimezone()
+    first = cluster.start_run(RUN_D1)
+    faults.say(f"fault (d): run {first} triggered ({RUN_D1})")
+
+    # Mid-run: a micro-batch of the run's streaming job in flight, its tasks running on the executors.
+    def mid_batch() -> bool:
+        app = faults.running_app(cluster, since)
+        if app is None or checkpoint.in_flight() is None or len(checkpoint.planned()) <= planned_before:
+            return False
+        executors = faults.driver_api(settings, f"applications/{app}/executors") or []
+        return sum(int(e.get("activeTasks", 0)) for e in executors if e.get("id") != "driver") > 0
+
+    faults.wait_for(mid_batch, 600, "a micro-batch of the run's streaming job in flight", poll=0.2)
+    at_kill = {"records_so_far": sum(faults.topic_end_offsets(cluster).values()) - sum(before.values()),
+               "batches_committed": len(checkpoint.committed()) - committed_before,
+               "batch_in_flight": checkpoint.in_flight(),
+               "tasks": {t: s for t, (s, _) in faults.tries(cluster, first).items() if s}}
+    killed = faults.kill_everything(cluster)
+    t_kill, killed_at = time.monotonic(), datetime.now().astimezone()
+    faults.say(f"fault (d): killed every process of the tier (kill -9: {', '.join(killed['groups'])}; "
+        f"{len(killed['strays'])} processes outside those groups: {killed['strays']}) with {at_kill}")
+    assert len(killed["groups"]) == len(cluster.names())
+    assert all(cluster.pid(n) is None for n in cluster.names())
+
+    # `cluster up` (what `make cluster-up` runs) brings the whole tier back on its files.
+    result = cluster.cli("up", timeout=900)
+    t_up = time.monotonic()
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{cluster.log_tails()}"
+    cluster.wait_until(lambda: all(cluster.healthy(n) for n in cluster.names()), 120,
+                       "every process of the tier answering after `cluster up`")
+    assert cluster.cluster.topic().under_replicated == [], cluster.cluster.topic().describe()
+
+    # The interrupted run is taken up again by Airflow; it ends (success or failure), then a new run succeeds.
+    second = cluster.start_run(RUN_D2)  # queued until the interrupted run ends (one run at a time)
+    run = cluster.wait_for_run(first, timeout=900)
+    t_first = time.monotonic()
+    first_tries = faults.tries(cluster, first)
+    faults.say("fault (d): the interrupted run's tasks, seconds after the kill: "
+               f"{faults.timeline(cluster, first, killed_at)}")
+    faults.say("fault (d): the scheduler after the restart: " + " | ".join(faults.orphan_lines(cluster)))
+    for number in range(1, first_tries["process_stream"][1] + 1):
+        story = faults.stream_story(cluster, first, number)
+        faults.say(f"fault (d): process_stream try {number}: " + " | ".join(story))
+    run2 = cluster.wait_for_run(second, timeout=900)
+    t_second = time.monotonic()
+    faults.say(f"fault (d): the new run's tasks, seconds after the kill: {faults.timeline(cluster, second, killed_at)}")
+    assert run2["state"] == "success", faults.failure_report(cluster, second)
+
+    # Everything produced since the first run was triggered (by the interrupted try, the retry and the new run)
+    # is in the tables exactly once, and nothing produced earlier in the module was lost or doubled either.
+    end = faults.produced(cluster, second)
+    ranges = {p: (before[p], int(end["end_offsets"][str(p)])) for p in before}
+    records = assert_exactly_once(data, topic, ranges)
+    assert records >= RUN_D2["rate"] * RUN_D2["duration"] + at_kill["records_so_far"]
+    whole = assert_exactly_once(data, topic, {p: (0, e) for p, (_, e) in ranges.items()})
+    first_produced = None
+    if (cluster.run_folder(first) / "offsets.json").is_file():
+        first_produced = faults.produced(cluster, first)
+        delivered = first_produced["generator"]["delivered"]
+        assert assert_exactly_once(data, topic, faults.ranges(first_produced)) == delivered
+    assert assert_exactly_once(data, topic, faults.ranges(end)) == end["generator"]["delivered"] == \
+        RUN_D2["rate"] * RUN_D2["duration"]
+    updates = assert_no_duplicate_updates(data)
+    assert updates > 0
+    figures = {"killed_at": at_kill, "up_s": round(t_up - t_kill, 1), "interrupted_run": run["state"],
+               "interrupted_run_tries": {t: n for t, (_, n) in first_tries.items()},
+               "interrupted_run_done_s": round(t_first - t_kill, 1),
+               "interrupted_run_delivered": first_produced and first_produced["generator"]["delivered"],
+               "new_run_s": round(t_second - t_first, 1), "records_checked_since_first_run": records,
+               "records_checked_whole_topic": whole, "incident_updates": updates}
+    faults.say(f"fault (d): tier up again {figures['up_s']} s after the kill; interrupted run {first} ended "
+        f"{run['state'].upper()} {figures['interrupted_run_done_s']} s after the kill (tries: "
+        f"{figures['interrupted_run_tries']}); new run {second} SUCCESS in {figures['new_run_s']} s; {records} records "
+        f"produced since the interrupted run was triggered, {whole} in the whole topic, each in events/dead_letter "
+        f"exactly once; lost 0, duplicated 0; incident updates {updates}, none twice")
+    faults.say(f"fault (d) figures: {json.dumps(figures)}")
+
+
+@pytest.mark.timeout(600)
+def test_cluster_down_stops_every_process_and_frees_every_port(cluster) -> None:
+    names = cluster.names()
+    # Every process of the tier, children included, stops; every port is free again.
     result = cluster.cli("down", timeout=300)
     assert result.returncode == 0, result.stderr
     for name in names:
