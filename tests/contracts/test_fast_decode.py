@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 
 from incident_contracts import avro_schemas
 from incident_contracts.codec import Codec, DecodeError
-from incident_contracts.fast_decode import INVALID_FIELD, FastDecoder, arrow_schema
+from incident_contracts.dead_letter import DeadLetterReason
+from incident_contracts.fast_decode import FastDecoder, arrow_schema
+
+INVALID_FIELD = DeadLetterReason.INVALID_FIELD.value
 
 V1 = avro_schemas.by_version(1)
 V2 = avro_schemas.latest()

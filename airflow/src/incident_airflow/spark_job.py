@@ -26,6 +26,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk.exceptions import AirflowException
 
 from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
+from incident_contracts.spark_start import transient_start_error
 from incident_contracts.table_store import TableStore
 from incident_contracts.writer_lock import Holder, current_writer
 
@@ -40,10 +41,6 @@ LOCK_WAIT_SECONDS = 120.0
 # Task states after which the produce task will not write any more records in this try.
 PRODUCER_DONE = {"success"}
 PRODUCER_GAVE_UP = {"failed", "upstream_failed", "skipped", "removed"}
-# Failures of the job that say nothing about the run's data and pass on their own: Spark gives a new
-# Python worker 10 seconds (fixed) to connect back, which a busy 2-core machine can miss. The job is
-# submitted again (it resumes from its checkpoint) instead of failing the task.
-PASSING_FAILURES = ("Python worker failed to connect back", "Timed out while waiting for the Python worker")
 RESUBMIT_DELAY_SECONDS = 5.0
 
 
@@ -146,14 +143,10 @@ def job_error(summaries: list[dict[str, Any]]) -> str | None:
 
 
 def passing_failure(summaries: list[dict[str, Any]]) -> str | None:
-    """The reason, if the last job summary reports a failure worth submitting again (see PASSING_FAILURES)."""
+    """The reason, if the last job summary reports a failure worth submitting again (TRANSIENT_START_ERRORS)."""
     if not summaries or summaries[-1].get("status") != "failed":
         return None
-    error = str(summaries[-1].get("error") or "")
-    for marker in PASSING_FAILURES:
-        if marker in error:
-            return marker
-    return None
+    return transient_start_error(str(summaries[-1].get("error") or ""))
 
 
 class StreamJobOperator(SparkSubmitOperator):

@@ -7,7 +7,8 @@
   writer schema is fetched from the registry by id (and cached).
 
 Decoding always resolves to the newest reader schema, so a consumer sees one record shape whatever
-version wrote the message. Anything else raises :class:`DecodeError` with a machine-readable reason.
+version wrote the message. Anything else raises :class:`DecodeError` with a machine-readable reason
+(a :class:`~incident_contracts.dead_letter.DeadLetterReason`, the value the record has in dead_letter).
 
 Names are checked at decode. ``service``, ``environment`` and ``host`` travel on into tables, the
 dashboard, the prompt of the root-cause analysis and chart labels, and whoever writes a log line
@@ -25,13 +26,13 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from incident_contracts import avro_schemas
 from incident_contracts.avro_schemas import SchemaVersion
+from incident_contracts.dead_letter import DeadLetterReason
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
@@ -43,18 +44,6 @@ NAME_CHARS = "A-Za-z0-9._:/-"
 MAX_NAME_CHARS = 128
 NAME_PATTERN = f"^[{NAME_CHARS}]{{1,{MAX_NAME_CHARS}}}$"  # for RE2 (Arrow), where $ is the end of the text
 _NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME_CHARS}}}")  # used with fullmatch
-
-
-class DecodeReason(StrEnum):
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    TRUNCATED = "truncated"
-    BAD_MAGIC = "bad_magic"
-    UNKNOWN_FINGERPRINT = "unknown_fingerprint"
-    UNKNOWN_SCHEMA_ID = "unknown_schema_id"
-    MALFORMED_BODY = "malformed_body"
-    TRAILING_BYTES = "trailing_bytes"
-    INVALID_NAME = "invalid_name"
 
 
 def name_problem(record: Mapping[str, Any]) -> str | None:
@@ -83,7 +72,7 @@ class EncodeError(CodecError):
 class DecodeError(CodecError):
     """A message is not a log event in a wire format we accept."""
 
-    def __init__(self, reason: DecodeReason, detail: str):
+    def __init__(self, reason: DeadLetterReason, detail: str):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -133,34 +122,34 @@ class Codec:
     def writer_schema_of(self, message: bytes | None) -> tuple[SchemaVersion, int]:
         """The writer schema of a message and the offset where its Avro body starts."""
         if not message:
-            raise DecodeError(DecodeReason.EMPTY, "message has no bytes")
+            raise DecodeError(DeadLetterReason.EMPTY, "message has no bytes")
         if len(message) > self.max_message_bytes:
-            raise DecodeError(DecodeReason.TOO_LARGE,
+            raise DecodeError(DeadLetterReason.TOO_LARGE,
                               f"{len(message)} bytes exceeds the {self.max_message_bytes}-byte limit")
         first = message[0]
         if message[:2] == SINGLE_OBJECT_MAGIC:
             if len(message) < SINGLE_OBJECT_HEADER:
-                raise DecodeError(DecodeReason.TRUNCATED,
+                raise DecodeError(DeadLetterReason.TRUNCATED,
                                   f"single-object header needs {SINGLE_OBJECT_HEADER} bytes, got {len(message)}")
             fp = bytes(message[2:SINGLE_OBJECT_HEADER])
             schema = self._by_fp.get(fp)
             if schema is None:
-                raise DecodeError(DecodeReason.UNKNOWN_FINGERPRINT,
+                raise DecodeError(DeadLetterReason.UNKNOWN_FINGERPRINT,
                                   f"fingerprint {fp.hex()} matches no schema in schemas/avro")
             return schema, SINGLE_OBJECT_HEADER
         if first == CONFLUENT_MAGIC:
             if len(message) < CONFLUENT_HEADER:
-                raise DecodeError(DecodeReason.TRUNCATED,
+                raise DecodeError(DeadLetterReason.TRUNCATED,
                                   f"Confluent header needs {CONFLUENT_HEADER} bytes, got {len(message)}")
             schema_id = struct.unpack(">I", message[1:CONFLUENT_HEADER])[0]
             schema = self.registry_lookup(schema_id) if self.registry_lookup else None
             if schema is None:
-                raise DecodeError(DecodeReason.UNKNOWN_SCHEMA_ID,
+                raise DecodeError(DeadLetterReason.UNKNOWN_SCHEMA_ID,
                                   f"schema id {schema_id} is not known to the schema registry"
                                   if self.registry_lookup else
                                   f"Confluent-framed message (schema id {schema_id}) but no SCHEMA_REGISTRY_URL set")
             return schema, CONFLUENT_HEADER
-        raise DecodeError(DecodeReason.BAD_MAGIC,
+        raise DecodeError(DeadLetterReason.BAD_MAGIC,
                           f"first bytes {bytes(message[:2]).hex()} are neither C301 (Avro single-object) "
                           "nor 00 (Confluent)")
 
@@ -171,20 +160,20 @@ class Codec:
         stream = io.BytesIO(message)
         stream.seek(start)
         if start == len(message):
-            raise DecodeError(DecodeReason.TRUNCATED, "header present but the Avro body is empty")
+            raise DecodeError(DeadLetterReason.TRUNCATED, "header present but the Avro body is empty")
         try:
             record = schemaless_reader(stream, schema.parsed, self.reader.parsed)
         except (EOFError, StopIteration) as exc:
-            raise DecodeError(DecodeReason.TRUNCATED, f"Avro body ends early ({exc or 'end of data'})") from exc
+            raise DecodeError(DeadLetterReason.TRUNCATED, f"Avro body ends early ({exc or 'end of data'})") from exc
         except Exception as exc:  # fastavro raises many types on corrupt input
-            raise DecodeError(DecodeReason.MALFORMED_BODY,
+            raise DecodeError(DeadLetterReason.MALFORMED_BODY,
                               f"Avro body does not decode with v{schema.version}: {type(exc).__name__}: {exc}") from exc
         if stream.tell() != len(message):
-            raise DecodeError(DecodeReason.TRAILING_BYTES,
+            raise DecodeError(DeadLetterReason.TRAILING_BYTES,
                               f"{len(message) - stream.tell()} bytes left after the record")
         problem = name_problem(record)  # type: ignore[arg-type]
         if problem is not None:
-            raise DecodeError(DecodeReason.INVALID_NAME, problem)
+            raise DecodeError(DeadLetterReason.INVALID_NAME, problem)
         return record  # type: ignore[return-value]
 
 

@@ -35,11 +35,10 @@ from incident_contracts.codec import (
     SINGLE_OBJECT_HEADER,
     Codec,
     DecodeError,
-    DecodeReason,
     name_problem,
 )
+from incident_contracts.dead_letter import DeadLetterReason
 
-INVALID_FIELD = "invalid_field"
 _PAD = 16  # zero bytes after the buffer so fixed-width gathers never read past its end
 _MIN_TS_MS = int((dt.datetime(1, 1, 1, tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
                  / dt.timedelta(milliseconds=1))
@@ -636,7 +635,7 @@ class FastDecoder:
         batch, bad = self._to_arrow(decoded)
         if bad:
             for j, detail in bad:
-                failures.append((kept[j], INVALID_FIELD, detail))
+                failures.append((kept[j], DeadLetterReason.INVALID_FIELD.value, detail))
             keep = np.ones(len(kept), dtype=bool)
             keep[[j for j, _ in bad]] = False
             batch = batch.filter(pa.array(keep))
@@ -696,7 +695,7 @@ def _check_names(result: DecodeResult) -> DecodeResult:
     failures = list(result.failures)
     for row in rows.tolist():
         record = {name: batch.column(name)[row].as_py() for name in NAME_FIELDS}
-        failures.append((int(result.ok[row]), DecodeReason.INVALID_NAME.value,
+        failures.append((int(result.ok[row]), DeadLetterReason.INVALID_NAME.value,
                          name_problem(record) or "name outside the name rule"))
     failures.sort()
     keep = np.ones(batch.num_rows, dtype=bool)

@@ -10,6 +10,7 @@ Tables (folder names under DATA_DIR):
 * ``events``            one row per decoded log event, enriched; partitioned by event_date/event_hour
 * ``incident_updates``  append-only lifecycle of incidents: opened / updated / resolved rows
 * ``dead_letter``       every Kafka record that could not become an event, with the reason
+  (the values of :class:`incident_contracts.dead_letter.DeadLetterReason`)
 * ``metrics``           Spark streaming progress, one row per micro-batch
 * ``incident_actions``  append-only audit of what people did on an incident (acknowledge, assign, note,
   snooze, resolve, reopen), written by the dashboard; the detector never writes it
@@ -42,22 +43,6 @@ class Severity(StrEnum):
     P2 = "P2"
     P3 = "P3"
     P4 = "P4"
-
-
-class DeadLetterReason(StrEnum):
-    """Why a Kafka record is in dead_letter; decode reasons come from the codec's DecodeReason."""
-
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    TRUNCATED = "truncated"
-    BAD_MAGIC = "bad_magic"
-    UNKNOWN_FINGERPRINT = "unknown_fingerprint"
-    UNKNOWN_SCHEMA_ID = "unknown_schema_id"
-    MALFORMED_BODY = "malformed_body"
-    TRAILING_BYTES = "trailing_bytes"
-    INVALID_NAME = "invalid_name"  # service, environment or host outside the name rule (codec.NAME_PATTERN)
-    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
-    INVALID_FIELD = "invalid_field"
 
 
 EVENTS = pa.schema(
@@ -146,7 +131,7 @@ DEAD_LETTER = pa.schema(
         pa.field("key", pa.binary()),
         pa.field("raw_value", pa.binary()),  # the record's bytes, cut to a bounded prefix when giant
         pa.field("value_size", pa.int64(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),  # DeadLetterReason
+        pa.field("reason", pa.string(), nullable=False),  # dead_letter.DeadLetterReason
         pa.field("detail", pa.string()),
         pa.field("detected_at", TS, nullable=False),
         pa.field("dl_date", pa.string(), nullable=False),

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incident_contracts.tables import DeadLetterReason
+from incident_contracts.dead_letter import DeadLetterReason
 
 REQUIRED_TEXT = ("event_id", "service")
 

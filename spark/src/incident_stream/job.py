@@ -44,6 +44,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
+from incident_contracts.spark_start import TRANSIENT_START_ERRORS
 from incident_contracts.table_store import TableStore
 from incident_contracts.tables import METRICS, TABLES
 from incident_contracts.writer_lock import writer_lock
@@ -65,9 +66,6 @@ INGEST, DETECTION = "ingest", "detection"
 STOP_GRACE_SECONDS = 60.0
 QUERY_INIT_WAIT_SECONDS = 60.0
 MAX_QUERY_RESTARTS = 3
-# Spark gives a Python source process 10 s (fixed) to connect back; on an overloaded machine it may not.
-TRANSIENT_START_ERRORS = ("Python worker failed to connect back",
-                          "Timed out while waiting for the Python worker to connect back")
 
 
 @dataclass
