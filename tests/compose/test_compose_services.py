@@ -12,7 +12,7 @@ from compose_helpers import ROOT
 REQUIRED_SERVICES = {
     "kafka", "schema-registry", "kafka-ui", "kafka-init", "spark-master", "spark-worker", "postgres",
     "airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-    "dashboard", "log-generator", "volumes-init",
+    "dashboard", "log-generator", "volumes-init", "notifier",
 }
 DOCUMENTED_HOST_PORTS = {  # service: (host port, container port)
     "dashboard-proxy": (8501, 8501),  # the dashboard behind its login

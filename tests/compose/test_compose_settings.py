@@ -23,7 +23,7 @@ SETTINGS = {name.upper() for name in Settings.model_fields
             if not name.startswith("cluster_") and name not in SUPERVISOR_SETTINGS}
 SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "INGEST_TOKEN"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
-TABLE_SERVICES = {"dashboard", "airflow-scheduler", "spark-worker"}  # the only ones that read or write tables
+TABLE_SERVICES = {"dashboard", "airflow-scheduler", "spark-worker", "notifier"}  # those that use the tables
 # Variables the code reads outside the settings, and why compose need not (or does) set them.
 PROCESS_VARIABLES = {
     "PROJECT_ROOT": "set by airflow/Dockerfile, where the DAGs and the Spark entry file live",
@@ -46,7 +46,7 @@ def _python_sources() -> list[Path]:
 
 def test_every_project_container_gets_every_setting(services: dict[str, Any]) -> None:
     project = _project_services(services)
-    assert {"airflow-scheduler", "spark-worker", "dashboard", "kafka-init", "log-generator"} <= set(project)
+    assert {"airflow-scheduler", "spark-worker", "dashboard", "kafka-init", "log-generator", "notifier"} <= set(project)
     for name, env in project.items():
         missing = SETTINGS - SECRET_SETTINGS - set(env)
         assert not missing, f"{name} lacks settings {sorted(missing)}"
@@ -68,7 +68,7 @@ def test_the_ingest_token_reaches_only_the_ingest_container(services: dict[str, 
     assert holders == {"log-ingest"}
 
 
-@pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init"])
+@pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init", "notifier"])
 def test_the_settings_accept_every_value(services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = services[name]["environment"]
     for key in SETTINGS:

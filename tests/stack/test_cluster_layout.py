@@ -23,7 +23,7 @@ from incident_stack.services import Service, http_ok, settings_env
 from incident_stack.spark_standalone import applications, describe_placements, worker_alive
 from incident_stack.supervisor import StartFailed, start_all, stop_all, with_dependents, with_requirements
 
-EMBEDDED_DEFAULT_PORTS = {9092, 9093, 8070, 8501, 4040, 8793, 8794, 4318}
+EMBEDDED_DEFAULT_PORTS = {9092, 9093, 8070, 8501, 4040, 8793, 8794, 4318, 8610}
 
 
 def test_default_layout_is_three_brokers_two_workers_on_their_own_ports(isolated_env: Path) -> None:
@@ -35,7 +35,7 @@ def test_default_layout_is_three_brokers_two_workers_on_their_own_ports(isolated
     assert layout.spark_master == "spark://127.0.0.1:7077" and layout.master_ui == "http://127.0.0.1:8080"
     assert layout.worker_ui(1) == "http://127.0.0.1:8081" and layout.worker_ui(2) == "http://127.0.0.1:8082"
     ports = [port for port, _ in layout.port_owners()]
-    assert len(ports) == len(set(ports)) == 17
+    assert len(ports) == len(set(ports)) == 18
     assert not set(ports) & EMBEDDED_DEFAULT_PORTS, "the cluster tier must be able to run beside `make up`"
 
 
@@ -64,11 +64,11 @@ def test_cluster_settings_change_only_addresses_ports_and_folders(isolated_env: 
     assert tier.spark_master == "spark://127.0.0.1:7077"
     assert (tier.kafka_topic_partitions, tier.kafka_replication_factor, tier.kafka_min_insync_replicas) == (6, 3, 2)
     assert tier.topic_configs() == {"min.insync.replicas": "2"}
-    assert (tier.airflow_port, tier.dashboard_port, tier.spark_ui_port) == (8071, 8502, 4041)
+    assert (tier.airflow_port, tier.dashboard_port, tier.spark_ui_port, tier.notify_port) == (8071, 8502, 4041, 8620)
     changed = {k for k, v in tier.model_dump().items() if v != base.model_dump()[k]}
     assert changed == {"runtime_dir", "data_dir", "kafka_bootstrap_servers", "kafka_topic_partitions",
                        "kafka_replication_factor", "kafka_min_insync_replicas", "spark_master", "spark_ui_port",
-                       "airflow_port", "dashboard_port", "ingest_port"}
+                       "airflow_port", "dashboard_port", "ingest_port", "notify_port"}
     # The processes get them as environment variables, and read them back as the same settings.
     env = settings_env(tier)
     assert env["SPARK_MASTER"] == "spark://127.0.0.1:7077" and env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
@@ -95,12 +95,17 @@ def test_services_start_order_and_ports(isolated_env: Path) -> None:
     services = cluster_services(tier, layout)
     assert list(services) == ["kafka-1", "kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2",
                               "postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
-                              "airflow-triggerer", "dashboard", "log-ingest"]
+                              "airflow-triggerer", "dashboard", "log-ingest", "notifier"]
     assert services["spark-worker-2"].requires == ("spark-master",)
     assert set(services["airflow-scheduler"].requires) == {"postgres", "spark-master", "kafka-1", "kafka-2", "kafka-3"}
     assert services["log-ingest"].requires == ("kafka-1", "kafka-2", "kafka-3")
     assert services["log-ingest"].prepare is EMBEDDED_SERVICES["log-ingest"].prepare  # creates the log topic
     assert services["log-ingest"].url(tier) == f"http://127.0.0.1:{layout.ingest_port}"
+    # The embedded stack's notifier process, on the tier's tables and its own health port.
+    assert services["notifier"].command(tier) == EMBEDDED_SERVICES["notifier"].command(tier)
+    assert services["notifier"].url(tier) == f"http://127.0.0.1:{layout.notify_port}/healthz"
+    assert services["notifier"].secrets == ("tables",) and services["notifier"].requires == ()
+    assert services["notifier"].environment(tier)["DATA_DIR"] == str(tier.data_dir)
     assert services["postgres"].stop_signal == signal.SIGINT  # fast shutdown, not SIGTERM's wait for clients
     listened = [p for s in services.values() for p in s.listen_ports(tier)]
     assert len(listened) == len(set(listened))

@@ -46,6 +46,7 @@ def test_embedded_services_get_only_the_secrets_they_use(secret_settings: Settin
     for name in ("airflow", "dashboard"):  # triage and the Analyse button call Gemini; both use the tables
         assert _secrets_in(envs[name]) == {"gemini", "aws_id", "aws_secret", "aws_session"}, name
         assert envs[name]["GEMINI_API_KEY"] == GEMINI_KEY
+    assert _secrets_in(envs["notifier"]) == {"aws_id", "aws_secret", "aws_session"}  # the tables, no Gemini
     for env in envs.values():
         assert "GITHUB_TOKEN" not in env and "POSTGRES_PASSWORD" not in env
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == secret_settings.kafka_bootstrap_servers
@@ -57,7 +58,8 @@ def test_cluster_processes_get_only_the_secrets_they_use(secret_settings: Settin
     expected = {"airflow-scheduler": {"gemini", "aws_id", "aws_secret", "aws_session"},
                 "dashboard": {"gemini", "aws_id", "aws_secret", "aws_session"},
                 "spark-worker-1": {"aws_id", "aws_secret", "aws_session"},  # executors write the tables
-                "spark-worker-2": {"aws_id", "aws_secret", "aws_session"}}
+                "spark-worker-2": {"aws_id", "aws_secret", "aws_session"},
+                "notifier": {"aws_id", "aws_secret", "aws_session"}}  # reads and writes the tables, no Gemini
     seen = {name: _secrets_in(service.environment(tier)) for name, service in services.items()}
     for name, found in seen.items():
         assert found == expected.get(name, set()), name

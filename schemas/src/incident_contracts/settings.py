@@ -215,6 +215,7 @@ class Settings(BaseSettings):
     cluster_airflow_trigger_log_port: Port = 18794
     cluster_dashboard_port: Port = 8502
     cluster_ingest_port: Port = 4319
+    cluster_notify_port: Port = 8620
 
     # --- tables: Delta Lake, compaction and retention (table_maintenance) -------------------
     # Object storage for DATA_DIR=s3://...: endpoint (empty: AWS), region and credentials.

@@ -3,9 +3,10 @@
 Three Apache Kafka brokers (KRaft, each also a controller; internal topics and the log topic with
 replication factor 3 and min.insync.replicas 2), a Spark standalone master with two workers (from the
 PySpark distribution), Airflow 3 on a PostgreSQL instance the project starts and stops (LocalExecutor;
-api-server, scheduler, dag-processor and triggerer as separate processes), and the dashboard.
+api-server, scheduler, dag-processor and triggerer as separate processes), the dashboard, log-ingest and
+the notifier.
 
-The DAG, the generator, the Spark job and the dashboard are the same code as in the embedded stack;
+The DAG, the generator, the Spark job, the dashboard and the notifier are the same code as in the embedded stack;
 :func:`cluster_settings` only changes settings: the three-broker bootstrap list, SPARK_MASTER=spark://...,
 the ports, and the folders (state under RUNTIME_DIR/cluster, tables and checkpoints under
 DATA_DIR/cluster, so the two stacks never share a checkpoint made against another Kafka).
@@ -91,6 +92,7 @@ class ClusterLayout:
     airflow_trigger_log_port: int
     dashboard_port: int
     ingest_port: int
+    notify_port: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClusterLayout:
@@ -110,6 +112,7 @@ class ClusterLayout:
             airflow_trigger_log_port=settings.cluster_airflow_trigger_log_port,
             dashboard_port=settings.cluster_dashboard_port,
             ingest_port=settings.cluster_ingest_port,
+            notify_port=settings.cluster_notify_port,
         )
         layout.check()
         return layout
@@ -144,7 +147,8 @@ class ClusterLayout:
                    (self.airflow_worker_log_port, "CLUSTER_AIRFLOW_WORKER_LOG_PORT (airflow-scheduler)"),
                    (self.airflow_trigger_log_port, "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT (airflow-triggerer)"),
                    (self.dashboard_port, "CLUSTER_DASHBOARD_PORT (dashboard)"),
-                   (self.ingest_port, "CLUSTER_INGEST_PORT (log-ingest)")]
+                   (self.ingest_port, "CLUSTER_INGEST_PORT (log-ingest)"),
+                   (self.notify_port, "CLUSTER_NOTIFY_PORT (notifier)")]
         return owners
 
     @property
@@ -205,7 +209,8 @@ def tier_env(root: Path, port: Callable[[], int] = free_port) -> dict[str, str]:
         "CLUSTER_SPARK_WORKER_UI_PORTS": f"{fresh()},{fresh()}", "CLUSTER_SPARK_UI_PORT": str(fresh()),
         "CLUSTER_POSTGRES_PORT": str(fresh()), "CLUSTER_AIRFLOW_PORT": str(fresh()),
         "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(fresh()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(fresh()),
-        "CLUSTER_DASHBOARD_PORT": str(fresh()), "CLUSTER_INGEST_PORT": str(fresh()), "GEMINI_API_KEY": "",
+        "CLUSTER_DASHBOARD_PORT": str(fresh()), "CLUSTER_INGEST_PORT": str(fresh()),
+        "CLUSTER_NOTIFY_PORT": str(fresh()), "GEMINI_API_KEY": "",
     }
 
 
@@ -231,6 +236,7 @@ def cluster_settings(base: Settings, layout: ClusterLayout | None = None) -> Set
         "airflow_port": layout.airflow_port,
         "dashboard_port": layout.dashboard_port,
         "ingest_port": layout.ingest_port,
+        "notify_port": layout.notify_port,
     })
 
 
@@ -500,6 +506,8 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
     # The same log-ingest process, writing to the tier's brokers once they answer (it creates the log topic
     # with the tier's partitions and replication when it is missing, before it starts).
     services["log-ingest"] = replace(EMBEDDED_SERVICES["log-ingest"], requires=brokers)
+    # The same notifier, on the tier's tables (DATA_DIR/cluster); its health port is CLUSTER_NOTIFY_PORT.
+    services["notifier"] = EMBEDDED_SERVICES["notifier"]
     return services
 
 

@@ -19,7 +19,7 @@ COMMANDS = ("up", "down", "status", "logs", "trigger", "demo", "clean")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     cluster = sub.add_parser("cluster", help="the cluster tier: three Kafka brokers, Spark standalone, Airflow on "
-                                             "PostgreSQL, the dashboard")
+                                             "PostgreSQL, the dashboard, log-ingest, the notifier")
     commands = cluster.add_subparsers(dest="cluster_command", required=True)
     p_up = commands.add_parser("up", help="start the tier (or the named processes and what they require)")
     p_up.add_argument("processes", nargs="*")
