@@ -104,14 +104,18 @@ def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contra
         assert uncommitted_files(data / name) == {}, name
 
 
-def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str, topic: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_commit(
+        spark: Any, broker: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Both faults happen inside this process: the running queries are stopped with `query.stop()` while a
+    batch is in flight, then the ingest sink raises after its files are committed to the tables and before
+    Spark commits the batch, and the job is run again. No process is killed here; the job process killed
+    with SIGKILL mid-batch is tests/spark/test_job_faults.py."""
     produce_events(broker, topic, (make_event(i) for i in range(6_000)))
     data = tmp_path / "data"
     settings = job_settings(broker, topic, data)
 
-    # 1. Stopped abruptly mid-stream (no grace: the running batch is interrupted).
+    # 1. The queries stopped in-process mid-stream (no grace: the running batch is interrupted).
     job = StreamJob(spark, settings, options(data, once=False, max_records_per_trigger=1_000))
     job.start()
     deadline = time.monotonic() + 180
@@ -122,23 +126,23 @@ def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str,
     spark.streams.removeListener(job.metrics)
     assert 2_000 <= read_table(data / "events").num_rows < 6_000
 
-    # 2. A crash after the batch's files are in place but before Spark commits it.
+    # 2. The sink raises after the batch's files are committed to the tables, before Spark commits the batch.
     original = job_module.IngestSink.__call__
-    crashed: list[int] = []
+    failed_batch: list[int] = []
 
-    def crash_once(self: Any, batch: Any, batch_id: int) -> None:
+    def fail_once(self: Any, batch: Any, batch_id: int) -> None:
         original(self, batch, batch_id)
-        if not crashed:
-            crashed.append(batch_id)
-            raise RuntimeError("simulated crash between writing and committing")
+        if not failed_batch:
+            failed_batch.append(batch_id)
+            raise RuntimeError("simulated failure between the table commit and Spark's commit")
 
-    monkeypatch.setattr(job_module.IngestSink, "__call__", crash_once)
+    monkeypatch.setattr(job_module.IngestSink, "__call__", fail_once)
     failed = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
-    assert failed["status"] == "failed" and "simulated crash" in failed["error"]
+    assert failed["status"] == "failed" and "simulated failure" in failed["error"]
     monkeypatch.setattr(job_module.IngestSink, "__call__", original)
-    crash_over = time.time()
+    failure_over = time.time()
 
-    # 3. Restart: the crashed batch is replayed (same id, same offsets), then the rest.
+    # 3. Restart: the failed batch is replayed (same id, same offsets), then the rest.
     with caplog.at_level(logging.INFO, logger="incident_stream"):
         done = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
     assert done["status"] == "finished", done
@@ -146,12 +150,12 @@ def test_exactly_once_across_a_crash_and_an_abrupt_stop(spark: Any, broker: str,
     ids = events.column("event_id").to_pylist()
     assert len(ids) == 6_000 and len(set(ids)) == 6_000
     # The replay was recognised by the table, committed no second time, and its files were removed: files
-    # outside every version are only those of the tasks the abrupt stop interrupted.
-    assert f"batch {crashed[0]} of ingest is already in events" in caplog.text
+    # outside every version are only those of the tasks the in-process stop interrupted.
+    assert f"batch {failed_batch[0]} of ingest is already in events" in caplog.text
     app_id = f"incident-stream-ingest-{job_module.checkpoint_id(data / '_checkpoints' / 'job' / 'ingest')}"
     batches = transactions(data / "events", app_id)
-    assert batches.count(crashed[0]) == 1 and batches == sorted(set(batches))
-    assert all(mtime < crash_over for mtime in uncommitted_files(data / "events").values())
+    assert batches.count(failed_batch[0]) == 1 and batches == sorted(set(batches))
+    assert all(mtime < failure_over for mtime in uncommitted_files(data / "events").values())
 
 
 def test_metrics_cover_every_batch_even_when_progress_reports_arrive_late(
