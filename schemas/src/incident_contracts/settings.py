@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # A folder, or s3://bucket/prefix (then the job's checkpoints default to RUNTIME_DIR/checkpoints).
     data_dir: Path | ObjectLocation = Path("data")
     runtime_dir: Path = Path("runtime")
+    # Address the Prometheus endpoints of the streaming job and the notifier listen on (0.0.0.0: every interface).
+    metrics_host: str = "127.0.0.1"
 
     # --- log formats (replay of log files; docs/log-formats.md) ------------------------------
     # A YAML or TOML file of log formats that add to the bundled presets or replace them by name; empty: none.
@@ -126,6 +128,8 @@ class Settings(BaseSettings):
     stream_idle_stop_seconds: Annotated[float, Field(ge=0)] = 0.0
     stream_max_event_age_hours: Annotated[float, Field(ge=0)] = 168.0
     stream_max_future_seconds: Annotated[float, Field(ge=0)] = 900.0
+    # Port of the streaming job's Prometheus endpoint (METRICS_HOST:<port>/metrics while a job runs); 0: off.
+    stream_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8612
     checkpoint_dir: Path | None = None
 
     # --- incident detection (the streaming job) ---------------------------------------------
@@ -161,6 +165,8 @@ class Settings(BaseSettings):
     notify_dashboard_url: str = "http://localhost:8501"
     # Port of the notifier's health endpoint (127.0.0.1:<port>/healthz; `make up` waits for it).
     notify_port: Port = 8610
+    # Port of the notifier's Prometheus endpoint (METRICS_HOST:<port>/metrics); 0: off.
+    notify_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8611
     # Seconds between two reads of incident_updates by the notifier.
     notify_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # Transitions older than this when the notifier first sees them are not sent (no flood of history).

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = args.checkpoint or (settings.checkpoint_root / "incident_stream")
     store = TableStore.from_settings(settings)
+    from incident_stream.prometheus import JobMetrics
     options = JobOptions(
         data_dir=store.root,
         checkpoint=checkpoint.resolve(),
@@ -106,12 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{settings.kafka_topic_logs} at {settings.kafka_bootstrap_servers}, data {options.data_dir}, "
                   f"checkpoint {options.checkpoint}", flush=True)
             try:
-                summary = run_job(spark, settings, options, hold_lock=False)
+                summary = run_job(spark, settings, options, hold_lock=False, prometheus=prometheus)
             finally:
                 spark.stop()
+            prometheus = JobMetrics()
+            if prometheus.serve(settings.metrics_host, settings.stream_metrics_port):
+                print(f"Job metrics: http://{settings.metrics_host}:{settings.stream_metrics_port}/metrics",
+                      flush=True)
     except (WriterBusy, TableLayoutError) as exc:
         print(f"incident-stream: not started: {exc}", file=sys.stderr, flush=True)
         print(json.dumps({"summary": "incident-stream", "run_id": options.run_id, "status": "refused",
+                prometheus.close()
                           "error": str(exc)}), flush=True)
         return 3
     print(json.dumps(summary, default=str), flush=True)

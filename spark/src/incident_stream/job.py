@@ -60,6 +60,7 @@ from incident_stream.ingest_files import (
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
 
+from incident_stream.prometheus import JobMetrics
 log = logging.getLogger("incident_stream")
 
 INGEST, DETECTION = "ingest", "detection"
@@ -196,11 +197,13 @@ class IngestSink(_BatchSink):
     """foreachBatch of the ingest query: commits the events and dead-letter files the batch's tasks wrote
     (one row per file, ingest_files.FILES_SCHEMA), one commit per table, exactly once per batch."""
 
-    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, metrics: MetricsRecorder):
+    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, metrics: MetricsRecorder,
+                 prometheus: JobMetrics | None = None):
         super().__init__(store, checkpoint, INGEST)
         self.counters = counters
         self.metrics = metrics
 
+        self.prometheus = prometheus
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         files = batch.collect()  # runs the batch's tasks: they read, enrich and write the files
         started = time.perf_counter()
@@ -218,6 +221,8 @@ class IngestSink(_BatchSink):
         self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
         self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
 
+        if self.prometheus is not None and rows[DEAD_LETTER_TABLE]:
+            self.prometheus.dead_letters.inc(rows[DEAD_LETTER_TABLE])
 
 class UpdatesSink(_BatchSink):
     """foreachBatch of the detection query: incident_updates rows, appended exactly once per batch."""
@@ -262,7 +267,7 @@ def _detection() -> Any | None:
 
 class StreamJob:
     def __init__(self, spark: SparkSession, settings: Settings, options: JobOptions,
-                 catalog: Catalog | None = None):
+                 catalog: Catalog | None = None, prometheus: JobMetrics | None = None):
         self.spark = spark
         self.settings = settings
         self.options = options
@@ -270,7 +275,8 @@ class StreamJob:
         self.counters = Counters()
         self.queries: dict[str, StreamingQuery] = {}
         self.store = TableStore.at(options.data_dir, settings)
-        self.metrics = MetricsRecorder(self.store, run_id=options.run_id)
+        self.prometheus = prometheus
+        self.metrics = MetricsRecorder(self.store, run_id=options.run_id, observer=prometheus)
         self.stop_reason: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
@@ -296,7 +302,7 @@ class StreamJob:
         self.spark.streams.addListener(self.metrics)
         checkpoint = self.options.checkpoint
         ingest_checkpoint = checkpoint / INGEST
-        sink = IngestSink(self.store, ingest_checkpoint, self.counters, self.metrics)
+        sink = IngestSink(self.store, ingest_checkpoint, self.counters, self.metrics, self.prometheus)
 
         def ingest() -> StreamingQuery:
             return (self._source(commit=True, name=INGEST_SOURCE_NAME,
@@ -460,11 +466,13 @@ def install_signal_handlers(job: StreamJob) -> None:
 
 
 def run_job(spark: SparkSession, settings: Settings, options: JobOptions, catalog: Catalog | None = None,
-            *, handle_signals: bool = True, hold_lock: bool = True) -> dict[str, Any]:
+            *, handle_signals: bool = True, hold_lock: bool = True,
+            prometheus: JobMetrics | None = None) -> dict[str, Any]:
     """Run the job until its mode says stop; returns the summary (also for a failed run). It holds the
-    writer locks throughout (raising WriterBusy when another job has them) unless the caller already does."""
+    writer locks throughout (raising WriterBusy when another job has them) unless the caller already does.
+    `prometheus`: the metric objects the run updates (served by the caller, incident_stream.cli)."""
     started = time.monotonic()
-    job = StreamJob(spark, settings, options, catalog)
+    job = StreamJob(spark, settings, options, catalog, prometheus)
     if handle_signals:
         install_signal_handlers(job)
     lock = writer_lock(options.checkpoint, job.store, options.run_id or "manual") if hold_lock \

@@ -3,7 +3,8 @@
 A StreamingQueryListener turns each progress report into one METRICS row (input and processed rows/s,
 batch duration, offsets, lag, state size). Rows are buffered and appended every ``flush_seconds`` in one
 commit of the Delta table (TableStore.append); table maintenance merges the small files.
-The listener also keeps the latest progress per query for the job's stop rules and summary.
+The listener also keeps the latest progress per query for the job's stop rules and summary, and hands
+each new report to the job's Prometheus metrics when it has them (prometheus.JobMetrics).
 
 Spark hands progress reports to listeners asynchronously, on its listener bus: on a busy machine the
 reports of the last batches arrive after the queries ended, or never once the listener is removed.
@@ -22,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from pyspark.sql.streaming import StreamingQueryListener
@@ -92,6 +93,10 @@ def progress_row(progress: dict[str, Any], run_id: str | None, records: int | No
     }
 
 
+class ProgressObserver(Protocol):
+    def observe(self, progress: dict[str, Any], records: int | None = None, *, newest: bool = True) -> None: ...
+
+
 @dataclass
 class QueryActivity:
     last_progress: dict[str, Any] | None = None
@@ -102,8 +107,10 @@ class QueryActivity:
 
 
 class MetricsRecorder(StreamingQueryListener):
-    def __init__(self, store: TableStore, run_id: str | None = None, flush_seconds: float = 10.0):
+    def __init__(self, store: TableStore, run_id: str | None = None, flush_seconds: float = 10.0,
+                 observer: ProgressObserver | None = None):
         self.store = store
+        self.observer = observer
         self.run_id = run_id
         self.flush_seconds = flush_seconds
         self.activity: dict[str, QueryActivity] = {}
@@ -150,7 +157,8 @@ class MetricsRecorder(StreamingQueryListener):
                 return False
             self._remember(key)
             activity = self.activity.setdefault(row["query_name"], QueryActivity())
-            if activity.last_progress is None or _order(progress) >= _order(activity.last_progress):
+            newest = activity.last_progress is None or _order(progress) >= _order(activity.last_progress)
+            if newest:
                 activity.last_progress = progress
             activity.batches += 1
             activity.input_rows += row["num_input_rows"]
@@ -158,6 +166,11 @@ class MetricsRecorder(StreamingQueryListener):
             if row["num_input_rows"] > 0:
                 activity.last_input_time = time.monotonic()
             self._rows.append(row)
+            if self.observer is not None:
+                try:
+                    self.observer.observe(progress, records, newest=newest)
+                except Exception as exc:  # metrics must never fail the job
+                    log.warning("could not update the Prometheus metrics from a progress report: %s", exc)
         return True
 
     def catch_up(self, queries: Iterable[Any]) -> int:

@@ -11,6 +11,20 @@ from incident_contracts.settings import Settings
 from incident_stream.ingest_files import IngestFilesSource
 from incident_stream.kafka_source import KafkaArrowSource
 
+# Spark's own metrics in Prometheus' text format, served by the driver UI (docs/operations.md "Metrics"):
+# the metrics system's PrometheusServlet sink at /metrics/prometheus (driver and streaming-query gauges
+# under one stable namespace, the application name, not the per-run application id) and the executors'
+# summary at /metrics/executors/prometheus.
+PROMETHEUS_SERVLET_PATH = "/metrics/prometheus"
+EXECUTORS_PROMETHEUS_PATH = "/metrics/executors/prometheus"
+PROMETHEUS_CONF = {
+    "spark.ui.prometheus.enabled": "true",
+    "spark.metrics.conf.*.sink.prometheusServlet.class": "org.apache.spark.metrics.sink.PrometheusServlet",
+    "spark.metrics.conf.*.sink.prometheusServlet.path": PROMETHEUS_SERVLET_PATH,
+    "spark.metrics.namespace": "${spark.app.name}",
+    "spark.sql.streaming.metricsEnabled": "true",
+}
+
 
 def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True) -> dict[str, str]:
     """Spark configuration of the job (also what `spark-submit --conf` could pass)."""
@@ -29,6 +43,7 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.python.worker.reuse": "true",
         "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+        **PROMETHEUS_CONF,
     }
 
 
