@@ -20,7 +20,7 @@ from incident_airflow.assets import pipeline_assets
 from incident_airflow.params import BadParams, RunRequest, dag_params, parse_run_request
 from incident_airflow.run_note import set_run_note
 from incident_airflow.runs import run_key
-from incident_airflow.spark_job import PRODUCER_GAVE_UP, StreamJobOperator
+from incident_airflow.spark_job import PRODUCER_GAVE_UP, StreamJobOperator, producer_state
 from incident_contracts.settings import load_settings
 
 DAG_ID = "incident_processing_pipeline"
@@ -86,9 +86,7 @@ def incident_processing_pipeline():
     @task.sensor(poke_interval=2, timeout=timedelta(minutes=30), mode="reschedule", retries=0)
     def wait_for_producer(topic: dict) -> PokeReturnValue:
         """Start Spark only once the generator runs: a job started first would go idle and stop."""
-        ti = get_current_context()["ti"]
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[PRODUCE_TASK], run_ids=[ti.run_id])
-        state = (states.get(ti.run_id) or {}).get(PRODUCE_TASK)
+        state = producer_state(get_current_context()["ti"], PRODUCE_TASK)
         if state in PRODUCER_GAVE_UP:
             raise AirflowSkipException(f"the produce task ended in state {state}; there is nothing to stream")
         print(f"produce_logs is {state or 'not started'}")

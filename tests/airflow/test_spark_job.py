@@ -1,16 +1,24 @@
-"""How the stream operator reads the job's output: its summary line, and which failures are worth a resubmission."""
+"""How the stream operator reads the job's output: its summary file, and which failures are worth a resubmission."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 
-from incident_airflow.spark_job import job_summary, passing_failure
+from incident_airflow.runs import offset_ranges, run_dir
+from incident_airflow.spark_job import (
+    STREAM_SUMMARY_FILE,
+    job_arguments,
+    passing_failure,
+    submission_summary,
+)
+from incident_contracts.settings import Settings
+from incident_contracts.stream_summary import write_summary
 
 WORKER_TIMEOUT = ("Python worker failed to connect back.\n=== Streaming Query ===\nIdentifier: ingest [id = 1]\n"
                   "Current State: INITIALIZING")
@@ -20,12 +28,49 @@ def _summary(status: str, error: str | None) -> dict:
     return {"summary": "incident-stream", "status": status, "stopped_by": "query ingest failed", "error": error}
 
 
-def test_the_summary_line_is_recognised_and_other_lines_are_not():
-    line = json.dumps(_summary("finished", None)) + "\n"
-    assert job_summary(line) == _summary("finished", None)
-    assert job_summary('{"summary": "something else"}') is None
-    assert job_summary("26/11/23 12:49:36 WARN ResolveWriteToStream: ...") is None
-    assert job_summary('{"summary": "incident-stream", broken') is None
+def test_the_job_is_told_to_write_its_summary_into_the_run_folder(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    arguments = job_arguments(settings, "manual__run-1", 6.0)
+    assert arguments[arguments.index("--summary-file") + 1] == str(run_dir(settings, "manual__run-1") /
+                                                                    STREAM_SUMMARY_FILE)
+    assert arguments[arguments.index("--run-id") + 1] == "manual__run-1"
+
+
+def test_the_summary_the_job_wrote_is_what_the_operator_reads(tmp_path: Path) -> None:
+    path = tmp_path / STREAM_SUMMARY_FILE
+    write_summary(path, _summary("finished", None))
+    assert submission_summary(path, None) == _summary("finished", None)
+    # A failed job's summary is read too: its error names the failure.
+    write_summary(path, _summary("failed", WORKER_TIMEOUT))
+    assert submission_summary(path, AirflowException("exit code 1"))["error"] == WORKER_TIMEOUT
+
+
+def test_a_job_that_wrote_no_summary_fails_with_spark_submits_error(tmp_path: Path) -> None:
+    path = tmp_path / STREAM_SUMMARY_FILE
+    failure = AirflowException("Cannot execute: spark-submit ... Error code is: 137.")
+    with pytest.raises(AirflowException) as raised:
+        submission_summary(path, failure)
+    assert raised.value is failure
+
+
+def test_a_clean_exit_without_a_summary_fails_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / STREAM_SUMMARY_FILE
+    with pytest.raises(AirflowException, match=rf"wrote no summary to {path}"):
+        submission_summary(path, None)
+
+
+def test_a_damaged_summary_fails_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / STREAM_SUMMARY_FILE
+    path.write_text('{"summary": "incident-stream", broken')
+    with pytest.raises(AirflowException, match=rf"{path} is not JSON"):
+        submission_summary(path, None)
+    with pytest.raises(AirflowException, match=rf"{path} is not JSON"):
+        submission_summary(path, AirflowException("exit code 1"))
+
+
+def test_the_runs_offset_ranges_come_from_the_produce_tasks_result() -> None:
+    produced = {"start_offsets": {"0": 100, "1": "7"}, "end_offsets": {"0": 150, "1": 7, "2": 30}}
+    assert offset_ranges(produced) == {0: (100, 150), 1: (7, 7), 2: (0, 30)}
 
 
 def test_a_python_worker_that_did_not_connect_back_is_worth_a_resubmission():

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 
 from incident_airflow import producer
 from incident_airflow.params import RunRequest
-from incident_airflow.runs import run_dir
+from incident_airflow.runs import offset_ranges, run_dir
 from incident_airflow.summary import RunSummary, build_summary
 from incident_contracts.kafka import (
     BrokerUnavailable,
@@ -74,12 +74,6 @@ def pipeline_settings() -> Settings:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
-
-
-def _ranges(produced: dict[str, Any]) -> dict[int, tuple[int, int]]:
-    start = {int(p): int(o) for p, o in produced["start_offsets"].items()}
-    end = {int(p): int(o) for p, o in produced["end_offsets"].items()}
-    return {p: (start.get(p, 0), end[p]) for p in end}
 
 
 # --- prepare -----------------------------------------------------------------------------------
@@ -148,7 +142,7 @@ def check_run(settings: Settings, produced: dict[str, Any]) -> Reconciliation:
     from incident_contracts.table_store import TableStore
 
     topic = produced["topic"]
-    ranges = _ranges(produced)
+    ranges = offset_ranges(produced)
     since = datetime.fromisoformat(produced["started_at"]) - CLOCK_MARGIN
     store = TableStore.from_settings(settings)
     events = offsets_in_ranges(store, "events", topic, ranges, since, "ingest_time")

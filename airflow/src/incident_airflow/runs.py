@@ -1,9 +1,10 @@
-"""Naming of a pipeline run's artefacts: a file-system-safe run key and the run's folder."""
+"""A pipeline run's artefacts: a file-system-safe run key, the run's folder, and its offset ranges."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from incident_contracts.settings import Settings
 
@@ -27,3 +28,10 @@ def runs_root(settings: Settings) -> Path:
 def run_dir(settings: Settings, key: str) -> Path:
     """<runs root>/runs/<key>: the generator's manifest and the pipeline's reconciliation live here."""
     return runs_root(settings) / "runs" / key
+
+
+def offset_ranges(produced: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """{partition: (start, end)} of the run's records, from the produce task's result (its `start_offsets`
+    and `end_offsets`, JSON objects keyed by partition); a partition without a start starts at 0."""
+    start = {int(p): int(o) for p, o in produced["start_offsets"].items()}
+    return {int(p): (start.get(int(p), 0), int(e)) for p, e in produced["end_offsets"].items()}

@@ -10,6 +10,10 @@ stops without waiting for silence. The checkpoint is shared by all runs; the job
 checkpoint's and the tables' writer locks while it runs (incident_contracts.writer_lock), so the operator
 waits for a running job to end before it submits, and a job that finds them taken is refused, naming
 the holder.
+
+Each submission's job writes its summary to STREAM_SUMMARY_FILE in the run folder (`--summary-file`,
+incident_contracts.stream_summary); the operator reads it once spark-submit has exited. spark-submit's
+output goes to the task log as the provider writes it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException
 
+from incident_airflow.runs import offset_ranges, run_dir, run_key
 from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
 from incident_contracts.spark_start import transient_start_error
+from incident_contracts.stream_summary import SummaryMissing, SummaryUnreadable, read_summary
 from incident_contracts.table_store import TableStore
 from incident_contracts.writer_lock import Holder, current_writer
 
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SPARK_APPLICATION = Path("spark") / "submit_stream.py"
 CHECKPOINT_NAME = "incident_stream"
+STREAM_SUMMARY_FILE = "stream_summary.json"  # the job's summary, in the run folder (incident_contracts.stream_summary)
 IDLE_STOP_SECONDS = 6.0  # the pipeline's stop rule: no new record for this long
 PRODUCER_GRACE_SECONDS = 60.0  # after the job stops, wait this long for the produce task to finish
 MAX_SUBMISSIONS = 4
@@ -81,11 +88,20 @@ def job_env(settings: Settings, environ: dict[str, str] | None = None) -> dict[s
     return env
 
 
-def job_arguments(settings: Settings, key: str, idle_stop: float, once: bool = False) -> list[str]:
-    """The job's options: stop after `idle_stop` seconds without records, or (`once`) when the topic is read."""
+def job_arguments(settings: Settings, key: str, idle_stop: float, once: bool = False,
+                  summary_file: Path | None = None) -> list[str]:
+    """The job's options: stop after `idle_stop` seconds without records, or (`once`) when the topic is read;
+    write the summary to `summary_file` (by default the run folder's STREAM_SUMMARY_FILE)."""
     stop = ["--once"] if once else ["--idle-stop", f"{idle_stop:g}"]
+    summary_file = summary_file or run_dir(settings, key) / STREAM_SUMMARY_FILE
     return ["--data-dir", str(settings.data_dir), "--checkpoint", str(checkpoint_dir(settings)), *stop,
-            "--run-id", key]
+            "--run-id", key, "--summary-file", str(summary_file)]
+
+
+def producer_state(ti: Any, producer_task_id: str) -> str | None:
+    """The state of the run's produce task (None before it was scheduled), asked through the task instance."""
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[producer_task_id], run_ids=[ti.run_id])
+    return (states.get(ti.run_id) or {}).get(producer_task_id)
 
 
 def job_conf(settings: Settings) -> dict[str, str]:
@@ -94,26 +110,6 @@ def job_conf(settings: Settings) -> dict[str, str]:
             "spark.ui.showConsoleProgress": "false",
             # Spark's own INFO lines would bury what the job says in the task log.
             "spark.log.level": "WARN"}
-
-
-def processed_through(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
-    """{partition: highest offset + 1 found in events or dead_letter within the run's ranges}."""
-    # Imported here: the DAG file imports this module at every parse.
-    from incident_airflow import run_tables
-    from incident_contracts.table_store import TableStore
-
-    return run_tables.processed_through(TableStore.from_settings(settings), ("events", "dead_letter"), topic, ranges)
-
-
-def job_summary(line: str) -> dict[str, Any] | None:
-    """The job's JSON summary (its last stdout line) if `line` is it."""
-    text = line.strip()
-    if not (text.startswith("{") and '"summary": "incident-stream"' in text):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def wait_for_writer(settings: Settings, wait_seconds: float = LOCK_WAIT_SECONDS,
@@ -149,6 +145,24 @@ def passing_failure(summaries: list[dict[str, Any]]) -> str | None:
     return transient_start_error(str(summaries[-1].get("error") or ""))
 
 
+def submission_summary(summary_file: Path, failure: AirflowException | None) -> dict[str, Any]:
+    """The summary the job wrote to `summary_file` once spark-submit has ended (`failure`: its error, if it
+    exited with an error status).
+
+    A job that ended without writing one re-raises `failure` (the job's log in the task log says why), or,
+    when spark-submit exited cleanly, raises AirflowException naming the missing file; a damaged summary
+    raises AirflowException naming the file."""
+    try:
+        return read_summary(summary_file)
+    except SummaryMissing as exc:
+        if failure is not None:
+            log.warning("%s", exc)
+            raise failure from None
+        raise AirflowException(str(exc)) from None
+    except SummaryUnreadable as exc:
+        raise AirflowException(str(exc)) from failure
+
+
 class StreamJobOperator(SparkSubmitOperator):
     """Submit the streaming job until the run's records are processed (see the module docstring)."""
 
@@ -160,43 +174,26 @@ class StreamJobOperator(SparkSubmitOperator):
         super().__init__(application=application_path(), conn_id="spark_default", name="incident-stream",
                          **kwargs)
 
-    def _get_hook(self):
-        """The provider's hook, with its output reader also picking up the job's JSON summary line."""
-        hook = super()._get_hook()
-        read_output = hook._process_spark_submit_log
-
-        def read_and_watch(lines):
-            def watched():
-                for line in lines:
-                    summary = job_summary(line)
-                    if summary is not None:
-                        self.job_summaries.append(summary)
-                    yield line
-            read_output(watched())
-
-        hook._process_spark_submit_log = read_and_watch
-
-        # The hook starts spark-submit with this process's whole environment plus env_vars; it gets
-        # exactly env_vars (job_env) instead.
-        build_command = hook._build_spark_submit_command
-        submit = hook.submit
-
-        def build_without_inheriting(application: str) -> list[str]:
-            command = build_command(application)
-            hook._env = None  # in client mode the hook only keeps it to merge into os.environ at Popen
-            return command
-
-        def submit_with_job_env(application: str = "", **kwargs: Any) -> Any:
-            return submit(application, **{**kwargs, "env": dict(self.env_vars or {})})
-
-        hook._build_spark_submit_command = build_without_inheriting
-        hook.submit = submit_with_job_env
-        return hook
-
     def _producer_state(self, context: Any) -> str | None:
-        ti = context["ti"]
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[self.producer_task_id], run_ids=[ti.run_id])
-        return (states.get(ti.run_id) or {}).get(self.producer_task_id)
+        return producer_state(context["ti"], self.producer_task_id)
+
+    def _submit(self, env: dict[str, str], summary_file: Path) -> tuple[dict[str, Any], AirflowException | None]:
+        """Run spark-submit once, with exactly `env` as its environment; then read the job's summary file.
+
+        Returns the summary and spark-submit's error (None when it exited with 0). A job that ended
+        without writing a summary fails the task with spark-submit's error (or, if spark-submit exited
+        cleanly, naming the missing file); a damaged summary fails it naming the file."""
+        summary_file.unlink(missing_ok=True)  # a summary left by an earlier submission is not this one's
+        # The hook gets no env_vars: it would start spark-submit with this process's whole environment
+        # plus them. Its public submit() passes `env` on to Popen instead.
+        self.env_vars = None
+        self._hook = self._get_hook()  # a fresh spark-submit each time; on_kill stops this one
+        failure: AirflowException | None = None
+        try:
+            self._hook.submit(self.application, env=env)
+        except AirflowException as exc:
+            failure = exc
+        return submission_summary(summary_file, failure), failure
 
     def _wait_for_producer(self, context: Any) -> str | None:
         deadline = time.monotonic() + PRODUCER_GRACE_SECONDS
@@ -207,14 +204,16 @@ class StreamJobOperator(SparkSubmitOperator):
         return state
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # Imported here: the DAG file imports this module at every parse.
+        from incident_airflow import run_tables
         from incident_airflow.pipeline import pipeline_settings
-        from incident_airflow.runs import run_key
 
         settings = pipeline_settings()
         key = run_key(context["run_id"])
         # Resolved when the task runs (not when the DAG file is parsed), from the same settings as the
         # other tasks, so the job reads the broker and writes the tables the rest of the run uses.
-        self.env_vars = job_env(settings)
+        env = job_env(settings)
+        summary_file = run_dir(settings, key) / STREAM_SUMMARY_FILE
         self.conf = job_conf(settings)
         self._driver_memory = settings.spark_driver_memory
         self.job_summaries: list[dict[str, Any]] = []
@@ -223,24 +222,25 @@ class StreamJobOperator(SparkSubmitOperator):
         wait_for_writer(settings)
         while True:
             submissions += 1
-            self._hook = None  # a fresh spark-submit each time
             once = self._producer_state(context) in PRODUCER_DONE
-            self.application_args = job_arguments(settings, key, self.idle_stop, once=once)
+            self.application_args = job_arguments(settings, key, self.idle_stop, once=once,
+                                                  summary_file=summary_file)
             if once:
                 self.log.info("Submitting the streaming job (submission %d). The generator has finished, so "
                               "the job processes what the topic holds, then stops.", submissions)
             else:
                 self.log.info("Submitting the streaming job (submission %d; it stops after %gs without new "
                               "records).", submissions, self.idle_stop)
-            try:
-                super().execute(context)
-            except AirflowException as exc:
+            summary, failure = self._submit(env, summary_file)
+            self.job_summaries.append(summary)
+            if failure is not None or summary["status"] != "finished":
                 reason = passing_failure(self.job_summaries)
                 if reason is None or submissions >= self.max_submissions:
                     error = job_error(self.job_summaries)
                     if error:  # the job's own first line beats spark-submit's exit code
-                        raise AirflowException(f"the streaming job failed: {error}") from exc
-                    raise
+                        raise AirflowException(f"the streaming job failed: {error}") from failure
+                    raise failure or AirflowException(
+                        f"the streaming job ended with status {summary['status']!r} ({summary_file})")
                 self.log.warning("The streaming job failed on a passing problem of a busy machine (%s); "
                                  "submitting it again in %gs, it resumes from its checkpoint.", reason,
                                  RESUBMIT_DELAY_SECONDS)
@@ -252,9 +252,9 @@ class StreamJobOperator(SparkSubmitOperator):
                 break
             if state in PRODUCER_DONE:
                 produced = context["ti"].xcom_pull(task_ids=self.producer_task_id)
-                ranges = {int(p): (int(produced["start_offsets"].get(p, 0)), int(e))
-                          for p, e in produced["end_offsets"].items()}
-                through = processed_through(settings, produced["topic"], ranges)
+                ranges = offset_ranges(produced)
+                through = run_tables.processed_through(TableStore.from_settings(settings), ("events", "dead_letter"),
+                                                       produced["topic"], ranges)
                 # The checkpoint's committed end counts too: a range that ends on offsets holding no
                 # record (transaction markers) has no row at its last offsets.
                 committed = (self.job_summaries[-1].get("end_offsets") or {}) if self.job_summaries else {}

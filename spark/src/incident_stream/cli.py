@@ -1,7 +1,8 @@
 """`incident-stream`: run the Spark streaming job (also what spark/submit_stream.py runs under spark-submit).
 
 The last line printed on stdout is a JSON summary of the run (rows written per table, batches, end
-offsets per partition, throughput), for Airflow or scripts to parse. Exit status: 0 when the run ended
+offsets per partition, throughput); with `--summary-file PATH` the job also writes it to that file
+(incident_contracts.stream_summary), which is what the Airflow operator reads. Exit status: 0 when the run ended
 as asked (finished, idle, or stopped by SIGTERM/SIGINT), 1 when a query failed, 2 on bad settings.
 """
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from incident_contracts.settings import SettingsError, StartingOffsets, load_settings
+from incident_contracts.stream_summary import SUMMARY_KIND, write_summary
 from incident_contracts.tables import TABLES
 
 
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default SPARK_MASTER; ignored under spark-submit)")
     spark.add_argument("--no-detection", action="store_true", help="only write events and dead letters")
     parser.add_argument("--run-id", default=None, help="label of this run, stored with its metrics rows")
+    parser.add_argument("--summary-file", type=Path, default=None, metavar="PATH",
+                        help="also write the run's JSON summary to this file (written whole, or not at all)")
     return parser
 
 
@@ -79,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     from incident_contracts.table_store import TableLayoutError, TableStore
     from incident_contracts.writer_lock import WriterBusy, writer_lock
     from incident_stream.job import JobOptions, run_job
+    from incident_stream.prometheus import JobMetrics
     from incident_stream.session import build_session, ui_url
 
     checkpoint = args.checkpoint or (settings.checkpoint_root / "incident_stream")
     store = TableStore.from_settings(settings)
-    from incident_stream.prometheus import JobMetrics
     options = JobOptions(
         data_dir=store.root,
         checkpoint=checkpoint.resolve(),
@@ -106,22 +110,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"incident-stream: {options.mode} run, master {spark.sparkContext.master}, topic "
                   f"{settings.kafka_topic_logs} at {settings.kafka_bootstrap_servers}, data {options.data_dir}, "
                   f"checkpoint {options.checkpoint}", flush=True)
-            try:
-                summary = run_job(spark, settings, options, hold_lock=False, prometheus=prometheus)
-            finally:
-                spark.stop()
             prometheus = JobMetrics()
             if prometheus.serve(settings.metrics_host, settings.stream_metrics_port):
                 print(f"Job metrics: http://{settings.metrics_host}:{settings.stream_metrics_port}/metrics",
                       flush=True)
+            try:
+                summary = run_job(spark, settings, options, hold_lock=False, prometheus=prometheus)
+            finally:
+                prometheus.close()
+                spark.stop()
     except (WriterBusy, TableLayoutError) as exc:
         print(f"incident-stream: not started: {exc}", file=sys.stderr, flush=True)
-        print(json.dumps({"summary": "incident-stream", "run_id": options.run_id, "status": "refused",
-                prometheus.close()
-                          "error": str(exc)}), flush=True)
+        report(args.summary_file, {"summary": SUMMARY_KIND, "run_id": options.run_id, "status": "refused",
+                                   "error": str(exc)})
         return 3
-    print(json.dumps(summary, default=str), flush=True)
+    report(args.summary_file, summary)
     return 1 if summary["status"] == "failed" else 0
+
+
+def report(summary_file: Path | None, summary: dict) -> None:
+    """The summary as the last line on stdout, and in `summary_file` when one was asked for."""
+    print(json.dumps(summary, default=str), flush=True)
+    if summary_file is not None:
+        try:
+            write_summary(summary_file, summary)
+        except OSError as exc:
+            print(f"incident-stream: could not write the summary to {summary_file}: {exc}", file=sys.stderr,
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from pyspark.sql.streaming import StreamingQuery
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings
 from incident_contracts.spark_start import TRANSIENT_START_ERRORS
+from incident_contracts.stream_summary import SUMMARY_KIND
 from incident_contracts.table_store import TableStore
 from incident_contracts.tables import METRICS, TABLES
 from incident_contracts.writer_lock import writer_lock
@@ -59,8 +60,8 @@ from incident_stream.ingest_files import (
 )
 from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
-
 from incident_stream.prometheus import JobMetrics
+
 log = logging.getLogger("incident_stream")
 
 INGEST, DETECTION = "ingest", "detection"
@@ -202,8 +203,8 @@ class IngestSink(_BatchSink):
         super().__init__(store, checkpoint, INGEST)
         self.counters = counters
         self.metrics = metrics
-
         self.prometheus = prometheus
+
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         files = batch.collect()  # runs the batch's tasks: they read, enrich and write the files
         started = time.perf_counter()
@@ -220,9 +221,9 @@ class IngestSink(_BatchSink):
             self.counters.commit_seconds.append(time.perf_counter() - started)
         self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
         self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
-
         if self.prometheus is not None and rows[DEAD_LETTER_TABLE]:
             self.prometheus.dead_letters.inc(rows[DEAD_LETTER_TABLE])
+
 
 class UpdatesSink(_BatchSink):
     """foreachBatch of the detection query: incident_updates rows, appended exactly once per batch."""
@@ -427,7 +428,7 @@ class StreamJob:
         busy_s = (ingest.busy_ms / 1000) if ingest else 0.0
         end_offsets = checkpoint_end_offsets(self.options.checkpoint / INGEST)
         return {
-            "summary": "incident-stream",
+            "summary": SUMMARY_KIND,
             "run_id": self.options.run_id,
             "mode": self.options.mode,
             "status": "failed" if self.error else "finished",
