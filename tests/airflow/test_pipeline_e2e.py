@@ -99,7 +99,7 @@ def test_triage_analyses_the_runs_p1_p2_incidents(finished_run, run_settings):
     """What the triage DAG does with the asset event of this run: offline analyses, stored for the dashboard."""
     from incident_airflow.pipeline import incident_digest
     from incident_airflow.triage import incidents_to_triage, triage
-    from incident_dashboard.analysis.service import cached_analysis
+    from incident_rca.service import cached_analysis
 
     _, folder = finished_run
     produced = json.loads((folder / "offsets.json").read_text())

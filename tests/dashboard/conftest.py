@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from demo_tables import demo_tables, private_copy
 from streamlit.components.v2.component_manager import BidiComponentManager
 from streamlit.testing.v1 import AppTest
 
 from incident_contracts.settings import get_settings
-from incident_dashboard.demo import DemoConfig, DemoSummary, build_demo_data
+from incident_dashboard.demo import DemoSummary
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-DEMO_END = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,19 +28,13 @@ def _skip_component_discovery() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory: pytest.TempPathFactory) -> DemoSummary:
     """Demo tables written once per session (copied per test by ``demo_env``)."""
-    folder = tmp_path_factory.mktemp("demo") / "data"
-    return build_demo_data(folder, DemoConfig(events=60_000, incidents=14, hours=4, end=DEMO_END, files_per_hour=5,
-                                              dead_letters=120, seed=5))
+    return demo_tables(tmp_path_factory)
 
 
 @pytest.fixture
 def demo_env(isolated_env: Path, demo_source: DemoSummary, monkeypatch: pytest.MonkeyPatch) -> DemoSummary:
     """Settings pointing at a private copy of the demo tables; Kafka at a port nobody listens on."""
-    data = isolated_env / "data"
-    shutil.copytree(demo_source.data_dir, data, dirs_exist_ok=True)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
-    get_settings.cache_clear()
-    return DemoSummary(**{**demo_source.__dict__, "data_dir": data})
+    return private_copy(demo_source, isolated_env, monkeypatch)
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from incident_contracts.settings import get_settings
 from incident_contracts.table_store import TableStore
-from incident_dashboard.data import IncidentFilter, get_repository
 from incident_dashboard.demo import DemoConfig, DemoSummary, build_demo_data
+from incident_rca.data import IncidentFilter, get_repository
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from streamlit.testing.v1 import AppTest
 from incident_contracts import tables as contract
 from incident_contracts.settings import get_settings
 from incident_contracts.table_store import TableStore
-from incident_dashboard.analysis.service import store_for
 from incident_dashboard.demo import DemoSummary
+from incident_rca.service import store_for
 
 
 def _plain(markdown: str) -> str:

@@ -113,7 +113,7 @@ def test_none_and_empty() -> None:
 
 def test_the_markdown_export_keeps_an_answer_s_links_and_images_as_text() -> None:
     from incident_dashboard.analysis.export import to_markdown
-    from incident_dashboard.analysis.models import (
+    from incident_rca.models import (
         ActionStep,
         Analysis,
         EvidenceItem,

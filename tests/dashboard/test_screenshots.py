@@ -29,7 +29,8 @@ from PIL import Image, ImageStat
 from incident_contracts import tables as contract
 from incident_contracts.settings import load_settings
 from incident_contracts.table_store import TableStore
-from incident_dashboard.analysis.models import (
+from incident_dashboard.demo import DemoSummary
+from incident_rca.models import (
     ActionStep,
     Analysis,
     Category,
@@ -40,8 +41,7 @@ from incident_dashboard.analysis.models import (
     SentRequest,
     TimelineEntry,
 )
-from incident_dashboard.analysis.service import analyze, store_for
-from incident_dashboard.demo import DemoSummary
+from incident_rca.service import analyze, store_for
 from incident_stack.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -87,7 +87,7 @@ def test_a_job_on_s3_killed_mid_batch_writes_every_record_once(broker: str, topi
     assert assert_exactly_once(data_dir, topic, ranges, storage=s3.storage_options()) == 12_000
 
     from incident_contracts.table_store import TableStore
-    from incident_dashboard.data.repository import Repository
+    from incident_rca.data.repository import Repository
 
     repository = Repository(TableStore(data_dir, s3.storage_options()), cache_ttl=0)
     assert repository.event_totals()["events"] == 12_000

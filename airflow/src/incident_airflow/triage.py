@@ -1,9 +1,9 @@
 """Triage after a pipeline run: analyse its new P1/P2 incidents so the dashboard shows an analysis at once.
 
 The incident ids come from the asset events that triggered the triage run (the pipeline's publish
-task lists them in the event's extra). The analysis itself is the dashboard's: Gemini when a key is
-configured, the offline analyzer otherwise or when Gemini fails; a stored analysis is reused, so
-re-running is cheap.
+task lists them in the event's extra). The analysis is incident_rca's, the one the dashboard shows: Gemini
+when a key is configured, the offline analyzer otherwise or when Gemini fails; a stored analysis is
+reused, so re-running is cheap.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ def incidents_to_triage(asset_event_extras: Iterable[dict[str, Any]]) -> list[st
 
 def default_analyzer() -> Callable[..., Any]:
     try:
-        from incident_dashboard.analysis.service import analyze
+        from incident_rca.service import analyze
     except ImportError as exc:
-        raise RuntimeError(f"the dashboard's analysis service cannot be imported here ({exc}); triage needs the "
-                           "incident-dashboard package installed next to Airflow (`make setup` installs it "
-                           "locally; the Airflow image must include it)") from None
+        raise RuntimeError(f"the root-cause analysis cannot be imported here ({exc}); triage needs the "
+                           "incident-rca package installed next to Airflow (a dependency of incident-airflow: "
+                           "`make setup` installs it locally, the Airflow image from uv.lock)") from None
     return analyze
 
 

@@ -1,5 +1,7 @@
-"""Streamlit dashboard over the incident tables, with Gemini and offline root-cause analysis.
+"""Streamlit dashboard over the incident tables, showing each incident's root-cause analysis.
 
-Sub-packages: ``data`` (the one data-access layer over the Parquet tables), ``analysis`` (root-cause
-analysis, callable without Streamlit), ``ui`` and ``pages`` (the Streamlit app).
+Sub-packages: ``pages`` and ``ui`` (the Streamlit app), ``analysis`` (Markdown exports and the per-user
+rate limit), ``actions`` (the incident actions audit table), ``notify`` (the notifier process), ``data``
+(the Kafka view) and ``demo`` (demo tables). The tables are read, and incidents analysed, through the
+``incident_rca`` package.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from incident_dashboard.analysis.service import engine_for
 from incident_dashboard.ui import common
+from incident_rca.service import engine_for
 
 PAGES = (
     ("views/overview.py", "Overview", ":material/monitoring:", "overview"),

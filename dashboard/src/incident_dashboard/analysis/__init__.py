@@ -1,4 +1,5 @@
-"""Root-cause analysis: Gemini with structured output, or the offline runbook matcher.
+"""The dashboard's side of the root-cause analysis: Markdown exports and the per-user Gemini rate limit.
 
-Entry point: :func:`incident_dashboard.analysis.service.analyze`.
+The analysis itself (Gemini, the offline analyzer, the prompt, redaction, the store) is the
+``incident_rca`` package, shared with Airflow's triage task.
 """

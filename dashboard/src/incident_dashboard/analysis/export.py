@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from incident_dashboard.actions.status import State
-from incident_dashboard.analysis.models import Analysis
 from incident_dashboard.ui.safe_text import md
+from incident_rca.models import Analysis
 
 
 def to_markdown(analysis: Analysis) -> str:

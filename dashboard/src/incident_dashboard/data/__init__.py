@@ -1,14 +1,1 @@
-"""Data access over the Parquet tables (see :mod:`incident_dashboard.data.repository`)."""
-
-from incident_dashboard.data.repository import (
-    SEVERITIES,
-    STATUSES,
-    Freshness,
-    IncidentFilter,
-    IncidentPage,
-    Repository,
-    get_repository,
-)
-
-__all__ = ["SEVERITIES", "STATUSES", "Freshness", "IncidentFilter", "IncidentPage", "Repository",
-           "get_repository"]
+"""The Pipeline page's view of Kafka. The tables are read through :mod:`incident_rca.data`."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from incident_contracts import kafka
-from incident_dashboard.data.ttl import TTLCache
+from incident_rca.data.ttl import TTLCache
 
 TIMEOUT_SECONDS = 3.0
 MAX_TOPICS_WITH_OFFSETS = 8  # each probe opens a consumer; other topics show their partition count only

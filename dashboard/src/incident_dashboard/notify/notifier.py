@@ -235,7 +235,7 @@ class Notifier:
 
     def _stored_rca(self, incident_ids: list[str]) -> dict[str, str]:
         """The latest stored root-cause conclusion of each incident (analyses under DATA_DIR/analyses)."""
-        from incident_dashboard.analysis.service import store_for
+        from incident_rca.service import store_for
 
         return store_for(self.settings).root_causes(incident_ids)
 

@@ -7,16 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from incident_contracts.catalog import default_catalog
-from incident_dashboard.analysis.context import (
+from incident_dashboard.ui import actions_panel, analysis_panel, charts, common
+from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
+from incident_dashboard.ui.safe_text import badge_label, md, md_code
+from incident_rca.context import (
     WINDOW_AFTER,
     WINDOW_BEFORE,
     IncidentContext,
     IncidentNotFound,
     build_context,
 )
-from incident_dashboard.ui import actions_panel, analysis_panel, charts, common
-from incident_dashboard.ui.common import SEVERITY_BADGE, STATUS_BADGE, fmt_duration, fmt_pct, fmt_time, incident_link
-from incident_dashboard.ui.safe_text import badge_label, md, md_code
 
 
 def render() -> None:

@@ -10,9 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from incident_dashboard.actions.status import HUMAN_STATUSES
-from incident_dashboard.data import SEVERITIES, STATUSES, IncidentFilter
 from incident_dashboard.ui import actions_panel, charts, common
 from incident_dashboard.ui.common import fmt_duration, incident_link
+from incident_rca.data import SEVERITIES, STATUSES, IncidentFilter
 
 SORT_LABELS = {"severity": "Severity, open first", "newest": "Newest first", "oldest": "Oldest first",
                "longest": "Longest", "anomaly": "Most anomalous", "errors": "Most errors"}

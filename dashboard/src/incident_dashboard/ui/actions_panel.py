@@ -136,7 +136,7 @@ def _submit(incident: dict[str, Any]) -> None:
 
 def _postmortem(incident: dict[str, Any], log: ActionLog, state: State, now: datetime) -> None:
     from incident_dashboard.analysis.export import postmortem_markdown
-    from incident_dashboard.analysis.service import store_for
+    from incident_rca.service import store_for
 
     incident_id = incident["incident_id"]
     try:

@@ -14,15 +14,15 @@ import pandas as pd
 import streamlit as st
 
 from incident_contracts.settings import Settings
-from incident_dashboard.analysis.context import IncidentContext
 from incident_dashboard.analysis.export import to_markdown
-from incident_dashboard.analysis.gemini import AnalysisError
-from incident_dashboard.analysis.models import Analysis, Feedback
-from incident_dashboard.analysis.prompt import build_request
 from incident_dashboard.analysis.rate_limit import limiter_for
-from incident_dashboard.analysis.service import analyze, engine_for, store_for
 from incident_dashboard.ui import common
 from incident_dashboard.ui.safe_text import md, md_code
+from incident_rca.context import IncidentContext
+from incident_rca.gemini import AnalysisError
+from incident_rca.models import Analysis, Feedback
+from incident_rca.prompt import build_request
+from incident_rca.service import analyze, engine_for, store_for
 
 log = logging.getLogger(__name__)
 

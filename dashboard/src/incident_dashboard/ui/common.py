@@ -13,9 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from incident_contracts.settings import Settings, SettingsError, get_settings
-from incident_dashboard.data import Freshness, Repository, get_repository
-from incident_dashboard.data.mirror import MirrorStatus
 from incident_dashboard.ui import charts
+from incident_rca.data import Freshness, Repository, get_repository
+from incident_rca.data.mirror import MirrorStatus
 
 REFRESH_CHOICES = {"Off": None, "10 s": 10, "30 s": 30, "1 min": 60}
 REFRESH_KEY = "auto_refresh"

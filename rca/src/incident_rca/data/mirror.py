@@ -31,8 +31,8 @@ from deltalake.exceptions import DeltaError
 
 from incident_contracts.table_store import TableLayoutError, TableStore
 from incident_contracts.tables import TABLES
-from incident_dashboard.data.database import Database
-from incident_dashboard.data.files import FILE_COLUMN, Scan, SnapshotFile, scan, snapshot_files
+from incident_rca.data.database import Database
+from incident_rca.data.files import FILE_COLUMN, Scan, SnapshotFile, scan, snapshot_files
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The runbook knowledge base: one Markdown file per failure type in ``dashboard/runbooks/``.
+"""The runbook knowledge base: one Markdown file per failure type in ``rca/runbooks/``.
 
 A runbook starts with YAML front matter (``id``, ``title``, ``category``, ``cause``, ``keywords``,
 ``signals``) followed by ``## Symptoms``, ``## Typical signatures``, ``## Diagnosis`` (shell
@@ -54,12 +54,14 @@ class Runbook:
 
 
 def default_runbook_dir() -> Path:
-    """``incident_dashboard/runbooks`` inside an installed wheel, else ``dashboard/runbooks`` in a checkout."""
+    """``incident_rca/knowledge_base`` inside an installed wheel, else ``rca/runbooks`` in a checkout.
+
+    (Inside the package the folder cannot be called ``runbooks``: that is this module's name.)"""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "runbooks", here.parents[3] / "runbooks"):
+    for candidate in (here.parent / "knowledge_base", here.parents[2] / "runbooks"):
         if candidate.is_dir():
             return candidate
-    return here.parents[3] / "runbooks"
+    return here.parents[2] / "runbooks"
 
 
 def _items(body: str) -> tuple[str, ...]:

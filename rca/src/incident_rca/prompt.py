@@ -22,9 +22,9 @@ import secrets
 from collections import Counter
 from typing import Any
 
-from incident_dashboard.analysis.context import IncidentContext, as_float, format_pct, format_time
-from incident_dashboard.analysis.models import SentRequest
-from incident_dashboard.analysis.redact import redact
+from incident_rca.context import IncidentContext, as_float, format_pct, format_time
+from incident_rca.models import SentRequest
+from incident_rca.redact import redact
 
 PROMPT_VERSION = "rca-v2"
 MAX_TEXT = 500

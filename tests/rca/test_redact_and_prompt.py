@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_dashboard.analysis.context import EventItem, Fact, IncidentContext, LinkedIncident, SignatureItem
-from incident_dashboard.analysis.prompt import SYSTEM_INSTRUCTION, build_request
-from incident_dashboard.analysis.redact import redact, redact_all
+from incident_rca.context import EventItem, Fact, IncidentContext, LinkedIncident, SignatureItem
+from incident_rca.prompt import SYSTEM_INSTRUCTION, build_request
+from incident_rca.redact import redact, redact_all
 
 LOCAL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=12).filter(
     lambda s: s[0].isalnum() and s[-1].isalnum() and ".." not in s)

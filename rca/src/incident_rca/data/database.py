@@ -1,4 +1,4 @@
-"""The dashboard's in-process DuckDB database: one per data folder, a fresh cursor per query."""
+"""The in-process DuckDB database of the table reads: one per data folder, a fresh cursor per query."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ import pytest
 from fake_gemini import VALID_KEY, FakeGemini
 
 from incident_contracts.settings import Settings, load_settings
-from incident_dashboard.analysis.gemini import AnalysisError
-from incident_dashboard.analysis.prompt import PROMPT_VERSION
-from incident_dashboard.analysis.service import analyze, cached_analysis, store_for
 from incident_dashboard.demo import DemoSummary
+from incident_rca.gemini import AnalysisError
+from incident_rca.prompt import PROMPT_VERSION
+from incident_rca.service import analyze, cached_analysis, store_for
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from itertools import pairwise
 
 from rank_bm25 import BM25Okapi
 
-from incident_dashboard.analysis.context import IncidentContext, as_float, format_pct, format_time
-from incident_dashboard.analysis.models import (
+from incident_rca.context import IncidentContext, as_float, format_pct, format_time
+from incident_rca.models import (
     ActionStep,
     Category,
     EvidenceItem,
@@ -27,7 +27,7 @@ from incident_dashboard.analysis.models import (
     RunbookMatch,
     TimelineEntry,
 )
-from incident_dashboard.analysis.runbooks import KnowledgeBase, Runbook
+from incident_rca.runbooks import KnowledgeBase, Runbook
 
 OFFLINE_MODEL = "runbook-bm25"
 OFFLINE_VERSION = "offline-v1"

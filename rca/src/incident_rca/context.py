@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from incident_contracts.catalog import Catalog
-from incident_dashboard.data.repository import Repository
+from incident_rca.data.repository import Repository
 
 MAX_SIGNATURES = 10
 MAX_EVENTS = 20

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from incident_contracts.catalog import default_catalog
-from incident_dashboard.analysis.context import build_context
-from incident_dashboard.analysis.offline import analyze_offline
-from incident_dashboard.analysis.runbooks import RunbookError, load_knowledge_base, parse_runbook
-from incident_dashboard.data import Repository
 from incident_dashboard.demo import SCENARIOS, DemoSummary
+from incident_rca.context import build_context
+from incident_rca.data import Repository
+from incident_rca.offline import analyze_offline
+from incident_rca.runbooks import RunbookError, load_knowledge_base, parse_runbook
 
 EXPECTED_RUNBOOKS = {"database": "db-connection-pool-exhaustion", "memory": "memory-leak-oom",
                      "dependency": "slow-dependency-latency", "deployment": "bad-deploy-5xx", "disk": "disk-full",
@@ -57,7 +57,7 @@ def test_each_demo_scenario_gets_its_runbook(demo_env: DemoSummary) -> None:
 
 
 def test_unknown_failure_falls_back_to_generic_triage(demo_env: DemoSummary) -> None:
-    from incident_dashboard.analysis.context import IncidentContext, SignatureItem
+    from incident_rca.context import IncidentContext, SignatureItem
 
     repo = Repository(demo_env.data_dir, cache_ttl=60)
     context = build_context(repo, default_catalog(), demo_env.incidents[0].incident_id)

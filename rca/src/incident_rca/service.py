@@ -1,6 +1,6 @@
 """Root-cause analysis of one incident, callable with or without Streamlit.
 
-    from incident_dashboard.analysis.service import analyze
+    from incident_rca.service import analyze
     analysis = analyze("INC-20261123-00012")            # Gemini if GEMINI_API_KEY is set, else offline
     analysis = analyze(incident_id, force=True)          # ignore the stored answer and ask again
     analysis = analyze(incident_id, engine="offline")    # the runbook knowledge base only
@@ -21,16 +21,16 @@ from typing import Literal
 
 from incident_contracts.catalog import Catalog, default_catalog
 from incident_contracts.settings import Settings, get_settings
-from incident_dashboard.analysis import gemini
-from incident_dashboard.analysis.context import IncidentContext, IncidentNotFound, build_context
-from incident_dashboard.analysis.gemini import AnalysisError
-from incident_dashboard.analysis.models import Analysis, Engine, RootCauseAnalysis, SentRequest
-from incident_dashboard.analysis.offline import OFFLINE_MODEL, OFFLINE_VERSION, analyze_offline
-from incident_dashboard.analysis.prompt import PROMPT_VERSION, build_request
-from incident_dashboard.analysis.redact import redact_all
-from incident_dashboard.analysis.runbooks import load_knowledge_base
-from incident_dashboard.analysis.store import AnalysisStore
-from incident_dashboard.data.repository import get_repository
+from incident_rca import gemini
+from incident_rca.context import IncidentContext, IncidentNotFound, build_context
+from incident_rca.data.repository import get_repository
+from incident_rca.gemini import AnalysisError
+from incident_rca.models import Analysis, Engine, RootCauseAnalysis, SentRequest
+from incident_rca.offline import OFFLINE_MODEL, OFFLINE_VERSION, analyze_offline
+from incident_rca.prompt import PROMPT_VERSION, build_request
+from incident_rca.redact import redact_all
+from incident_rca.runbooks import load_knowledge_base
+from incident_rca.store import AnalysisStore
 
 __all__ = ["AnalysisError", "IncidentNotFound", "analyze", "cached_analysis", "engine_for", "prepare_request",
            "store_for"]
@@ -132,7 +132,7 @@ def _offline(context: IncidentContext, model: str, version: str) -> Analysis:
     query = redact_all(outcome.query)
     sent = SentRequest(
         system_instruction="Offline analysis: nothing was sent anywhere. Below is the text matched against "
-                           "the runbooks in dashboard/runbooks/.",
+                           "the runbooks in rca/runbooks/.",
         prompt=query.text, redactions=dict(query.counts), evidence_ids=context.evidence_ids)
     return Analysis(analysis_id=uuid.uuid4().hex, incident_id=context.incident_id,
                     incident_update_seq=_seq(context), engine="offline", model=model, prompt_version=version,

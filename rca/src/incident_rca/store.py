@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-from incident_dashboard.analysis.models import Analysis, Feedback
+from incident_rca.models import Analysis, Feedback
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _APPEND_LOCK = threading.Lock()

@@ -1,10 +1,10 @@
-"""The dashboard's one data-access layer: every query the pages and the analysis run.
+"""The one data-access layer over the tables: every query the dashboard's pages and the analysis run.
 
 The tables are Delta Lake tables under ``DATA_DIR`` (a folder or ``s3://``; see
 ``incident_contracts.table_store``), and the dashboard reads committed versions only:
 
 * ``incident_updates`` and ``metrics`` and ``dead_letter`` are small and append-only: they are
-  mirrored in full into DuckDB (:class:`~incident_dashboard.data.mirror.TableMirror`), and the
+  mirrored in full into DuckDB (:class:`~incident_rca.data.mirror.TableMirror`), and the
   current state of every incident (its row with the highest ``update_seq``) is kept as a table;
 * ``events`` is large: it is mirrored as two rollups (per service and minute; per service, signature
   and hour) that the Overview reads, while the incident page reads raw events of a few hourly
@@ -30,10 +30,10 @@ import pandas as pd
 from incident_contracts import tables as contract
 from incident_contracts.settings import Settings, get_settings
 from incident_contracts.table_store import TableStore
-from incident_dashboard.data.database import Database
-from incident_dashboard.data.files import prune_by_time
-from incident_dashboard.data.mirror import MirrorStatus, TableMirror, Target, raw_select
-from incident_dashboard.data.ttl import TTLCache
+from incident_rca.data.database import Database
+from incident_rca.data.files import prune_by_time
+from incident_rca.data.mirror import MirrorStatus, TableMirror, Target, raw_select
+from incident_rca.data.ttl import TTLCache
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""Stored analyses, ratings and the Markdown export."""
+"""Stored analyses and ratings."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import threading
 from pathlib import Path
 
 from incident_contracts.settings import get_settings
-from incident_dashboard.analysis.export import to_markdown
-from incident_dashboard.analysis.models import Analysis, Feedback
-from incident_dashboard.analysis.service import analyze, store_for
-from incident_dashboard.analysis.store import AnalysisStore
 from incident_dashboard.demo import DemoSummary
+from incident_rca.models import Analysis, Feedback
+from incident_rca.service import analyze, store_for
+from incident_rca.store import AnalysisStore
 
 
-def test_offline_analysis_is_stored_reused_and_exported(demo_env: DemoSummary) -> None:
+def test_offline_analysis_is_stored_and_reused(demo_env: DemoSummary) -> None:
     plan = demo_env.incident_for("cache_stampede")
     first = analyze(plan.incident_id)
     assert first.engine == "offline" and first.model == "runbook-bm25"
@@ -24,13 +23,6 @@ def test_offline_analysis_is_stored_reused_and_exported(demo_env: DemoSummary) -
     path = store_for(get_settings()).path_for(plan.incident_id, "offline", first.model, first.prompt_version)
     assert Analysis.model_validate_json(path.read_text()).analysis_id == first.analysis_id
     assert not list(path.parent.glob(".tmp-*"))  # atomic write left no scratch file
-
-    markdown = to_markdown(first)
-    for section in ("# Root-cause analysis of", "## Summary", "## Most likely root cause", "## Evidence",
-                    "## Timeline", "## Action plan", "## How to confirm", "## Prevention", "## Runbook candidates"):
-        assert section in markdown
-    assert "Offline analysis" in markdown and "nothing was executed" in markdown
-    assert "| 1 |" in markdown  # the ordered action plan
 
 
 def test_feedback_is_appended_and_summarised(tmp_path: Path) -> None:

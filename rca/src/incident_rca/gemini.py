@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from incident_contracts.settings import Settings
-from incident_dashboard.analysis.models import RootCauseAnalysis, SentRequest, TokenUsage
+from incident_rca.models import RootCauseAnalysis, SentRequest, TokenUsage
 
 if TYPE_CHECKING:
     from google import genai

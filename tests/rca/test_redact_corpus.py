@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
-from incident_dashboard.analysis.redact import is_secret_key, redact
+from incident_rca.redact import is_secret_key, redact
 
 SEED = 20261207
 SECRET_LINES_PER_KIND = 9

@@ -15,9 +15,9 @@ from deltalake import DeltaTable, write_deltalake
 
 from incident_contracts import tables as contract
 from incident_contracts.table_store import TableStore
-from incident_dashboard.data import IncidentFilter, Repository, mirror
-from incident_dashboard.data.files import SnapshotFile, prune_by_time, snapshot_files
-from incident_dashboard.data.ttl import TTLCache
+from incident_rca.data import IncidentFilter, Repository, mirror
+from incident_rca.data.files import SnapshotFile, prune_by_time, snapshot_files
+from incident_rca.data.ttl import TTLCache
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
