@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # pipeline_checks: the exactly-once check the fault tests use
 
 import psutil  # noqa: E402
+from measure import PeakMemory  # noqa: E402
 from report import Metric, emit, median_metric  # noqa: E402
 
 from incident_stack.cluster import tier_env  # noqa: E402
@@ -194,7 +195,8 @@ class Window:
 
 
 class Usage:
-    """CPU seconds and peak resident memory of groups of processes, sampled every `interval` seconds.
+    """CPU seconds and peak resident memory (measure.PeakMemory) of groups of processes, sampled every
+    `interval` seconds.
 
     A process that ends between two samples keeps the CPU time of its last sample (Spark's executors end
     with their application), so what it used in its last interval is not counted."""
@@ -202,7 +204,7 @@ class Usage:
     def __init__(self, groups: dict[str, Callable[[], list[int]]], interval: float = 0.5):
         self.groups = groups
         self.cpu: dict[tuple[str, int, float], float] = {}
-        self.windows: list[Window] = []
+        self.memory = PeakMemory(groups, interval=interval)
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="usage")
@@ -210,31 +212,28 @@ class Usage:
 
     def sample(self) -> None:
         with self.lock:
-            for group, pids in self.groups.items():
-                rss = 0
-                for pid in pids():
+            pid_groups = {group: list(pids()) for group, pids in self.groups.items()}
+            for group, pids in pid_groups.items():
+                for pid in pids:
                     try:
                         process = psutil.Process(pid)
                         times = process.cpu_times()
                         key = (group, pid, process.create_time())
-                        rss += process.memory_info().rss
                     except psutil.Error:
                         continue
                     self.cpu[key] = times.user + times.system
-                for window in self.windows:
-                    window.peak_mb[group] = max(window.peak_mb.get(group, 0.0), rss / 2**20)
+            self.memory.sample(pid_groups)
 
     def open(self) -> Window:
         self.sample()
         with self.lock:
-            window = Window(start=dict(self.cpu))
-            self.windows.append(window)
+            window = Window(start=dict(self.cpu), peak_mb=self.memory.open_window())
         return window
 
     def close(self, window: Window) -> Window:
         self.sample()
         with self.lock:
-            self.windows.remove(window)
+            self.memory.close_window(window.peak_mb)
             for group in self.groups:
                 window.cpu_s[group] = sum(v - window.start.get(k, 0.0) for k, v in self.cpu.items() if k[0] == group)
         return window

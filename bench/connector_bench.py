@@ -384,8 +384,7 @@ def _driver_run(topic: str, work: str) -> dict[str, float]:
 
 def _driver_memory() -> dict[str, float]:
     watch = _STATE["watch"]
-    return {"driver_mb": watch.driver_peak / 2**20, "jvm_mb": watch.jvm_peak / 2**20,
-            "python_mb": watch.python_peak / 2**20, "workers_mb": watch.workers_peak / 2**20}
+    return {f"{group}_mb": watch.peak_mb(group) for group in ("driver", "jvm", "python", "workers")}
 
 
 def _driver_stop() -> None:

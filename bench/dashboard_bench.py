@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from measure import PeakMemory, percentile  # noqa: E402
 from report import Metric, emit, median_metric  # noqa: E402
 
 FULL = {"events": 10_000_000, "incidents": 7_700, "hours": 24, "files_per_hour": 40, "updates_per_file": 25,
@@ -46,11 +46,6 @@ FULL = {"events": 10_000_000, "incidents": 7_700, "hours": 24, "files_per_hour":
 QUICK = {"events": 1_000_000, "incidents": 770, "hours": 24, "files_per_hour": 20, "updates_per_file": 25,
          "dead_letters": 2_000, "seed": 42}
 DATASET_VERSION = 3  # bump when the demo builder's output changes, so cached datasets are rebuilt
-
-
-def _p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def dataset_key(size: dict) -> str:
@@ -119,11 +114,13 @@ def measure(data_dir: Path, repeats: int) -> dict:
     from incident_dashboard.data import IncidentFilter, get_repository
 
     out: dict = {}
+    memory = PeakMemory({"dashboard": lambda: [os.getpid()]}, since_start=True)  # the kernel's mark: exact
     started = time.perf_counter()
     repo = get_repository()
     freshness = repo.freshness()
     out["cold_start_s"] = time.perf_counter() - started  # every file of each version read once and rolled up
-    out["cold_start_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    memory.sample()
+    out["cold_start_rss_mb"] = memory.peak_mb["dashboard"]
     end = freshness.reference_time
     filters = [
         IncidentFilter(start=end - timedelta(hours=24), end=end),
@@ -221,7 +218,8 @@ def measure(data_dir: Path, repeats: int) -> dict:
     out["render_ms"] = renders
     out["render_cpu_ms"] = cpu
     out["render_cached_ms"] = cached
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    memory.sample()
+    out["peak_rss_mb"] = memory.peak_mb["dashboard"]
     # Last: the commits and the compaction it times are made from this process (the writer's memory).
     out.update(measure_refresh(repo, end, max(5, repeats // 10)))
     return out
@@ -302,12 +300,12 @@ def main() -> int:
         return f"; CPU time median {statistics.median(cpu[page]):,.0f} ms"
 
     metrics = [
-        Metric(f"incidents query p95 ({label})", _p95(q), "ms", target=100, op="<=",
+        Metric(f"incidents query p95 ({label})", percentile(q, 95), "ms", target=100, op="<=",
                samples=q, note="no cached result; each call asks the incident_updates log for a new version"),
         median_metric("incidents query p50", q, "ms"),
-        Metric("incidents page render p95 (AppTest)", _p95(renders["views/incidents.py"]), "ms", target=1000,
+        Metric("incidents page render p95 (AppTest)", percentile(renders["views/incidents.py"], 95), "ms", target=1000,
                op="<=", samples=renders["views/incidents.py"], note=expired + cpu_note("views/incidents.py")),
-        Metric("incident page render p95 (AppTest)", _p95(renders["views/incident.py"]), "ms", target=1000,
+        Metric("incident page render p95 (AppTest)", percentile(renders["views/incident.py"], 95), "ms", target=1000,
                op="<=", samples=renders["views/incident.py"],
                note=f"{expired}; {len(result['incident_ids'])} incidents in turn{cpu_note('views/incident.py')}"),
         median_metric("overview page render", renders["views/overview.py"], "ms",
@@ -334,7 +332,7 @@ def main() -> int:
                     "whose commits and compaction run in the same process"),
     ]
     emit("dashboard", metrics, args.json, dataset=info, machine_cores=os.cpu_count(),
-         incidents=result["incidents_total"], p99_incidents_query_ms=sorted(q)[-1],
+         incidents=result["incidents_total"], p99_incidents_query_ms=percentile(q, 99),
          stdev_incidents_query_ms=statistics.pstdev(q))
     return 0
 

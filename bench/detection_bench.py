@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -60,6 +59,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import pyarrow.parquet as pq  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from measure import percentile  # noqa: E402
 from report import Metric, emit  # noqa: E402
 
 from incident_contracts.catalog import default_catalog  # noqa: E402
@@ -342,12 +342,6 @@ def watched_s(inj: Injection, observed_until_ms: int | None, fallback: float) ->
     if observed_until_ms is None or not since:
         return fallback
     return max(0.0, (observed_until_ms - since) / 1000)
-
-
-def percentile(values: list[float], q: float) -> float:
-    data = sorted(values)
-    rank = max(1, min(len(data), math.ceil(q / 100 * len(data))))
-    return data[rank - 1]
 
 
 def latency_run(work: Path, injections: list[Injection], injection_s: float, detect_wait_s: float,

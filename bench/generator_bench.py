@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from measure import PeakMemory  # noqa: E402
 from report import emit, median_metric  # noqa: E402
 
 from incident_contracts.codec import Codec  # noqa: E402
@@ -135,12 +136,14 @@ def cli_peak_rss_mb(bootstrap: str, count: int, data_dir: Path) -> tuple[float, 
                "--topic", topic, "--data-dir", str(data_dir), "-q"]
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage: its peak resident set
-    process.returncode = os.waitstatus_to_exitcode(status)
+    # The kernel's high-water mark of the process, read every 0.1 s until it exits.
+    with PeakMemory({"log-generator": lambda: [process.pid] if process.returncode is None else []},
+                    interval=0.1, since_start=True) as memory:
+        _, stderr = process.communicate()
     elapsed = time.monotonic() - started
     if process.returncode != 0:
-        raise RuntimeError(f"log-generator exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, elapsed  # ru_maxrss is in KiB on Linux
+        raise RuntimeError(f"log-generator exited with {process.returncode}: {stderr.decode()[-2000:]}")
+    return memory.peak_mb["log-generator"], elapsed
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
+from measure import percentile  # noqa: E402
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
 from report import emit, median_metric  # noqa: E402
 
@@ -112,8 +113,7 @@ async def load(url: str, path: str, bodies: list[bytes], requests: int, content_
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    p99 = percentile(latencies, 99) * 1000
     return accepted / elapsed, p99, accepted
 
 

@@ -36,7 +36,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
+from measure import PeakMemory  # noqa: E402
 from report import Metric, emit, median_metric  # noqa: E402
 
 from incident_contracts.catalog import default_catalog  # noqa: E402
@@ -170,14 +170,13 @@ def raw_rate(pool: ProcessPoolExecutor, bootstrap: str, ends: dict[int, int]) ->
 # --- memory and CPU of the job ------------------------------------------------------------------
 
 class ProcessWatch:
-    """Peak RSS of the driver (JVM + this Python process) and of Spark's Python workers, every 0.2 s."""
+    """Peak RSS (MB, measure.PeakMemory) of the driver (JVM + this Python process) and of Spark's Python
+    workers, every 0.2 s while the driver JVM runs, and the CPU time of Spark's processes."""
 
     def __init__(self, exclude: set[int]) -> None:
         self.me = psutil.Process()
         self.exclude = exclude  # the limit's worker processes
-        self.driver_peak = self.jvm_peak = self.python_peak = self.workers_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="process-watch")
+        self.memory = PeakMemory(self._groups, interval=0.2)
 
     def jvm(self) -> psutil.Process | None:
         """Spark's driver JVM (SparkSubmit, started by PySpark), not the broker's JVM, also a child of this process."""
@@ -213,39 +212,25 @@ class ProcessWatch:
                 continue
         return split[0], split[1]
 
-    def _sample(self) -> None:
+    def _groups(self) -> dict[str, list[int]]:
+        """The process ids of each measured group, from one walk of the tree (nothing before the JVM starts)."""
         processes = self.spark_processes()
         if not processes:
-            return
-        try:
-            jvm = processes[0].memory_info().rss
-            mine = self.me.memory_info().rss
-        except psutil.Error:
-            return
-        workers = 0
-        for process in processes[1:]:
-            if process.pid in self.exclude:
-                continue
-            try:
-                workers += process.memory_info().rss
-            except psutil.Error:
-                continue
-        self.jvm_peak = max(self.jvm_peak, jvm)
-        self.python_peak = max(self.python_peak, mine)
-        self.driver_peak = max(self.driver_peak, jvm + mine)
-        self.workers_peak = max(self.workers_peak, workers)
+            return {}
+        jvm, me = processes[0].pid, self.me.pid
+        return {"jvm": [jvm], "python": [me], "driver": [jvm, me],
+                "workers": [p.pid for p in processes[1:] if p.pid not in self.exclude]}
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            self._sample()
+    def peak_mb(self, group: str) -> float:
+        """Peak of "driver" (JVM + driver Python), "jvm", "python" or "workers" so far."""
+        return self.memory.peak_mb.get(group, 0.0)
 
     def __enter__(self) -> ProcessWatch:
-        self._thread.start()
+        self.memory.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.memory.__exit__(*exc)
 
 
 # --- the job end to end ------------------------------------------------------------------------
@@ -356,10 +341,10 @@ def main() -> int:
                           note="including query start and stop"),
             median_metric("Delta commit time per micro-batch, p95", [r["commit_ms_p95"] for r in runs], "ms",
                           note="events + dead_letter commits of one batch, as the sink times them"),
-            Metric("driver peak RSS (JVM + Python)", watch.driver_peak / 2**20, "MB",
+            Metric("driver peak RSS (JVM + Python)", watch.peak_mb("driver"), "MB",
                    target=DRIVER_MEMORY_TARGET_MB, op="<=",
-                   note=f"JVM {watch.jvm_peak / 2**20:,.0f} MB + driver Python {watch.python_peak / 2**20:,.0f} MB"),
-            Metric("Spark Python workers peak RSS", watch.workers_peak / 2**20, "MB"),
+                   note=f"JVM {watch.peak_mb('jvm'):,.0f} MB + driver Python {watch.peak_mb('python'):,.0f} MB"),
+            Metric("Spark Python workers peak RSS", watch.peak_mb("workers"), "MB"),
             median_metric("job CPU per event (JVM + workers)", [r["cpu_s"] / count * 1e6 for r in runs], "us",
                           note="2 cores give 20 us per event at the target rate"),
             median_metric("  of which the JVM", [r["jvm_cpu_s"] / count * 1e6 for r in runs], "us",

@@ -19,13 +19,6 @@ def test_an_undetected_injection_counts_as_the_time_it_was_watched() -> None:
     assert detection_bench.watched_s(inj, observed_until_ms=None, fallback=44.0) == 44.0
 
 
-def test_percentile_is_nearest_rank() -> None:
-    values = [32.5, 37.6, 54.9, 81.5, 58.4, 88.0, 65.2, 70.0, 76.0, 60.0]
-    assert detection_bench.percentile(values, 95) == 88.0
-    assert detection_bench.percentile(values, 50) == 60.0
-    assert detection_bench.percentile([5.0], 95) == 5.0
-
-
 def test_the_reader_knows_which_services_have_an_open_incident(tmp_path: Path) -> None:
     import datetime as dt
 
