@@ -26,8 +26,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 # Order matters only for reading the table: producer side first, then Spark (the job, then its Kafka source
-# against Spark's own connector, then the job on the cluster tier), detection, dashboard.
-ORDER = ["generator", "parser", "ingest", "spark", "connector", "cluster", "detection", "dashboard"]
+# against Spark's own connector, then the job on the cluster tier), detection, notifications, dashboard.
+ORDER = ["generator", "parser", "ingest", "spark", "connector", "cluster", "detection", "notify", "dashboard"]
 # Benchmarks a quick run includes only when named with --only, with the seconds it then gives them: the cluster
 # tier's (a process tier of its own, not reducible to a few minutes on 2 cores) and the connector comparison
 # (two Spark sessions on one backlog: a decision's evidence, not a figure of the product's own path).
