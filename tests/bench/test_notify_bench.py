@@ -89,6 +89,7 @@ def test_scoring_counts_alone_messages_sets_apart_coalesced_and_unrouted_and_bou
         opened("summary", "api-gateway", "P2", 130_000),  # went out in a summary
         opened("held", "order-service", "P2", 150_000),  # order-service had a message 10 s before
         opened("missing", "user-service", "P1", 160_000),  # no message, nothing recent: counted until the end
+        opened("recent", "auth-service", "P1", 190_000),  # 10 s before the end, no message yet: not judged
     )}
     delivered = {"sent": (114_500, False, "order-service"), "summary": (170_000, True, "api-gateway")}
     last = {"order-service": 140_000}
@@ -96,6 +97,7 @@ def test_scoring_counts_alone_messages_sets_apart_coalesced_and_unrouted_and_bou
     assert scored.samples == [4.5, 40.0]
     assert scored.from_update == [7.5]
     assert scored.late == ["user-service"] and scored.unrouted == ["search-service P3"]
+    assert scored.unjudged == ["auth-service 10 s"]
     assert scored.held == ["api-gateway 40 s", "order-service 50 s"]
     # Without a recent message of its service, an undelivered incident is late, not held.
     scored = notify_bench.score(incidents, delivered, lambda service, before: None, first, end, window)
