@@ -1,7 +1,8 @@
 """Against the real embedded broker: what is produced decodes to what generate() gives, keyed and ordered
 by service; the rate holds (measured on the delivered messages' timestamps); replays, back-pressure,
-SIGTERM and an unreachable broker behave. (Rate accuracy at 50,000 events/s is measured by
-bench/generator_bench.py, which needs the machine to itself.)"""
+SIGTERM and an unreachable broker behave. (The pacing schedule at high rates is checked on a simulated
+clock in test_units.py; the rate delivered at 50,000 events/s is measured by bench/generator_bench.py,
+which needs the machine to itself.)"""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def test_run_delivers_exactly_what_generate_gives(broker: str, topic: str, tmp_p
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("rate", "seconds"), [(100, 3), (2_000, 3), (20_000, 2)])
+@pytest.mark.parametrize(("rate", "seconds"), [(100, 3), (2_000, 3)])
 def test_rate_is_accurate_on_delivered_timestamps(broker: str, topic: str, tmp_path: Path, rate: int,
                                                  seconds: float) -> None:
     summary = api.run("mixed", rate=rate, duration_s=seconds, seed=1, bootstrap_servers=broker, topic=topic,
