@@ -23,7 +23,7 @@ from incident_stack.services import Service, http_ok, settings_env
 from incident_stack.spark_standalone import applications, describe_placements, worker_alive
 from incident_stack.supervisor import StartFailed, start_all, stop_all, with_dependents, with_requirements
 
-EMBEDDED_DEFAULT_PORTS = {9092, 9093, 8070, 8501, 4040, 8793, 8794, 4318, 8610}
+EMBEDDED_DEFAULT_PORTS = {9092, 9093, 8070, 8501, 4040, 8793, 8794, 4318, 8610, 8611, 8612}
 
 
 def test_default_layout_is_three_brokers_two_workers_on_their_own_ports(isolated_env: Path) -> None:
@@ -35,7 +35,7 @@ def test_default_layout_is_three_brokers_two_workers_on_their_own_ports(isolated
     assert layout.spark_master == "spark://127.0.0.1:7077" and layout.master_ui == "http://127.0.0.1:8080"
     assert layout.worker_ui(1) == "http://127.0.0.1:8081" and layout.worker_ui(2) == "http://127.0.0.1:8082"
     ports = [port for port, _ in layout.port_owners()]
-    assert len(ports) == len(set(ports)) == 18
+    assert len(ports) == len(set(ports)) == 20
     assert not set(ports) & EMBEDDED_DEFAULT_PORTS, "the cluster tier must be able to run beside `make up`"
 
 
@@ -65,10 +65,12 @@ def test_cluster_settings_change_only_addresses_ports_and_folders(isolated_env: 
     assert (tier.kafka_topic_partitions, tier.kafka_replication_factor, tier.kafka_min_insync_replicas) == (6, 3, 2)
     assert tier.topic_configs() == {"min.insync.replicas": "2"}
     assert (tier.airflow_port, tier.dashboard_port, tier.spark_ui_port, tier.notify_port) == (8071, 8502, 4041, 8620)
+    assert (tier.notify_metrics_port, tier.stream_metrics_port) == (8621, 8622)
     changed = {k for k, v in tier.model_dump().items() if v != base.model_dump()[k]}
     assert changed == {"runtime_dir", "data_dir", "kafka_bootstrap_servers", "kafka_topic_partitions",
                        "kafka_replication_factor", "kafka_min_insync_replicas", "spark_master", "spark_ui_port",
-                       "airflow_port", "dashboard_port", "ingest_port", "notify_port"}
+                       "airflow_port", "dashboard_port", "ingest_port", "notify_port", "notify_metrics_port",
+                       "stream_metrics_port"}
     # The processes get them as environment variables, and read them back as the same settings.
     env = settings_env(tier)
     assert env["SPARK_MASTER"] == "spark://127.0.0.1:7077" and env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
@@ -109,7 +111,8 @@ def test_services_start_order_and_ports(isolated_env: Path) -> None:
     assert services["postgres"].stop_signal == signal.SIGINT  # fast shutdown, not SIGTERM's wait for clients
     listened = [p for s in services.values() for p in s.listen_ports(tier)]
     assert len(listened) == len(set(listened))
-    assert set(listened) == {p for p, _ in layout.port_owners()} - {layout.spark_ui_port}
+    # The streaming job's driver (Spark UI, job metrics) is no service: Airflow's tasks start it.
+    assert set(listened) == {p for p, _ in layout.port_owners()} - {layout.spark_ui_port, layout.stream_metrics_port}
     worker = services["spark-worker-1"].command(tier)
     assert worker[1:] == ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1", "--memory",
                           "1g", "--webui-port", "8081", "--work-dir", str(tier.runtime_dir / "spark" / "worker-1"),

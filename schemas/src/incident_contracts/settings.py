@@ -222,6 +222,8 @@ class Settings(BaseSettings):
     cluster_dashboard_port: Port = 8502
     cluster_ingest_port: Port = 4319
     cluster_notify_port: Port = 8620
+    cluster_notify_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8621
+    cluster_stream_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8622
 
     # --- tables: Delta Lake, compaction and retention (table_maintenance) -------------------
     # Object storage for DATA_DIR=s3://...: endpoint (empty: AWS), region and credentials.

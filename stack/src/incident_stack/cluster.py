@@ -93,6 +93,8 @@ class ClusterLayout:
     dashboard_port: int
     ingest_port: int
     notify_port: int
+    notify_metrics_port: int = 0  # 0: off (not listened on)
+    stream_metrics_port: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClusterLayout:
@@ -113,6 +115,8 @@ class ClusterLayout:
             dashboard_port=settings.cluster_dashboard_port,
             ingest_port=settings.cluster_ingest_port,
             notify_port=settings.cluster_notify_port,
+            notify_metrics_port=settings.cluster_notify_metrics_port,
+            stream_metrics_port=settings.cluster_stream_metrics_port,
         )
         layout.check()
         return layout
@@ -149,6 +153,9 @@ class ClusterLayout:
                    (self.dashboard_port, "CLUSTER_DASHBOARD_PORT (dashboard)"),
                    (self.ingest_port, "CLUSTER_INGEST_PORT (log-ingest)"),
                    (self.notify_port, "CLUSTER_NOTIFY_PORT (notifier)")]
+        owners += [(port, owner) for port, owner in (
+            (self.notify_metrics_port, "CLUSTER_NOTIFY_METRICS_PORT (notifier)"),
+            (self.stream_metrics_port, "CLUSTER_STREAM_METRICS_PORT (the streaming job's driver)")) if port]
         return owners
 
     @property
@@ -210,7 +217,8 @@ def tier_env(root: Path, port: Callable[[], int] = free_port) -> dict[str, str]:
         "CLUSTER_POSTGRES_PORT": str(fresh()), "CLUSTER_AIRFLOW_PORT": str(fresh()),
         "CLUSTER_AIRFLOW_WORKER_LOG_PORT": str(fresh()), "CLUSTER_AIRFLOW_TRIGGER_LOG_PORT": str(fresh()),
         "CLUSTER_DASHBOARD_PORT": str(fresh()), "CLUSTER_INGEST_PORT": str(fresh()),
-        "CLUSTER_NOTIFY_PORT": str(fresh()), "GEMINI_API_KEY": "",
+        "CLUSTER_NOTIFY_PORT": str(fresh()), "CLUSTER_NOTIFY_METRICS_PORT": str(fresh()),
+        "CLUSTER_STREAM_METRICS_PORT": str(fresh()), "GEMINI_API_KEY": "",
     }
 
 
@@ -237,6 +245,8 @@ def cluster_settings(base: Settings, layout: ClusterLayout | None = None) -> Set
         "dashboard_port": layout.dashboard_port,
         "ingest_port": layout.ingest_port,
         "notify_port": layout.notify_port,
+        "notify_metrics_port": layout.notify_metrics_port,
+        "stream_metrics_port": layout.stream_metrics_port,
     })
 
 

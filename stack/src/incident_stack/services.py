@@ -164,6 +164,7 @@ SERVICES: dict[str, Service] = {
         url=lambda s: f"http://127.0.0.1:{s.notify_port}/healthz",
         command=lambda s: [sys.executable, "-m", "incident_dashboard.notify"],
         healthy=lambda s: http_ok(f"http://127.0.0.1:{s.notify_port}/healthz"),
+        ports=lambda s: [s.notify_port] + ([s.notify_metrics_port] if s.notify_metrics_port else []),
         secrets=("tables",),  # reads incident_updates and writes its delivery log
         start_timeout=60,
     ),

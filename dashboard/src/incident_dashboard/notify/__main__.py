@@ -1,5 +1,6 @@
 """``python -m incident_dashboard.notify``: the notifier process (``make up`` starts it), with a health
-endpoint on 127.0.0.1:NOTIFY_PORT (``/healthz``)."""
+endpoint on 127.0.0.1:NOTIFY_PORT (``/healthz``) and Prometheus metrics on METRICS_HOST:NOTIFY_METRICS_PORT
+(``/metrics``; 0 turns them off)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def main() -> int:
     except OSError as exc:
         print(f"notifier: cannot listen on 127.0.0.1:{settings.notify_port} (NOTIFY_PORT): {exc}", file=sys.stderr)
         return 2
+    notifier.metrics.serve(settings.metrics_host, settings.notify_metrics_port)  # a taken port only warns
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -64,6 +66,7 @@ def main() -> int:
         notifier.run_forever(stop)
     finally:
         server.shutdown()
+        notifier.metrics.close()
     return 0
 
 

@@ -14,6 +14,7 @@ Rules (docs/operations.md):
   ones of that service on the same route wait until ``NOTIFY_COALESCE_SECONDS`` after that message and go
   out as one summary (then the window starts again). 0 sends every transition on its own.
 * **History.** Transitions older than ``NOTIFY_LOOKBACK_MINUTES`` when first seen are not sent.
+* **Metrics.** Every outcome also updates the notifier's Prometheus metrics (notify/metrics.py).
 
 It runs as its own process (``python -m incident_dashboard.notify``), never inside the Spark job, so a slow
 receiver cannot slow detection.
@@ -41,6 +42,7 @@ from incident_contracts.table_store import TableStore
 from incident_contracts.tables import TABLES
 from incident_dashboard.actions.log import ActionLog
 from incident_dashboard.notify import payloads
+from incident_dashboard.notify.metrics import COALESCING, RATE_LIMIT, NotifierMetrics, failure_reason
 from incident_dashboard.notify.rules import Route, load_routes
 from incident_dashboard.notify.transitions import Transition, ack_timeouts, lifecycle_transitions
 
@@ -84,7 +86,8 @@ def post_json(url: str, body: dict[str, Any], timeout: float) -> int:
 class Notifier:
     def __init__(self, settings: Settings, store: TableStore | None = None, routes: Sequence[Route] | None = None,
                  *, sleep: Callable[[float], None] = time.sleep,
-                 rca: Callable[[list[str]], dict[str, str]] | None = None) -> None:
+                 rca: Callable[[list[str]], dict[str, str]] | None = None,
+                 metrics: NotifierMetrics | None = None) -> None:
         self.settings = settings
         self.store = store or TableStore.from_settings(settings)
         self.routes = list(load_routes(settings) if routes is None else routes)
@@ -98,6 +101,8 @@ class Notifier:
         self.failures: dict[tuple[str, str, str], int] = defaultdict(int)
         self.last_sent: dict[tuple[str, str], datetime] = {}
         self.sent_times: dict[str, deque[datetime]] = defaultdict(deque)
+        self.metrics = metrics or NotifierMetrics()
+        self._rate_limited: set[tuple[str, str, str]] = set()  # transitions the rate limit held (counted once)
         self._load_log()
 
     # --- the delivery log -------------------------------------------------------------------
@@ -155,6 +160,7 @@ class Notifier:
         oldest = now - timedelta(minutes=self.settings.notify_lookback_minutes)
         window = timedelta(seconds=self.settings.notify_coalesce_seconds)
         pending: dict[tuple[str, str], list[Transition]] = defaultdict(list)
+        waiting: dict[tuple[str, str], int] = defaultdict(int)  # (route, reason) -> transitions held this cycle
         routes = {r.name: r for r in self.routes}
         for t in self.transitions(now):
             if t.time < oldest:
@@ -171,6 +177,7 @@ class Notifier:
             last = self.last_sent.get((route_name, service))
             if last is not None and now < last + window:
                 report.held += len(items)
+                waiting[(route_name, COALESCING)] += len(items)
                 continue
             times = self.sent_times[route_name]
             while times and times[0] <= now - RATE_WINDOW:
@@ -178,6 +185,8 @@ class Notifier:
             limit = route.rate_limit_per_minute or self.settings.notify_rate_limit_per_minute
             if len(times) >= limit:
                 report.held += len(items)
+                waiting[(route_name, RATE_LIMIT)] += len(items)
+                self._count_rate_limited(route_name, items)
                 continue
             if not window:
                 for item in items:  # coalescing off: one message each
@@ -187,7 +196,17 @@ class Notifier:
             else:
                 self._send(route, service, items[:1], now, report)  # after a quiet spell: at once, alone
                 report.held += len(items) - 1
+                waiting[(route_name, COALESCING)] += len(items) - 1
+        for route in self.routes:
+            for reason in (COALESCING, RATE_LIMIT):
+                self.metrics.pending.labels(route.name, reason).set(waiting[(route.name, reason)])
         return report
+
+    def _count_rate_limited(self, route_name: str, items: list[Transition]) -> None:
+        new = {(t.incident_id, t.key, route_name) for t in items} - self._rate_limited
+        if new:
+            self._rate_limited |= new
+            self.metrics.rate_limited.labels(route_name).inc(len(new))
 
     def _send(self, route: Route, service: str, items: list[Transition], now: datetime, report: CycleReport) -> None:
         summary = len(items) > 1
@@ -199,13 +218,21 @@ class Notifier:
         body = payloads.build(route, items, self.settings.notify_dashboard_url, rca, summary=summary)
         delivery = self.deliver(route, body)
         self.sent_times[route.name].append(now)
+        if delivery.attempts > 1:
+            self.metrics.retries.labels(route.name, route.kind.value).inc(delivery.attempts - 1)
         if delivery.ok:
+            self.metrics.sent.labels(route.name, route.kind.value).inc()
+            self.metrics.last_success.labels(route.name).set(datetime.now(UTC).timestamp())
+            if summary:
+                self.metrics.coalesced.labels(route.name).inc(len(items))
+            self._rate_limited -= {(t.incident_id, t.key, route.name) for t in items}
             self._record(route, items, "coalesced" if summary else "sent", delivery, now)
             self.done.update((t.incident_id, t.key, route.name) for t in items)
             self.last_sent[(route.name, service)] = now
             report.sent += 1
             report.coalesced += len(items) if summary else 0
             return
+        self.metrics.failed.labels(route.name, route.kind.value, failure_reason(delivery.http_status)).inc()
         self._record(route, items, "failed", delivery, now)
         for t in items:
             self.failures[(t.incident_id, t.key, route.name)] += 1
@@ -246,12 +273,14 @@ class Notifier:
             try:
                 report = self.run_once()
                 self.last_cycle_at = datetime.now(UTC)
+                self.metrics.last_cycle.set(self.last_cycle_at.timestamp())
                 if report.errors:
                     self.last_error = report.errors[-1]
                 if report.sent or report.failed:
                     log.info("notifier: %d sent, %d coalesced, %d failed, %d held", report.sent, report.coalesced,
                              report.failed, report.held)
             except Exception as exc:
+                self.metrics.cycle_failures.inc()
                 self.last_error = f"cycle failed: {type(exc).__name__}: {exc}"
                 log.exception("notifier cycle failed; trying again in %.0f s", self.settings.notify_interval_seconds)
             stop.wait(self.settings.notify_interval_seconds)
