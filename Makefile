@@ -86,8 +86,8 @@ trigger-dag: $(SETUP) ## Trigger a pipeline run through Airflow (SCENARIO, RATE,
 test: $(SETUP) $(DELTA_SPARK_JARS) test-tools ## Run the whole test suite (unit + integration: real broker, Spark, Airflow, Streamlit)
 	@tests/run_suite.sh $(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(SETUP) ## Run only the fast unit tests
-	@$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+test-fast: $(SETUP) ## Run only the fast unit tests (no integration test, no Spark session)
+	@$(BIN)/pytest -m "not integration and not spark" $(PYTEST_ARGS)
 
 lint: $(SETUP) ## Lint with ruff
 	@$(BIN)/ruff check .

@@ -10,6 +10,15 @@ from typing import Any
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that starts Spark says so: `make test-fast` leaves out the `spark` and `integration` marks."""
+    unmarked = [item.nodeid for item in items if "spark" in getattr(item, "fixturenames", ())
+                and not (item.get_closest_marker("spark") or item.get_closest_marker("integration"))]
+    if unmarked:
+        raise pytest.UsageError("these tests use the spark fixture without @pytest.mark.spark (or integration): "
+                                + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real SparkSession (local[2], UI off, 2 shuffle partitions) with the Kafka source registered."""

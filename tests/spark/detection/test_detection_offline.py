@@ -23,6 +23,7 @@ START_MS = 1_795_000_000_000
 CATALOG = default_catalog()
 
 
+@pytest.mark.spark
 def test_offline_preparation_gives_what_the_spark_enrichment_gives(spark: Any) -> None:
     events, _truth = api.generate("bad_deploy", rate=150, duration_s=20, seed=5, start_ms=START_MS)
     records = list(events) + odd_records()

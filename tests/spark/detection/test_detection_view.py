@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 from enrichment_cases import START_MS, canonical, odd_records, spark_row
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -30,6 +31,7 @@ def _rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.spark
 def test_the_arrow_view_gives_what_enrich_and_prepare_give_in_spark(spark: Any) -> None:
     events, _truth = api.generate("slow_dependency", rate=150, duration_s=20, seed=5, start_ms=START_MS)
     records = list(events) + odd_records()
