@@ -14,17 +14,32 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = sorted(p.name for p in (ROOT / "rca" / "runbooks").glob("*.md"))
 
 
+def uv_command() -> list[str]:
+    """uv as the Makefile runs it (`$(PYTHON) -m uv`): under this interpreter, the one the environment was
+    made from, or python3 on PATH; a `uv` program on PATH last."""
+    pythons = dict.fromkeys(p for p in (sys.executable, getattr(sys, "_base_executable", None),
+                                        shutil.which("python3")) if p)
+    candidates = [[python, "-m", "uv"] for python in pythons]
+    if shutil.which("uv"):
+        candidates.append([str(shutil.which("uv"))])
+    for command in candidates:
+        found = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60, check=False)
+        if found.returncode == 0:
+            return command
+    pytest.fail("uv is needed to build the wheel (as the dashboard's and Airflow's Dockerfiles do) and was not "
+                f"found: tried {' / '.join(' '.join(c) for c in candidates)}. Install it as `make setup` does: "
+                "python3 -m pip install uv")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not on PATH (it builds the wheel, as the dashboard's and Airflow's Dockerfiles do)")
     out = tmp_path_factory.mktemp("wheel")
     # --offline: the build backend comes from uv's cache, filled when the environment was installed.
-    done = subprocess.run([uv, "build", "--wheel", "--offline", "--out-dir", str(out), str(ROOT / "rca")],
+    done = subprocess.run([*uv_command(), "build", "--wheel", "--offline", "--out-dir", str(out), str(ROOT / "rca")],
                           capture_output=True, text=True, timeout=240, check=False)
     if done.returncode != 0 and "offline" in done.stderr.lower() and "hatchling" in done.stderr.lower():
-        pytest.skip(f"the build backend is not in uv's cache and there is no network: {done.stderr[-300:]}")
+        pytest.fail("the build backend (hatchling) is not in uv's cache and the build runs offline: run "
+                    f"`make setup` once with access to the package index to fill the cache. {done.stderr[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     (built,) = out.glob("incident_rca-*.whl")
     return built
