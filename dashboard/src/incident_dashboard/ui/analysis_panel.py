@@ -80,7 +80,7 @@ def render(cfg: Settings, context: IncidentContext) -> None:
 
     if engine == "offline":
         st.caption("No GEMINI_API_KEY is set: the analysis is offline, matched deterministically against the runbooks "
-                   "in `dashboard/runbooks/`. Nothing leaves this machine.")
+                   "in `rca/runbooks/`. Nothing leaves this machine.")
     _show_error(cfg, incident_id)
     if current is None and not stored:
         _preview(context)
