@@ -339,7 +339,7 @@ def committed_offsets(bootstrap: str, topic: str, group: str, partitions: Iterab
                       timeout: float = 10.0) -> dict[int, int | None]:
     """{partition: committed offset of a consumer group, None when it has committed nothing}."""
     parts = list(partitions) if partitions is not None else partitions_of(bootstrap, topic, timeout)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, **QUIET})
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout)
         return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in committed}

@@ -1,8 +1,11 @@
 """Reading one planned offset range of one partition into Arrow record batches (runs in Spark tasks).
 
 Consumers are created lazily inside the Python worker and kept per process (workers are reused
-between tasks), never pickled with the reader. Each read ``assign()``s the partition at the planned
-start offset and stops at the planned end offset: no consumer-group rebalancing, no ListOffsets.
+between tasks), never pickled with the reader. A worker keeps one, for the read configuration it
+served last (the one before is closed). They do not log through librdkafka: a read reports what goes
+wrong as its own error, and a worker that outlives its broker (a test's) prints nothing. Each read
+``assign()``s the partition at the planned start offset and stops at the planned end offset: no
+consumer-group rebalancing, no ListOffsets.
 
 Offsets are not all records. With ``read_committed`` (the default) the consumer skips transaction
 markers and records of aborted transactions; compaction removes records. A range may therefore end in
@@ -27,7 +30,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from incident_contracts.codec import decoding_codec
 from incident_contracts.fast_decode import FastDecoder
-from incident_contracts.kafka import READ_COMMITTED
+from incident_contracts.kafka import QUIET, READ_COMMITTED
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
 from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.event_checks import TimeBounds, check_events
@@ -78,6 +81,7 @@ def _consumer(config: ReadConfig) -> Consumer:
     key = (config.bootstrap, config.fail_on_data_loss, tuple(sorted(config.consumer_config.items())))
     consumer = _consumers.get(key)
     if consumer is None:
+        close_consumers()
         consumer = Consumer({
             "bootstrap.servers": config.bootstrap,
             "group.id": f"incident-stream-reader-{uuid.uuid4().hex[:8]}",  # never commits; assign() only
@@ -89,10 +93,19 @@ def _consumer(config: ReadConfig) -> Consumer:
             "queued.max.messages.kbytes": 64 << 10,
             "fetch.wait.max.ms": 100,
             "socket.connection.setup.timeout.ms": 10_000,
+            **QUIET,
             **config.consumer_config,
         })
         _consumers[key] = consumer
     return consumer
+
+
+def close_consumers() -> None:
+    """Close the consumers this process keeps."""
+    while _consumers:
+        _, consumer = _consumers.popitem()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            consumer.close()
 
 
 def _drop_consumer(config: ReadConfig) -> None:

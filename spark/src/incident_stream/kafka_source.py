@@ -77,7 +77,7 @@ from pyspark.sql.types import (
 from incident_contracts.avro_schemas import latest
 from incident_contracts.catalog import CatalogError, default_catalog
 from incident_contracts.fast_decode import arrow_schema as decoded_arrow_schema
-from incident_contracts.kafka import READ_COMMITTED, READ_UNCOMMITTED, TopicMissing, offset_range
+from incident_contracts.kafka import QUIET, READ_COMMITTED, READ_UNCOMMITTED, TopicMissing, admin_client, offset_range
 from incident_contracts.tables import EVENTS as EVENTS_TABLE
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.event_checks import TimeBounds
@@ -278,7 +278,7 @@ class _Broker:
     def _topic_id(self) -> str | None:
         try:
             if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self.config.bootstrap})
+                self._admin = admin_client(self.config.bootstrap)
             futures = self._admin.describe_topics(TopicCollection([self.config.topic]), request_timeout=10)
             description = futures[self.config.topic].result(timeout=10)
             return str(description.topic_id) if description.topic_id is not None else None
@@ -379,7 +379,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             return
         try:
             if self._committer is None:
-                self._committer = Consumer({"bootstrap.servers": self.options.read.bootstrap,
+                self._committer = Consumer({"bootstrap.servers": self.options.read.bootstrap, **QUIET,
                                             "group.id": self.options.commit_group, "enable.auto.commit": False})
             self._committer.commit(offsets=[TopicPartition(offset.topic, p, o) for p, o in offset.offsets.items()],
                                    asynchronous=False)
@@ -389,10 +389,13 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                         self.options.commit_group, exc)
 
     def stop(self) -> None:
+        """The query stopped: close the consumer-group committer and let the admin client go (confluent-kafka's
+        AdminClient has no close(); it is destroyed with its last reference)."""
         if self._committer is not None:
             with contextlib.suppress(KafkaException, RuntimeError):
                 self._committer.close()
             self._committer = None
+        self._broker = None
 
 
 def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePartition]:

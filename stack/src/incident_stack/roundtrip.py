@@ -33,17 +33,19 @@ def round_trip(settings: Settings, count: int = 1000, timeout: float = 30.0) -> 
     produced_s = time.monotonic() - started
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"roundtrip-{marker}",
                          "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, offset) for p, offset in before.items()])
     received: dict[str, dict] = {}
-    deadline = time.monotonic() + timeout
-    while len(received) < count and time.monotonic() < deadline:
-        for message in consumer.consume(1000, timeout=0.5):
-            if message.error():
-                continue
-            event = decoder.decode(message.value())
-            if event["attributes"].get("check") == marker:
-                received[event["event_id"]] = event
-    consumer.close()
+    try:
+        consumer.assign([TopicPartition(topic, p, offset) for p, offset in before.items()])
+        deadline = time.monotonic() + timeout
+        while len(received) < count and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error():
+                    continue
+                event = decoder.decode(message.value())
+                if event["attributes"].get("check") == marker:
+                    received[event["event_id"]] = event
+    finally:
+        consumer.close()
     missing = [r["event_id"] for r in sent if r["event_id"] not in received]
     if missing:
         raise RuntimeError(f"round trip: {len(missing)} of {count} events did not come back (first: {missing[0]})")
