@@ -17,6 +17,7 @@ from incident_contracts import tables as contract
 from incident_contracts.table_store import TableStore
 from incident_rca.data import IncidentFilter, Repository, mirror
 from incident_rca.data.files import SnapshotFile, prune_by_time, snapshot_files
+from incident_rca.data.repository import SORTS
 from incident_rca.data.ttl import TTLCache
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -298,7 +299,41 @@ def test_ttl_cache() -> None:
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("sort", ["severity", "newest", "oldest", "longest", "anomaly", "errors"])
-def test_every_sort_runs(tmp_path: Path, sort: str, open_repo: OpenRepo) -> None:
-    _append(tmp_path, "incident_updates", [_update("INC-1", 1), _update("INC-2", 1, severity="P1")])
-    assert open_repo(tmp_path).incidents(IncidentFilter(sort=sort)).total == 2
+def _sortable(incident_id: str, severity: str, opened_h: int, lasts_min: int, anomaly: float | None,
+              errors: int | None, **overrides: object) -> dict:
+    opened = T0 + timedelta(hours=opened_h)
+    return _update(incident_id, 1, severity=severity, opened_at=opened, first_seen=opened,
+                   last_seen=opened + timedelta(minutes=lasts_min), anomaly_score=anomaly, error_count=errors,
+                   **overrides)
+
+
+# Each sort puts these five incidents in its own order. E is resolved: it lasted until its resolution
+# (20 min), though its last anomalous event was 8 min in.
+SORTABLE = [
+    _sortable("A", "P2", opened_h=1, lasts_min=10, anomaly=5.0, errors=30),
+    _sortable("B", "P1", opened_h=3, lasts_min=60, anomaly=2.0, errors=10),
+    _sortable("C", "P3", opened_h=0, lasts_min=30, anomaly=9.0, errors=20),
+    _sortable("D", "P4", opened_h=2, lasts_min=5, anomaly=None, errors=None),
+    _sortable("E", "P1", opened_h=4, lasts_min=8, anomaly=7.0, errors=40, status="resolved",
+              resolved_at=T0 + timedelta(hours=4, minutes=20)),
+]
+SORT_ORDERS = {
+    "severity": ["B", "E", "A", "C", "D"],  # by severity, open before resolved, then newest
+    "newest": ["E", "B", "D", "A", "C"],
+    "oldest": ["C", "A", "D", "B", "E"],
+    "longest": ["B", "C", "E", "A", "D"],
+    "anomaly": ["C", "E", "A", "B", "D"],  # no score last
+    "errors": ["E", "A", "C", "B", "D"],  # no count last
+}
+
+
+def test_every_sort_is_checked() -> None:
+    assert set(SORT_ORDERS) == set(SORTS)
+    assert len({tuple(order) for order in SORT_ORDERS.values()}) == len(SORT_ORDERS)  # no two sorts agree
+
+
+@pytest.mark.parametrize("sort", list(SORT_ORDERS))
+def test_each_sort_orders_the_incidents(tmp_path: Path, sort: str, open_repo: OpenRepo) -> None:
+    _append(tmp_path, "incident_updates", SORTABLE)
+    page = open_repo(tmp_path).incidents(IncidentFilter(sort=sort))
+    assert page.total == 5 and page.rows["incident_id"].tolist() == SORT_ORDERS[sort]
