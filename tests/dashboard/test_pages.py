@@ -80,7 +80,7 @@ def test_incidents_filters_and_deep_links(demo_env: DemoSummary, app: AppTest) -
     app.button_group(key="incidents_severity").set_value([]).run()
     app.text_input(key="incidents_text").input("certificate").run()
     found = {link.removeprefix("incident?id=") for link in app.dataframe[0].value["link"]}
-    expected = {i.incident_id for i in demo_env.incidents if i.scenario.key == "tls_cert_expired"}
+    expected = {i.incident_id for i in demo_env.incidents if i.scenario.family == "tls_expired"}
     assert found == expected and expected  # matched in titles and signatures, linked incidents included
 
     app.text_input(key="incidents_text").input("no-such-thing-anywhere").run()
@@ -179,7 +179,7 @@ def test_the_analysis_just_asked_for_is_the_one_shown(demo_env: DemoSummary, app
         monkeypatch.setenv("GEMINI_API_KEY", VALID_KEY)
         monkeypatch.setenv("GEMINI_BASE_URL", fake.url)
         get_settings.cache_clear()
-        _open(app, "views/incident.py", id=demo_env.incident_for("bad_deploy_5xx").incident_id)
+        _open(app, "views/incident.py", id=demo_env.incident_for("bad_deploy").incident_id)
         app.button(key="analysis_run").click().run()
         assert not app.exception and len(fake.requests) == 1
 

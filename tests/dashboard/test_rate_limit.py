@@ -104,7 +104,7 @@ def test_the_page_refuses_an_analysis_over_the_limit_and_says_when(demo_env: Dem
         get_settings.cache_clear()
         _limiter.cache_clear()
         app.run()
-        app.query_params.update({"id": demo_env.incident_for("bad_deploy_5xx").incident_id})
+        app.query_params.update({"id": demo_env.incident_for("bad_deploy").incident_id})
         app.switch_page("views/incident.py").run()
         app.button(key="analysis_run").click().run()
         assert not app.exception and len(fake.requests) == 1

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from incident_contracts.failures import FailureFamily
 from log_generator.ground_truth import ROOT_CAUSE_CATEGORIES
 from log_generator.scenarios import SCENARIOS, resolve
 from log_generator.simulation import build_simulation
@@ -44,7 +45,17 @@ def error_share(events: list[dict]) -> float:
 def test_every_scenario_has_a_signature_and_a_known_category() -> None:
     assert set(SIGNATURES) == set(SCENARIOS)
     assert {s.category for s in SCENARIOS.values()} <= set(ROOT_CAUSE_CATEGORIES)
-    assert resolve("db-pool-exhaustion") == "db_pool_exhaustion" and resolve("OOM") == "memory_leak"
+    assert resolve("db-pool-exhaustion") == "db_pool_exhaustion" and resolve(" Memory_Leak") == "memory_leak"
+    with pytest.raises(ValueError, match="choose one of: db_pool_exhaustion"):
+        resolve("oom")  # no second names: a scenario is called by its failure family's id
+
+
+def test_every_scenario_but_flapping_plays_its_failure_family() -> None:
+    assert [s.family for s in SCENARIOS.values() if s.expect_incident] == list(FailureFamily)
+    for scenario in SCENARIOS.values():
+        if scenario.family is not None:
+            assert (scenario.name, scenario.category) == (scenario.family.value, scenario.family.category)
+    assert SCENARIOS["flapping"].family is None and "flapping" not in set(FailureFamily)
 
 
 @pytest.mark.parametrize("name", list(SIGNATURES))

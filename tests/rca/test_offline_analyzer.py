@@ -7,21 +7,25 @@ from pathlib import Path
 import pytest
 
 from incident_contracts.catalog import default_catalog
+from incident_contracts.failures import FailureFamily
 from incident_dashboard.demo import SCENARIOS, DemoSummary
 from incident_rca.context import build_context
 from incident_rca.data import Repository
+from incident_rca.models import Category
 from incident_rca.offline import analyze_offline
 from incident_rca.runbooks import RunbookError, load_knowledge_base, parse_runbook
 
-EXPECTED_RUNBOOKS = {"database": "db-connection-pool-exhaustion", "memory": "memory-leak-oom",
-                     "dependency": "slow-dependency-latency", "deployment": "bad-deploy-5xx", "disk": "disk-full",
-                     "certificate": "tls-certificate-expired", "cache": "cache-stampede"}
-
 
 def test_knowledge_base_is_complete() -> None:
+    """One runbook per failure family, named and titled by it, and the generic one."""
     kb = load_knowledge_base()
-    assert {r.category for r in kb.specific} == set(EXPECTED_RUNBOOKS)
-    assert kb.generic.id == "generic"
+    assert sorted(r.id for r in kb.specific) == sorted(FailureFamily)
+    for family in FailureFamily:
+        runbook = kb.get(family)
+        assert runbook is not None and runbook.path is not None and runbook.path.name == f"{family}.md"
+        assert (runbook.title, runbook.category) == (family.title, family.category)
+        assert Category(runbook.category) == family.category  # a category the analysis can report
+    assert kb.generic.id == "generic" and kb.generic.title and kb.generic.category == "unknown"
     for runbook in kb.runbooks:
         assert runbook.symptoms and runbook.diagnosis and runbook.remediation, runbook.id
         assert all(check.command for check in runbook.diagnosis), runbook.id
@@ -37,6 +41,16 @@ def test_a_broken_runbook_is_named(tmp_path: Path) -> None:
     bad.write_text("---\nid: x\ntitle: t\n---\n# body\n")
     with pytest.raises(RunbookError, match="category, cause"):
         parse_runbook(bad)
+    bad.write_text("---\nid: disk_full\ntitle: Disk trouble\ncause: c\n---\n# body\n")
+    with pytest.raises(RunbookError, match=r"broken\.md: the title of failure family disk_full come from"):
+        parse_runbook(bad)
+
+
+def test_a_family_runbook_takes_title_and_category_from_the_family(tmp_path: Path) -> None:
+    path = tmp_path / "disk_full.md"
+    path.write_text("---\nid: disk_full\ncause: full\n---\n# Disk\n\n## Symptoms\n- writes fail\n")
+    runbook = parse_runbook(path)
+    assert (runbook.id, runbook.title, runbook.category) == ("disk_full", FailureFamily.DISK_FULL.title, "disk")
 
 
 def test_each_demo_scenario_gets_its_runbook(demo_env: DemoSummary) -> None:
@@ -46,13 +60,13 @@ def test_each_demo_scenario_gets_its_runbook(demo_env: DemoSummary) -> None:
     checked = set()
     for plan in demo_env.incidents:
         outcome = analyze_offline(build_context(repo, catalog, plan.incident_id), kb)
-        expected = EXPECTED_RUNBOOKS[plan.scenario.category]
-        assert outcome.runbook.id == expected, (plan.incident_id, plan.service, [m.runbook_id for m in outcome.matches])
+        assert outcome.runbook.id == plan.scenario.family, (plan.incident_id, plan.service,
+                                                             [m.runbook_id for m in outcome.matches])
         assert not outcome.result.insufficient_evidence
         assert outcome.result.evidence and all(e.citations for e in outcome.result.evidence if e.supports)
         assert outcome.result.action_plan[0].priority == "now"
         assert outcome.result.action_plan[0].owner == catalog.get(plan.service).owner
-        checked.add(plan.scenario.key)
+        checked.add(plan.scenario.family)
     assert checked == set(SCENARIOS)
 
 
@@ -85,7 +99,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_each_log_generator_scenario_gets_its_runbook(generated) -> None:
     """Events of the real log generator, signatures from the Spark job's function: origin incidents and the
-    callers linked to them must each be matched to the runbook of the scenario's root-cause category."""
+    callers linked to them must each be matched to the runbook of the scenario's failure family."""
     from log_generator.scenarios import REAL_SCENARIOS
 
     folder, planned = generated
@@ -96,7 +110,7 @@ def test_each_log_generator_scenario_gets_its_runbook(generated) -> None:
     wrong = []
     for plan in planned:
         outcome = analyze_offline(build_context(repo, catalog, plan.incident_id), kb)
-        if outcome.runbook.id != EXPECTED_RUNBOOKS[plan.category]:
+        if outcome.runbook.id != plan.scenario:  # the scenario's failure family names its runbook
             wrong.append((plan.scenario, plan.service, plan.is_origin,
                           [(m.runbook_id, round(m.score)) for m in outcome.matches[:3]]))
     assert not wrong

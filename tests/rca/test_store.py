@@ -17,7 +17,7 @@ def test_offline_analysis_is_stored_and_reused(demo_env: DemoSummary) -> None:
     first = analyze(plan.incident_id)
     assert first.engine == "offline" and first.model == "runbook-bm25"
     assert first.prompt_version.startswith("offline-v1+kb.")
-    assert first.runbooks[0].runbook_id == "cache-stampede"
+    assert first.runbooks[0].runbook_id == "cache_stampede"
     assert "nothing was sent" in first.sent.system_instruction
     assert analyze(plan.incident_id).analysis_id == first.analysis_id
     path = store_for(get_settings()).path_for(plan.incident_id, "offline", first.model, first.prompt_version)

@@ -20,20 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from incident_contracts.failures import FailureFamily
+
 MANIFEST_NAME = "ground_truth.json"
 SUMMARY_NAME = "summary.json"
 
-# Root-cause categories a scenario is filed under (what an analysis should conclude).
-ROOT_CAUSE_CATEGORIES = (
-    "database",  # connection pool / connection slots exhausted, slow or locked queries
-    "memory",  # leak ending in out-of-memory kills and restarts
-    "dependency",  # a slow downstream dependency making its callers time out
-    "deployment",  # a bad release raising errors until rolled back
-    "disk",  # a full disk making writes fail
-    "certificate",  # an expired TLS certificate breaking handshakes
-    "cache",  # cache stampede: mass expiry sends load to the database
-    "flapping",  # noisy but harmless; not an incident
-)
+# Root-cause categories a scenario is filed under (what an analysis should conclude): the failure
+# families' (incident_contracts.failures), and flapping (noisy but harmless; not an incident).
+ROOT_CAUSE_CATEGORIES = (*(family.category for family in FailureFamily), "flapping")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -7,13 +7,17 @@ on a plateau and recovers; callers follow the origin after a short lag. Each eff
 share of failed requests, stretch latency, change traffic volume and inject scenario lines (message
 templates from templates.yaml, ``{runtime}`` picking the variant for the service's language).
 
-The ``flapping`` scenario is noise on purpose: short health-check bursts on a service flagged
-``flapping`` in the catalog. It is recorded in the ground truth with ``expect_incident: false``.
+Every scenario but one plays a failure family (incident_contracts.failures), whose id is its name and
+whose category it reports in the ground truth. The ``flapping`` scenario is noise on purpose: short
+health-check bursts on a service flagged ``flapping`` in the catalog. It is recorded in the ground truth
+with ``expect_incident: false``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from incident_contracts.failures import FailureFamily
 
 # When a scenario line is written, relative to the incident's phases.
 WHEN = ("active", "ramp", "plateau", "recovery", "down")
@@ -73,7 +77,11 @@ class Scenario:
     pattern: str = "smooth"
     focus_hosts: int | None = None  # how many origin hosts are hit (None: all)
     expect_incident: bool = True
-    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def family(self) -> FailureFamily | None:
+        """The failure family this scenario plays (None for noise: flapping)."""
+        return FailureFamily(self.name) if self.expect_incident else None
 
 
 _UPSTREAM_5XX = Effect(
@@ -90,9 +98,13 @@ def _register(scenario: Scenario) -> Scenario:
     return scenario
 
 
-_register(Scenario(
-    name="db_pool_exhaustion",
-    category="database",
+def _family_scenario(family: FailureFamily, **fields) -> Scenario:
+    """A scenario of a failure family: its name and category are the family's (incident_contracts.failures)."""
+    return Scenario(name=family.value, category=family.category, **fields)
+
+
+_register(_family_scenario(
+    FailureFamily.DB_POOL_EXHAUSTION,
     description="Slow, lock-waiting queries hold connections until the database refuses new ones; every "
                 "service using it times out waiting for a pooled connection.",
     origins=("postgres-primary",), origin_kind=("database",),
@@ -105,12 +117,10 @@ _register(Scenario(
     dependents=Effect(error=0.22, statuses=((503, 0.7), (500, 0.3)), error_latency=(29000, 30500), latency=4.0,
                       lines=(Line("pool_timeout_{runtime}", 0.10),)),
     upstream=_UPSTREAM_5XX,
-    aliases=("db-pool-exhaustion", "pool_exhaustion", "db"),
 ))
 
-_register(Scenario(
-    name="memory_leak",
-    category="memory",
+_register(_family_scenario(
+    FailureFamily.MEMORY_LEAK,
     description="Heap grows with every request; garbage collection pauses lengthen until the instance is "
                 "killed for exceeding its memory limit and restarts, over and over.",
     origins=("order-service", "recommendation-service", "search-service", "payment-service"),
@@ -127,12 +137,10 @@ _register(Scenario(
     one_shots=(OneShot("restart", "oom_{runtime}"), OneShot("restart", "oom_killed"),
                OneShot("restarted", "service_started")),
     pattern="restarts",
-    aliases=("memory-leak", "oom", "memory_leak_oom"),
 ))
 
-_register(Scenario(
-    name="slow_dependency",
-    category="dependency",
+_register(_family_scenario(
+    FailureFamily.SLOW_DEPENDENCY,
     description="A downstream service slows down (lock contention); its callers hit their timeouts, retry, "
                 "and open circuit breakers; the edge returns 504s.",
     origins=("inventory-service", "payment-service", "user-service", "search-service"),
@@ -146,12 +154,10 @@ _register(Scenario(
                              Line("retry_call", 0.05),
                              Line("circuit_open", 0.004, when="plateau"))),
     upstream=_UPSTREAM_5XX,
-    aliases=("slow-dependency", "latency_spike", "latency"),
 ))
 
-_register(Scenario(
-    name="bad_deploy",
-    category="deployment",
+_register(_family_scenario(
+    FailureFamily.BAD_DEPLOY,
     description="A release with a null-handling bug rolls out pod by pod; failed requests climb until the "
                 "release is rolled back.",
     origins=("payment-service", "order-service", "user-service", "search-service", "inventory-service"),
@@ -166,12 +172,10 @@ _register(Scenario(
     one_shots=(OneShot("start", "deploy_started"), OneShot("rollout", "deploy_pod_ready"),
                OneShot("recovery", "rollback_started")),
     pattern="rollout",
-    aliases=("bad-deploy", "deploy", "deployment"),
 ))
 
-_register(Scenario(
-    name="disk_full",
-    category="disk",
+_register(_family_scenario(
+    FailureFamily.DISK_FULL,
     description="A data volume on one instance fills up; writes fail with 'No space left on device' and the "
                 "index goes read-only until space is freed.",
     origins=("search-service", "shipping-service"),
@@ -188,12 +192,10 @@ _register(Scenario(
     upstream=Effect(error=0.03, statuses=((502, 1.0),), latency=1.05),
     one_shots=(OneShot("end", "disk_cleaned"),),
     focus_hosts=1,
-    aliases=("disk-full", "disk"),
 ))
 
-_register(Scenario(
-    name="tls_expired",
-    category="certificate",
+_register(_family_scenario(
+    FailureFamily.TLS_EXPIRED,
     description="The server certificate of a service expires at a fixed instant; every caller's TLS "
                 "handshake fails until the certificate is renewed.",
     origins=("payment-service", "inventory-service", "user-service"),
@@ -204,12 +206,10 @@ _register(Scenario(
                       lines=(Line("tls_client_error_{runtime}", 0.20),)),
     upstream=Effect(error=0.10, statuses=((502, 1.0),), error_latency=(5, 80)),
     one_shots=(OneShot("recovery", "tls_renewed"),),
-    aliases=("tls-expired", "expired_tls_certificate", "tls", "cert_expired"),
 ))
 
-_register(Scenario(
-    name="cache_stampede",
-    category="cache",
+_register(_family_scenario(
+    FailureFamily.CACHE_STAMPEDE,
     description="A hot keyspace expires at once; every caller misses and recomputes from the database at the "
                 "same time, overloading the cache connections and the database.",
     origins=("redis-cache",), origin_kind=("cache",),
@@ -223,7 +223,6 @@ _register(Scenario(
     upstream=Effect(error=0.02, statuses=((504, 1.0),), error_latency=(2000, 8000), latency=1.8),
     related=(("database", Effect(latency=5.0, lines=(Line("db_slow_query", 0.12, latency=(300, 6000)),))),),
     one_shots=(OneShot("start", "cache_mass_expiry"),),
-    aliases=("cache-stampede", "cache", "thundering_herd"),
 ))
 
 _register(Scenario(
@@ -240,7 +239,6 @@ _register(Scenario(
     one_shots=(OneShot("burst_end", "flap_recovered"),),
     pattern="bursts",
     expect_incident=False,
-    aliases=("flapping_service", "flapping-service", "noisy"),
 ))
 
 # Scenarios a `mixed` run draws from (flapping is added on top as background noise).
@@ -249,11 +247,10 @@ MODES = ("mixed", "none")
 
 
 def resolve(name: str) -> str:
-    """Canonical scenario name for a name or alias; `mixed` and `none` are modes. Raises ValueError."""
+    """Canonical scenario name (case, and ``-`` for ``_``, do not matter); `mixed` and `none` are modes.
+
+    Raises ValueError naming the choices."""
     key = name.strip().lower().replace("-", "_")
     if key in MODES or key in SCENARIOS:
         return key
-    for scenario in SCENARIOS.values():
-        if key in {a.replace("-", "_") for a in scenario.aliases}:
-            return scenario.name
     raise ValueError(f"unknown scenario {name!r}; choose one of: {', '.join([*SCENARIOS, *MODES])}")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 
 
 class Category(StrEnum):
-    """Root-cause families (the log generator files its scenarios under the same names)."""
+    """Root-cause categories: those of the failure families (incident_contracts.failures) and others."""
 
     DATABASE = "database"
     MEMORY = "memory"

@@ -1,9 +1,11 @@
-"""The runbook knowledge base: one Markdown file per failure type in ``rca/runbooks/``.
+"""The runbook knowledge base: one Markdown file per failure family in ``rca/runbooks/``.
 
-A runbook starts with YAML front matter (``id``, ``title``, ``category``, ``cause``, ``keywords``,
-``signals``) followed by ``## Symptoms``, ``## Typical signatures``, ``## Diagnosis`` (shell
-commands in a fenced block, each preceded by a ``#`` comment saying what it shows),
-``## Remediation`` (an ordered list) and ``## Prevention``. Adding a failure type means adding a file.
+A runbook starts with YAML front matter (``id``, ``cause``, ``keywords``, ``signals``) followed by
+``## Symptoms``, ``## Typical signatures``, ``## Diagnosis`` (shell commands in a fenced block, each
+preceded by a ``#`` comment saying what it shows), ``## Remediation`` (an ordered list) and
+``## Prevention``. The runbook of a failure family (incident_contracts.failures) is ``<id>.md`` with the
+family's id; its title and category are the family's. Any other runbook (``generic``, or one for a kind
+of incident the families do not name) gives its own ``title`` and ``category`` in the front matter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
+
+from incident_contracts.failures import FailureFamily
 
 _FRONT_MATTER = re.compile(r"^---\s*\n(.*?)\n---\s*\n(.*)$", re.DOTALL)
 _SECTION = re.compile(r"^##\s+(.+?)\s*$", re.MULTILINE)
@@ -103,6 +107,13 @@ def parse_runbook(path: Path) -> Runbook:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
         raise RunbookError(f"{path}: front matter is not valid YAML: {exc}") from None
+    family = next((f for f in FailureFamily if f.value == str(meta.get("id"))), None)
+    if family is not None:
+        given = [k for k in ("title", "category") if k in meta]
+        if given:
+            raise RunbookError(f"{path}: the {' and '.join(given)} of failure family {family} come from "
+                               "incident_contracts.failures; remove them from the front matter")
+        meta = {**meta, "title": family.title, "category": family.category}
     missing = [k for k in ("id", "title", "category", "cause") if not meta.get(k)]
     if missing:
         raise RunbookError(f"{path}: front matter lacks {', '.join(missing)}")

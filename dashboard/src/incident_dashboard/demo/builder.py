@@ -83,8 +83,9 @@ class DemoSummary:
     dead_letters: int
     metrics_rows: int
 
-    def incident_for(self, scenario: str) -> IncidentPlan:
-        return next(i for i in self.incidents if i.scenario.key == scenario and i.origin_incident_id is None)
+    def incident_for(self, family: str) -> IncidentPlan:
+        """The first origin incident of a failure family (incident_contracts.failures)."""
+        return next(i for i in self.incidents if i.scenario.family == family and i.origin_incident_id is None)
 
 
 class _Pools:
@@ -103,10 +104,10 @@ class _Pools:
             if spec.flapping:
                 self._add((spec.name, "flap"), [render(t, rng) for t in FLAPPING_MESSAGES for _ in range(10)])
         for scenario in SCENARIOS.values():
-            self._add((scenario.key, "origin"), [render(t, rng) for t in scenario.origin_messages
+            self._add((scenario.family, "origin"), [render(t, rng) for t in scenario.origin_messages
                                                  for _ in range(POOL_SIZE // 4)])
             callers = scenario.caller_messages or scenario.origin_messages
-            self._add((scenario.key, "caller"), [render(t, rng) for t in callers for _ in range(POOL_SIZE // 4)])
+            self._add((scenario.family, "caller"), [render(t, rng) for t in callers for _ in range(POOL_SIZE // 4)])
         self.signatures = [mask_message(m) for m in self.messages]
         self.signature_ids = [signature_id(s) for s in self.signatures]
         self.message_array = pa.array(self.messages, pa.string())
@@ -259,7 +260,7 @@ def _incident_events(plan: IncidentPlan, catalog: Catalog, pools: _Pools, nprng:
     kind = "origin" if plan.origin_incident_id is None else "caller"
     times = nprng.integers(max(p_start, lo_ms), max(p_start, lo_ms) + max(overlap, 1), size=n)
     is_error = nprng.random(n) < max(scenario.error_share, 0.2)
-    pool = pools.index[(scenario.key, kind)]
+    pool = pools.index[(scenario.family, kind)]
     weights = 0.55 ** (np.arange(len(pool)) // (POOL_SIZE // 4))  # a scenario's first template is its loudest
     message = np.where(is_error, nprng.choice(pool, n, p=weights / weights.sum()),
                        nprng.choice(pools.index[(plan.service, "normal")], n))
@@ -374,7 +375,7 @@ def _lifecycle(plan: IncidentPlan, config: DemoConfig, catalog: Catalog, pools: 
     spec = catalog.get(plan.service)
     scenario = plan.scenario
     kind = "origin" if plan.origin_incident_id is None else "caller"
-    idx = pools.index[(scenario.key, kind)]
+    idx = pools.index[(scenario.family, kind)]
     signatures: dict[str, dict] = {}
     for i in idx:
         entry = signatures.setdefault(pools.signature_ids[i], {

@@ -1,8 +1,8 @@
 """Failure scenarios of the demo data: what each failure type looks like in the logs.
 
-These mirror the log generator's scenario families (database, memory, dependency, deployment, disk,
-certificate, cache) closely enough to exercise the dashboard and the offline analyzer; the generator remains the
-authority on real traffic. Signatures are computed as the job computes them (incident_contracts.signature).
+One per failure family (incident_contracts.failures), as the log generator's scenarios, close enough to
+exercise the dashboard and the offline analyzer; the generator remains the authority on real traffic.
+Signatures are computed as the job computes them (incident_contracts.signature).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from incident_contracts.failures import FailureFamily
+
 
 @dataclass(frozen=True)
 class Scenario:
-    key: str
-    category: str  # root-cause category, as in the log generator's ground truth
+    family: FailureFamily  # the failure family: also the generator's scenario and the runbook it calls for
     title: str
     origin: str  # service where it starts
     callers: tuple[str, ...]  # services that feel it
@@ -28,10 +29,15 @@ class Scenario:
     error_share: float = 0.5  # share of the origin's events that are errors during the incident
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def category(self) -> str:
+        """Root-cause category (the family's), as in the log generator's ground truth."""
+        return self.family.category
 
-SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
+
+SCENARIOS: dict[FailureFamily, Scenario] = {s.family: s for s in (
     Scenario(
-        key="db_pool_exhaustion", category="database", origin="order-service", callers=("api-gateway",),
+        family=FailureFamily.DB_POOL_EXHAUSTION, origin="order-service", callers=("api-gateway",),
         title="order-service: database connection pool exhausted",
         trigger="error_rate", error_type="SQLTransientConnectionException", http_status=503,
         latency_factor=25.0, error_share=0.6,
@@ -47,7 +53,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
                          "after {timeout}ms",),
     ),
     Scenario(
-        key="memory_leak_oom", category="memory", origin="search-service", callers=("api-gateway",),
+        family=FailureFamily.MEMORY_LEAK, origin="search-service", callers=("api-gateway",),
         title="search-service: out-of-memory kills and restarts",
         trigger="error_rate", error_type="OutOfMemoryError", http_status=502, latency_factor=4.0,
         error_share=0.35,
@@ -61,7 +67,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
         caller_messages=("upstream search-service connection reset by peer during GET /api/v1/search",),
     ),
     Scenario(
-        key="slow_dependency", category="dependency", origin="auth-service", callers=("api-gateway",),
+        family=FailureFamily.SLOW_DEPENDENCY, origin="auth-service", callers=("api-gateway",),
         title="auth-service: slow responses, thread pool saturated",
         trigger="latency", error_type="TimeoutException", http_status=504, latency_factor=40.0,
         error_share=0.25,
@@ -77,7 +83,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
         ),
     ),
     Scenario(
-        key="bad_deploy_5xx", category="deployment", origin="order-service", callers=("api-gateway",),
+        family=FailureFamily.BAD_DEPLOY, origin="order-service", callers=("api-gateway",),
         title="order-service: 5xx after deploy v2.{small}.0",
         trigger="new_signature", error_type="NullPointerException", http_status=500, latency_factor=1.3,
         error_share=0.45,
@@ -92,7 +98,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
         caller_messages=("upstream order-service returned 500 Internal Server Error for POST /api/v1/orders",),
     ),
     Scenario(
-        key="disk_full", category="disk", origin="postgres-primary", callers=("order-service", "auth-service"),
+        family=FailureFamily.DISK_FULL, origin="postgres-primary", callers=("order-service", "auth-service"),
         title="postgres-primary: no space left on device",
         trigger="error_rate", error_type="DiskFullError", http_status=500, latency_factor=2.0,
         error_share=0.5,
@@ -106,7 +112,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
         caller_messages=("org.postgresql.util.PSQLException: ERROR: could not extend file: No space left on device",),
     ),
     Scenario(
-        key="tls_cert_expired", category="certificate", origin="auth-service", callers=("api-gateway",),
+        family=FailureFamily.TLS_EXPIRED, origin="auth-service", callers=("api-gateway",),
         title="auth-service: TLS handshakes failing (certificate expired)",
         trigger="error_rate", error_type="SSLHandshakeException", http_status=502, latency_factor=1.1,
         error_share=0.7,
@@ -122,7 +128,7 @@ SCENARIOS: dict[str, Scenario] = {s.key: s for s in (
         ),
     ),
     Scenario(
-        key="cache_stampede", category="cache", origin="redis-cache", callers=("search-service", "auth-service"),
+        family=FailureFamily.CACHE_STAMPEDE, origin="redis-cache", callers=("search-service", "auth-service"),
         title="redis-cache: cache stampede after mass expiry",
         trigger="latency", error_type="RedisTimeoutException", http_status=503, latency_factor=12.0,
         error_share=0.3,
