@@ -253,22 +253,30 @@ def _healthz(port: int, after: str | None = None, timeout: float = 30) -> dict[s
 @pytest.mark.integration
 def test_notifier_process_delivers_once_across_a_restart(isolated_env: Path, receiver: Receiver,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process `make up` starts, started twice (about 13 s on two cores)."""
+    """The process `make up` starts, started twice (about 13 s on two cores); its /metrics counts what it sent."""
     import subprocess
     import sys
+    import urllib.request
 
-    port = _free_port()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, metrics_port = _free_port(), _free_port()
     for key, value in {"NOTIFY_WEBHOOK_URL": f"{receiver.url}/hook", "NOTIFY_PORT": str(port),
+                       "NOTIFY_METRICS_PORT": str(metrics_port), "METRICS_HOST": "127.0.0.1",
                        "NOTIFY_INTERVAL_SECONDS": "0.2", "NOTIFY_COALESCE_SECONDS": "0"}.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
     _write(settings, [_row("INC-1", 1, "P1"), _row("INC-1", 2, "P1", "resolved", minutes=1)])
-    for _ in range(2):
+    for expected_sent in (2, 0):  # the restarted process sends nothing again
         process = subprocess.Popen([sys.executable, "-m", "incident_dashboard.notify"])
         try:
             first = _healthz(port)
             assert first["routes"] == ["webhook"] and first["last_error"] is None
             _healthz(port, after=first["last_cycle_at"])  # at least one more cycle after the first
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+                sent = [s.value for f in text_string_to_metric_families(response.read().decode())
+                        for s in f.samples if s.name == "incident_notifier_notifications_sent_total"]
+            assert sum(sent) == expected_sent
         finally:
             process.terminate()
             assert process.wait(timeout=20) == 0
