@@ -94,6 +94,8 @@ def test_each_failure_gives_a_clear_error(demo_env: DemoSummary, fake: FakeGemin
     assert error.hint  # what to do next
     assert VALID_KEY not in str(error)
     assert cached_analysis(_p1(demo_env), settings=settings) is None  # nothing stored: a retry asks again
+    # The SDK's own retries are off (it would retry a 429 or a 503 up to 5 times): one call, one request.
+    assert len(fake.requests) == 1
     if mode == "quota":
         assert error.retry_after_seconds == 17 and "17 s" in error.hint
 
@@ -121,6 +123,7 @@ def test_timeout(demo_env: DemoSummary, fake: FakeGemini) -> None:
         analyze(_p1(demo_env), settings=_settings(fake, timeout=1.0))
     assert caught.value.kind == "timeout" and "GEMINI_TIMEOUT_SECONDS" in caught.value.hint
     assert time.monotonic() - started < 3.5
+    assert len(fake.requests) == 1  # not asked again after the timeout
 
 
 def test_unreachable_server(demo_env: DemoSummary) -> None:
