@@ -109,6 +109,7 @@ def builtin_decoded(raw: Any, settings: Any) -> Any:
 
     from incident_contracts import avro_schemas
     from incident_contracts.codec import CONFLUENT_HEADER, MAX_MESSAGE_BYTES, SINGLE_OBJECT_HEADER, SINGLE_OBJECT_MAGIC
+    from incident_contracts.dead_letter import DeadLetterReason
     from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
 
     value = F.col("value")
@@ -139,27 +140,29 @@ def builtin_decoded(raw: Any, settings: Any) -> Any:
         *[F.lit(bytearray(v.fingerprint)) for v in versions])
     magic = F.substring(F.col("value"), 1, 2)
     rules = [
-        (F.col("value").isNull() | (size == 0), "empty", "message has no bytes"),
-        (size > MAX_MESSAGE_BYTES, "too_large", f"exceeds the {MAX_MESSAGE_BYTES}-byte limit"),
+        (F.col("value").isNull() | (size == 0), DeadLetterReason.EMPTY, "message has no bytes"),
+        (size > MAX_MESSAGE_BYTES, DeadLetterReason.TOO_LARGE, f"exceeds the {MAX_MESSAGE_BYTES}-byte limit"),
         ((magic != F.lit(bytearray(SINGLE_OBJECT_MAGIC))) & (F.substring(F.col("value"), 1, 1) == F.lit(bytearray(1)))
-         & (size < CONFLUENT_HEADER), "truncated", "Confluent header too short"),
+         & (size < CONFLUENT_HEADER), DeadLetterReason.TRUNCATED, "Confluent header too short"),
         ((magic != F.lit(bytearray(SINGLE_OBJECT_MAGIC))) & (F.substring(F.col("value"), 1, 1) == F.lit(bytearray(1))),
-         "unknown_schema_id", "Confluent-framed message but no schema registry"),
-        (magic != F.lit(bytearray(SINGLE_OBJECT_MAGIC)), "bad_magic", "not Avro single-object encoding"),
-        (size < SINGLE_OBJECT_HEADER, "truncated", "single-object header too short"),
-        (~known_fingerprint, "unknown_fingerprint", "fingerprint matches no schema in schemas/avro"),
-        (size == SINGLE_OBJECT_HEADER, "truncated", "header present but the Avro body is empty"),
-        (event["event_id"].isNull(), "malformed_body", "from_avro could not decode the body"),
+         DeadLetterReason.UNKNOWN_SCHEMA_ID, "Confluent-framed message but no schema registry"),
+        (magic != F.lit(bytearray(SINGLE_OBJECT_MAGIC)), DeadLetterReason.BAD_MAGIC, "not Avro single-object encoding"),
+        (size < SINGLE_OBJECT_HEADER, DeadLetterReason.TRUNCATED, "single-object header too short"),
+        (~known_fingerprint, DeadLetterReason.UNKNOWN_FINGERPRINT, "fingerprint matches no schema in schemas/avro"),
+        (size == SINGLE_OBJECT_HEADER, DeadLetterReason.TRUNCATED, "header present but the Avro body is empty"),
+        (event["event_id"].isNull(), DeadLetterReason.MALFORMED_BODY, "from_avro could not decode the body"),
     ]
     if max_age_ms > 0:
-        rules.append((ahead < -max_age_ms, "timestamp_out_of_range", "event time too old vs the Kafka timestamp"))
+        rules.append((ahead < -max_age_ms, DeadLetterReason.TIMESTAMP_OUT_OF_RANGE,
+                      "event time too old vs the Kafka timestamp"))
     if max_future_ms > 0:
-        rules.append((ahead > max_future_ms, "timestamp_out_of_range", "event time too far ahead"))
+        rules.append((ahead > max_future_ms, DeadLetterReason.TIMESTAMP_OUT_OF_RANGE, "event time too far ahead"))
     for name in ("event_id", "service"):
-        rules.append((F.trim(event[name]) == "", "invalid_field", f"{name} is empty"))
+        rules.append((F.trim(event[name]) == "", DeadLetterReason.INVALID_FIELD, f"{name} is empty"))
     reason = detail = None
     for condition, why, text in rules:
-        reason = F.when(condition, F.lit(why)) if reason is None else reason.when(condition, F.lit(why))
+        label = F.lit(why.value)
+        reason = F.when(condition, label) if reason is None else reason.when(condition, label)
         detail = F.when(condition, F.lit(text)) if detail is None else detail.when(condition, F.lit(text))
     event_fields = [event[f.name].alias(f.name) for f in framed.schema["_event"].dataType.fields]
     return framed.select(

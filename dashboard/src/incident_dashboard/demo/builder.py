@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from incident_contracts import tables as contract
 from incident_contracts.catalog import Catalog, ServiceSpec, default_catalog
+from incident_contracts.dead_letter import DeadLetterReason
 from incident_contracts.signature import mask_message, signature_id
 from incident_contracts.table_store import DataFile, TableStore
 from incident_dashboard.demo.scenarios import (
@@ -437,12 +438,14 @@ def _lifecycle(plan: IncidentPlan, config: DemoConfig, catalog: Catalog, pools: 
 # --- dead letters and metrics ----------------------------------------------------------------
 
 _DL_REASONS = (
-    ("malformed_body", "Avro body could not be decoded: unexpected end of data at byte {n}"),
-    ("bad_magic", "first byte 0x7b is neither 0x00 (Confluent framing) nor 0xC3 0x01 (single-object)"),
-    ("unknown_fingerprint", "no schema with CRC-64-AVRO fingerprint 0x{hex} in schemas/avro"),
-    ("truncated", "record of {n} bytes is shorter than its framing header"),
-    ("invalid_field", "field level has value 'VERBOSE', expected one of DEBUG, INFO, WARN, ERROR, FATAL"),
-    ("timestamp_out_of_range", "event timestamp 1970-01-01T00:00:00Z is more than 7 days from ingest time"),
+    (DeadLetterReason.MALFORMED_BODY, "Avro body could not be decoded: unexpected end of data at byte {n}"),
+    (DeadLetterReason.BAD_MAGIC, "first byte 0x7b is neither 0x00 (Confluent framing) nor 0xC3 0x01 (single-object)"),
+    (DeadLetterReason.UNKNOWN_FINGERPRINT, "no schema with CRC-64-AVRO fingerprint 0x{hex} in schemas/avro"),
+    (DeadLetterReason.TRUNCATED, "record of {n} bytes is shorter than its framing header"),
+    (DeadLetterReason.INVALID_FIELD,
+     "field level has value 'VERBOSE', expected one of DEBUG, INFO, WARN, ERROR, FATAL"),
+    (DeadLetterReason.TIMESTAMP_OUT_OF_RANGE,
+     "event timestamp 1970-01-01T00:00:00Z is more than 7 days from ingest time"),
 )
 
 
@@ -455,11 +458,11 @@ def _write_dead_letters(store: TableStore, config: DemoConfig, rng: random.Rando
     for i in range(config.dead_letters):
         reason, template = _DL_REASONS[min(len(_DL_REASONS) - 1, int(rng.paretovariate(1.2)) - 1)]
         at = start + timedelta(seconds=rng.uniform(0, span))
-        raw = (b'{"level": "INFO", "msg": "plain json"}' if reason == "bad_magic"
+        raw = (b'{"level": "INFO", "msg": "plain json"}' if reason is DeadLetterReason.BAD_MAGIC
                else bytes([0xC3, 0x01]) + rng.randbytes(rng.randint(4, 60)))
         rows.append({"topic": TOPIC, "kafka_partition": i % 2, "kafka_offset": 1000 + i * 37,
                      "kafka_timestamp": at, "key": None, "raw_value": raw, "value_size": len(raw),
-                     "reason": reason,
+                     "reason": reason.value,
                      "detail": template.format(n=rng.randint(5, 400), hex=f"{rng.getrandbits(64):016x}"),
                      "detected_at": at + timedelta(seconds=rng.uniform(0.5, 3)), "dl_date": f"{at:%Y-%m-%d}"})
     table = pa.Table.from_pylist(rows, schema=contract.DEAD_LETTER)
