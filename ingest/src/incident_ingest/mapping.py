@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from incident_contracts.codec import MAX_MESSAGE_BYTES, EncodeError, name_problem
+from incident_contracts.codec import MAX_MESSAGE_BYTES, Codec, EncodeError, name_problem
 from incident_contracts.fast_encode import FastEncoder
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 DEFAULT_HOST = "unknown"
 MAX_ATTRIBUTE_CHARS = 8192
+_MAX_CHARS = MAX_ATTRIBUTE_CHARS
 
 
 class BadRequest(ValueError):
@@ -64,8 +66,11 @@ class Batch:
 class Encoder:
     """Completes, checks and encodes LogEvent records into a Batch (the contracts' codec, fast path)."""
 
-    def __init__(self, encoder: FastEncoder):
+    def __init__(self, encoder: FastEncoder | Codec):
         self._encode = encoder.encode
+        # The framing header when the fast layout applies (records are then written directly), else None:
+        # every record goes through `encoder` (a Codec: the generic writer).
+        self.header: bytes | None = encoder.header if isinstance(encoder, FastEncoder) and encoder.fast else None
 
     def add(self, batch: Batch, index: int, record: dict[str, Any], names_checked: bool = False) -> None:
         """Encode `record` into `batch`, or reject it; `names_checked`: its names passed :func:`names_problem`."""
@@ -194,7 +199,7 @@ def _take_status(attributes: dict[str, str]) -> int | None:
     for name in _HTTP_STATUS:
         text = attributes.get(name)
         if text is not None:
-            if text.isdigit() and len(text) < 10:
+            if text.isdecimal() and len(text) < 10:  # (isdigit() admits '²', which int() refuses)
                 del attributes[name]
                 return int(text)
             return None  # not a status code: it stays an attribute
@@ -218,7 +223,202 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
     """The LogEvents of an OTLP export request: resource ``service.name``, ``host.name`` and
     ``deployment.environment(.name)``; the scope name as the logger; severity number (else its text);
     time (else observed time, else now); body (structured bodies as JSON); ids as hex; attributes (the HTTP
-    method, path and status and the exception type move to their LogEvent fields)."""
+    method, path and status and the exception type move to their LogEvent fields).
+
+    The Avro bytes are written straight from the protobuf fields, a request's columns at a time: the
+    names of a resource and scope once, event ids and timestamps for the whole request with numpy
+    (:func:`_heads`), per record only its own fields. The result is byte for byte what
+    :func:`otlp_batch_by_records` (dicts through the contracts' encoder) gives; a test checks it."""
+    header = encoder.header
+    if header is None:
+        return otlp_batch_by_records(request, encoder, digest, default_environment)
+    batch = Batch()
+    rejections = batch.rejections
+    received = now_ms()
+    stamps: list[int] = []  # every record's timestamp, by index (rejected ones too: the ids stay aligned)
+    accepted: list[int] = []  # indexes of the records written
+    rests: list[bytes] = []  # their encoding after the timestamp
+    record_keys: list[bytes] = []
+    for resource_logs in request.resource_logs:
+        resource = {kv.key: kv.value for kv in resource_logs.resource.attributes}
+        service = _value_text(resource["service.name"]) if "service.name" in resource else ""
+        host = _value_text(resource["host.name"]) if "host.name" in resource else DEFAULT_HOST
+        env_value = _first(resource, _ENVIRONMENT)
+        environment = _value_text(env_value) if env_value is not None else default_environment
+        problem = (("missing_service", "the resource has no service.name attribute") if not service
+                   else names_problem(service, environment, host))
+        if problem is not None:
+            for scope_logs in resource_logs.scope_logs:
+                for _record in scope_logs.log_records:
+                    rejections.append(Rejection(len(stamps), *problem))
+                    stamps.append(received)
+            continue
+        names = _avro_string(service) + _avro_string(environment) + _avro_string(host)
+        key = service.encode()
+        for scope_logs in resource_logs.scope_logs:
+            logger = scope_logs.scope.name
+            logger_bytes = b"\x02" + _avro_string(logger) if logger else b"\x00"
+            # names + level + logger, by level index
+            middles = [names + level + logger_bytes for level in _LEVEL_BYTES]
+            for record in scope_logs.log_records:
+                nanos = record.time_unix_nano or record.observed_time_unix_nano
+                accepted.append(len(stamps))
+                stamps.append(nanos // 1_000_000 if nanos else received)
+                number = record.severity_number
+                middle = middles[_LEVEL_OF_NUMBER[number] if 1 <= number <= 24
+                                 else LEVELS.index(_level(0, record.severity_text))]
+                body = record.body
+                kind = body.WhichOneof("value")
+                data = (body.string_value if kind == "string_value" else _value_text(body) if kind else "").encode()
+                size = len(data)
+                message = (_SMALL_LEN[size] if size < 64 else _varint(size << 1)) + data
+                trace, span = record.trace_id, record.span_id
+                if len(trace) == 16 and trace != _ZERO16:
+                    ids = b"\x02\x40" + trace.hex().encode()
+                else:
+                    ids = b"\x02" + _avro_string(trace.hex()) if trace and any(trace) else b"\x00"
+                if len(span) == 8 and span != _ZERO8:
+                    ids += b"\x02\x20" + span.hex().encode()
+                else:
+                    ids += b"\x02" + _avro_string(span.hex()) if span and any(span) else b"\x00"
+                if record.attributes:
+                    attributes = {}
+                    for kv in record.attributes:
+                        value = kv.value
+                        text = value.string_value  # not empty: the value is a string
+                        if text:
+                            attributes[kv.key] = text if len(text) <= MAX_ATTRIBUTE_CHARS else text[:_MAX_CHARS]
+                        else:
+                            attributes[kv.key] = _value_text(value)[:MAX_ATTRIBUTE_CHARS]
+                    tail = _tail(attributes)
+                else:
+                    tail = _NO_TAIL
+                rests.append(b"".join((middle, message, ids, tail)))
+                record_keys.append(key)
+    batch.total = len(stamps)
+    _assemble(batch, header, digest, stamps, accepted, rests, record_keys)
+    return batch
+
+
+def _assemble(batch: Batch, header: bytes, digest: bytes, stamps: list[int], indexes: list[int],
+              rests: list[bytes], keys: list[bytes], whole: set[int] | None = None) -> None:
+    """Prefix each written record's encoding with its head (event id, timestamp) into `batch`; the records
+    in `whole` are complete already. Records over MAX_MESSAGE_BYTES become rejections."""
+    if not indexes:
+        return
+    heads = _heads(header, event_id_prefix(digest), stamps)
+    values = batch.values
+    out_keys = batch.keys
+    rejections = batch.rejections
+    too_large = False
+    for index, rest, key in zip(indexes, rests, keys, strict=True):
+        value = rest if whole and index in whole else heads[index] + rest
+        if len(value) > MAX_MESSAGE_BYTES:
+            rejections.append(Rejection(index, "too_large", f"the encoded event has {len(value)} bytes; "
+                                        f"at most {MAX_MESSAGE_BYTES} are accepted"))
+            too_large = True
+            continue
+        values.append(value)
+        out_keys.append(key)
+    if too_large:
+        rejections.sort(key=lambda r: r.index)
+
+
+# Encoded pieces of the direct OTLP writer (the Avro layout of incident_contracts.fast_encode).
+_LEVEL_BYTES = tuple(bytes([i << 1]) for i in range(len(LEVELS)))
+_LEVEL_OF_NUMBER = (0, *((n - 1) // 4 for n in range(1, 25)))
+_ZERO16 = bytes(16)
+_ZERO8 = bytes(8)
+_SMALL_LEN = tuple(bytes([n << 1]) for n in range(64))
+_LEVEL_BYTE = {name: bytes([i << 1]) for i, name in enumerate(LEVELS)}
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+_NO_TAIL = b"\x00" * 6  # no method, path, status, latency, error type; no attributes
+_NAMES_CACHE: dict[str, bytes] = {}
+_CACHE_LIMIT = 4096
+
+
+def _varint(zigzagged: int) -> bytes:
+    out = bytearray()
+    while zigzagged > 0x7F:
+        out.append((zigzagged & 0x7F) | 0x80)
+        zigzagged >>= 7
+    out.append(zigzagged)
+    return bytes(out)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_SHIFTS = np.arange(44, -1, -4, dtype=np.int64)  # 12 hex digits of the index, most significant first
+_TS_MIN, _TS_MAX = 1 << 34, (1 << 41) - 1  # ms whose zigzag varint has exactly 6 bytes (1970-07 .. 2039-09)
+
+
+def _heads(header: bytes, prefix: str, stamps: list[int]) -> list[bytes]:
+    """Framing header + event id + timestamp, encoded, of records 0 .. len(stamps) - 1 of a request."""
+    n = len(stamps)
+    if not n or min(stamps) < _TS_MIN or max(stamps) > _TS_MAX:
+        return [header + _avro_string(f"{prefix}{i:012x}") + _varint(ts << 1 if ts >= 0 else (-ts << 1) - 1)
+                for i, ts in enumerate(stamps)]
+    lead = np.frombuffer(header + bytes([36 << 1]) + prefix.encode("ascii"), dtype=np.uint8)
+    width = len(lead) + 12 + 6
+    out = np.empty((n, width), dtype=np.uint8)
+    out[:, :len(lead)] = lead
+    out[:, len(lead):len(lead) + 12] = _HEX[(np.arange(n, dtype=np.int64)[:, None] >> _SHIFTS) & 15]
+    zz = np.array(stamps, dtype=np.int64) << 1
+    at = len(lead) + 12
+    for k in range(5):
+        out[:, at + k] = ((zz >> (7 * k)) & 0x7F) | 0x80
+    out[:, at + 5] = zz >> 35  # >= 1 in this range: no row ends in a NUL byte, which the S dtype would drop
+    return out.view(f"S{width}").ravel().tolist()
+
+
+def _avro_string(text: str) -> bytes:
+    data = text.encode()
+    size = len(data)
+    return (_SMALL_LEN[size] if size < 64 else _varint(size << 1)) + data
+
+
+def _avro_name(text: str) -> bytes:
+    """An Avro string of a low-cardinality value (attribute keys, methods, error types), cached."""
+    found = _NAMES_CACHE.get(text)
+    if found is None:
+        found = _avro_string(text)
+        if len(_NAMES_CACHE) < _CACHE_LIMIT:
+            _NAMES_CACHE[text] = found
+    return found
+
+
+def _attributes_map(attributes: dict[str, str]) -> bytes:
+    """An Avro map of strings as the contracts' encoder writes it: one block with the count, then 0."""
+    if not attributes:
+        return b"\x00"
+    count = len(attributes)
+    parts = [_SMALL_LEN[count] if count < 64 else _varint(count << 1)]
+    for key, value in attributes.items():
+        parts.append(_avro_name(key))
+        parts.append(_avro_string(value))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def _tail(attributes: dict[str, str]) -> bytes:
+    """Fields http_method .. attributes of a record with these OTLP attributes, encoded (the attributes
+    that fill a field leave the map, as :func:`otlp_batch_by_records` does)."""
+    status = _take_status(attributes)
+    parts = [b"\x00", b"\x00", b"\x00" if status is None else b"\x02" + _varint(status << 1),  # 0 <= status
+             b"\x00", b"\x00"]  # latency_ms: none in OTLP
+    for at, names in ((0, _HTTP_METHOD), (1, _HTTP_PATH), (4, _ERROR_TYPE)):
+        for name in names:
+            if name in attributes:
+                text = attributes.pop(name)
+                parts[at] = b"\x02" + (_avro_string(text) if at == 1 else _avro_name(text))
+                break
+    parts.append(_attributes_map(attributes))
+    return b"".join(parts)
+
+
+def otlp_batch_by_records(request: ExportLogsServiceRequest, encoder: Encoder, digest: bytes,
+               default_environment: str) -> Batch:
+    """:func:`otlp_batch` one LogEvent dict at a time through the encoder: the reference the direct
+    writer matches byte for byte, and the path when the newest schema is not the fast layout."""
     batch = Batch()
     index = 0
     received = now_ms()
@@ -475,71 +675,109 @@ def split_json(body: bytes) -> list[tuple[Any, str | None]]:
 def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder: Encoder, digest: bytes,
                service: str | None, host: str | None, environment: str) -> Batch:
     """LogEvents of JSON objects (Fluent Bit's and Vector's http outputs); `service`, `host` and
-    `environment` (from the request) complete objects that name none."""
+    `environment` (from the request) complete objects that name none.
+
+    With the fast layout the Avro bytes are written here (names encoded once per distinct service,
+    environment and host; event ids and timestamps for the whole request by :func:`_heads`); a record
+    whose text cannot be encoded as UTF-8 or whose timestamp is out of range goes through the encoder
+    instead, which names the error exactly as for any other record."""
     from log_generator.replay.formats import normalize_level
 
     batch = Batch(total=len(items))
+    rejections = batch.rejections
+    header = encoder.header
     received = now_ms()
-    checked: dict[tuple[str, str, str], Any] = {}
+    checked: dict[tuple[str, str, str], Any] = {}  # names -> (problem, their encoding)
     prefix = event_id_prefix(digest)
+    stamps = [received] * len(items)
+    indexes: list[int] = []
+    rests: list[bytes] = []
+    keys: list[bytes] = []
+    whole: set[int] = set()
+    message_keys, timestamp_keys, level_keys = fields.message, fields.timestamp, fields.level
+    service_keys, host_keys, environment_keys = fields.service, fields.host, fields.environment
     for index, (obj, unreadable) in enumerate(items):
         if unreadable is not None:
-            batch.rejections.append(Rejection(index, "invalid_json", unreadable[:200]))
+            rejections.append(Rejection(index, "invalid_json", unreadable[:200]))
             continue
         if not isinstance(obj, dict):
-            batch.rejections.append(Rejection(index, "not_an_object",
-                                              f"expected a JSON object, got {type(obj).__name__}"))
+            rejections.append(Rejection(index, "not_an_object", f"expected a JSON object, got {type(obj).__name__}"))
             continue
         used: set[str] = set()
-        message = _lookup(obj, fields.message, used)
+        message = _lookup(obj, message_keys, used)
         if message is _MISSING:
-            batch.rejections.append(Rejection(index, "missing_message",
-                                              f"none of the message keys {', '.join(fields.message)} is present"))
+            rejections.append(Rejection(index, "missing_message",
+                                        f"none of the message keys {', '.join(message_keys)} is present"))
             continue
-        stamp = _lookup(obj, fields.timestamp, used)
+        stamp = _lookup(obj, timestamp_keys, used)
         timestamp = received if stamp is _MISSING or stamp is None else json_timestamp(stamp)
         if timestamp is None:
-            batch.rejections.append(Rejection(index, "invalid_timestamp",
-                                              f"{_text(stamp)[:60]!r} is neither epoch seconds/ms/us/ns nor ISO-8601"))
+            rejections.append(Rejection(index, "invalid_timestamp",
+                                        f"{_text(stamp)[:60]!r} is neither epoch seconds/ms/us/ns nor ISO-8601"))
             continue
-        level = _lookup(obj, fields.level, used)
-        svc = _lookup(obj, fields.service, used)
-        hst = _lookup(obj, fields.host, used)
-        env = _lookup(obj, fields.environment, used)
+        level = _lookup(obj, level_keys, used)
+        svc = _lookup(obj, service_keys, used)
+        hst = _lookup(obj, host_keys, used)
+        env = _lookup(obj, environment_keys, used)
         trace = _lookup(obj, _TRACE_KEYS, used)
         span = _lookup(obj, _SPAN_KEYS, used)
-        attributes = {str(k): _text(v)[:MAX_ATTRIBUTE_CHARS] for k, v in obj.items() if k not in used}
-        record = {
-            "event_id": f"{prefix}{index:012x}",
-            "timestamp": timestamp,
-            "service": _text(svc) if svc is not _MISSING and svc is not None else (service or ""),
-            "environment": _text(env) if env is not _MISSING and env is not None else environment,
-            "host": _text(hst) if hst is not _MISSING and hst is not None else (host or DEFAULT_HOST),
-            "level": _json_level(normalize_level, level),
-            "logger": None,
-            "message": _text(message) if message is not None else "",
-            "trace_id": _text(trace) if trace is not _MISSING and trace else None,
-            "span_id": _text(span) if span is not _MISSING and span else None,
-            "http_method": None,
-            "http_path": None,
-            "http_status": None,
-            "latency_ms": None,
-            "error_type": None,
-            "attributes": attributes,
-        }
-        if not record["service"]:
-            batch.rejections.append(Rejection(index, "missing_service",
-                                              f"none of the service keys {', '.join(fields.service)} is present "
-                                              "and the request has no ?service="))
+        record_service = _text(svc) if svc is not _MISSING and svc is not None else (service or "")
+        if not record_service:
+            rejections.append(Rejection(index, "missing_service",
+                                        f"none of the service keys {', '.join(service_keys)} is present "
+                                        "and the request has no ?service="))
             continue
-        names = (record["service"], record["environment"], record["host"])
-        problem = checked.get(names, _MISSING)
-        if problem is _MISSING:
-            problem = checked[names] = names_problem(*names)
+        names = (record_service, _text(env) if env is not _MISSING and env is not None else environment,
+                 _text(hst) if hst is not _MISSING and hst is not None else (host or DEFAULT_HOST))
+        known = checked.get(names)
+        if known is None:
+            problem = names_problem(*names)
+            known = checked[names] = (problem, None if problem is not None or header is None else
+                                      b"".join(_avro_string(name) for name in names))
+        problem, names_bytes = known
         if problem is not None:
-            batch.rejections.append(Rejection(index, *problem))
+            rejections.append(Rejection(index, *problem))
             continue
-        encoder.add(batch, index, record, names_checked=True)
+        attributes = {str(k): _text(v)[:MAX_ATTRIBUTE_CHARS] for k, v in obj.items() if k not in used}
+        level_name = _json_level(normalize_level, level)
+        text = _text(message) if message is not None else ""
+        trace_id = _text(trace) if trace is not _MISSING and trace else None
+        span_id = _text(span) if span is not _MISSING and span else None
+        if names_bytes is not None and _LONG_MIN <= timestamp <= _LONG_MAX:
+            try:
+                rest = b"".join((
+                    names_bytes, _LEVEL_BYTE[level_name], b"\x00", _avro_string(text),
+                    b"\x00" if trace_id is None else b"\x02" + _avro_string(trace_id),
+                    b"\x00" if span_id is None else b"\x02" + _avro_string(span_id),
+                    b"\x00\x00\x00\x00\x00",  # no HTTP method, path, status, latency, error type
+                    _attributes_map(attributes)))
+            except UnicodeEncodeError:  # a lone surrogate from a JSON escape: the encoder names the error
+                pass
+            else:
+                stamps[index] = timestamp
+                indexes.append(index)
+                rests.append(rest)
+                keys.append(names[0].encode())
+                continue
+        record = {
+            "event_id": f"{prefix}{index:012x}", "timestamp": timestamp, "service": names[0],
+            "environment": names[1], "host": names[2], "level": level_name, "logger": None, "message": text,
+            "trace_id": trace_id, "span_id": span_id, "http_method": None, "http_path": None,
+            "http_status": None, "latency_ms": None, "error_type": None, "attributes": attributes,
+        }
+        if header is None:
+            encoder.add(batch, index, record, names_checked=True)
+            continue
+        one = Batch()
+        encoder.add(one, index, record, names_checked=True)
+        rejections.extend(one.rejections)
+        if one.values:
+            whole.add(index)
+            indexes.append(index)
+            rests.append(one.values[0])
+            keys.append(one.keys[0])
+    if header is not None:
+        _assemble(batch, header, digest, stamps, indexes, rests, keys, whole)
     return batch
 
 
