@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,24 @@ def test_each_demo_scenario_gets_its_runbook(demo_env: DemoSummary) -> None:
         assert outcome.result.action_plan[0].owner == catalog.get(plan.service).owner
         checked.add(plan.scenario.family)
     assert checked == set(SCENARIOS)
+
+
+def test_disk_full_is_found_from_the_log_lines_not_the_title(demo_env: DemoSummary) -> None:
+    """The demo incident's title says "no space left on device"; here the title and the severity reasons
+    say nothing about the failure, so only the signatures and sample lines can point at the disk."""
+    repo = Repository(demo_env.data_dir, cache_ttl=60)
+    kb = load_knowledge_base()
+    plan = demo_env.incident_for("disk_full")
+    context = build_context(repo, default_catalog(), plan.incident_id)
+    neutral = {**context.incident, "title": f"{plan.service}: error rate above baseline",
+               "severity_reasons": ["error rate above baseline"]}
+    outcome = analyze_offline(replace(context, incident=neutral), kb)
+    assert outcome.runbook.id == FailureFamily.DISK_FULL
+    cause = outcome.result.root_cause
+    assert cause.category == "disk" and cause.statement == kb.get("disk_full").cause
+    # The evidence is what decides: without the lines and signatures the same incident is not found disk-full.
+    blind = analyze_offline(replace(context, incident=neutral, signatures=[], events=[], surging=[]), kb)
+    assert blind.runbook.id != FailureFamily.DISK_FULL
 
 
 def test_unknown_failure_falls_back_to_generic_triage(demo_env: DemoSummary) -> None:
