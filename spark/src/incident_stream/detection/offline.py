@@ -1,12 +1,13 @@
 """Detection without Spark: LogEvent records in, incident_updates rows out, through the same engine.
 
-The streaming job enriches events with Spark expressions (enrich.py) and feeds the detector the columns
-stream.py selects. For replays and evaluations (scoring a generated run against its ground truth, say)
-this module does the same in plain Python: `enrich_fields` mirrors the parts of enrich.py the detector
-reads (level normalisation, ``is_error``, HTTP status and latency parsed from the message when the
-event lacks them, the error signature), `Preparer` turns records into the detector's input frame, and
-`replay` runs one EnvironmentDetector per environment over it in event-time micro-batches.
-A test checks that `Preparer` gives what enrich.py and stream.py give for the same events.
+The streaming job computes the detector's view of each event on Arrow batches in its source's tasks
+(view.py, with enrich_arrow.py). For replays and evaluations (the detection benchmark, scoring a generated
+run against its ground truth) this module does the same one record at a time, in plain Python:
+`enrich_fields` computes what the detector reads (level normalisation, ``is_error``, HTTP status and
+latency parsed from the message when the event lacks them, the error signature) with the definitions of
+message_fields.py and incident_contracts.signature, `Preparer` turns records into the detector's input
+frame, and `replay` runs one EnvironmentDetector per environment over it in event-time micro-batches.
+A test checks that `Preparer` gives what a Spark SQL enrichment of the same events gives.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Enriched:
 
 def enrich_fields(level: str | None, message: str | None, http_status: int | None, latency_ms: float | None,
                   message_max_chars: int = 300, signatures: bool = True) -> Enriched:
-    """The detector's view of one event, as enrich.py and stream.py compute it in Spark.
+    """The detector's view of one event, as the job's enrichment computes it.
 
     With `signatures` false, only error and warning lines get their signature (others get ""): the
     detector's decisions never read signatures, and it reports those of problem lines, so an evaluation

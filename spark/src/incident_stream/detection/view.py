@@ -1,11 +1,11 @@
 """The detector's view of decoded events, computed on Arrow batches where the Kafka source reads them.
 
-``detector_view(batch, view)`` turns a batch of the Kafka source's ``logevent`` columns into what
-``stream.prepare(enrich(...))`` gives in Spark: environment and buckets.INPUT_COLUMNS, for the events
-with a time, a service and an environment. It lets the detection query's tasks aggregate partial buckets
-right after decoding (source.py), so no event crosses into the JVM and back. The fields are computed by
-enrich_arrow.py (enrich.py's definitions on Arrow); the signature is the one the source computed. A test
-checks the view row for row against the Spark path.
+``detector_view(batch, view)`` turns a batch of the Kafka source's ``logevent`` columns into the
+detector's input: environment and buckets.INPUT_COLUMNS, for the events with a time, a service and an
+environment. It lets the detection query's tasks aggregate partial buckets right after decoding
+(source.py), so no event crosses into the JVM and back. The fields are computed by enrich_arrow.py; the
+signature is the one the source computed. A test checks the view row for row against a Spark SQL
+enrichment of the same events (tests/spark/enrich_oracle.py) and stream.prepare.
 """
 
 from __future__ import annotations

@@ -1,23 +1,20 @@
-"""Parse and enrich decoded log events into rows of the events table (Spark built-in functions only).
+"""A second implementation of the job's enrichment, in Spark SQL built-ins only: the oracle the job's Arrow
+enrichment (incident_stream.enrich_arrow) and the offline detector's (detection/offline.py) are checked
+against, row for row. It shares only the definitions (incident_stream.message_fields: level names and the
+message patterns, run here as JVM regular expressions; incident_contracts.signature: the masks).
 
-This is the definition, for any frame of the Kafka source's ``logevent`` columns; the streaming job
-reads the source's ``events`` format instead, enriched the same way on Arrow in the source's tasks
-(enrich_arrow.py; a test checks both give the same rows).
-
-``enrich(decoded, catalog)`` is a pure DataFrame function (streaming or batch): it takes the columns
-of the Kafka source in ``logevent`` format (see kafka_source.py) and returns exactly the columns of
-``incident_contracts.tables.EVENTS``, in order:
+``enrich(decoded, catalog)`` takes the columns of the Kafka source in ``logevent`` format (see
+kafka_source.py) and returns exactly the columns of ``incident_contracts.tables.EVENTS``, in order:
 
 * level normalised to TRACE/DEBUG/INFO/WARN/ERROR/FATAL (synonyms such as WARNING, CRITICAL, SEVERE
   mapped), ``is_error`` = ERROR/FATAL or an HTTP status of 500 or more;
 * HTTP method (upper case), path (without query string), status and latency: taken from the event's
   fields, or parsed from the message when the producer left them empty (``GET /orders 503 in 81ms``);
-* the error signature and its id (signature.py): taken from the source's ``signature``/``signature_id``
-  columns where they are set (the Kafka source computes them vectorised in its tasks), else computed
-  with Spark built-ins;
+* the error signature and its id: taken from the frame's ``signature``/``signature_id`` columns where
+  they are set, else computed with Spark built-ins (:func:`with_signature`, :func:`mask_column`);
 * the service's tier and owner from the service catalog;
-* ``event_date``/``event_hour`` (UTC) for partitioning; ``ingest_time`` = the source's ``read_time`` (when
-  the job read the record), or the time of the micro-batch for frames without it.
+* ``event_date``/``event_hour`` (UTC) for partitioning; ``ingest_time`` = the frame's ``read_time``, or the
+  time of the micro-batch for frames without it.
 """
 
 from __future__ import annotations
@@ -28,23 +25,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from incident_contracts.catalog import Catalog
+from incident_contracts.signature import MASKS, MAX_SIGNATURE_CHARS, Mask
 from incident_contracts.tables import EVENTS
-from incident_stream.signature import mask_column, signature_id_column, with_signature
-
-LEVEL_SYNONYMS = {
-    "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
-    "EMERG": "FATAL", "EMERGENCY": "FATAL", "ALERT": "FATAL", "PANIC": "FATAL", "NOTICE": "INFO",
-    "INFORMATION": "INFO", "INFORMATIONAL": "INFO", "FINE": "DEBUG", "FINER": "TRACE", "FINEST": "TRACE",
-    "VERBOSE": "TRACE",
-}
-LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-HTTP_METHODS = "GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE"
-# A request line in a message: METHOD PATH [HTTP/x] [->|returned|status] STATUS
-_REQUEST = (f"(?:^|[^A-Za-z])({HTTP_METHODS}) +(/[^ ?\"]*)(?:\\?[^ \"]*)?(?: +HTTP/[0-9.]+)?\"?"
-            "(?: +(?:-> *|returned +|status[=: ]+|=> *)?([1-5][0-9][0-9])(?![0-9]))?")
-_STATUS = "(?i)(?:status|code)[=: ]+([1-5][0-9][0-9])(?![0-9])"
-_LATENCY = ("(?i)(?:latency|took|duration|elapsed|time|in|after)[=: ]+([0-9]+(?:\\.[0-9]+)?) *"
-            "(ms|msec|s|sec|us|µs)(?![A-Za-z])")
+from incident_stream.message_fields import LATENCY_PATTERN, LEVEL_SYNONYMS, LEVELS, REQUEST_PATTERN, STATUS_PATTERN
 
 
 def normalise_level(level: Column) -> Column:
@@ -63,7 +46,7 @@ def _request(group: int) -> Column:
     """A group of the request line in the message; the regex only runs on messages with a " /" in them
     (a request line has one), as most messages have none and a JVM regex costs microseconds per row."""
     message = F.col("message")
-    return F.when(message.contains(" /"), _extract(message, _REQUEST, group))
+    return F.when(message.contains(" /"), _extract(message, REQUEST_PATTERN, group))
 
 
 def http_method(df: DataFrame) -> Column:
@@ -77,13 +60,13 @@ def http_path(df: DataFrame) -> Column:
 
 def http_status(df: DataFrame) -> Column:
     lower = F.lower(F.col("message"))
-    status = F.when(lower.contains("status") | lower.contains("code"), _extract(F.col("message"), _STATUS, 1))
+    status = F.when(lower.contains("status") | lower.contains("code"), _extract(F.col("message"), STATUS_PATTERN, 1))
     return F.coalesce(F.col("http_status"), F.coalesce(_request(3), status).cast("int"))
 
 
 def latency_ms(df: DataFrame) -> Column:
-    value = _extract(F.col("message"), _LATENCY, 1).cast("double")
-    unit = F.lower(_extract(F.col("message"), _LATENCY, 2))
+    value = _extract(F.col("message"), LATENCY_PATTERN, 1).cast("double")
+    unit = F.lower(_extract(F.col("message"), LATENCY_PATTERN, 2))
     factor = (F.when(unit.isin("s", "sec"), F.lit(1000.0)).when(unit.isin("us", "µs"), F.lit(0.001))
               .otherwise(F.lit(1.0)))
     return F.coalesce(F.col("latency_ms"), value * factor)
@@ -108,14 +91,14 @@ def catalog_lookup(catalog: Catalog, service: Column) -> tuple[Column, Column]:
 
 def enrich(decoded: DataFrame, catalog: Catalog, keep: Sequence[str] = ()) -> DataFrame:
     """Decoded events -> rows with exactly the EVENTS columns (see the module docstring), followed by the
-    input columns named in `keep` (the job keeps the reject columns, to split one enriched stream into
-    events and dead letters per micro-batch)."""
+    input columns named in `keep` (the reject columns, say, to split one enriched frame into events and
+    dead letters)."""
     service = F.trim(F.col("service"))
     level = normalise_level(F.col("level"))
     status = http_status(decoded)
     tier, owner = catalog_lookup(catalog, service)
-    # The Kafka source computes signatures in its tasks (vectorised): Spark's masks then only run for rows
-    # without one (none from the source), inside a coalesce. Other frames get them from Spark.
+    # Frames with signatures (as the Kafka source's): Spark's masks only run for rows without one, inside a
+    # coalesce. Other frames get them from Spark.
     computed = "signature" in decoded.columns and "signature_id" in decoded.columns
     signature = [F.coalesce(F.col("signature"), mask_column(F.col("message"))).alias("signature"),
                  F.col("signature_id").alias("_signature_id")] if computed else []
@@ -159,3 +142,51 @@ def enrich(decoded: DataFrame, catalog: Catalog, keep: Sequence[str] = ()) -> Da
     # Few DataFrame operations: each one costs an analysis of the whole plan on the driver.
     return staged.select(*[derived[name].alias(name) if name in derived else F.col(name) for name in EVENTS.names],
                          *[F.col(name) for name in keep])
+
+
+# --- signatures with Spark built-ins -------------------------------------------------------------
+
+def _java_mask(text: Column, mask: Mask) -> Column:
+    pattern, replacement = F.lit(mask.regex("java")), F.lit(mask.java_replacement())
+    for _ in range(mask.passes):
+        text = F.regexp_replace(text, pattern, replacement)
+    return text
+
+
+def mask_column(message: Column) -> Column:
+    """The signature of a message column, with Spark built-in functions only."""
+    text = F.coalesce(message, F.lit(""))
+    for mask in MASKS:
+        text = _java_mask(text, mask)
+    return F.substring(F.trim(text), 1, MAX_SIGNATURE_CHARS)
+
+
+def with_signature(df: DataFrame, message: str, signature: str, computed: str | None = None) -> DataFrame:
+    """`df` with a column `signature` = :func:`mask_column` of column `message`, computed the fast way.
+
+    `computed`: a column that already holds the signature for some rows (the source's); the masks then
+    only run where it is null.
+    """
+    work = f"__{signature}_masked"
+    start = F.coalesce(F.col(message), F.lit(""))
+    if computed is not None:
+        start = F.when(F.col(computed).isNull(), start)  # null text: every mask below skips the row
+    df = df.withColumn(work, start)
+    text = F.col(work)
+    for mask in MASKS:
+        masked = _java_mask(text, mask)
+        if mask.needs is not None:
+            needed = text.contains(mask.needs[0])
+            for literal in mask.needs[1:]:
+                needed = needed | text.contains(literal)
+            masked = F.when(needed, masked).otherwise(text)
+        # One projection per mask, so that the text is computed once however often a mask refers to it.
+        df = df.withColumn(work, masked)
+    result = F.substring(F.trim(text), 1, MAX_SIGNATURE_CHARS)
+    if computed is not None:
+        result = F.coalesce(F.col(computed), result)
+    return df.withColumn(signature, result).drop(work)
+
+
+def signature_id_column(signature: Column) -> Column:
+    return F.substring(F.md5(signature), 1, 16)
