@@ -57,9 +57,9 @@ from detection_bench import (  # noqa: E402
     JOB_ATTEMPTS,
     Background,
     detection_caught_up,
-    percentile,
     wait_until_quiet,
 )
+from measure import percentile  # noqa: E402
 from report import Metric, emit  # noqa: E402
 
 from incident_contracts.kafka import TopicSpec, end_offsets, ensure_topics, wait_for_broker  # noqa: E402

@@ -76,6 +76,15 @@ def test_a_group_peak_is_the_highest_sum_at_one_sample() -> None:
 def test_every_bench_script_uses_the_shared_helpers() -> None:
     """No script measures memory or percentiles its own way."""
     own_ways = re.compile(r"ru_maxrss|memory_info\(|def _?p\d\d\(|def percentile|\* 0\.9\d\)|sorted\([^)]*\)\[-1\]")
-    offenders = [path.name for path in (ROOT / "bench").glob("*.py")
-                 if path.name != "measure.py" and own_ways.search(path.read_text())]
+    shared = re.compile(r"^from measure import .*\b(percentile|PeakMemory)\b", re.MULTILINE)
+    offenders = []
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        text = path.read_text()
+        if path.name == "measure.py":
+            continue
+        uses = {name for name in ("percentile", "PeakMemory") if re.search(rf"\b{name}\(", text)}
+        imported = {name for match in shared.finditer(text) for name in re.findall(r"percentile|PeakMemory",
+                                                                                     match.group(0))}
+        if own_ways.search(text) or uses - imported:
+            offenders.append(path.name)
     assert offenders == []
