@@ -13,6 +13,7 @@ from deltalake import DeltaTable
 from streamlit.testing.v1 import AppTest
 
 from incident_contracts import tables as contract
+from incident_contracts.failures import FailureFamily
 from incident_contracts.settings import get_settings
 from incident_contracts.table_store import TableStore
 from incident_dashboard.demo import DemoSummary
@@ -125,19 +126,37 @@ def test_incident_picker_and_unknown_id(demo_env: DemoSummary, app: AppTest) -> 
     assert "No incident with ID `INC-DOES-NOT-EXIST`" in _text(app)
 
 
+def _neutral_title(data: Path, incident_id: str) -> str:
+    """A new update of the incident whose title and severity reasons name no failure: what the page then
+    says about the cause comes from the incident's log lines."""
+    store = TableStore(str(data))
+    updates = [r for r in store.read("incident_updates").to_pylist() if r["incident_id"] == incident_id]
+    latest = max(updates, key=lambda r: r["update_seq"])
+    title = f"{latest['service']}: error rate above baseline"
+    row = {**latest, "update_seq": latest["update_seq"] + 1, "update_type": "updated", "title": title,
+           "severity_reasons": ["error rate above baseline"]}
+    store.append("incident_updates", pa.Table.from_pylist([row], schema=contract.TABLES["incident_updates"].schema))
+    return title
+
+
 def test_offline_analysis_from_the_page_export_and_rating(demo_env: DemoSummary, app: AppTest) -> None:
     plan = demo_env.incident_for("disk_full")
+    title = _neutral_title(demo_env.data_dir, plan.incident_id)
     _open(app, "views/incident.py", id=plan.incident_id)
+    cause = FailureFamily.DISK_FULL.title
+    before = _text(app)
+    assert title in before and plan.scenario.title not in before and cause not in before
     app.button(key="analysis_run").click().run()
     assert not app.exception
     text = _text(app)
     assert "Offline analysis" in text and "Most likely root cause" in text
-    assert "no space left" in text.lower() or "disk" in text.lower()
+    assert cause in text  # the runbook the log lines led to, by its title
     assert [b.label for b in app.get("download_button")] == ["Export post-mortem draft", "Export as Markdown"]
     assert "Run again" in [b.label for b in app.button]
 
     store = store_for(get_settings())
     analysis = store.for_incident(plan.incident_id)[0]
+    assert analysis.runbooks[0].runbook_id == FailureFamily.DISK_FULL and analysis.result.root_cause.category == "disk"
     app.radio(key=f"rating_{analysis.analysis_id}").set_value("Not useful")
     app.text_area(key=f"comment_{analysis.analysis_id}").input("right runbook, wrong owner")
     app.button(key=f"FormSubmitter:feedback_{analysis.analysis_id}-Send rating").click().run()
