@@ -164,3 +164,10 @@ def test_a_record_over_the_size_limit_is_rejected_by_index_and_the_others_writte
     direct = mapping.otlp_batch(request, DIRECT, DIGEST, "prod")
     _same(direct, mapping.otlp_batch_by_records(request, GENERIC, DIGEST, "prod"))
     assert [(r.index, r.reason) for r in direct.rejections] == [(1, "too_large")] and direct.keys == [b"s", b"s"]
+
+
+def test_a_json_timestamp_beyond_avro_long_is_an_invalid_timestamp_not_an_error() -> None:
+    items = [({"message": "a", "service": "s", "ts": 10**25}, None), ({"message": "b", "service": "s"}, None)]
+    batch = mapping.json_batch(items, FIELDS, DIRECT, DIGEST, None, None, "prod")
+    assert [(r.index, r.reason) for r in batch.rejections] == [(0, "invalid_timestamp")] and batch.accepted == 1
+    assert "out of range" in batch.rejections[0].detail

@@ -572,8 +572,16 @@ _TRACE_KEYS = ("trace_id", "traceId", "trace.id")
 _SPAN_KEYS = ("span_id", "spanId", "span.id")
 
 
-def _lookup(obj: dict[str, Any], keys: Iterable[str], used: set[str]) -> Any:
+def _lookup(obj: dict[str, Any], keys: tuple[str, ...], used: set[str]) -> Any:
     """The value of the first key present (a dotted key also as a path into nested objects), else _MISSING."""
+    if keys and keys[0] in obj:  # the usual case: the first key names the field
+        used.add(keys[0])
+        return obj[keys[0]]
+    firsts = _FIRSTS.get(keys)
+    if firsts is None:
+        firsts = _FIRSTS[keys] = frozenset(key.split(".")[0] for key in keys) | frozenset(keys)
+    if obj.keys().isdisjoint(firsts):  # no key nor the start of a path: absent
+        return _MISSING
     for key in keys:
         if key in obj:
             used.add(key)
@@ -595,6 +603,7 @@ def _lookup(obj: dict[str, Any], keys: Iterable[str], used: set[str]) -> Any:
 
 
 _PATHS: dict[str, Any] = {}  # key -> its parts when dotted, else None
+_FIRSTS: dict[tuple[str, ...], frozenset[str]] = {}  # keys -> the keys and the first parts of the dotted ones
 
 
 def _paths_of(keys: Iterable[str]) -> None:
@@ -679,8 +688,8 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
 
     With the fast layout the Avro bytes are written here (names encoded once per distinct service,
     environment and host; event ids and timestamps for the whole request by :func:`_heads`); a record
-    whose text cannot be encoded as UTF-8 or whose timestamp is out of range goes through the encoder
-    instead, which names the error exactly as for any other record."""
+    whose text cannot be encoded as UTF-8 goes through the encoder instead, which names the error as for
+    any other record."""
     from log_generator.replay.formats import normalize_level
 
     batch = Batch(total=len(items))
@@ -693,7 +702,8 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
     indexes: list[int] = []
     rests: list[bytes] = []
     keys: list[bytes] = []
-    whole: set[int] = set()
+    whole: set[int] = set()  # records the encoder wrote (header included)
+    levels: dict[str, str] = {}  # level texts seen in this request -> their LogEvent level
     message_keys, timestamp_keys, level_keys = fields.message, fields.timestamp, fields.level
     service_keys, host_keys, environment_keys = fields.service, fields.host, fields.environment
     for index, (obj, unreadable) in enumerate(items):
@@ -714,6 +724,9 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
         if timestamp is None:
             rejections.append(Rejection(index, "invalid_timestamp",
                                         f"{_text(stamp)[:60]!r} is neither epoch seconds/ms/us/ns nor ISO-8601"))
+            continue
+        if not _LONG_MIN <= timestamp <= _LONG_MAX:
+            rejections.append(Rejection(index, "invalid_timestamp", f"{_text(stamp)[:60]!r} is out of range"))
             continue
         level = _lookup(obj, level_keys, used)
         svc = _lookup(obj, service_keys, used)
@@ -739,11 +752,15 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
             rejections.append(Rejection(index, *problem))
             continue
         attributes = {str(k): _text(v)[:MAX_ATTRIBUTE_CHARS] for k, v in obj.items() if k not in used}
-        level_name = _json_level(normalize_level, level)
+        level_name = levels.get(level) if type(level) is str else None
+        if level_name is None:
+            level_name = _json_level(normalize_level, level)
+            if type(level) is str and len(levels) < 256:
+                levels[level] = level_name
         text = _text(message) if message is not None else ""
         trace_id = _text(trace) if trace is not _MISSING and trace else None
         span_id = _text(span) if span is not _MISSING and span else None
-        if names_bytes is not None and _LONG_MIN <= timestamp <= _LONG_MAX:
+        if names_bytes is not None:
             try:
                 rest = b"".join((
                     names_bytes, _LEVEL_BYTE[level_name], b"\x00", _avro_string(text),
