@@ -22,13 +22,13 @@ from incident_airflow.run_tables import offsets_in_ranges
 from incident_contracts.kafka import end_offsets
 from incident_contracts.settings import Settings
 from incident_contracts.table_store import TableStore
-from incident_stream.kafka_read import RAW, Range, ReadConfig, consume_range
+from incident_stream.kafka_read import Range, ReadConfig, consume_range
 
 pytestmark = pytest.mark.integration
 
 
 def read_like_the_job(broker: str, topic: str, ranges: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
-    config = ReadConfig(bootstrap=broker, topic=topic, mode=RAW, poll_timeout_s=20)
+    config = ReadConfig(bootstrap=broker, topic=topic, poll_timeout_s=20)
     return [(p, m.offset()) for p, (start, end) in ranges.items()
             for chunk in consume_range(config, Range(p, start, end)) for m in chunk]
 

@@ -34,5 +34,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                             extra={"spark.sql.warehouse.dir": str(warehouse),
                                    "spark.sql.streaming.noDataProgressEventInterval": "1000"})
     session.sparkContext.setLogLevel("ERROR")
+    from kafka_arrow_source import register
+
+    register(session)  # the tests' kafka_arrow source (stream_helpers.source_reader)
     yield session
     session.stop()

@@ -114,16 +114,17 @@ def test_row_groups_hold_the_configured_number_of_rows(tmp_path: Path, monkeypat
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [6, 4]
 
 
+SERVICES = ServiceLookup.of(default_catalog())
+
+
 def read_config(broker: str, topic: str) -> ReadConfig:
-    options = SourceOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic, "format": "events",
-                                   "serviceCatalog": json.dumps(ServiceLookup.of(default_catalog()).to_dict())})
-    return options.read
+    return SourceOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic}).read
 
 
 def read_range_files(broker: str, topic: str, partition: int, store: TableStore) -> list[dict[str, Any]]:
     """One task's work on the whole of a partition: the FILES_SCHEMA rows it hands Spark."""
     end = end_offsets(broker, topic)[partition]
-    batches = list(write_range_files(read_config(broker, topic), Range(partition, 0, end), store))
+    batches = list(write_range_files(read_config(broker, topic), Range(partition, 0, end), store, SERVICES))
     return pa.Table.from_batches(batches, FILES_ARROW_SCHEMA).to_pylist() if batches else []
 
 
@@ -184,7 +185,7 @@ def test_the_statistics_a_task_reports_let_readers_skip_its_files(broker: str, t
     produce_events(broker, topic, (make_event(i) for i in range(200)), partition=1)
     store = created_store(tmp_path / "data")
     for version, (start, end) in enumerate(((0, 100), (100, 200))):  # two tasks, two micro-batches
-        batches = list(write_range_files(read_config(broker, topic), Range(1, start, end), store))
+        batches = list(write_range_files(read_config(broker, topic), Range(1, start, end), store, SERVICES))
         commit(store, pa.Table.from_batches(batches, FILES_ARROW_SCHEMA).to_pylist(), version)
     actions = pa.table(store.open("events").get_add_actions(flatten=True)).to_pylist()
     ranges = sorted((a["min.kafka_offset"], a["max.kafka_offset"], a["num_records"]) for a in actions)
@@ -221,7 +222,7 @@ def test_a_failed_task_attempt_removes_the_files_it_wrote(broker: str, topic: st
     store = created_store(tmp_path / "data")
     read = dataclasses.replace(read_config(broker, topic), arrow_batch_size=100)
     with pytest.raises(RuntimeError, match="executor lost"):
-        list(write_range_files(read, Range(0, 0, 500), store))
+        list(write_range_files(read, Range(0, 0, 500), store, SERVICES))
     assert not list((tmp_path / "data").rglob("*.parquet"))
 
 

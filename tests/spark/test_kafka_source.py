@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,9 @@ def test_raw_format_and_batch_reads(spark: Any, broker: str, topic: str) -> None
 
 
 def test_events_format_reads_enriched_rows_and_keeps_rejects_apart(spark: Any, broker: str, topic: str) -> None:
+    from kafka_arrow_source import EVENTS_KEEP
+
     from incident_contracts.tables import EVENTS
-    from incident_stream.kafka_source import EVENTS_KEEP
 
     produce_events(broker, topic, [make_event(i, service="payment-service") for i in range(5)], partition=0)
     produce(broker, topic, [b"not avro"], partition=0)
@@ -108,7 +110,9 @@ def test_events_format_reads_enriched_rows_and_keeps_rejects_apart(spark: Any, b
 
 def reader(broker: str, topic: str, **options: str) -> KafkaStreamReader:
     parsed = SourceOptions.parse({"kafka.bootstrap.servers": broker, "subscribe": topic, **options})
-    from incident_stream.kafka_source import logevent_schema, rows_of
+    from kafka_arrow_source import rows_of
+
+    from incident_stream.kafka_source import logevent_schema
 
     return KafkaStreamReader(parsed, rows_of(logevent_schema()))
 
@@ -163,11 +167,25 @@ def test_expired_offsets_are_data_loss(broker: str, topic: str) -> None:
     ({"kafka.bootstrap.servers": "h:1"}, "subscribe"),
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "startingOffsets": "middle"}, "startingOffsets"),
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "maxOffsetsPerTrigger": "0"}, "at least 1"),
-    ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "format": "json"}, "format"),
     ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "failOnDataLoss": "maybe"}, "true or false"),
-    ({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "format": "events", "serviceCatalog": "{"},
-     "serviceCatalog"),
 ])
 def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
     with pytest.raises(SourceOptionError, match=message):
         SourceOptions.parse(options)
+
+
+def test_a_source_is_named_in_the_message_about_its_options() -> None:
+    with pytest.raises(SourceOptionError, match="the kafka_ingest_files source needs the option 'subscribe'"):
+        SourceOptions.parse({"kafka.bootstrap.servers": "h:1"}, "kafka_ingest_files")
+
+
+def test_the_ingest_source_reads_its_service_catalog_option() -> None:
+    from incident_contracts.catalog import default_catalog
+    from incident_stream.enrich_arrow import ServiceLookup
+    from incident_stream.ingest_files import service_lookup
+
+    lookup = ServiceLookup({"api": "1"}, {"api": "team-a"})
+    assert service_lookup(json.dumps(lookup.to_dict())) == lookup
+    assert service_lookup("") == ServiceLookup.of(default_catalog())  # the catalog file
+    with pytest.raises(SourceOptionError, match="option serviceCatalog: expected JSON with 'tiers' and 'owners'"):
+        service_lookup("{")

@@ -12,19 +12,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka_arrow_source import rows_of
 from kafka_gaps import GapWriter, delete_before, settle
 from pyspark.sql.streaming.datasource import ReadAllAvailable
 from stream_helpers import make_event, produce_events, source_reader
 
 from incident_contracts.codec import Codec
 from incident_contracts.kafka import READ_COMMITTED, offset_range
-from incident_stream.kafka_source import (
-    KafkaRangePartition,
-    KafkaStreamReader,
-    SourceOptions,
-    logevent_schema,
-    rows_of,
-)
+from incident_stream.kafka_source import KafkaRangePartition, KafkaStreamReader, SourceOptions, logevent_schema
 from incident_stream.offsets import DataLossError, SourceOffset
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,5 @@
-"""The job's enrichment: decoded log events -> rows of the events table, on Arrow batches where the Kafka
-source decodes them (``format=events``, and the ingest query's tasks, which then write the rows
-themselves: ingest_files.py).
+"""The job's enrichment: decoded log events -> rows of the events table, on Arrow batches in the ingest
+query's tasks, where they were decoded (which then write the rows themselves: ingest_files.py).
 
 Running the enrichment in the source's Python task, while the batch is still columnar, saves the job
 Spark expressions per row (a JVM regular expression costs microseconds per row). What it computes: the

@@ -2,10 +2,13 @@
 
     spark.dataSource.register(IngestFilesSource)
     files = (spark.readStream.format("kafka_ingest_files")
-             .options(**kafka_source_options, tablesRoot="/data", serviceCatalog=...).load())
+             .options(**kafka_options, tablesRoot="/data", serviceCatalog=...).load())
 
-Each task reads its offset range like the ``kafka_arrow`` source (same options, offsets, limits,
-failOnDataLoss; kafka_source.py), decodes and enriches it (enrich_arrow.py), and writes the events and
+Options beside the Kafka ones (kafka_source.py): ``tablesRoot`` (required: the tables' root, DATA_DIR),
+``tablesStorage`` (JSON of object-store options without credentials) and ``serviceCatalog`` (JSON
+{"tiers": {service: tier}, "owners": {service: owner}} for the enrichment; default: the service catalog
+file, CATALOG_FILE). Each task reads its offset range (kafka_source.py: offsets, limits,
+failOnDataLoss), decodes and enriches it (enrich_arrow.py), and writes the events and
 the rejected records with pyarrow's Parquet writer straight into the Delta tables' folders (local or
 object storage), under names unique to the task attempt. Spark receives one row per file
 (FILES_SCHEMA: path, size, rows, statistics); the query's sink commits all files of the micro-batch in
@@ -39,14 +42,14 @@ import pyarrow.parquet as pq
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
+from incident_contracts.catalog import CatalogError, default_catalog
 from incident_contracts.table_store import DataFile, TableStore, data_file, partition_values
 from incident_contracts.tables import DEAD_LETTER, DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
 from incident_stream.dead_letter import dead_letter_batch
-from incident_stream.enrich_arrow import enrich_batch
-from incident_stream.kafka_read import EVENTS as EVENTS_FORMAT
+from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.kafka_read import Range, ReadConfig, is_event_batch, read_range
 from incident_stream.kafka_source import (
-    KafkaArrowSource,
+    KafkaRangeSource,
     SourceOptionError,
     SourceOptions,
     TaskWork,
@@ -55,6 +58,7 @@ from incident_stream.kafka_source import (
 
 INGEST_SOURCE_NAME = "kafka_ingest_files"
 TABLES_OPTION = "tablesRoot"
+SERVICES_OPTION = "serviceCatalog"
 # Object-store options without credentials (executors take those from their environment, AWS_*).
 STORAGE_OPTION = "tablesStorage"
 EVENTS_TABLE, DEAD_LETTER_TABLE = "events", "dead_letter"
@@ -230,9 +234,11 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def write_range_files(read: ReadConfig, rng: Range, tables: TableStore) -> Iterator[pa.RecordBatch]:
-    """Decode, enrich and write one offset range as new files of the events and dead_letter tables;
-    one FILES_SCHEMA row per file. The files stay outside the tables until the sink commits them."""
+def write_range_files(read: ReadConfig, rng: Range, tables: TableStore,
+                      services: ServiceLookup) -> Iterator[pa.RecordBatch]:
+    """Decode, enrich (with the services' tiers and owners) and write one offset range as new files of the
+    events and dead_letter tables; one FILES_SCHEMA row per file. The files stay outside the tables until
+    the sink commits them."""
     attempt = f"part-p{rng.partition}o{rng.start}-{uuid.uuid4().hex}"
     filesystem, root = tables.filesystem()
     writers = {table.name: TableFiles(filesystem, f"{root}/{table.name}", attempt, table)
@@ -242,7 +248,7 @@ def write_range_files(read: ReadConfig, rng: Range, tables: TableStore) -> Itera
             if not batch.num_rows:
                 continue
             if is_event_batch(batch):
-                writers[EVENTS_TABLE].add(enrich_batch(batch, read.services))
+                writers[EVENTS_TABLE].add(enrich_batch(batch, services))
             else:
                 writers[DEAD_LETTER_TABLE].add(dead_letter_batch(batch))
         files = [{"table": name, "path": f.path, "size": f.size, "rows": f.rows,
@@ -261,7 +267,21 @@ def committed_file(row: Any) -> DataFile:
     return DataFile(row.path, row.size, row.rows, partition_values(row.path), json.loads(row.stats))
 
 
-class IngestFilesSource(KafkaArrowSource):
+def service_lookup(raw: str) -> ServiceLookup:
+    """The serviceCatalog option: JSON of ServiceLookup.to_dict(); empty: the service catalog file."""
+    if not raw.strip():
+        try:
+            return ServiceLookup.of(default_catalog())
+        except CatalogError as exc:
+            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the service catalog: {exc}; pass the "
+                                    f"option {SERVICES_OPTION} or point CATALOG_FILE at a valid catalog") from None
+    try:
+        return ServiceLookup.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceOptionError(f"option {SERVICES_OPTION}: expected JSON with 'tiers' and 'owners' ({exc})") from None
+
+
+class IngestFilesSource(KafkaRangeSource):
     @classmethod
     def name(cls) -> str:
         return INGEST_SOURCE_NAME
@@ -279,5 +299,6 @@ class IngestFilesSource(KafkaArrowSource):
             storage = json.loads(options.get(STORAGE_OPTION.lower(), "") or "{}")
         except ValueError as exc:
             raise SourceOptionError(f"the option {STORAGE_OPTION!r} must be a JSON object: {exc}") from None
-        parsed = SourceOptions.parse({**dict(self.options), "format": EVENTS_FORMAT})  # the events enrichment
-        return parsed, functools.partial(write_range_files, tables=TableStore(root, storage))
+        services = service_lookup(options.get(SERVICES_OPTION.lower(), ""))
+        parsed = SourceOptions.parse(dict(self.options), INGEST_SOURCE_NAME)
+        return parsed, functools.partial(write_range_files, tables=TableStore(root, storage), services=services)

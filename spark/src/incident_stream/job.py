@@ -58,7 +58,6 @@ from incident_stream.ingest_files import (
     TABLES_OPTION,
     committed_file,
 )
-from incident_stream.kafka_source import SOURCE_NAME
 from incident_stream.metrics import MetricsRecorder
 from incident_stream.prometheus import JobMetrics
 
@@ -109,11 +108,10 @@ class Counters:
 
 
 def source_options(settings: Settings, options: JobOptions, *, commit: bool) -> dict[str, str]:
-    """Options of the Kafka source for this job."""
+    """The Kafka options (kafka_source.py) of the job's sources."""
     values = {
         "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
         "subscribe": settings.kafka_topic_logs,
-        "format": "logevent",
         "startingOffsets": options.starting_offsets,
         "failOnDataLoss": str(options.fail_on_data_loss).lower(),
         "schemaRegistryUrl": settings.schema_registry_url,
@@ -286,7 +284,7 @@ class StreamJob:
         self._restarts: dict[str, int] = {}
 
     # --- building the queries ---------------------------------------------------------------------
-    def _source(self, *, commit: bool, name: str = SOURCE_NAME, extra: dict[str, str] | None = None) -> DataFrame:
+    def _source(self, name: str, *, commit: bool, extra: dict[str, str] | None = None) -> DataFrame:
         reader = self.spark.readStream.format(name)
         for key, value in {**source_options(self.settings, self.options, commit=commit), **(extra or {})}.items():
             reader = reader.option(key, value)

@@ -32,17 +32,11 @@ from incident_contracts.codec import decoding_codec
 from incident_contracts.fast_decode import FastDecoder
 from incident_contracts.kafka import QUIET, READ_COMMITTED
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES
-from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.event_checks import TimeBounds, check_events
 from incident_stream.offsets import DataLossError
 from incident_stream.signature import mask_array, signature_ids
 
 log = logging.getLogger(__name__)
-
-RAW = "raw"
-LOGEVENT = "logevent"
-EVENTS = "events"
-
 
 @dataclass(frozen=True)
 class ReadConfig:
@@ -50,7 +44,6 @@ class ReadConfig:
 
     bootstrap: str
     topic: str
-    mode: str = LOGEVENT
     schema_registry_url: str = ""
     max_message_bytes: int = 1_000_000
     arrow_batch_size: int = 25_000
@@ -58,7 +51,6 @@ class ReadConfig:
     poll_timeout_s: float = 60.0
     bounds: TimeBounds = field(default_factory=TimeBounds)
     consumer_config: dict[str, str] = field(default_factory=dict)
-    services: ServiceLookup = field(default_factory=ServiceLookup)  # tiers and owners (format events)
 
     @property
     def isolation_level(self) -> str:
@@ -192,22 +184,6 @@ def _raise_for(error: KafkaError, config: ReadConfig, rng: Range) -> None:
 
 # --- Arrow conversion ------------------------------------------------------------------------------
 
-def raw_batch(messages: list[Any], topic: str, schema: pa.Schema) -> pa.RecordBatch:
-    """Spark-Kafka-like columns: key, value, topic, partition, offset, timestamp, timestampType."""
-    stamps = [m.timestamp() for m in messages]
-    n = len(messages)
-    return pa.RecordBatch.from_arrays([
-        pa.array([m.key() for m in messages], type=pa.binary()),
-        pa.array([m.value() for m in messages], type=pa.binary()),
-        pa.array([topic] * n, type=pa.string()),
-        pa.array([m.partition() for m in messages], type=pa.int32()),
-        pa.array([m.offset() for m in messages], type=pa.int64()),
-        pa.array([s[1] * 1000 if s[0] else None for s in stamps], type=pa.int64()).cast(
-            pa.timestamp("us", tz="UTC")),
-        pa.array([s[0] for s in stamps], type=pa.int32()),
-    ], schema=schema)
-
-
 def logevent_batches(messages: list[Any], config: ReadConfig, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Decoded events (reject columns null), then the rejected records (event columns null)."""
     values = [m.value() for m in messages]
@@ -280,9 +256,6 @@ def is_event_batch(batch: pa.RecordBatch) -> bool:
 
 
 def read_range(config: ReadConfig, rng: Range, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """The Arrow batches of one planned range, in the source's output schema."""
+    """The decoded LogEvents of one planned range (logevent_batches), in `schema`."""
     for chunk in consume_range(config, rng):
-        if config.mode == RAW:
-            yield raw_batch(chunk, config.topic, schema)
-        else:
-            yield from logevent_batches(chunk, config, schema)
+        yield from logevent_batches(chunk, config, schema)

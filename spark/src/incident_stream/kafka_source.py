@@ -1,10 +1,10 @@
-"""A Kafka source for Spark written with PySpark's Python Data Source API (no JVM connector needed).
+"""The Kafka side of the job's sources, written with PySpark's Python Data Source API (no JVM connector).
 
-    spark.dataSource.register(KafkaArrowSource)
-    stream = (spark.readStream.format("kafka_arrow")
-              .option("kafka.bootstrap.servers", "127.0.0.1:9092").option("subscribe", "logs.events")
-              .option("startingOffsets", "earliest").option("maxOffsetsPerTrigger", 500000)
-              .load())
+The job reads the topic with two sources built on :class:`KafkaRangeSource`: ``kafka_ingest_files``
+(ingest_files.py: its tasks decode, enrich and write their range as table files) and
+``kafka_detection_partials`` (detection/source.py: its tasks hand over partial buckets). Each says what
+its tasks do with their offset range (a :data:`TaskWork`) and reads the options it needs beside the Kafka
+ones, below; this module plans the ranges and reads them.
 
 Offsets per partition live in Spark's checkpoint (see offsets.py); each micro-batch reads one task per
 partition range with ``assign()`` at explicit offsets, up to end offsets planned with
@@ -12,30 +12,25 @@ partition range with ``assign()`` at explicit offsets, up to end offsets planned
 ``read_committed`` (librdkafka's default), so a batch ends at the last stable offset: while a
 transaction is open its records and everything after them wait for a later batch, instead of a task
 waiting for records its consumer cannot get until the transaction ends. Offsets that hold no committed
-record (transaction markers, aborted records, compacted records) are simply not rows.
-Options (case-insensitive):
+record (transaction markers, aborted records, compacted records) are simply not rows. Every task decodes
+its records as LogEvents (kafka_read.py): decoded events, and undecodable records as rows carrying
+reject_reason/reject_detail/raw_value.
+
+Kafka options (case-insensitive):
 
 =========================  ================================================================================
 kafka.bootstrap.servers    broker list (required)
 subscribe                  the topic (required; one topic)
-format                     ``raw`` (key, value, topic, partition, offset, timestamp, timestampType, like
-                           Spark's Kafka source), ``logevent`` (Avro LogEvents decoded into columns, plus
-                           the message's error signature and its id (signature.py) and read_time, with
-                           undecodable records as rows carrying reject_reason/reject_detail/raw_value) or
-                           ``events`` (the same records enriched in the task: the columns of the events
-                           table (enrich_arrow.py), then kafka_timestamp and the reject columns)
-serviceCatalog             ``events``: JSON {"tiers": {service: tier}, "owners": {service: owner}}; default:
-                           the service catalog file (CATALOG_FILE)
 startingOffsets            ``earliest`` (default) or ``latest``, for a query without a checkpoint
 maxOffsetsPerTrigger       most records per micro-batch (alias maxRecordsPerTrigger); spread over partitions
 failOnDataLoss             ``true`` (default): fail when records are gone or the topic was recreated;
                            ``false``: warn and continue from the earliest available offset
 commitGroup                consumer group to commit processed offsets to, so lag can be monitored (optional)
-schemaRegistryUrl          Confluent Schema Registry, for Confluent-framed messages (logevent)
-maxMessageBytes            larger values are rejected as too_large (logevent; default 1000000)
-maxEventAgeSeconds         events older than this vs. their Kafka timestamp are rejected (logevent; 0 = off)
-maxFutureSeconds           events dated further ahead are rejected (logevent; 0 = off)
-arrowBatchSize             records per Arrow batch a task yields (default 25000)
+schemaRegistryUrl          Confluent Schema Registry, for Confluent-framed messages
+maxMessageBytes            larger values are rejected as too_large (default 1000000)
+maxEventAgeSeconds         events older than this vs. their Kafka timestamp are rejected (0 = off)
+maxFutureSeconds           events dated further ahead are rejected (0 = off)
+arrowBatchSize             records per Arrow batch a task reads (default 25000)
 pollTimeoutSeconds         a task fails when the broker sends nothing for this long (default 60)
 kafka.*                    any other librdkafka consumer setting, e.g. kafka.security.protocol;
                            kafka.isolation.level=read_uncommitted reads (and plans up to the high
@@ -56,7 +51,7 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
-from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.streaming.datasource import (
     ReadAllAvailable,
@@ -75,18 +70,14 @@ from pyspark.sql.types import (
 )
 
 from incident_contracts.avro_schemas import latest
-from incident_contracts.catalog import CatalogError, default_catalog
 from incident_contracts.fast_decode import arrow_schema as decoded_arrow_schema
 from incident_contracts.kafka import QUIET, READ_COMMITTED, READ_UNCOMMITTED, TopicMissing, admin_client, offset_range
-from incident_contracts.tables import EVENTS as EVENTS_TABLE
-from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.event_checks import TimeBounds
-from incident_stream.kafka_read import EVENTS, LOGEVENT, RAW, Range, ReadConfig, is_event_batch, read_range
+from incident_stream.kafka_read import Range, ReadConfig
 from incident_stream.offsets import SourceOffset, TopicState, plan_batch
 
 log = logging.getLogger("incident_stream.kafka_source")
 
-SOURCE_NAME = "kafka_arrow"
 KAFKA_COLUMNS = [StructField("topic", StringType()), StructField("kafka_partition", IntegerType()),
                  StructField("kafka_offset", LongType()), StructField("kafka_timestamp", TimestampType())]
 # Derived in the task: the message's signature and its id (signature.py; null for rejected records),
@@ -97,11 +88,6 @@ DERIVED_COLUMNS = [StructField("signature", StringType()), StructField("signatur
 REJECT_COLUMNS = [StructField("reject_reason", StringType()), StructField("reject_detail", StringType()),
                   StructField("key", BinaryType()), StructField("raw_value", BinaryType()),
                   StructField("value_size", LongType())]
-RAW_SCHEMA = StructType([
-    StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
-    StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType()),
-])
 
 
 @functools.cache
@@ -116,54 +102,15 @@ def replace_nullable(f: StructField) -> StructField:
     return StructField(f.name, f.dataType, True)
 
 
-# Source columns the events format keeps beside the events table's, for the dead letters.
-EVENTS_KEEP = ("kafka_timestamp", "key", "raw_value", "value_size", "reject_reason", "reject_detail")
-
-
-@functools.cache
-def events_schema() -> StructType:
-    """The events table's columns (incident_contracts.tables.EVENTS), then EVENTS_KEEP; all nullable."""
-    fields = {f.name: f for f in logevent_schema().fields}
-    table = [replace_nullable(f) for f in from_arrow_schema(EVENTS_TABLE, prefer_timestamp_ntz=False).fields]
-    return StructType(table + [fields[name] for name in EVENTS_KEEP])
-
-
-def schema_of(mode: str) -> StructType:
-    return {RAW: RAW_SCHEMA, EVENTS: events_schema()}.get(mode) or logevent_schema()
-
-
 @functools.cache
 def logevent_arrow_schema() -> pa.Schema:
     return to_arrow_schema(logevent_schema(), timezone="UTC")
 
 
-# What a task does with its offset range: Arrow batches in the source's output schema. Readers take it as
-# a picklable callable, so sources built on this one (the detection partials, the ingest files) only
-# swap the task's work and keep the offsets, limits and failOnDataLoss of this source.
+# What a task does with its offset range: Arrow batches in its source's schema. Readers take it as a
+# picklable callable, so each source only says what its tasks do and keeps the offsets, limits and
+# failOnDataLoss of this module.
 TaskWork = Callable[[ReadConfig, Range], Iterator[pa.RecordBatch]]
-
-
-def read_task(config: ReadConfig, rng: Range, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """The Arrow batches of one task in the source's output `schema` (every format)."""
-    if config.mode != EVENTS:
-        yield from read_range(config, rng, schema)
-        return
-    for batch in read_range(config, rng, logevent_arrow_schema()):
-        if is_event_batch(batch):
-            batch = enrich_batch(batch, config.services, keep=EVENTS_KEEP)
-        yield pa.RecordBatch.from_arrays([_column(batch, f) for f in schema], schema=schema)
-
-
-def rows_of(schema: StructType) -> TaskWork:
-    """The task's work of the kafka_arrow source: the range's rows in `schema`."""
-    return functools.partial(read_task, schema=to_arrow_schema(schema, timezone="UTC"))
-
-
-def _column(batch: pa.RecordBatch, target: pa.Field) -> pa.Array:
-    if target.name not in batch.schema.names:
-        return pa.nulls(batch.num_rows, target.type)
-    column = batch.column(target.name)
-    return column if column.type.equals(target.type) else column.cast(target.type)
 
 
 class SourceOptionError(ValueError):
@@ -176,15 +123,18 @@ class SourceOptions:
     starting: str = "earliest"
     max_records: int | None = None
     commit_group: str = ""
+    source: str = "Kafka"  # the source's name, for messages
 
     @classmethod
-    def parse(cls, options: dict[str, str]) -> SourceOptions:
+    def parse(cls, options: dict[str, str], source: str = "Kafka") -> SourceOptions:
+        """The Kafka options (see the module docstring) of the source named `source`; other options are
+        the source's own."""
         opts = {k.lower(): str(v) for k, v in options.items()}
 
         def need(name: str) -> str:
             value = opts.get(name.lower(), "").strip()
             if not value:
-                raise SourceOptionError(f"the {SOURCE_NAME} source needs the option {name!r}")
+                raise SourceOptionError(f"the {source} source needs the option {name!r}")
             return value
 
         def number(name: str, default: float, minimum: float = 0) -> float:
@@ -208,9 +158,6 @@ class SourceOptions:
         topic = need("subscribe")
         if "," in topic:
             raise SourceOptionError(f"subscribe={topic!r}: this source reads one topic per query")
-        mode = opts.get("format", LOGEVENT).strip().lower()
-        if mode not in (RAW, LOGEVENT, EVENTS):
-            raise SourceOptionError(f"format={mode!r}: expected {RAW!r}, {LOGEVENT!r} or {EVENTS!r}")
         starting = opts.get("startingoffsets", "earliest").strip().lower()
         if starting not in ("earliest", "latest"):
             raise SourceOptionError(f"startingOffsets={starting!r}: expected 'earliest' or 'latest'")
@@ -232,7 +179,7 @@ class SourceOptions:
             raise SourceOptionError(f"kafka.isolation.level={isolation!r}: expected {READ_COMMITTED!r} or "
                                     f"{READ_UNCOMMITTED!r}")
         read = ReadConfig(
-            bootstrap=need("kafka.bootstrap.servers"), topic=topic, mode=mode,
+            bootstrap=need("kafka.bootstrap.servers"), topic=topic,
             schema_registry_url=opts.get("schemaregistryurl", ""),
             max_message_bytes=int(number("maxMessageBytes", 1_000_000, 1)),
             arrow_batch_size=int(number("arrowBatchSize", 25_000, 1)),
@@ -240,23 +187,9 @@ class SourceOptions:
             poll_timeout_s=number("pollTimeoutSeconds", 60, 1),
             bounds=TimeBounds(int(age * 1000) if age > 0 else None, int(future * 1000) if future > 0 else None),
             consumer_config=consumer_config,
-            services=_services(opts.get("servicecatalog", "")) if mode == EVENTS else ServiceLookup(),
         )
         return cls(read=read, starting=starting, max_records=max_records,
-                   commit_group=opts.get("commitgroup", "").strip())
-
-
-def _services(raw: str) -> ServiceLookup:
-    if not raw.strip():
-        try:
-            return ServiceLookup.of(default_catalog())
-        except CatalogError as exc:
-            raise SourceOptionError(f"format=events needs the service catalog: {exc}; pass the option "
-                                    "serviceCatalog or point CATALOG_FILE at a valid catalog") from None
-    try:
-        return ServiceLookup.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SourceOptionError(f"option serviceCatalog: expected JSON with 'tiers' and 'owners' ({exc})") from None
+                   commit_group=opts.get("commitgroup", "").strip(), source=source)
 
 
 def readable_ranges(config: ReadConfig) -> dict[int, tuple[int, int]]:
@@ -334,7 +267,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         try:
             return self.broker.state()
         except TopicMissing as exc:
-            raise TopicMissing(f"{exc}. The {SOURCE_NAME} source cannot plan a batch without it.") from None
+            raise TopicMissing(f"{exc}. The {self.options.source} source cannot plan a batch without it.") from None
 
     def initialOffset(self) -> dict:
         state = self._topic_state()
@@ -408,38 +341,14 @@ def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePa
     return partitions
 
 
-class KafkaBatchReader(DataSourceReader):
-    """`spark.read.format("kafka_arrow")`: everything from startingOffsets up to the current end."""
-
-    def __init__(self, options: SourceOptions, work: TaskWork):
-        self.options = options
-        self.work = work
-
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        yield from read_partition(self.options, self.work, partition)
-
-    def partitions(self) -> Sequence[InputPartition]:
-        ranges = readable_ranges(self.options.read)
-        pick = 0 if self.options.starting == "earliest" else 1
-        parts = [KafkaRangePartition(p, bounds[pick], bounds[1]) for p, bounds in sorted(ranges.items())
-                 if bounds[1] > bounds[pick]]
-        return parts or [KafkaRangePartition(0, 0, 0)]
-
-
-class KafkaArrowSource(DataSource):
-    @classmethod
-    def name(cls) -> str:
-        return SOURCE_NAME
-
-    def schema(self) -> StructType:
-        return schema_of(str(self.options.get("format", LOGEVENT)).strip().lower())
+class KafkaRangeSource(DataSource):
+    """What the job's sources share: Kafka options, offset planning and the streaming reader. A source
+    names itself, gives its schema and says, in :meth:`reading`, which options it reads and what its
+    tasks do."""
 
     def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
-        """The readers' options and their tasks' work; sources built on this one override it."""
-        return SourceOptions.parse(dict(self.options)), rows_of(schema)
+        """The reader's options and its tasks' work."""
+        raise NotImplementedError
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         return KafkaStreamReader(*self.reading(schema))
-
-    def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(*self.reading(schema))

@@ -9,7 +9,6 @@ from pyspark.sql import SparkSession
 
 from incident_contracts.settings import Settings
 from incident_stream.ingest_files import IngestFilesSource
-from incident_stream.kafka_source import KafkaArrowSource
 
 # Spark's own metrics in Prometheus' text format, served by the driver UI (docs/operations.md "Metrics"):
 # the metrics system's PrometheusServlet sink at /metrics/prometheus (driver and streaming-query gauges
@@ -68,7 +67,6 @@ def build_session(settings: Settings, *, master: str | None = None, ui: bool = T
 def register_sources(spark: SparkSession) -> None:
     from incident_stream.detection.source import DetectionPartialsSource
 
-    spark.dataSource.register(KafkaArrowSource)
     spark.dataSource.register(IngestFilesSource)
     spark.dataSource.register(DetectionPartialsSource)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from enrich_oracle import enrich
+from kafka_arrow_source import SOURCE_NAME, register, with_batch_reads
 from stream_helpers import produce, produce_events, read_table
 
 from incident_contracts.catalog import default_catalog
@@ -17,9 +18,9 @@ from incident_stream.dead_letter import events_of
 from incident_stream.detection import detect, detect_partials, scoring
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import decode
-from incident_stream.detection.source import PARTIALS_SOURCE_NAME, PartialsConfig, partials_options
+from incident_stream.detection.source import DetectionPartialsSource, PartialsConfig, partials_options
 from incident_stream.job import JobOptions, run_job
-from incident_stream.kafka_source import SOURCE_NAME, SourceOptionError
+from incident_stream.kafka_source import SourceOptionError
 from log_generator import api
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,9 @@ def test_partials_from_the_source_give_the_rows_of_detect_on_events_batch_and_st
                         data_dir=tmp_path / "data", kafka_consumer_group="")
     params = DetectionParams()
 
-    partials = _read(spark, PARTIALS_SOURCE_NAME, broker, topic, **partials_options(CATALOG, params))
+    batch_partials = with_batch_reads(DetectionPartialsSource)  # the job reads it as a stream only
+    register(spark, batch_partials)
+    partials = _read(spark, batch_partials.name(), broker, topic, **partials_options(CATALOG, params))
     blobs = [row["agg"] for row in partials.select("agg").collect()]
     assert sum(decode(blob).n for blob in blobs) == produced  # every event counted once, the rejects not
     assert len(blobs) < produced / 2  # one row per service, second and task, not one per event

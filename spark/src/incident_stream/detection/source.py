@@ -2,20 +2,20 @@
 
     spark.dataSource.register(DetectionPartialsSource)
     partials = (spark.readStream.format("kafka_detection_partials")
-                .options(**kafka_source_options, **partials_options(catalog, params)).load())
+                .options(**kafka_options, **partials_options(catalog, params)).load())
     updates = detect_partials(partials, catalog, params)
 
-Each task reads its offset range like the ``kafka_arrow`` source (same options, offsets, limits,
-failOnDataLoss; kafka_source.py), decodes it, takes the detector's view of the events (view.py) and
-aggregates them into partial buckets (partials.py), all in its Python worker. Spark then only sees a
-few hundred rows per micro-batch: with ``kafka_arrow`` + enrich + mapInArrow, every event crossed from
+Beside the Kafka options (kafka_source.py) it needs ``detection`` (partials_options: bucket size, how many
+slow requests to keep, the detector's view). Each task reads its offset range (kafka_source.py: offsets,
+limits, failOnDataLoss), decodes it, takes the detector's view of the events (view.py) and aggregates
+them into partial buckets (partials.py), all in its Python worker. Spark then only sees a few hundred
+rows per micro-batch: with a source of events + enrichment + mapInArrow, every event crossed from
 Python into the JVM and back, the main cost of a detection micro-batch. Rejected records are left out
 (the ingest query writes them to dead_letter).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Iterator
@@ -28,9 +28,9 @@ from incident_contracts.catalog import Catalog
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
 from incident_stream.detection.view import DetectorView, detector_view
-from incident_stream.kafka_read import LOGEVENT, Range, ReadConfig, is_event_batch, read_range
+from incident_stream.kafka_read import Range, ReadConfig, is_event_batch, read_range
 from incident_stream.kafka_source import (
-    KafkaArrowSource,
+    KafkaRangeSource,
     SourceOptionError,
     SourceOptions,
     TaskWork,
@@ -82,7 +82,7 @@ def read_partials(read: ReadConfig, rng: Range, config: PartialsConfig) -> Itera
     yield from partial_buckets(config.bucket_ms, config.slowest_kept)(events_view(read, rng, config.view))
 
 
-class DetectionPartialsSource(KafkaArrowSource):
+class DetectionPartialsSource(KafkaRangeSource):
     @classmethod
     def name(cls) -> str:
         return PARTIALS_SOURCE_NAME
@@ -92,6 +92,5 @@ class DetectionPartialsSource(KafkaArrowSource):
 
     def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
         options = dict(self.options)
-        parsed = SourceOptions.parse(options)  # the tasks decode LogEvents whatever `format` says
-        parsed = dataclasses.replace(parsed, read=dataclasses.replace(parsed.read, mode=LOGEVENT))
+        parsed = SourceOptions.parse(options, PARTIALS_SOURCE_NAME)
         return parsed, functools.partial(read_partials, config=PartialsConfig.parse(options))
