@@ -40,27 +40,33 @@ class DeliveryFailed(RuntimeError):
 
 
 class _Request:
-    """Counts one request's delivery reports; the last one resolves its future on the loop."""
+    """Counts one request's delivery reports; the last one resolves its future on the loop.
 
-    __slots__ = ("errors", "failed", "future", "lock", "loop", "remaining", "total")
+    Lock-free: only the report thread counts reports (`close` stops it before flushing), and only the
+    event loop lowers `expected` (records the queue refused); whichever side sees the two meet resolves
+    the future, and resolving twice is harmless."""
+
+    __slots__ = ("errors", "expected", "failed", "future", "loop", "reported", "total")
 
     def __init__(self, total: int, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]):
         self.total = total
-        self.remaining = total
+        self.expected = total
+        self.reported = 0
         self.failed = 0
         self.errors: Counter[str] = Counter()
         self.loop = loop
         self.future = future
-        self.lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int:
+        return self.expected - self.reported
 
     def on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
-        with self.lock:
-            if err is not None:
-                self.failed += 1
-                self.errors[err.name()] += 1
-            self.remaining -= 1
-            done = self.remaining == 0
-        if done:
+        if err is not None:
+            self.failed += 1
+            self.errors[err.name()] += 1
+        self.reported += 1
+        if self.reported == self.expected:
             self.resolve()
 
     def resolve(self) -> None:
@@ -69,10 +75,8 @@ class _Request:
 
     def forget(self, count: int) -> None:
         """`count` records were never produced (the queue refused them): expect no report for them."""
-        with self.lock:
-            self.remaining -= count
-            done = self.remaining == 0
-        if done:
+        self.expected -= count
+        if self.reported >= self.expected:
             self.resolve()
 
 
@@ -166,8 +170,7 @@ class KafkaSink:
             # The producer fails every record after delivery.timeout.ms; the margin covers the report's way here.
             await asyncio.wait_for(asyncio.shield(future), timeout=self.delivery_timeout_s + 5)
         except TimeoutError:
-            with request.lock:
-                missing = request.remaining
+            missing = request.remaining
             self._report_failure("_NO_REPORT", missing)
             raise DeliveryFailed(missing, len(values), Counter({"_NO_REPORT": missing})) from None
         if request.failed:
@@ -195,9 +198,9 @@ class KafkaSink:
 
     def close(self, timeout: float = 10.0) -> int:
         """Deliver what is queued (up to `timeout`), stop the report thread; returns records left undelivered."""
-        left = self._producer.flush(timeout)
-        self._stop.set()
+        self._stop.set()  # first: the reports of what is flushed are served here, by one thread only
         self._poller.join(timeout=2)
+        left = self._producer.flush(timeout)
         if left:
             log.warning("%d records were still waiting for Kafka at shutdown; their requests were not "
                         "acknowledged, so clients retry them", left)
