@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                             extra={"spark.sql.warehouse.dir": str(warehouse),
                                    "spark.sql.streaming.noDataProgressEventInterval": "1000"})
     session.sparkContext.setLogLevel("ERROR")
+    # As in the job (cli.configure_logging): py4j logs at INFO once per call, and from __del__ at interpreter
+    # exit, when a handler another library installed may write to a stream that is closed by then.
+    from incident_stream.cli import LOGGER_LEVELS
+
+    for name, level in LOGGER_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
     from kafka_arrow_source import register
 
     register(session)  # the tests' kafka_arrow source (stream_helpers.source_reader)

@@ -56,11 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Levels of other libraries' loggers in the job's log: py4j logs a line per call from the JVM at INFO.
+# incident_stream.spark carries what Spark's Python processes print (jvm_output.py), at DEBUG.
+LOGGER_LEVELS = {"py4j": logging.WARNING}
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The job's log on standard error: its own progress lines at `level`, the libraries' as LOGGER_LEVELS says."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name, logger_level in LOGGER_LEVELS.items():
+        logging.getLogger(name).setLevel(logger_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per call from the JVM otherwise
+    configure_logging()
     overrides: dict[str, object] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from incident_contracts.table_store import TableLayoutError, TableStore
     from incident_contracts.writer_lock import WriterBusy, writer_lock
     from incident_stream.job import JobOptions, run_job
+    from incident_stream.jvm_output import filter_jvm_stderr
     from incident_stream.prometheus import JobMetrics
     from incident_stream.session import build_session, ui_url
 
@@ -105,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             for table in TABLES:
                 store.open(table)  # TableLayoutError for a folder in the layout before Delta Lake
             spark = build_session(settings)
+            jvm_stderr = filter_jvm_stderr(spark)
             url = ui_url(spark)
             print(f"Spark UI: {url}" if url else "Spark UI: disabled", flush=True)
             print(f"incident-stream: {options.mode} run, master {spark.sparkContext.master}, topic "
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 prometheus.close()
                 spark.stop()
+                if jvm_stderr is not None:
+                    jvm_stderr.close()
     except (WriterBusy, TableLayoutError) as exc:
         print(f"incident-stream: not started: {exc}", file=sys.stderr, flush=True)
         report(args.summary_file, {"summary": SUMMARY_KIND, "run_id": options.run_id, "status": "refused",
