@@ -303,7 +303,7 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
     data_dir, checkpoint = work / "data", work / "checkpoint"
     receiver = Receiver()
     reader = CommitReader(data_dir / "incident_updates")
-    job = notifier = None
+    job = notifier = background = None
     context: dict = {"injections": [f"{s}@{o}" for s, o in injections], "injection_s": injection_s}
     try:
         wait_for_broker(bootstrap, timeout=30)
@@ -318,24 +318,29 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
         command = [str(Path(sys.executable).parent / "incident-stream"), "--run-id", "notify-bench",
                    "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
         reader.start()
+
+        def start_job() -> subprocess.Popen:
+            with open(work / "job.log", "ab") as job_log:  # the child keeps its own descriptor
+                return subprocess.Popen(command, env=env, stdout=job_log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+        # The job starts while the history is produced (its first micro-batches read what is there).
+        started = time.monotonic()
+        job, attempts = start_job(), 1
         common = {"rate": RATE, "bootstrap_servers": bootstrap, "topic": topic, "data_dir": work / "runs",
                   "create_topic": False, "progress": False}
         history = {**common, "rate": HISTORY_RATE, "speedup": None}
         last_ms = api.run("none", duration_s=HISTORY_S, seed=1, **history).last_event_ms
         log(f"  history: {HISTORY_S:.0f} s of event time at {HISTORY_RATE:,.0f} ev/s produced")
-        started = time.monotonic()
-        attempts, background, target, target_set, live_since = 0, None, None, 0.0, 0.0
+        background, target, target_set, live_since = None, None, 0.0, 0.0
         notifier_up = False
         while True:
-            if job is None or job.poll() is not None:
-                if job is not None:
-                    log(f"  the streaming job exited (code {job.returncode}) before it was ready; starting it again")
+            if job.poll() is not None:
+                log(f"  the streaming job exited (code {job.returncode}) before it was ready; starting it again")
                 attempts += 1
                 if attempts > JOB_ATTEMPTS:
                     raise RuntimeError(f"the streaming job failed {JOB_ATTEMPTS} times; see {work / 'job.log'}")
-                with open(work / "job.log", "ab") as job_log:
-                    job = subprocess.Popen(command, env=env, stdout=job_log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                job = start_job()
             if notifier.poll() is not None:
                 raise RuntimeError(f"the notifier exited (code {notifier.returncode}); see {work / 'notifier.log'}")
             if not notifier_up and healthz(health_url) is not None:
@@ -382,18 +387,18 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
             log(f"  injected {scenario} @ {origin}")
         background = Background(api, common, seed=4)
         # Wait until every routed incident has its message (or the time is up).
-        deadline = time.monotonic() + (20.0 if quick else 60.0)
+        deadline = time.monotonic() + (25.0 if quick else 60.0)
         while time.monotonic() < deadline:
             wanted = [o for o in reader.snapshot().values() if o.commit_ms >= first_ms and o.severity in ROUTED]
             delivered = receiver.opened()
             if wanted and all(o.incident_id in delivered for o in wanted):
                 break
             time.sleep(POLL_S)
-        context["observed_until_ms"] = int(time.time() * 1000)
-        background.stop()
         reader.stop_event.set()
         reader.join(timeout=5)
         reader.poll()
+        context["observed_until_ms"] = int(time.time() * 1000)
+        log("  measured; stopping the traffic, the job, the notifier and the broker")
         context["notifier_health"] = healthz(health_url)
         context["first_injection_ms"] = first_ms
         context["opened"] = reader.snapshot()
@@ -402,10 +407,19 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
         context["last_message_of"] = receiver.last_message_of
     finally:
         reader.stop_event.set()
-        stop_process(notifier, 15)
-        stop_process(job, 20 if quick else 60)
+        # In parallel: the traffic, the notifier and the job (a quick run does not wait for its micro-batch);
+        # then the broker, once nothing writes to it.
+        stoppers = [threading.Thread(target=stop_process, args=(notifier, 15)),
+                    threading.Thread(target=stop_process, args=(job, 5 if quick else 60))]
+        if background is not None:
+            stoppers.append(threading.Thread(target=background.stop))
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         stop_process(broker, 10)
         receiver.stop()
+        log("  stopped")
     return context
 
 
