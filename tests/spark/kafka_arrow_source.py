@@ -66,7 +66,6 @@ RAW_SCHEMA = StructType([
 EVENTS_KEEP = ("kafka_timestamp", "key", "raw_value", "value_size", "reject_reason", "reject_detail")
 
 
-@functools.cache
 def events_schema() -> StructType:
     """The events table's columns (incident_contracts.tables.EVENTS), then EVENTS_KEEP; all nullable."""
     fields = {f.name: f for f in logevent_schema().fields}
