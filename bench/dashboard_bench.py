@@ -110,8 +110,8 @@ def measure(data_dir: Path, repeats: int) -> dict:
     os.environ.update({"DATA_DIR": str(data_dir), "ENV_FILE": str(data_dir / "no.env"),
                        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "DASHBOARD_CACHE_TTL_SECONDS": "5"})
     from incident_contracts.catalog import default_catalog
-    from incident_dashboard.analysis.context import build_context
-    from incident_dashboard.data import IncidentFilter, get_repository
+    from incident_rca.context import build_context
+    from incident_rca.data import IncidentFilter, get_repository
 
     out: dict = {}
     memory = PeakMemory({"dashboard": lambda: [os.getpid()]}, since_start=True)  # the kernel's mark: exact
