@@ -172,9 +172,15 @@ def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(s
 
     deadline = time.monotonic() + 420
     while _committed_batches(data_dir) < before + 2 and time.monotonic() < deadline:
+        if _state(api, run_id) not in ("queued", "running"):  # ended before the fault: say how
+            report_finished(api, api.dag_run(PIPELINE, run_id))
+            pytest.fail(f"run {run_id} ended before its job committed two batches:\n{capsys.readouterr().out}")
         time.sleep(0.5)
     pids = _driver_pids(data_dir)
-    assert pids and _committed_batches(data_dir) >= before + 2, "the job did not get going within 420 s"
+    if not (pids and _committed_batches(data_dir) >= before + 2):
+        tasks = {t["task_id"]: (t.get("state"), t.get("try_number")) for t in api.task_instances(PIPELINE, run_id)}
+        pytest.fail(f"the job did not get going within 420 s: {_committed_batches(data_dir) - before} batches "
+                    f"committed, driver pids {pids}, run {_state(api, run_id)}, tasks {tasks}")
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
 

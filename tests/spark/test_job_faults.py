@@ -1,6 +1,7 @@
 """Fault test: the streaming job killed with SIGKILL again and again in the middle of its micro-batches.
 
-The real `incident-stream` process (driver JVM and Python workers, one process group) reads a backlog
+The real `incident-stream` process (the driver JVM in one process group, PySpark's Python worker daemon in one
+of its own: it calls setpgid, so every process of the job is found and killed) reads a backlog
 from the real broker with detection on, is killed at random moments while batches are in flight,
 restarted on the same checkpoint each time, and finally runs to the end. Nothing may be lost or
 written twice: every produced offset in `events` or `dead_letter` exactly once, and no incident update
@@ -10,6 +11,7 @@ no table version: readers never see them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -51,6 +53,48 @@ def _generate(env: dict[str, str], topic: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def _process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (from /proc), whatever their process group."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _kill_job(job: subprocess.Popen) -> None:
+    """SIGKILL every process of the job at once (as a container runtime or the OOM killer of its cgroup would),
+    then wait until none is left: after this no process of the job writes a file."""
+    tree = _process_tree(job.pid)
+    groups = set()
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    for group in groups:  # whole groups: a worker the daemon forks meanwhile is in the daemon's group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    job.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in tree[1:]):
+        assert time.monotonic() < deadline, f"processes of the killed job still run: {tree}"
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
 def _job(env: dict[str, str], log: Path, once: bool) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "incident-stream"), *(["--once"] if once else [])]
     with open(log, "ab") as out:
@@ -89,8 +133,7 @@ def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker
         assert _batches_committed(checkpoint) > before, f"no batch committed within 240 s; see {log}"
         recoveries.append(time.monotonic() - started)  # (re)start to the first batch committed
         time.sleep(rng.uniform(0.2, 1.5))
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(timeout=30)
+        _kill_job(job)
         last_kill = time.time()
         kills += 1
     partial = _batches_committed(checkpoint)
