@@ -5,7 +5,8 @@ of its micro-batches, and is run again to the end: every produced record is in `
 `dead_letter` exactly once, read back from the bucket with the deltalake library. Then table
 maintenance (`make maintain`'s command) runs on the bucket, and the dashboard's data layer reads the
 tables from it: still every record once. The job's checkpoint is on the local disk
-(RUNTIME_DIR/checkpoints): Spark's checkpoints need a file system.
+(RUNTIME_DIR/checkpoints): Spark's checkpoints need a file system. While the first run goes, its Prometheus
+endpoints are scraped: the job's /metrics (STREAM_METRICS_PORT) and Spark's servlets on the driver UI.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pipeline_checks import assert_exactly_once
+from prometheus_client.parser import text_string_to_metric_families
 from stream_helpers import make_event, produce_events
 
 from incident_contracts.kafka import end_offsets
@@ -38,6 +41,7 @@ def _env(broker: str, topic: str, base: Path, s3: Any, data_dir: str) -> dict[st
     env.update(ENV_FILE=str(base / "none.env"), RUNTIME_DIR=str(base / "runtime"), KAFKA_BOOTSTRAP_SERVERS=broker,
                KAFKA_TOPIC_LOGS=topic, KAFKA_CONSUMER_GROUP="", SPARK_MASTER="local[2]",
                SPARK_UI_PORT=str(free_port()), STREAM_TRIGGER_SECONDS="0.5", STREAM_MAX_RECORDS_PER_TRIGGER="2500",
+               STREAM_METRICS_PORT=str(free_port()), METRICS_HOST="127.0.0.1",
                PYTHONUNBUFFERED="1", **s3.env(data_dir))
     return env
 
@@ -54,6 +58,32 @@ def _committed_batches(checkpoint: Path) -> int:
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
 
 
+def _get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def _assert_prometheus_endpoints(env: dict[str, str]) -> None:
+    """The running job's /metrics (STREAM_METRICS_PORT) counts its batches and reports the lag per partition;
+    Spark's driver UI serves its PrometheusServlet with the streaming queries' gauges. (Its executor summary,
+    /metrics/executors/prometheus, takes up to 20 s to answer first on a loaded machine: not scraped here.)"""
+    job_url = f"http://127.0.0.1:{env['STREAM_METRICS_PORT']}/metrics"
+    deadline = time.monotonic() + 10  # progress reports reach the listener shortly after the commit
+    while True:
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(_get(job_url)) for s in family.samples}
+        batches = samples.get(("incident_stream_batches_total", (("query", "ingest"),)), 0)
+        if batches > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert batches > 0, samples
+    lag = {labels: v for (name, labels), v in samples.items() if name == "incident_stream_consumer_lag_records"}
+    assert {dict(labels)["partition"] for labels in lag} == {"0", "1"}, samples
+    assert all(dict(labels)["query"] == "ingest" for labels in lag)
+    servlet = _get(f"http://127.0.0.1:{env['SPARK_UI_PORT']}/metrics/prometheus", timeout=30)
+    assert "metrics_incident_stream_driver_spark_streaming_ingest_inputRate_total_Value" in servlet
+
+
 def test_a_job_on_s3_killed_mid_batch_writes_every_record_once(broker: str, topic: str, s3: Any,
                                                                 tmp_path: Path) -> None:
     produce_events(broker, topic, (make_event(i) for i in range(12_000)))
@@ -68,6 +98,7 @@ def test_a_job_on_s3_killed_mid_batch_writes_every_record_once(broker: str, topi
         time.sleep(0.1)
     assert job.poll() is None, f"the job ended early: {log.read_text()[-3000:]}"
     assert _committed_batches(checkpoint) >= 2, f"no batch committed in time: {log.read_text()[-3000:]}"
+    _assert_prometheus_endpoints(env)  # while it runs: the job's own metrics and Spark's servlet
     time.sleep(0.3)  # inside a later batch
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(timeout=30)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from stream_helpers import make_event, produce, produce_events, read_table, transactions, uncommitted_files
 
 from incident_contracts import avro_schemas
@@ -17,9 +19,11 @@ from incident_contracts.codec import Codec
 from incident_contracts.kafka import end_offsets
 from incident_contracts.settings import Settings
 from incident_contracts.tables import DEAD_LETTER_MAX_RAW_BYTES, check_schema
+from incident_stack.broker import free_port
 from incident_stream import job as job_module
 from incident_stream.job import JobOptions, StreamJob, run_job
 from incident_stream.metrics import MetricsRecorder
+from incident_stream.prometheus import JobMetrics
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +70,24 @@ def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contra
     }
     produce(broker, topic, [value for name, value in bad.items() if name != "poison"])
     data = tmp_path / "data"
-
-    summary = run_job(spark, job_settings(broker, topic, data), options(data, max_records_per_trigger=600),
-                      handle_signals=False)
+    prometheus = JobMetrics()
+    port = free_port()
+    assert prometheus.serve("127.0.0.1", port)
+    try:
+        summary = run_job(spark, job_settings(broker, topic, data), options(data, max_records_per_trigger=600),
+                          handle_signals=False, prometheus=prometheus)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            scraped = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for f in text_string_to_metric_families(response.read().decode()) for s in f.samples}
+    finally:
+        prometheus.close()
 
     assert summary["status"] == "finished", summary
+    # The job's Prometheus endpoint counted what the tables hold.
+    assert scraped[("incident_stream_dead_letters_total", ())] == len(bad)
+    assert scraped[("incident_stream_batches_total", (("query", "ingest"),))] == summary["batches"]["ingest"]
+    assert {scraped[("incident_stream_consumer_lag_records", (("partition", p), ("query", "ingest")))]
+            for p in ("0", "1")} == {0}
     events, letters = read_table(data / "events"), read_table(data / "dead_letter")
     assert events.num_rows == 1_201 and summary["events_written"] == 1_201
     assert letters.num_rows == len(bad) and summary["dead_letter_written"] == len(bad)
