@@ -418,7 +418,8 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
         stoppers = [threading.Thread(target=stop_process, args=(notifier, 15)),
                     threading.Thread(target=stop_process, args=(job, 5 if quick else 60))]
         if background is not None:
-            stoppers.append(threading.Thread(target=background.stop))
+            background.flag.set()  # it flushes what it queued; not waited for beyond 15 s
+            stoppers.append(threading.Thread(target=background.join, args=(15,)))
         for thread in stoppers:
             thread.start()
         for thread in stoppers:
@@ -432,7 +433,7 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="one injection as soon as the job is up (about 80 s on 2 cores)")
+                        help="one injection as soon as the job is up (the job's start-up plus about 75 s)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, tables) for a look")
     args = parser.parse_args()
