@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -171,3 +171,31 @@ def test_a_json_timestamp_beyond_avro_long_is_an_invalid_timestamp_not_an_error(
     batch = mapping.json_batch(items, FIELDS, DIRECT, DIGEST, None, None, "prod")
     assert [(r.index, r.reason) for r in batch.rejections] == [(0, "invalid_timestamp")] and batch.accepted == 1
     assert "out of range" in batch.rejections[0].detail
+
+
+def _lines_by_json_loads(body: bytes) -> list[tuple[Any, str | None]]:
+    """Newline-delimited JSON read one json.loads per line: what split_json's scan must equal."""
+    items: list[tuple[Any, str | None]] = []
+    for line in body.decode("utf-8", "replace").strip().splitlines():
+        if line.strip():
+            try:
+                items.append((json.loads(line), None))
+            except (ValueError, RecursionError) as exc:
+                items.append((None, f"not JSON: {exc}"))
+    return items
+
+
+line_parts = st.sampled_from(['{"message": "a"}', "{}", "[1, 2]", "NaN", "-Infinity", "3", '"x"', " ", "\t", "\xa0",
+                              "\u3000", "{", "}", '{"a": 1} {"b": 2}', "tru", "null", "\\ud800", '"\\ud800"',
+                              '{"k": [1, {"z": null}]}', "1e999", "\x0b", "\r", "0x1", ",", "[" * 3])
+
+
+@PROPERTY
+@given(st.lists(st.lists(line_parts, max_size=4).map("".join), max_size=8))
+@example(["{}\xa0", "{}"]).via("a space JSON does not allow after the value")
+@example(["\u3000{}", " {} \t", '{"a": 1} {"b": 2}', "NaN", "[1]"]).via("spaces before, extra data, a constant")
+def test_json_lines_read_as_json_loads_reads_each_line(lines: list[str]) -> None:
+    body = "\n".join(lines).encode()
+    if body.decode().strip().startswith("["):
+        body = b"{}\n" + body  # a body starting with '[' is one JSON array, not lines
+    assert repr(mapping.split_json(body)) == repr(_lines_by_json_loads(body))

@@ -671,14 +671,28 @@ def split_json(body: bytes) -> list[tuple[Any, str | None]]:
             raise BadRequest(f"the body starts with '[' but is not a JSON array: {exc}") from None
         return [(item, None) for item in data]
     items: list[tuple[Any, str | None]] = []
+    scan = _SCAN_JSON
     for line in text.splitlines():
         if not line.strip():
+            continue
+        # json.loads is this scan between two strips of JSON whitespace; a line the scan does not take
+        # whole (leading spaces, extra data, an error) goes through json.loads, which names what is wrong.
+        try:
+            value, end = scan(line, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end == len(line) or (end > 0 and not line[end:].strip(_JSON_SPACE)):
+            items.append((value, None))
             continue
         try:
             items.append((json.loads(line), None))
         except (ValueError, RecursionError) as exc:
             items.append((None, f"not JSON: {exc}"))
     return items
+
+
+_SCAN_JSON = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"
 
 
 def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder: Encoder, digest: bytes,
