@@ -61,8 +61,9 @@ class KafkaWatch:
 
 
 def topic_end_offsets(cluster) -> dict[int, int]:
+    from incident_contracts.kafka import end_offsets
 
-    return topic_end_offsets(cluster.settings.kafka_bootstrap_servers, cluster.settings.kafka_topic_logs)
+    return end_offsets(cluster.settings.kafka_bootstrap_servers, cluster.settings.kafka_topic_logs)
 
 
 # --- the streaming job's checkpoint and the Spark UIs -----------------------------------------------
