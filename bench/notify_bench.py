@@ -392,12 +392,14 @@ def run(work: Path, injections: list[tuple[str, str]], injection_s: float, quick
             time.sleep(POLL_S)
         context["injections_processed_after_s"] = round(time.monotonic() - since, 1)
         log(f"  the job processed the injections {context['injections_processed_after_s']} s after the last ended")
-        # ... then every routed incident gets its message (or the time is up).
-        deadline = time.monotonic() + (25.0 if quick else 60.0)
+        # ... then every routed incident gets its message (or the time is up); at least 10 s, so that an
+        # incident opening a micro-batch after another is not left out.
+        begun = time.monotonic()
+        deadline = begun + (25.0 if quick else 60.0)
         while time.monotonic() < deadline:
             wanted = [o for o in reader.snapshot().values() if o.commit_ms >= first_ms and o.severity in ROUTED]
             delivered = receiver.opened()
-            if wanted and all(o.incident_id in delivered for o in wanted):
+            if time.monotonic() - begun >= 10 and wanted and all(o.incident_id in delivered for o in wanted):
                 break
             time.sleep(POLL_S)
         reader.stop_event.set()
