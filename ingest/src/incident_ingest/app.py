@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,10 +33,10 @@ from starlette.routing import Route
 
 from incident_contracts.codec import default_codec
 from incident_contracts.fast_encode import FastEncoder
-from incident_contracts.settings import Settings
+from incident_contracts.settings import Settings, get_settings
 from incident_ingest import mapping
 from incident_ingest.mapping import BadRequest, Batch, Encoder, JsonFields
-from incident_ingest.metrics import Metrics
+from incident_ingest.metrics import MULTIPROCESS_DIR, Metrics, forget_ended_workers
 from incident_ingest.sink import DeliveryFailed, KafkaSink, QueueFull
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ class Ingest:
             raise HttpError(503, f"{exc}; nothing of this request counts as written: retry it (records already "
                                  "written may then appear twice)", retry_after=RETRY_AFTER_UNAVAILABLE) from None
         self.metrics.accepted.labels(endpoint).inc(batch.accepted)
+        if self.metrics.multiprocess:  # /metrics may be answered by another worker: keep this one's figure current
+            self.metrics.queued.set(self.sink.queued)
 
 
 def _content_type(request: Request) -> str:
@@ -263,7 +266,7 @@ def create_app(settings: Settings, sink: KafkaSink | None = None) -> Starlette:
     async def metrics(_request: Request) -> Response:
         service = ingest()
         service.metrics.queued.set(service.sink.queued)
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -283,3 +286,14 @@ def create_app(settings: Settings, sink: KafkaSink | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ], lifespan=lifespan)
+
+
+def worker_app() -> Starlette:
+    """The application of one worker process when INGEST_WORKERS > 1 (uvicorn imports it by name in each
+    process it starts): the settings from the environment, as the command read them."""
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.value, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory:
+        forget_ended_workers(directory)
+    return create_app(settings)

@@ -1,12 +1,23 @@
-"""Prometheus metrics of the ingest service (served at /metrics)."""
+"""Prometheus metrics of the ingest service (served at /metrics).
+
+With several worker processes (INGEST_WORKERS > 1) the command sets PROMETHEUS_MULTIPROC_DIR for them
+before they start: prometheus_client then keeps every process's values in files there, and /metrics,
+whichever process answers it, adds up all of them (the gauges: over the live processes).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable, set by incident_ingest.cli
 
 
 class Metrics:
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_DIR))
         self.registry = CollectorRegistry()
         self.accepted = Counter("ingest_records_accepted", "Records written to Kafka and acknowledged",
                                 ["endpoint"], registry=self.registry)
@@ -20,6 +31,29 @@ class Metrics:
         self.delivery_failures = Counter("ingest_kafka_delivery_failures",
                                          "Records Kafka did not acknowledge, by error", ["error"],
                                          registry=self.registry)
-        self.in_flight = Gauge("ingest_requests_in_flight", "Requests being handled", registry=self.registry)
+        self.in_flight = Gauge("ingest_requests_in_flight", "Requests being handled", registry=self.registry,
+                               multiprocess_mode="livesum")
         self.queued = Gauge("ingest_kafka_queued_records", "Records waiting for Kafka's acknowledgement",
-                            registry=self.registry)
+                            registry=self.registry, multiprocess_mode="livesum")
+
+    def exposition(self) -> bytes:
+        """The text format of every metric: this process's, or with several workers all of theirs."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+def forget_ended_workers(directory: str) -> None:
+    """Drop the live gauges of worker processes that no longer run (a worker that was restarted)."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(int(pid), directory)
+        except PermissionError:  # it exists (another user's): keep it
+            pass

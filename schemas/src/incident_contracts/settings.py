@@ -194,6 +194,8 @@ class Settings(BaseSettings):
     ingest_delivery_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     # Records queued towards Kafka at most; a request that would exceed it is answered 429.
     ingest_max_queued_records: Annotated[int, Field(ge=1000, le=10_000_000)] = 500_000
+    # Processes serving the ingest port, each with its own Kafka producer (/metrics adds theirs up).
+    ingest_workers: Annotated[int, Field(ge=1, le=32)] = 1
     # JSON endpoint (/v1/json): the keys holding each field, first present wins (a dotted key also
     # looks into nested objects); the service may also come from the request (?service=...).
     ingest_json_timestamp_keys: str = "timestamp,@timestamp,date,time,ts"
