@@ -21,7 +21,7 @@ from incident_contracts.settings import Settings
 SUPERVISOR_SETTINGS = {"kafka_controller_port", "kafka_heap"}
 SETTINGS = {name.upper() for name in Settings.model_fields
             if not name.startswith("cluster_") and name not in SUPERVISOR_SETTINGS}
-SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "INGEST_TOKEN"}
+SECRET_SETTINGS = {"GEMINI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "INGEST_TOKEN", "NOTIFY_WEBHOOK_URL"}
 ANALYSIS_SERVICES = {"dashboard", "airflow-scheduler"}  # the only ones that call Gemini
 TABLE_SERVICES = {"dashboard", "airflow-scheduler", "spark-worker", "notifier"}  # those that use the tables
 # Variables the code reads outside the settings, and why compose need not (or does) set them.
@@ -66,6 +66,11 @@ def test_object_storage_credentials_reach_only_the_containers_that_use_the_table
 def test_the_ingest_token_reaches_only_the_ingest_container(services: dict[str, Any]) -> None:
     holders = {name for name, s in services.items() if "INGEST_TOKEN" in s.get("environment", {})}
     assert holders == {"log-ingest"}
+
+
+def test_the_notification_webhook_reaches_only_the_notifier_container(services: dict[str, Any]) -> None:
+    holders = {name for name, s in services.items() if "NOTIFY_WEBHOOK_URL" in s.get("environment", {})}
+    assert holders == {"notifier"}
 
 
 @pytest.mark.parametrize("name", ["airflow-scheduler", "spark-worker", "dashboard", "kafka-init", "notifier"])

@@ -5,6 +5,7 @@ flapping service."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from incident_contracts.settings import Settings, load_settings
 from incident_contracts.table_store import TableStore
 from incident_contracts.tables import TABLES
 from incident_dashboard.actions.log import ActionLog, Record
-from incident_dashboard.notify.notifier import Notifier, delivery_status
+from incident_dashboard.notify.notifier import Notifier, delivery_status, health
 from incident_dashboard.notify.rules import Route, RulesError, load_routes
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # reset before each test (fresh_now)
@@ -224,6 +225,42 @@ def test_routes_from_a_rules_file_and_clear_errors(tmp_path: Path) -> None:
         load_routes(_settings(tmp_path, notify_rules_file=rules))
 
 
+def test_a_failed_delivery_never_shows_the_webhook_url(tmp_path: Path, receiver: Receiver,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """NOTIFY_WEBHOOK_URL is a credential (a Slack webhook's path is its key): deliveries that fail, on a 500
+    answer and then on no answer at all, leave that path in no log record, /metrics text, /healthz answer,
+    cycle error or row of the notifications table; they name the route and the URL's scheme and host."""
+    from prometheus_client import generate_latest
+
+    key = "/services/T0001/B0002/" + "k" * 24
+    receiver.statuses[key] = [500]
+    closed = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: no answer
+    texts: list[str] = []
+    for base, incident, expected in ((receiver.url, "INC-1", "answered HTTP 500"), (closed, "INC-2", "no answer")):
+        settings = _settings(tmp_path / incident, notify_attempts=2, notify_coalesce_seconds=0,
+                             notify_webhook_url=f"{base}{key}")
+        _write(settings, [_row(incident, 1, "P1")])
+        notifier = Notifier(settings, rca=lambda ids: {})  # the route NOTIFY_WEBHOOK_URL gives
+        assert [r.name for r in notifier.routes] == ["webhook"]
+        with caplog.at_level(logging.DEBUG):
+            report = notifier.run_once()
+        assert report.failed == 1
+        notifier.last_error = report.errors[-1]  # what /healthz shows after such a cycle
+        rows = TableStore.from_settings(settings).read("notifications").to_pylist()
+        status = delivery_status(TableStore.from_settings(settings))
+        assert expected in status["last_error"] and f"{base} (route webhook)" in status["last_error"]
+        texts += [*report.errors, json.dumps(health(notifier)), json.dumps(rows, default=str),
+                  generate_latest(notifier.metrics.registry).decode(), repr(notifier.routes[0])]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("route webhook failed" in line for line in logged)
+    for text in [*texts, *logged, caplog.text]:
+        assert key not in text and "k" * 24 not in text, text
+    # A NOTIFY_WEBHOOK_URL that is not http(s) stops the notifier without echoing the value.
+    with pytest.raises(RulesError, match="NOTIFY_WEBHOOK_URL") as refused:
+        load_routes(_settings(tmp_path, notify_webhook_url=f"hooks.example{key}"))
+    assert "k" * 24 not in str(refused.value)
+
+
 def _free_port() -> int:
     import socket
 
@@ -260,6 +297,8 @@ def test_notifier_process_delivers_once_across_a_restart(isolated_env: Path, rec
 
     from prometheus_client.parser import text_string_to_metric_families
 
+    from incident_stack.services import SERVICES
+
     port, metrics_port = _free_port(), _free_port()
     for key, value in {"NOTIFY_WEBHOOK_URL": f"{receiver.url}/hook", "NOTIFY_PORT": str(port),
                        "NOTIFY_METRICS_PORT": str(metrics_port), "METRICS_HOST": "127.0.0.1",
@@ -267,8 +306,11 @@ def test_notifier_process_delivers_once_across_a_restart(isolated_env: Path, rec
         monkeypatch.setenv(key, value)
     settings = load_settings()
     _write(settings, [_row("INC-1", 1, "P1"), _row("INC-1", 2, "P1", "resolved", minutes=1)])
+    # Started as `make up` starts it: NOTIFY_WEBHOOK_URL, a secret, reaches it through its "notify" grant.
+    env = SERVICES["notifier"].environment(settings)
+    assert env["NOTIFY_WEBHOOK_URL"] == f"{receiver.url}/hook"
     for expected_sent in (2, 0):  # the restarted process sends nothing again
-        process = subprocess.Popen([sys.executable, "-m", "incident_dashboard.notify"])
+        process = subprocess.Popen([sys.executable, "-m", "incident_dashboard.notify"], env=env)
         try:
             first = _healthz(port)
             assert first["routes"] == ["webhook"] and first["last_error"] is None

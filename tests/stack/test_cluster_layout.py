@@ -106,7 +106,7 @@ def test_services_start_order_and_ports(isolated_env: Path) -> None:
     # The embedded stack's notifier process, on the tier's tables and its own health port.
     assert services["notifier"].command(tier) == EMBEDDED_SERVICES["notifier"].command(tier)
     assert services["notifier"].url(tier) == f"http://127.0.0.1:{layout.notify_port}/healthz"
-    assert services["notifier"].secrets == ("tables",) and services["notifier"].requires == ()
+    assert services["notifier"].secrets == ("tables", "notify") and services["notifier"].requires == ()
     assert services["notifier"].environment(tier)["DATA_DIR"] == str(tier.data_dir)
     assert services["postgres"].stop_signal == signal.SIGINT  # fast shutdown, not SIGTERM's wait for clients
     listened = [p for s in services.values() for p in s.listen_ports(tier)]

@@ -158,7 +158,8 @@ class Settings(BaseSettings):
 
     # --- notifications (incident_dashboard.notify; docs/operations.md) ----------------------
     # Generic JSON webhook that receives every P1/P2 transition; empty: only the routes of NOTIFY_RULES_FILE.
-    notify_webhook_url: str = ""
+    # A secret (a Slack incoming-webhook URL lets anyone post to the channel): only the notifier gets it.
+    notify_webhook_url: SecretStr | None = None
     # YAML file of routes (kind, url, severities, services, owners, tiers, events, rate limit); empty: none.
     notify_rules_file: Path | None = None
     # Base URL of the dashboard as receivers reach it (the incident link in messages).
@@ -344,7 +345,8 @@ class Settings(BaseSettings):
             raise ValueError("expected one or more JSON keys, comma-separated (e.g. message,msg,log)")
         return ",".join(keys)
 
-    @field_validator("gemini_api_key", "aws_access_key_id", "aws_secret_access_key", "ingest_token")
+    @field_validator("gemini_api_key", "aws_access_key_id", "aws_secret_access_key", "ingest_token",
+                     "notify_webhook_url")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -432,11 +434,12 @@ class Settings(BaseSettings):
 # Secret settings by the need that justifies them: "gemini" for the processes that run root-cause analysis
 # (the dashboard, the Airflow process that runs triage), "tables" for those that read or write the tables
 # in object storage (the dashboard, Airflow's tasks, the Spark job and its executors), "ingest" for the log
-# ingest service (the token its clients present).
+# ingest service (the token its clients present), "notify" for the notifier (the webhook URL it posts to).
 SECRET_GRANTS: dict[str, tuple[str, ...]] = {
     "gemini": ("gemini_api_key",),
     "tables": ("aws_access_key_id", "aws_secret_access_key"),
     "ingest": ("ingest_token",),
+    "notify": ("notify_webhook_url",),
 }
 # Secrets a process may hold in its own environment beside the settings, passed on only with the grant.
 _INHERITED_GRANTS: dict[str, tuple[str, ...]] = {"tables": ("AWS_SESSION_TOKEN",)}

@@ -54,8 +54,8 @@ class Service:
     stop_timeout: float = 20.0
     # A short note for status output (e.g. how many workers a master has), or "" when there is none.
     detail: Callable[[Settings], str] = lambda s: ""
-    # The secrets the process needs (incident_contracts.settings.SECRET_GRANTS: "gemini", "tables", "ingest"); it
-    # gets no other, neither from the settings nor from this process's environment.
+    # The secrets the process needs (incident_contracts.settings.SECRET_GRANTS: "gemini", "tables", "ingest",
+    # "notify"); it gets no other, neither from the settings nor from this process's environment.
     secrets: tuple[str, ...] = ()
 
     def environment(self, settings: Settings) -> dict[str, str]:
@@ -165,7 +165,7 @@ SERVICES: dict[str, Service] = {
         command=lambda s: [sys.executable, "-m", "incident_dashboard.notify"],
         healthy=lambda s: http_ok(f"http://127.0.0.1:{s.notify_port}/healthz"),
         ports=lambda s: [s.notify_port] + ([s.notify_metrics_port] if s.notify_metrics_port else []),
-        secrets=("tables",),  # reads incident_updates and writes its delivery log
+        secrets=("tables", "notify"),  # reads incident_updates, writes its delivery log; NOTIFY_WEBHOOK_URL
         start_timeout=60,
     ),
 }

@@ -242,18 +242,21 @@ class Notifier:
                     delivery.error)
 
     def deliver(self, route: Route, body: dict[str, Any]) -> Delivery:
-        """POST with retries: no answer, 5xx and 429 are retried with exponential backoff."""
+        """POST with retries: no answer, 5xx and 429 are retried with exponential backoff.
+
+        The error names the route and the URL's scheme and host only: the URL itself is often a credential
+        (a Slack webhook), and the error reaches the log, /healthz, the notifications table and the dashboard."""
         attempts = self.settings.notify_attempts
         error, status = "", None
         for attempt in range(1, attempts + 1):
             try:
                 status = post_json(route.url, body, self.settings.notify_timeout_seconds)
             except (OSError, ValueError) as exc:
-                status, error = None, f"no answer from {route.url}: {exc}"
+                status, error = None, f"no answer from {route.target} (route {route.name}): {route.scrub(str(exc))}"
             else:
                 if 200 <= status < 300:
                     return Delivery(True, attempt, status)
-                error = f"{route.url} answered HTTP {status}"
+                error = f"{route.target} (route {route.name}) answered HTTP {status}"
                 if 400 <= status < 500 and status != 429:
                     return Delivery(False, attempt, status, error + " (not retried: fix the route)")
             if attempt < attempts:

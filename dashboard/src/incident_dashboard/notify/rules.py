@@ -20,6 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -49,7 +50,9 @@ class Route(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
     kind: Kind = Kind.WEBHOOK
-    url: str
+    # Often a credential in itself (a Slack incoming webhook's path is its key): never in a log line, an
+    # error message or the repr; `target` names where it points instead.
+    url: str = Field(repr=False)
     severities: tuple[str, ...] = ("P1", "P2")
     services: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
@@ -61,8 +64,18 @@ class Route(BaseModel):
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+            scheme = value.split("://", 1)[0] + "://" if "://" in value else "no scheme"
+            raise ValueError(f"url must start with http:// or https://, got {scheme[:20]!r} (the rest not shown)")
         return value
+
+    @property
+    def target(self) -> str:
+        """Where the route points, for messages: the URL's scheme and host, without path, query or user."""
+        return url_target(self.url)
+
+    def scrub(self, text: str) -> str:
+        """`text` (e.g. an exception's) with the route's URL, and its path, replaced by `target`."""
+        return scrub_url(text, self.url)
 
     @field_validator("severities", "services", "owners", "tiers", mode="before")
     @classmethod
@@ -78,6 +91,35 @@ class Route(BaseModel):
                 and (not self.tiers or (tier or "") in self.tiers))
 
 
+def url_target(url: str) -> str:
+    """The scheme and host (and port) of `url`: what may be shown of a URL that holds a credential."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else "(unparsable URL)"
+
+
+def scrub_url(text: str, url: str) -> str:
+    """`text` without `url`: the whole URL, then its path and query (as some errors quote them), and any
+    user and password, replaced by the URL's scheme and host or "..."."""
+    if not url:
+        return text
+    text = text.replace(url, url_target(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    for piece in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query,
+                  parts.username, parts.password):
+        if piece and len(piece) > 1:
+            text = text.replace(piece, "/...")
+    return text
+
+
 class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,9 +131,10 @@ def load_routes(settings: Settings) -> list[Route]:
     routes: list[Route] = []
     if settings.notify_rules_file is not None:
         routes += parse_rules(Path(settings.notify_rules_file))
-    if settings.notify_webhook_url.strip():
+    webhook = settings.notify_webhook_url.get_secret_value().strip() if settings.notify_webhook_url else ""
+    if webhook:
         try:
-            routes.append(Route(name="webhook", kind=Kind.WEBHOOK, url=settings.notify_webhook_url.strip()))
+            routes.append(Route(name="webhook", kind=Kind.WEBHOOK, url=webhook))
         except ValidationError as exc:
             raise RulesError(f"NOTIFY_WEBHOOK_URL: {exc.errors()[0]['msg']}") from None
     names = [r.name for r in routes]

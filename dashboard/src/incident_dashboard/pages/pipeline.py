@@ -54,9 +54,10 @@ def _notifications() -> None:
             st.error(f"**The notifications table cannot be read.** {md(exc)}", icon=":material/error:")
             return
         if not status["exists"]:
-            configured = bool(cfg.notify_webhook_url.strip() or cfg.notify_rules_file)
-            st.caption("No notification sent yet." + ("" if configured else " No route is configured: set "
-                       "NOTIFY_WEBHOOK_URL or NOTIFY_RULES_FILE (docs/operations.md)."))
+            # NOTIFY_WEBHOOK_URL is the notifier's secret: the dashboard cannot tell whether it is set.
+            st.caption("No notification sent yet." + ("" if cfg.notify_rules_file else " Routes come from "
+                       "NOTIFY_WEBHOOK_URL (given to the notifier only) or NOTIFY_RULES_FILE; the notifier's "
+                       "/healthz lists them (docs/operations.md)."))
             return
         cols = st.columns(2)
         cols[0].metric("Messages sent", f"{status['sent']:,}", border=True)
