@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from airflow.exceptions import AirflowException
 
 from incident_airflow.api_client import AirflowApi
 from incident_airflow.spark_job import StreamJobOperator, job_env
@@ -62,9 +63,9 @@ def test_spark_submit_is_started_with_exactly_the_job_environment(secret_setting
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(
         {"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"}}))
     operator = StreamJobOperator(task_id="process_stream", producer_task_id="produce_logs")
-    operator.env_vars = {**job_env(secret_settings), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    hook = operator._get_hook()
-    hook.submit(operator.application)
+    env = {**job_env(secret_settings), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    with pytest.raises(AirflowException, match="summary"):  # the stand-in writes no job summary
+        operator._submit(env, tmp_path / "summary.json")
     seen = json.loads(dump.read_text())
     assert seen["GEMINI_API_KEY"] == "" and seen["AWS_SECRET_ACCESS_KEY"] == AWS_SECRET
     assert "GITHUB_TOKEN" not in seen and "POSTGRES_PASSWORD" not in seen
