@@ -1,6 +1,8 @@
 """A second implementation of the job's enrichment, in Spark SQL built-ins only: the oracle the job's Arrow
-enrichment (incident_stream.enrich_arrow) and the offline detector's (detection/offline.py) are checked
-against, row for row. It shares only the definitions (incident_stream.message_fields: level names and the
+enrichment (incident_stream.enrich_arrow), the detector's view (detection/view.py) and the offline
+detector's (detection/offline.py) are checked against, row for row. :func:`prepare` and :func:`detect` take
+the same path to the detector: its input per event in Spark, then the job's partial buckets and
+``detect_partials``. It shares only the definitions (incident_stream.message_fields: level names and the
 message patterns, run here as JVM regular expressions; incident_contracts.signature: the masks).
 
 ``enrich(decoded, catalog)`` takes the columns of the Kafka source in ``logevent`` format (see
@@ -25,8 +27,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from incident_contracts.catalog import Catalog
+from incident_contracts.settings import Settings
 from incident_contracts.signature import MASKS, MAX_SIGNATURE_CHARS, Mask
 from incident_contracts.tables import EVENTS
+from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
+from incident_stream.detection.stream import detect_partials, params_from_settings
 from incident_stream.message_fields import LATENCY_PATTERN, LEVEL_SYNONYMS, LEVELS, REQUEST_PATTERN, STATUS_PATTERN
 
 
@@ -190,3 +196,46 @@ def with_signature(df: DataFrame, message: str, signature: str, computed: str | 
 
 def signature_id_column(signature: Column) -> Column:
     return F.substring(F.md5(signature), 1, 16)
+
+
+# --- the detector's input and detection from enriched events ---------------------------------------
+
+REQUIRED_COLUMNS = ("event_time", "service", "environment", "host", "level", "is_error", "latency_ms",
+                    "message", "signature", "signature_id", "tier", "owner")
+
+
+def prepare(events: DataFrame, params: DetectionParams) -> DataFrame:
+    """The columns the detector reads, per event (built-in expressions only): environment, event_time and
+    buckets.INPUT_COLUMNS. Events without a time, service or environment are left out."""
+    return events.select(
+        F.col("environment").cast("string").alias("environment"),
+        F.col("event_time"),
+        F.unix_millis(F.col("event_time")).alias("t_ms"),
+        F.col("service").cast("string").alias("service"),
+        F.coalesce(F.col("host").cast("string"), F.lit("unknown")).alias("host"),
+        F.coalesce(F.col("is_error").cast("boolean"), F.lit(False)).alias("is_error"),
+        F.coalesce(F.upper(F.col("level")) == F.lit("WARN"), F.lit(False)).alias("is_warn"),
+        F.col("latency_ms").cast("double").alias("latency_ms"),
+        F.coalesce(F.col("signature").cast("string"), F.lit("")).alias("signature"),
+        F.coalesce(F.col("signature_id").cast("string"), F.lit("")).alias("signature_id"),
+        F.substring(F.col("message").cast("string"), 1, params.message_max_chars).alias("message"),
+        F.col("tier").cast("string").alias("tier"),
+        F.col("owner").cast("string").alias("owner"),
+    ).where(F.col("event_time").isNotNull() & F.col("service").isNotNull() & F.col("environment").isNotNull())
+
+
+def detect(events: DataFrame, catalog: Catalog, settings: Settings,
+           params: DetectionParams | None = None) -> DataFrame:
+    """Incident lifecycle rows (opened / updated / resolved) for a stream (or batch) of events.
+
+    `events` has the columns of incident_contracts.tables.EVENTS (at least REQUIRED_COLUMNS). The
+    result has exactly the columns of INCIDENT_UPDATES and is meant for append output mode.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"detect() needs the events columns {missing}, which the input lacks; pass the "
+                         "decoded and enriched events stream (columns of incident_contracts.tables.EVENTS)")
+    params = params or params_from_settings(settings)
+    partials = prepare(events, params).mapInArrow(partial_buckets(params.bucket_ms, params.slowest_kept),
+                                                  PARTIALS_SCHEMA)
+    return detect_partials(partials, catalog, params)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from enrich_oracle import enrich
+from enrich_oracle import enrich, prepare
 from enrichment_cases import canonical, odd_records, spark_row
 
 from incident_contracts.catalog import default_catalog
@@ -14,7 +14,6 @@ from incident_stream.dead_letter import events_of
 from incident_stream.detection import scoring
 from incident_stream.detection.offline import Preparer, replay
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.stream import prepare
 from incident_stream.kafka_source import logevent_schema
 from log_generator import api
 from log_generator.scenarios import REAL_SCENARIOS

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enrich_oracle import enrich
+from enrich_oracle import detect, enrich
 from kafka_arrow_source import SOURCE_NAME, register, with_batch_reads
 from stream_helpers import produce, produce_events, read_table
 
 from incident_contracts.catalog import default_catalog
 from incident_contracts.settings import Settings
 from incident_stream.dead_letter import events_of
-from incident_stream.detection import detect, detect_partials, scoring
+from incident_stream.detection import detect_partials, scoring
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import decode
 from incident_stream.detection.source import DetectionPartialsSource, PartialsConfig, partials_options

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from detection_synthetic import Episode, Profile, Scenario, events
+from enrich_oracle import detect
 
 from incident_contracts.catalog import default_catalog
 from incident_contracts.settings import Settings
-from incident_stream.detection import detect
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.stream import params_from_settings

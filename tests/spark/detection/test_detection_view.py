@@ -7,14 +7,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
-from enrich_oracle import enrich
+from enrich_oracle import enrich, prepare
 from enrichment_cases import START_MS, canonical, odd_records, spark_row
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from incident_contracts.catalog import default_catalog
 from incident_stream.dead_letter import events_of
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.stream import prepare
 from incident_stream.detection.view import VIEW_SCHEMA, DetectorView, detector_view
 from incident_stream.kafka_source import logevent_schema
 from incident_stream.signature import mask_messages, signature_id

@@ -4,8 +4,8 @@
 detector's input: environment and buckets.INPUT_COLUMNS, for the events with a time, a service and an
 environment. It lets the detection query's tasks aggregate partial buckets right after decoding
 (source.py), so no event crosses into the JVM and back. The fields are computed by enrich_arrow.py; the
-signature is the one the source computed. A test checks the view row for row against a Spark SQL
-enrichment of the same events (tests/spark/enrich_oracle.py) and stream.prepare.
+signature is the one the source computed. A test checks the view row for row against the same computed in
+Spark SQL (tests/spark/enrich_oracle.py: enrich, then prepare).
 """
 
 from __future__ import annotations
