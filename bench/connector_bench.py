@@ -19,7 +19,8 @@ One run, one backlog, one machine:
       header stripped with ``substring`` and the body decoded by spark-avro's ``from_avro`` (older
       schema versions resolved to the newest by fingerprint), records that do not decode or fail the
       job's checks routed to the dead letters with the job's reasons, then the enrichment as Spark
-      expressions (``incident_stream.enrich``, the definition), and the events table written by
+      expressions (tests/spark/enrich_oracle.py, the reference the tests compare the job with), and the
+      events table written by
       Spark's Parquet writer, partitioned by event_date/event_hour, into a folder of the Delta table and
       committed as the product commits (``TableStore.commit_files`` with the query's application id and
       batch id; the tuning the product had when Spark wrote it: no dictionary for per-event columns,
@@ -173,8 +174,9 @@ def builtin_decoded(raw: Any, settings: Any) -> Any:
 
 
 def builtin_events(raw: Any, settings: Any, catalog: Any) -> Any:
-    """B's ingest frame: the enriched events columns (incident_stream.enrich) + DEAD_LETTER_KEEP."""
-    from incident_stream.enrich import enrich
+    """B's ingest frame: the enriched events columns (tests/spark/enrich_oracle.py) + DEAD_LETTER_KEEP."""
+    sys.path.insert(0, str(ROOT / "tests" / "spark"))  # the enrichment in Spark SQL lives with the tests
+    from enrich_oracle import enrich
 
     return enrich(builtin_decoded(raw, settings), catalog, keep=DEAD_LETTER_KEEP)
 
@@ -645,7 +647,8 @@ def main() -> int:
             median_metric("A Python source (product) -> events Parquet", [r["rate"] for r in a], "events/s",
                           note=f"{count:,} events, local[2], 2 partitions; the job's ingest query"),
             median_metric("B Spark Kafka connector + from_avro -> events Parquet", [r["rate"] for r in b],
-                          "events/s", note="spark-sql-kafka-0-10 + spark-avro, enrich.py, Spark's Parquet writer"),
+                          "events/s",
+                          note="spark-sql-kafka-0-10 + spark-avro, Spark SQL enrichment, Spark's Parquet writer"),
             median_metric("rate A / B (same repeat)", rate_ratio, "x", target=1.0,
                           note="the product keeps the faster source: >= 1 means the Python source is faster"),
             median_metric("A wall rate (query start and stop)", [r["wall_rate"] for r in a], "events/s"),
