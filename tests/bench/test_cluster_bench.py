@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import itertools
 import sys
 from pathlib import Path
 
@@ -21,13 +20,15 @@ def test_tier_env_gives_distinct_ports_that_make_a_valid_layout(tmp_path: Path) 
     from incident_contracts.settings import Settings
     from incident_stack.cluster import ClusterLayout
 
-    repeated = itertools.cycle([40001, 40001, 40002, 40003, 40004, 40005, 40006, 40007, 40008, 40009, 40010, 40011,
-                                40012, 40013, 40014, 40015, 40016, 40017, 40018, 40019])
+    # 40001 twice: the repeat is skipped; more distinct ports than the tier needs, so a miscount shows
+    repeated = iter([40001, *range(40001, 40041)])
     env = cluster_bench.tier_env(tmp_path, lambda: next(repeated))
     assert env["RUNTIME_DIR"] == str(tmp_path / "runtime") and env["DATA_DIR"] == str(tmp_path / "data")
     ports = [int(p) for k, v in env.items() if k.startswith("CLUSTER_") for p in v.split(",")]
-    # Kafka 3 + 3 controllers, Spark 5, PostgreSQL, Airflow 3, the dashboard, log-ingest
-    assert len(ports) == len(set(ports)) == 17
+    # Kafka 3 + 3 controllers, Spark 5, PostgreSQL, Airflow 3, the dashboard, log-ingest, the notifier's health
+    # and metrics ports, the job's metrics port
+    assert len(ports) == len(set(ports)) == 20
+    assert sorted(ports) == list(range(40001, 40021))
     values = {k.lower(): v for k, v in env.items() if k != "ENV_FILE"}
     layout = ClusterLayout.from_settings(Settings(_env_file=None, **values))  # type: ignore[call-arg]
     assert layout.brokers == 3 and layout.workers == 2
