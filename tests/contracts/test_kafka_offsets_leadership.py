@@ -54,7 +54,7 @@ def test_a_moving_leader_is_asked_again_until_it_answers(monkeypatch: pytest.Mon
 
 def test_a_leader_that_never_settles_is_reported_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kafka, "admin_client", ScriptedAdmin([KafkaError.UNKNOWN_LEADER_EPOCH] * 1000, [0]))
-    with pytest.raises(kafka.BrokerUnavailable, match="UNKNOWN_LEADER_EPOCH|Leader epoch"):
+    with pytest.raises(kafka.BrokerUnavailable, match=r"UNKNOWN_LEADER_EPOCH|Leader epoch"):
         kafka.offset_range("b:9092", "logs", timeout=0.5)
 
 
