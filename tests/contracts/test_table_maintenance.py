@@ -212,10 +212,15 @@ def test_maintenance_while_a_writer_appends_loses_and_duplicates_nothing(store, 
             store.append(table, rows(table, [f"seed-{table}-{i}-{j}" for j in range(5)], NOW))
     errors: list[BaseException] = []
     done = threading.Event()
+    passes_made = threading.Condition()
+    passes = 0
 
     def writer() -> None:
         try:
             for batch in range(batches):
+                if batch and batch % 15 == 0:  # at 15, 30, 45: let maintenance finish a pass meanwhile, so at
+                    with passes_made:  # least three overlap the writing however fast the machine
+                        passes_made.wait_for(lambda needed=batch // 15: passes >= needed, timeout=60)
                 recent = [f"b{batch}-{i}" for i in range(per_batch)]
                 events = pa.concat_tables([rows("events", recent, NOW), rows("events", [f"late{batch}"], late)])
                 store.commit_files("events", store.write_files("events", events), "job", batch)
@@ -229,11 +234,12 @@ def test_maintenance_while_a_writer_appends_loses_and_duplicates_nothing(store, 
 
     thread = threading.Thread(target=writer)
     thread.start()
-    passes = 0
     while not done.is_set():
         for table in ("events", "metrics"):
             maintain_table(store, table, settings)
-        passes += 1
+        with passes_made:
+            passes += 1
+            passes_made.notify_all()
     thread.join()
     for table in ("events", "metrics"):  # a last pass: late rows committed after the previous one go too
         maintain_table(store, table, settings)
