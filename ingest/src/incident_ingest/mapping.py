@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from incident_contracts.codec import MAX_MESSAGE_BYTES, Codec, EncodeError, name_problem
-from incident_contracts.fast_encode import FastEncoder
+from incident_contracts.fast_encode import SMALL_LENGTHS, FastEncoder, encode_string, varint
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 DEFAULT_HOST = "unknown"
@@ -253,11 +253,11 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                     rejections.append(Rejection(len(stamps), *problem))
                     stamps.append(received)
             continue
-        names = _avro_string(service) + _avro_string(environment) + _avro_string(host)
+        names = encode_string(service) + encode_string(environment) + encode_string(host)
         key = service.encode()
         for scope_logs in resource_logs.scope_logs:
             logger = scope_logs.scope.name
-            logger_bytes = b"\x02" + _avro_string(logger) if logger else b"\x00"
+            logger_bytes = b"\x02" + encode_string(logger) if logger else b"\x00"
             # names + level + logger, by level index
             middles = [names + level + logger_bytes for level in _LEVEL_BYTES]
             for record in scope_logs.log_records:
@@ -271,16 +271,16 @@ def otlp_batch(request: ExportLogsServiceRequest, encoder: Encoder, digest: byte
                 kind = body.WhichOneof("value")
                 data = (body.string_value if kind == "string_value" else _value_text(body) if kind else "").encode()
                 size = len(data)
-                message = (_SMALL_LEN[size] if size < 64 else _varint(size << 1)) + data
+                message = (SMALL_LENGTHS[size] if size < 64 else varint(size << 1)) + data
                 trace, span = record.trace_id, record.span_id
                 if len(trace) == 16 and trace != _ZERO16:
                     ids = b"\x02\x40" + trace.hex().encode()
                 else:
-                    ids = b"\x02" + _avro_string(trace.hex()) if trace and any(trace) else b"\x00"
+                    ids = b"\x02" + encode_string(trace.hex()) if trace and any(trace) else b"\x00"
                 if len(span) == 8 and span != _ZERO8:
                     ids += b"\x02\x20" + span.hex().encode()
                 else:
-                    ids += b"\x02" + _avro_string(span.hex()) if span and any(span) else b"\x00"
+                    ids += b"\x02" + encode_string(span.hex()) if span and any(span) else b"\x00"
                 if record.attributes:
                     attributes = {}
                     for kv in record.attributes:
@@ -329,7 +329,6 @@ _LEVEL_BYTES = tuple(bytes([i << 1]) for i in range(len(LEVELS)))
 _LEVEL_OF_NUMBER = (0, *((n - 1) // 4 for n in range(1, 25)))
 _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
-_SMALL_LEN = tuple(bytes([n << 1]) for n in range(64))
 _LEVEL_BYTE = {name: bytes([i << 1]) for i, name in enumerate(LEVELS)}
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _NO_TAIL = b"\x00" * 6  # no method, path, status, latency, error type; no attributes
@@ -337,13 +336,6 @@ _NAMES_CACHE: dict[str, bytes] = {}
 _CACHE_LIMIT = 4096
 
 
-def _varint(zigzagged: int) -> bytes:
-    out = bytearray()
-    while zigzagged > 0x7F:
-        out.append((zigzagged & 0x7F) | 0x80)
-        zigzagged >>= 7
-    out.append(zigzagged)
-    return bytes(out)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -355,7 +347,7 @@ def _heads(header: bytes, prefix: str, stamps: list[int]) -> list[bytes]:
     """Framing header + event id + timestamp, encoded, of records 0 .. len(stamps) - 1 of a request."""
     n = len(stamps)
     if not n or min(stamps) < _TS_MIN or max(stamps) > _TS_MAX:
-        return [header + _avro_string(f"{prefix}{i:012x}") + _varint(ts << 1 if ts >= 0 else (-ts << 1) - 1)
+        return [header + encode_string(f"{prefix}{i:012x}") + varint(ts << 1 if ts >= 0 else (-ts << 1) - 1)
                 for i, ts in enumerate(stamps)]
     lead = np.frombuffer(header + bytes([36 << 1]) + prefix.encode("ascii"), dtype=np.uint8)
     width = len(lead) + 12 + 6
@@ -370,17 +362,11 @@ def _heads(header: bytes, prefix: str, stamps: list[int]) -> list[bytes]:
     return out.view(f"S{width}").ravel().tolist()
 
 
-def _avro_string(text: str) -> bytes:
-    data = text.encode()
-    size = len(data)
-    return (_SMALL_LEN[size] if size < 64 else _varint(size << 1)) + data
-
-
 def _avro_name(text: str) -> bytes:
     """An Avro string of a low-cardinality value (attribute keys, methods, error types), cached."""
     found = _NAMES_CACHE.get(text)
     if found is None:
-        found = _avro_string(text)
+        found = encode_string(text)
         if len(_NAMES_CACHE) < _CACHE_LIMIT:
             _NAMES_CACHE[text] = found
     return found
@@ -391,10 +377,10 @@ def _attributes_map(attributes: dict[str, str]) -> bytes:
     if not attributes:
         return b"\x00"
     count = len(attributes)
-    parts = [_SMALL_LEN[count] if count < 64 else _varint(count << 1)]
+    parts = [SMALL_LENGTHS[count] if count < 64 else varint(count << 1)]
     for key, value in attributes.items():
         parts.append(_avro_name(key))
-        parts.append(_avro_string(value))
+        parts.append(encode_string(value))
     parts.append(b"\x00")
     return b"".join(parts)
 
@@ -403,13 +389,13 @@ def _tail(attributes: dict[str, str]) -> bytes:
     """Fields http_method .. attributes of a record with these OTLP attributes, encoded (the attributes
     that fill a field leave the map, as :func:`otlp_batch_by_records` does)."""
     status = _take_status(attributes)
-    parts = [b"\x00", b"\x00", b"\x00" if status is None else b"\x02" + _varint(status << 1),  # 0 <= status
+    parts = [b"\x00", b"\x00", b"\x00" if status is None else b"\x02" + varint(status << 1),  # 0 <= status
              b"\x00", b"\x00"]  # latency_ms: none in OTLP
     for at, names in ((0, _HTTP_METHOD), (1, _HTTP_PATH), (4, _ERROR_TYPE)):
         for name in names:
             if name in attributes:
                 text = attributes.pop(name)
-                parts[at] = b"\x02" + (_avro_string(text) if at == 1 else _avro_name(text))
+                parts[at] = b"\x02" + (encode_string(text) if at == 1 else _avro_name(text))
                 break
     parts.append(_attributes_map(attributes))
     return b"".join(parts)
@@ -760,7 +746,7 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
         if known is None:
             problem = names_problem(*names)
             known = checked[names] = (problem, None if problem is not None or header is None else
-                                      b"".join(_avro_string(name) for name in names))
+                                      b"".join(encode_string(name) for name in names))
         problem, names_bytes = known
         if problem is not None:
             rejections.append(Rejection(index, *problem))
@@ -777,9 +763,9 @@ def json_batch(items: list[tuple[Any, str | None]], fields: JsonFields, encoder:
         if names_bytes is not None:
             try:
                 rest = b"".join((
-                    names_bytes, _LEVEL_BYTE[level_name], b"\x00", _avro_string(text),
-                    b"\x00" if trace_id is None else b"\x02" + _avro_string(trace_id),
-                    b"\x00" if span_id is None else b"\x02" + _avro_string(span_id),
+                    names_bytes, _LEVEL_BYTE[level_name], b"\x00", encode_string(text),
+                    b"\x00" if trace_id is None else b"\x02" + encode_string(trace_id),
+                    b"\x00" if span_id is None else b"\x02" + encode_string(span_id),
                     b"\x00\x00\x00\x00\x00",  # no HTTP method, path, status, latency, error type
                     _attributes_map(attributes)))
             except UnicodeEncodeError:  # a lone surrogate from a JSON escape: the encoder names the error

@@ -53,7 +53,8 @@ class _Fallback(Exception):
     """The record needs the generic writer."""
 
 
-def _varint(zigzagged: int) -> bytes:
+def varint(zigzagged: int) -> bytes:
+    """An already zigzagged Avro long as its variable-length bytes."""
     out = bytearray()
     while zigzagged > 0x7F:
         out.append((zigzagged & 0x7F) | 0x80)
@@ -63,17 +64,17 @@ def _varint(zigzagged: int) -> bytes:
 
 
 def _long(value: int) -> bytes:
-    return _varint((value << 1) ^ (value >> 63))
+    return varint((value << 1) ^ (value >> 63))
 
 
 # Length prefixes of short strings, precomputed (a zigzagged length below 128 is one byte).
-_SMALL_LEN = [bytes([n << 1]) for n in range(64)]
+SMALL_LENGTHS = [bytes([n << 1]) for n in range(64)]
 
 
 def _string(value: str) -> bytes:
     data = value.encode("utf-8")
     n = len(data)
-    return (_SMALL_LEN[n] if n < 64 else _varint(n << 1)) + data
+    return (SMALL_LENGTHS[n] if n < 64 else varint(n << 1)) + data
 
 
 def encode_long(value: int) -> bytes:
@@ -170,7 +171,7 @@ class FastEncoder:
         assert self.codec.writer is not None
         # The fast path is only valid for the exact layout above, written as the newest version.
         self.fast = self.codec.writer.version == latest.version and layout_matches(self.codec.writer)
-        self._levels = {name: _varint(i << 1) for i, name in enumerate(LEVEL_SYMBOLS)}
+        self._levels = {name: varint(i << 1) for i, name in enumerate(LEVEL_SYMBOLS)}
         self._cache: dict[str, bytes] = {}
         self._last_ts: int | None = None
         self._last_ts_bytes = b""
