@@ -37,7 +37,7 @@ from pyspark.sql.types import (
 
 from incident_contracts.tables import EVENTS as EVENTS_TABLE
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
-from incident_stream.ingest_files import service_lookup
+from incident_stream.logs_source import service_lookup
 from incident_stream.kafka_read import Range, ReadConfig, consume_range, is_event_batch, read_range
 from incident_stream.kafka_source import (
     KafkaRangePartition,

@@ -85,8 +85,8 @@ def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contra
     assert summary["status"] == "finished", summary
     # The job's Prometheus endpoint counted what the tables hold.
     assert scraped[("incident_stream_dead_letters_total", ())] == len(bad)
-    assert scraped[("incident_stream_batches_total", (("query", "ingest"),))] == summary["batches"]["ingest"]
-    assert {scraped[("incident_stream_consumer_lag_records", (("partition", p), ("query", "ingest")))]
+    assert scraped[("incident_stream_batches_total", (("query", "logs"),))] == summary["batches"]
+    assert {scraped[("incident_stream_consumer_lag_records", (("partition", p), ("query", "logs")))]
             for p in ("0", "1")} == {0}
     events, letters = read_table(data / "events"), read_table(data / "dead_letter")
     assert events.num_rows == 1_201 and summary["events_written"] == 1_201
@@ -114,7 +114,7 @@ def test_bad_input_lands_in_dead_letter_with_reasons_and_tables_match_the_contra
     for name in ("events", "dead_letter", "metrics"):
         assert check_schema(name, read_table(data / name).schema) == [], name
     metrics = sorted(read_table(data / "metrics").to_pylist(), key=lambda m: m["batch_id"])
-    assert {m["query_name"] for m in metrics} == {"ingest"}
+    assert {m["query_name"] for m in metrics} == {"logs"}
     # The metrics count records (events and dead letters), though the source hands Spark one row per file.
     assert metrics[-1]["lag"] == 0 and sum(m["num_input_rows"] for m in metrics) == 1_201 + len(bad)
     for name in ("events", "dead_letter"):  # a clean run leaves no file outside the tables' versions
@@ -125,7 +125,7 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
         spark: Any, broker: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     """Both faults happen inside this process: the running queries are stopped with `query.stop()` while a
-    batch is in flight, then the ingest sink raises after its files are committed to the tables and before
+    batch is in flight, then the sink raises after its files are committed to the tables and before
     Spark commits the batch, and the job is run again. No process is killed here; the job process killed
     with SIGKILL mid-batch is tests/spark/test_job_faults.py."""
     produce_events(broker, topic, (make_event(i) for i in range(6_000)))
@@ -136,7 +136,7 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
     job = StreamJob(spark, settings, options(data, once=False, max_records_per_trigger=1_000))
     job.start()
     deadline = time.monotonic() + 180
-    while job.counters.batches.get("ingest", 0) < 2 and time.monotonic() < deadline:
+    while job.counters.batches < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     for query in job.queries.values():
         query.stop()
@@ -144,7 +144,7 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
     assert 2_000 <= read_table(data / "events").num_rows < 6_000
 
     # 2. The sink raises after the batch's files are committed to the tables, before Spark commits the batch.
-    original = job_module.IngestSink.__call__
+    original = job_module.BatchSink.__call__
     failed_batch: list[int] = []
 
     def fail_once(self: Any, batch: Any, batch_id: int) -> None:
@@ -153,10 +153,10 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
             failed_batch.append(batch_id)
             raise RuntimeError("simulated failure between the table commit and Spark's commit")
 
-    monkeypatch.setattr(job_module.IngestSink, "__call__", fail_once)
+    monkeypatch.setattr(job_module.BatchSink, "__call__", fail_once)
     failed = run_job(spark, settings, options(data, max_records_per_trigger=1_000), handle_signals=False)
     assert failed["status"] == "failed" and "simulated failure" in failed["error"]
-    monkeypatch.setattr(job_module.IngestSink, "__call__", original)
+    monkeypatch.setattr(job_module.BatchSink, "__call__", original)
     failure_over = time.time()
 
     # 3. Restart: the failed batch is replayed (same id, same offsets), then the rest.
@@ -168,8 +168,8 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
     assert len(ids) == 6_000 and len(set(ids)) == 6_000
     # The replay was recognised by the table, committed no second time, and its files were removed: files
     # outside every version are only those of the tasks the in-process stop interrupted.
-    assert f"batch {failed_batch[0]} of ingest is already in events" in caplog.text
-    app_id = f"incident-stream-ingest-{job_module.checkpoint_id(data / '_checkpoints' / 'job' / 'ingest')}"
+    assert f"batch {failed_batch[0]} is already in events" in caplog.text
+    app_id = f"incident-stream-logs-{job_module.checkpoint_id(data / '_checkpoints' / 'job' / 'logs')}"
     batches = transactions(data / "events", app_id)
     assert batches.count(failed_batch[0]) == 1 and batches == sorted(set(batches))
     assert all(mtime < failure_over for mtime in uncommitted_files(data / "events").values())
@@ -192,7 +192,7 @@ def test_metrics_cover_every_batch_even_when_progress_reports_arrive_late(
                       handle_signals=False)
 
     assert summary["status"] == "finished", summary
-    assert summary["input_rows"] == 1_500 and summary["batches"] == {"ingest": 3}
+    assert summary["input_rows"] == 1_500 and summary["batches"] == 3
     metrics = sorted(read_table(data / "metrics").to_pylist(), key=lambda m: m["batch_id"])
     assert [m["batch_id"] for m in metrics] == [0, 1, 2]
     assert [m["num_input_rows"] for m in metrics] == [500, 500, 500]

@@ -1,76 +1,36 @@
-"""The ingest query's source: its tasks write their offset range as new files of the events and dead_letter tables.
+"""Table files a task writes: its events and dead letters as new Parquet files of the Delta tables.
 
-    spark.dataSource.register(IngestFilesSource)
-    files = (spark.readStream.format("kafka_ingest_files")
-             .options(**kafka_options, tablesRoot="/data", serviceCatalog=...).load())
-
-Options beside the Kafka ones (kafka_source.py): ``tablesRoot`` (required: the tables' root, DATA_DIR),
-``tablesStorage`` (JSON of object-store options without credentials) and ``serviceCatalog`` (JSON
-{"tiers": {service: tier}, "owners": {service: owner}} for the enrichment; default: the service catalog
-file, CATALOG_FILE). Each task reads its offset range (kafka_source.py: offsets, limits,
-failOnDataLoss), decodes and enriches it (enrich_arrow.py), and writes the events and
-the rejected records with pyarrow's Parquet writer straight into the Delta tables' folders (local or
-object storage), under names unique to the task attempt. Spark receives one row per file
-(FILES_SCHEMA: path, size, rows, statistics); the query's sink commits all files of the micro-batch in
-one Delta commit per table (job.IngestSink, TableStore.commit_files). Until then no reader sees them;
-files of a failed or replayed attempt are in no table version and are removed by vacuum.
+A task of the job's source (logs_source.py) decodes and enriches its offset range and writes the events
+and the rejected records with pyarrow's Parquet writer straight into the tables' folders (local or object
+storage), under names unique to the task attempt (RangeFiles). The files' names and statistics go into
+the task's manifest (batch_staging.py); the query's sink commits all files of the micro-batch in one
+Delta commit per table (job.BatchSink, TableStore.commit_files). Until then no reader sees them; files of
+a failed or replayed attempt are in no table version and are deleted by the sink, or by vacuum.
 
 Why the task writes, rather than Spark's Parquet writer: a row that Spark writes crosses from the
 Python task into the JVM as Arrow, is converted into Spark's row format and encoded again by parquet-mr;
 measured, that was about 60 % of the job's CPU per event, while pyarrow's C++ writer does the same in
 about a tenth of it (docs/decisions.md).
-
-A consequence: Spark's progress counts files, not records, for this query; the sink reports the records
-to the metrics recorder (metrics.py), which reports those instead.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import StructType
 
-from incident_contracts.catalog import CatalogError, default_catalog
-from incident_contracts.table_store import DataFile, TableStore, data_file, partition_values
+from incident_contracts.table_store import DataFile, TableStore, data_file
 from incident_contracts.tables import DEAD_LETTER, DEAD_LETTER_PARTITIONS, EVENTS, EVENTS_PARTITIONS
-from incident_stream.dead_letter import dead_letter_batch
-from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
-from incident_stream.kafka_read import Range, ReadConfig, is_event_batch, read_range
-from incident_stream.kafka_source import (
-    KafkaRangeSource,
-    SourceOptionError,
-    SourceOptions,
-    TaskWork,
-    logevent_arrow_schema,
-)
+from incident_stream.kafka_read import Range
 
-INGEST_SOURCE_NAME = "kafka_ingest_files"
-TABLES_OPTION = "tablesRoot"
-SERVICES_OPTION = "serviceCatalog"
-# Object-store options without credentials (executors take those from their environment, AWS_*).
-STORAGE_OPTION = "tablesStorage"
 EVENTS_TABLE, DEAD_LETTER_TABLE = "events", "dead_letter"
-
-FILES_ARROW_SCHEMA = pa.schema([
-    pa.field("table", pa.string(), False),  # events or dead_letter
-    pa.field("path", pa.string(), False),  # the file, relative to the table (partition folders included)
-    pa.field("size", pa.int64(), False),
-    pa.field("rows", pa.int64(), False),
-    pa.field("stats", pa.string(), False),  # Delta statistics (min/max/null count by column), JSON
-])
-FILES_SCHEMA = from_arrow_schema(FILES_ARROW_SCHEMA)
 
 # Rows per Parquet row group: a task buffers this many per file before writing them.
 ROW_GROUP_ROWS = 131_072
@@ -234,71 +194,28 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def write_range_files(read: ReadConfig, rng: Range, tables: TableStore,
-                      services: ServiceLookup) -> Iterator[pa.RecordBatch]:
-    """Decode, enrich (with the services' tiers and owners) and write one offset range as new files of the
-    events and dead_letter tables; one FILES_SCHEMA row per file. The files stay outside the tables until
-    the sink commits them."""
-    attempt = f"part-p{rng.partition}o{rng.start}-{uuid.uuid4().hex}"
-    filesystem, root = tables.filesystem()
-    writers = {table.name: TableFiles(filesystem, f"{root}/{table.name}", attempt, table)
-               for table in (STAGED_EVENTS, STAGED_DEAD_LETTER)}
-    try:
-        for batch in read_range(read, rng, logevent_arrow_schema()):
-            if not batch.num_rows:
-                continue
-            if is_event_batch(batch):
-                writers[EVENTS_TABLE].add(enrich_batch(batch, services))
-            else:
-                writers[DEAD_LETTER_TABLE].add(dead_letter_batch(batch))
-        files = [{"table": name, "path": f.path, "size": f.size, "rows": f.rows,
-                  "stats": json.dumps(f.stats, default=str)}
-                 for name, writer in writers.items() for f in writer.close()]
-    except BaseException:
-        for writer in writers.values():
+class RangeFiles:
+    """The events and dead-letter files one task attempt writes for its offset range."""
+
+    def __init__(self, tables: TableStore, rng: Range):
+        attempt = f"part-p{rng.partition}o{rng.start}-{uuid.uuid4().hex}"
+        filesystem, root = tables.filesystem()
+        self.writers = {table.name: TableFiles(filesystem, f"{root}/{table.name}", attempt, table)
+                        for table in (STAGED_EVENTS, STAGED_DEAD_LETTER)}
+
+    def add_events(self, events: pa.RecordBatch) -> None:
+        """Enriched events (the EVENTS columns)."""
+        self.writers[EVENTS_TABLE].add(events)
+
+    def add_dead_letters(self, rows: pa.RecordBatch) -> None:
+        """Rejected records (the DEAD_LETTER columns)."""
+        self.writers[DEAD_LETTER_TABLE].add(rows)
+
+    def close(self) -> list[tuple[str, DataFile]]:
+        """Finish every file: (table, DataFile) for each non-empty one."""
+        return [(name, f) for name, writer in self.writers.items() for f in writer.close()]
+
+    def remove(self) -> None:
+        """Delete what the attempt wrote (it failed: nothing of it will be committed)."""
+        for writer in self.writers.values():
             writer.remove()
-        raise
-    if files:
-        yield pa.RecordBatch.from_pylist(files, schema=FILES_ARROW_SCHEMA)
-
-
-def committed_file(row: Any) -> DataFile:
-    """The DataFile of one FILES_SCHEMA row the sink received."""
-    return DataFile(row.path, row.size, row.rows, partition_values(row.path), json.loads(row.stats))
-
-
-def service_lookup(raw: str) -> ServiceLookup:
-    """The serviceCatalog option: JSON of ServiceLookup.to_dict(); empty: the service catalog file."""
-    if not raw.strip():
-        try:
-            return ServiceLookup.of(default_catalog())
-        except CatalogError as exc:
-            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the service catalog: {exc}; pass the "
-                                    f"option {SERVICES_OPTION} or point CATALOG_FILE at a valid catalog") from None
-    try:
-        return ServiceLookup.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SourceOptionError(f"option {SERVICES_OPTION}: expected JSON with 'tiers' and 'owners' ({exc})") from None
-
-
-class IngestFilesSource(KafkaRangeSource):
-    @classmethod
-    def name(cls) -> str:
-        return INGEST_SOURCE_NAME
-
-    def schema(self) -> StructType:
-        return FILES_SCHEMA
-
-    def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
-        options = {k.lower(): v for k, v in dict(self.options).items()}
-        root = options.get(TABLES_OPTION.lower(), "").strip()
-        if not root:
-            raise SourceOptionError(f"the {INGEST_SOURCE_NAME} source needs the option {TABLES_OPTION!r}: the "
-                                    "tables' root (DATA_DIR), a folder every executor can write or s3://...")
-        try:
-            storage = json.loads(options.get(STORAGE_OPTION.lower(), "") or "{}")
-        except ValueError as exc:
-            raise SourceOptionError(f"the option {STORAGE_OPTION!r} must be a JSON object: {exc}") from None
-        services = service_lookup(options.get(SERVICES_OPTION.lower(), ""))
-        parsed = SourceOptions.parse(dict(self.options), INGEST_SOURCE_NAME)
-        return parsed, functools.partial(write_range_files, tables=TableStore(root, storage), services=services)

@@ -1,23 +1,21 @@
 """The streaming job: Kafka -> decode -> enrich -> events / dead_letter, and detection -> incident_updates.
 
-Two streaming queries share one SparkSession, each with its own checkpoint sub-folder:
-
-* ``ingest`` (checkpoint ``<checkpoint>/ingest``): reads the topic with the ingest source, whose tasks
-  decode and enrich their offset range and write it as new Parquet files of the events and dead_letter
-  Delta tables (ingest_files.py); the sink commits those files, one Delta commit per table and
-  micro-batch, idempotently (TableStore.commit_files). It commits processed offsets to the consumer group.
-* ``detection`` (``<checkpoint>/detection``): reads the topic again with the detection source, whose
-  tasks hand over partial buckets rather than events (detection/source.py), runs
-  ``incident_stream.detection.detect_partials`` and appends incident_updates the same way.
+One streaming query, ``logs`` (checkpoint ``<checkpoint>/logs``), reads each offset range once with the
+job's source (logs_source.py): its tasks decode and enrich their range, write it as new Parquet files of
+the events and dead_letter Delta tables, and hand partial buckets to the detector, one stateful operator
+(detection/stream.py). The sink (BatchSink) then commits, under the micro-batch's id: the files the tasks
+wrote (one Delta commit per table, TableStore.commit_files; it finds them in the tasks' manifests,
+batch_staging.py), and the detector's incident updates and counters.
 
 Each commit records the query's application id (its checkpoint's id) and the micro-batch id in the
 table: Spark replays a batch whose end did not reach the checkpoint, and the table recognises a batch
-it already holds, so every row is committed exactly once. The job holds the checkpoint's and the
-tables' writer locks (incident_contracts.writer_lock) from start to exit: a second job is refused.
+it already holds, so every row is committed exactly once. The detector's state is Spark's, versioned
+with the batch, so a replayed batch sees the state its first attempt saw. The job holds the checkpoint's
+and the tables' writer locks (incident_contracts.writer_lock) from start to exit: a second job is refused.
 
 Run modes: continuous (processing-time trigger), ``available_now`` (everything already in the topic,
 then stop), or idle stop (stop once no record arrived for N seconds). SIGTERM/SIGINT stop gracefully:
-the running micro-batch finishes, the queries stop, the metrics are written, a summary is returned.
+the running micro-batch finishes, the query stops, the metrics are written, a summary is returned.
 The job never compacts: merging small files, retention and vacuum are table maintenance's job
 (incident_contracts.table_maintenance: the table_maintenance DAG, `make maintain`), which commits beside
 a running job, so no micro-batch waits for it or fails with it.
@@ -34,7 +32,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -49,23 +46,27 @@ from incident_contracts.stream_summary import SUMMARY_KIND
 from incident_contracts.table_store import TableStore
 from incident_contracts.tables import METRICS, TABLES
 from incident_contracts.writer_lock import writer_lock
+from incident_stream.batch_staging import BatchStaging, StagedBatch, StagingError
+from incident_stream.detection.output import COUNTER_UPDATE, counter_metric_rows
+from incident_stream.detection.partials import PartialsConfig
+from incident_stream.detection.stream import detect_partials, params_from_settings, partials_config
 from incident_stream.enrich_arrow import ServiceLookup
-from incident_stream.ingest_files import (
-    DEAD_LETTER_TABLE,
-    EVENTS_TABLE,
-    INGEST_SOURCE_NAME,
+from incident_stream.ingest_files import DEAD_LETTER_TABLE, EVENTS_TABLE
+from incident_stream.logs_source import (
+    DETECTION_OPTION,
+    LOGS_SOURCE_NAME,
+    SERVICES_OPTION,
     STORAGE_OPTION,
     TABLES_OPTION,
-    committed_file,
 )
 from incident_stream.metrics import MetricsRecorder
 from incident_stream.prometheus import JobMetrics
 
 log = logging.getLogger("incident_stream")
 
-INGEST, DETECTION = "ingest", "detection"
+LOGS = "logs"  # the query, and its checkpoint's sub-folder
+LEGACY_INGEST, LEGACY_DETECTION = "ingest", "detection"  # the earlier job's two queries
 STOP_GRACE_SECONDS = 60.0
-QUERY_INIT_WAIT_SECONDS = 60.0
 MAX_QUERY_RESTARTS = 3
 
 
@@ -91,24 +92,24 @@ class JobOptions:
 
 @dataclass
 class Counters:
-    """Rows written during this run (the driver's foreachBatch functions update them)."""
+    """Rows written during this run (the sink updates them)."""
 
     events: int = 0
     dead_letter: int = 0
     incident_updates: int = 0
-    batches: dict[str, int] = field(default_factory=dict)
-    commit_seconds: list[float] = field(default_factory=list)  # per ingest micro-batch: both tables' commits
+    batches: int = 0
+    commit_seconds: list[float] = field(default_factory=list)  # per micro-batch: every table's commit
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, query: str, **rows: int) -> None:
+    def add(self, **rows: int) -> None:
         with self.lock:
-            self.batches[query] = self.batches.get(query, 0) + 1
+            self.batches += 1
             for name, count in rows.items():
                 setattr(self, name, getattr(self, name) + count)
 
 
-def source_options(settings: Settings, options: JobOptions, *, commit: bool) -> dict[str, str]:
-    """The Kafka options (kafka_source.py) of the job's sources."""
+def source_options(settings: Settings, options: JobOptions) -> dict[str, str]:
+    """The Kafka options (kafka_source.py) of the job's source."""
     values = {
         "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
         "subscribe": settings.kafka_topic_logs,
@@ -120,7 +121,7 @@ def source_options(settings: Settings, options: JobOptions, *, commit: bool) -> 
     }
     if options.max_records_per_trigger:
         values["maxOffsetsPerTrigger"] = str(options.max_records_per_trigger)
-    if commit and settings.kafka_consumer_group:
+    if settings.kafka_consumer_group:
         values["commitGroup"] = settings.kafka_consumer_group
     return values
 
@@ -146,13 +147,14 @@ def last_committed_batch(checkpoint: Path) -> int | None:
     return max(ids) if ids else None
 
 
-def batch_end_offsets(checkpoint: Path, batch_id: int) -> dict[str, int] | None:
-    """{partition: offset} a batch reads up to, from the query's offset log (written before the batch runs)."""
+def batch_end_offsets(checkpoint: Path, batch_id: int, raw: bool = False) -> dict | None:
+    """{partition: offset} a batch reads up to, from the query's offset log (written before the batch runs);
+    with `raw`, the source's whole end offset as logged."""
     path = checkpoint / "offsets" / str(batch_id)
     try:
         last = path.read_text(encoding="utf-8").strip().splitlines()[-1]
         offset = json.loads(last)
-        return {str(p): int(o) for p, o in offset["offsets"].items()}
+        return offset if raw else {str(p): int(o) for p, o in offset["offsets"].items()}
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
 
@@ -163,105 +165,106 @@ def checkpoint_end_offsets(checkpoint: Path) -> dict[str, int] | None:
     return None if batch is None else batch_end_offsets(checkpoint, batch)
 
 
-def ingest_options(catalog: Catalog, store: TableStore) -> dict[str, str]:
-    """Options of the ingest query's source beside the Kafka ones: its tasks enrich the events with the
-    service catalog and write them, and the dead letters, into the tables (ingest_files.py). Object-store
-    credentials are not among them: executors read them from their environment (AWS_*)."""
+def logs_options(catalog: Catalog, store: TableStore, detection: PartialsConfig | None) -> dict[str, str]:
+    """Options of the job's source beside the Kafka ones (logs_source.py): its tasks enrich the events with
+    the service catalog, write them and the dead letters into the tables, and aggregate partial buckets for
+    detection. Object-store credentials are not among them: executors read them from their environment
+    (AWS_*)."""
     public = {k: v for k, v in store.storage_options.items() if k not in SECRET_OPTIONS}
-    return {TABLES_OPTION: store.root, STORAGE_OPTION: json.dumps(public),
-            "serviceCatalog": json.dumps(ServiceLookup.of(catalog).to_dict())}
+    options = {TABLES_OPTION: store.root, STORAGE_OPTION: json.dumps(public),
+               SERVICES_OPTION: json.dumps(ServiceLookup.of(catalog).to_dict())}
+    if detection is not None:
+        options[DETECTION_OPTION] = detection.to_json()
+    return options
+
+
+def legacy_start(checkpoint: Path, topic: str) -> dict[str, str]:
+    """Where a new query starts when the checkpoint folder holds the earlier job's two queries (ingest and
+    detection) but not yet this one: after the last batch the ingest query committed, so no record is
+    written twice. Detection starts without history (its state was the detection query's)."""
+    if last_committed_batch(checkpoint / LOGS) is not None:
+        return {}
+    legacy = checkpoint_end_offsets(checkpoint / LEGACY_INGEST)
+    if not legacy:
+        return {}
+    log.warning("%s holds the checkpoint of the earlier two-query job: the %r query starts after its last "
+                "committed batch (%s); detection learns its baselines anew. Once this run has committed a "
+                "batch, the folders %s/ and %s/ are no longer used and can be deleted.", checkpoint, LOGS,
+                json.dumps(legacy), LEGACY_INGEST, LEGACY_DETECTION)
+    return {"startingOffsets": json.dumps({topic: legacy})}
 
 
 SECRET_OPTIONS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-class _BatchSink:
-    """What both sinks share: the query's application id in the tables."""
+class BatchSink:
+    """foreachBatch of the query: runs the batch (its tasks write the table files, the detector its
+    updates), then commits the files, the detector's counters and its incident updates, each table once
+    per micro-batch id."""
 
-    def __init__(self, store: TableStore, checkpoint: Path, query: str):
+    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, metrics: MetricsRecorder,
+                 prometheus: JobMetrics | None = None, run_id: str | None = None):
         self.store = store
         self.checkpoint = checkpoint
-        self.query = query
+        self.counters = counters
+        self.metrics = metrics
+        self.prometheus = prometheus
+        self.run_id = run_id
+        self.staging = BatchStaging.of(store)
         self._app_id: str | None = None
 
     @property
     def app_id(self) -> str:
-        """The application id commits carry: one per query and checkpoint (a fresh checkpoint starts over)."""
+        """The application id commits carry: one per checkpoint (a fresh checkpoint starts over)."""
         if self._app_id is None:
-            self._app_id = f"incident-stream-{self.query}-{checkpoint_id(self.checkpoint)}"
+            self._app_id = f"incident-stream-{LOGS}-{checkpoint_id(self.checkpoint)}"
         return self._app_id
 
-
-class IngestSink(_BatchSink):
-    """foreachBatch of the ingest query: commits the events and dead-letter files the batch's tasks wrote
-    (one row per file, ingest_files.FILES_SCHEMA), one commit per table, exactly once per batch."""
-
-    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, metrics: MetricsRecorder,
-                 prometheus: JobMetrics | None = None):
-        super().__init__(store, checkpoint, INGEST)
-        self.counters = counters
-        self.metrics = metrics
-        self.prometheus = prometheus
-
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        files = batch.collect()  # runs the batch's tasks: they read, enrich and write the files
+        updates = batch.toArrow()  # runs the batch: the source's tasks write their files, the detector runs
+        end = batch_end_offsets(self.checkpoint, batch_id, raw=True)
+        if end is None:
+            raise StagingError(f"micro-batch {batch_id} has no entry in {self.checkpoint / 'offsets'}")
+        self.commit(batch_id, self.staging.batch(end), updates)
+
+    def commit(self, batch_id: int, staged: StagedBatch, updates: pa.Table) -> None:
         started = time.perf_counter()
         rows = {}
         for table in (EVENTS_TABLE, DEAD_LETTER_TABLE):
-            written = [committed_file(f) for f in files if f.table == table]
+            self.store.delete_files(table, staged.discarded.get(table, []))
+            written = staged.files.get(table, [])
             rows[table] = sum(f.rows for f in written)
             if written and not self.store.commit_files(table, written, self.app_id, batch_id):
-                log.info("batch %d of %s is already in %s (a replay): its new files are dropped", batch_id,
-                         INGEST, table)
+                log.info("batch %d is already in %s (a replay): its new files are dropped", batch_id, table)
                 self.store.delete_files(table, written)
                 rows[table] = 0
+        added = self._commit_updates(batch_id, updates)
+        self.staging.clear()
         with self.counters.lock:
             self.counters.commit_seconds.append(time.perf_counter() - started)
-        self.counters.add(INGEST, events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE])
-        self.metrics.count_records(INGEST, batch_id, sum(rows.values()))
+        self.counters.add(events=rows[EVENTS_TABLE], dead_letter=rows[DEAD_LETTER_TABLE], incident_updates=added)
+        self.metrics.count_records(LOGS, batch_id, rows[EVENTS_TABLE] + rows[DEAD_LETTER_TABLE])
         if self.prometheus is not None and rows[DEAD_LETTER_TABLE]:
             self.prometheus.dead_letters.inc(rows[DEAD_LETTER_TABLE])
 
-
-class UpdatesSink(_BatchSink):
-    """foreachBatch of the detection query: incident_updates rows, appended exactly once per batch."""
-
-    def __init__(self, store: TableStore, checkpoint: Path, counters: Counters, run_id: str | None = None):
-        super().__init__(store, checkpoint, DETECTION)
-        self.counters = counters
-        self.run_id = run_id
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from incident_stream.detection.output import COUNTER_UPDATE, counter_metric_rows
-
-        rows = batch.toArrow()
+    def _commit_updates(self, batch_id: int, rows: pa.Table) -> int:
+        """The detector's rows: counters (late events per service, environment-wide silences) to metrics,
+        incident lifecycle rows to incident_updates; the number of the latter committed."""
+        if "update_type" not in rows.column_names:  # the job runs without detection
+            return 0
         counter = pc.equal(rows.column("update_type"), COUNTER_UPDATE)
         if rows.num_rows and pc.any(counter).as_py():
-            # the detector's counters (late events per service, environment-wide silences) go to metrics,
-            # exactly once per batch like the incident rows (their own application id)
             metric_rows = counter_metric_rows(rows.filter(counter).to_pylist(), batch_id, self.run_id)
             self.store.append("metrics", pa.Table.from_pylist(metric_rows, schema=METRICS),
                               f"{self.app_id}-counters", batch_id)
             rows = rows.filter(pc.invert(counter))
         # An empty batch (every trigger of an idle stream) commits nothing: replaying it writes nothing either.
-        added = rows.num_rows if rows.num_rows and self.store.append(UPDATES_TABLE, rows, self.app_id,
-                                                                      batch_id) else 0
-        self.counters.add(DETECTION, incident_updates=added)
+        if rows.num_rows and self.store.append(UPDATES_TABLE, rows, self.app_id, batch_id):
+            return rows.num_rows
+        return 0
 
 
 UPDATES_TABLE = "incident_updates"
-
-
-def _detection() -> Any | None:
-    """The detection package (its source and detect_partials), or None when it cannot be imported."""
-    try:
-        from incident_stream import detection
-        from incident_stream.detection import source
-    except ImportError as exc:
-        log.warning("incident detection is unavailable (%s); only events and dead letters are written", exc)
-        return None
-    return SimpleNamespace(detect_partials=detection.detect_partials, params=detection.params_from_settings,
-                           source=source.PARTIALS_SOURCE_NAME, options=source.partials_options)
 
 
 class StreamJob:
@@ -284,9 +287,9 @@ class StreamJob:
         self._restarts: dict[str, int] = {}
 
     # --- building the queries ---------------------------------------------------------------------
-    def _source(self, name: str, *, commit: bool, extra: dict[str, str] | None = None) -> DataFrame:
-        reader = self.spark.readStream.format(name)
-        for key, value in {**source_options(self.settings, self.options, commit=commit), **(extra or {})}.items():
+    def _source(self, extra: dict[str, str]) -> DataFrame:
+        reader = self.spark.readStream.format(LOGS_SOURCE_NAME)
+        for key, value in {**source_options(self.settings, self.options), **extra}.items():
             reader = reader.option(key, value)
         return reader.load()
 
@@ -299,52 +302,30 @@ class StreamJob:
         for table in TABLES:  # created before any task writes a file into a table's folder
             self.store.create(table)
         self.spark.streams.addListener(self.metrics)
-        checkpoint = self.options.checkpoint
-        ingest_checkpoint = checkpoint / INGEST
-        sink = IngestSink(self.store, ingest_checkpoint, self.counters, self.metrics, self.prometheus)
+        checkpoint = self.options.checkpoint / LOGS
+        sink = BatchSink(self.store, checkpoint, self.counters, self.metrics, self.prometheus, self.options.run_id)
+        params = params_from_settings(self.settings)
+        detection = partials_config(params) if self.options.detection else None
+        extra = {**logs_options(self.catalog, self.store, detection),
+                 **legacy_start(self.options.checkpoint, self.settings.kafka_topic_logs)}
 
-        def ingest() -> StreamingQuery:
-            return (self._source(commit=True, name=INGEST_SOURCE_NAME,
-                                 extra=ingest_options(self.catalog, self.store))
-                    .writeStream.queryName(INGEST)
+        def query() -> StreamingQuery:
+            sink.staging.clear()  # what a batch left before a crash or a restart is in no commit
+            stream = self._source(extra)
+            if detection is not None:
+                stream = detect_partials(stream, self.catalog, params, counters=True)
+            return (stream.writeStream.queryName(LOGS)
                     .foreachBatch(sink)
-                    .option("checkpointLocation", str(ingest_checkpoint))
+                    .option("checkpointLocation", str(checkpoint))
                     .trigger(**self._trigger()).start())
 
-        self._launch(INGEST, ingest)
-        detection = _detection() if self.options.detection else None
-        if detection is not None:
-            detection_checkpoint = checkpoint / DETECTION
-            updates_sink = UpdatesSink(self.store, detection_checkpoint, self.counters, self.options.run_id)
-
-            def detection_query() -> StreamingQuery:
-                params = detection.params(self.settings)
-                partials = self._source(commit=False, name=detection.source,
-                                        extra=detection.options(self.catalog, params))
-                updates = detection.detect_partials(partials, self.catalog, params, counters=True)
-                return (updates.writeStream.queryName(DETECTION)
-                        .foreachBatch(updates_sink)
-                        .option("checkpointLocation", str(detection_checkpoint))
-                        .trigger(**self._trigger()).start())
-
-            # Each query starts a Python process for its source; starting both at once on a busy
-            # machine can make one miss Spark's fixed 10 s connect-back window.
-            self._await_initialised(self.queries[INGEST])
-            self._launch(DETECTION, detection_query)
+        self._launch(LOGS, query)
 
     def _launch(self, name: str, build: Callable[[], StreamingQuery]) -> None:
         self._builders[name] = build
         query = build()
         self.queries[name] = query
         self._started_queries.append(query)
-
-    @staticmethod
-    def _await_initialised(query: StreamingQuery, timeout: float = QUERY_INIT_WAIT_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and query.isActive:
-            if query.status.get("message") != "Initializing sources":
-                return
-            time.sleep(0.2)
 
     def _restart_if_transient(self, query: StreamingQuery) -> bool:
         """Restart a query that failed to start its Python source process (a busy machine); True if so."""
@@ -367,7 +348,7 @@ class StreamJob:
         self._stop.set()
 
     def _idle_for(self) -> float:
-        activity = self.metrics.activity.get(INGEST)
+        activity = self.metrics.activity.get(LOGS)
         since = activity.last_input_time if activity else self._started
         return time.monotonic() - since
 
@@ -422,9 +403,9 @@ class StreamJob:
 
     # --- reporting --------------------------------------------------------------------------------
     def summary(self, elapsed: float) -> dict[str, Any]:
-        ingest = self.metrics.activity.get(INGEST)
-        busy_s = (ingest.busy_ms / 1000) if ingest else 0.0
-        end_offsets = checkpoint_end_offsets(self.options.checkpoint / INGEST)
+        activity = self.metrics.activity.get(LOGS)
+        busy_s = (activity.busy_ms / 1000) if activity else 0.0
+        end_offsets = checkpoint_end_offsets(self.options.checkpoint / LOGS)
         return {
             "summary": SUMMARY_KIND,
             "run_id": self.options.run_id,
@@ -436,18 +417,18 @@ class StreamJob:
             "events_written": self.counters.events,
             "dead_letter_written": self.counters.dead_letter,
             "incident_updates_written": self.counters.incident_updates,
-            "batches": dict(self.counters.batches),
-            "input_rows": ingest.input_rows if ingest else 0,
+            "batches": self.counters.batches,
+            "input_rows": activity.input_rows if activity else 0,
             "end_offsets": end_offsets,
-            "detection": DETECTION in self.queries,
+            "detection": self.options.detection,
             "elapsed_s": round(elapsed, 2),
             "commit_ms_p95": _p95_ms(self.counters.commit_seconds),
-            "rows_per_second": round(ingest.input_rows / busy_s, 1) if ingest and busy_s else 0.0,
+            "rows_per_second": round(activity.input_rows / busy_s, 1) if activity and busy_s else 0.0,
         }
 
 
 def _p95_ms(seconds: list[float]) -> float | None:
-    """The 95th percentile (nearest rank) of the ingest commits' durations, in milliseconds."""
+    """The 95th percentile (nearest rank) of the batches' commit durations, in milliseconds."""
     if not seconds:
         return None
     ordered = sorted(seconds)

@@ -1,10 +1,9 @@
-"""The Kafka side of the job's sources, written with PySpark's Python Data Source API (no JVM connector).
+"""The Kafka side of the job's source, written with PySpark's Python Data Source API (no JVM connector).
 
-The job reads the topic with two sources built on :class:`KafkaRangeSource`: ``kafka_ingest_files``
-(ingest_files.py: its tasks decode, enrich and write their range as table files) and
-``kafka_detection_partials`` (detection/source.py: its tasks hand over partial buckets). Each says what
-its tasks do with their offset range (a :data:`TaskWork`) and reads the options it needs beside the Kafka
-ones, below; this module plans the ranges and reads them.
+:class:`KafkaRangeSource` plans offset ranges and reads them; a source built on it says what its tasks do
+with their range (a :data:`TaskWork`) and which options it reads beside the Kafka ones, below. The job's
+source is ``kafka_logs`` (logs_source.py: its tasks write the range as table files and hand detection
+partial buckets); it is also told each batch's plan (:meth:`KafkaRangeSource.on_plan`).
 
 Offsets per partition live in Spark's checkpoint (see offsets.py); each micro-batch reads one task per
 partition range with ``assign()`` at explicit offsets, up to end offsets planned with
@@ -21,7 +20,8 @@ Kafka options (case-insensitive):
 =========================  ================================================================================
 kafka.bootstrap.servers    broker list (required)
 subscribe                  the topic (required; one topic)
-startingOffsets            ``earliest`` (default) or ``latest``, for a query without a checkpoint
+startingOffsets            ``earliest`` (default), ``latest``, or JSON ``{"<topic>": {"<partition>": offset}}``
+                           (partitions not named start at the earliest), for a query without a checkpoint
 maxOffsetsPerTrigger       most records per micro-batch (alias maxRecordsPerTrigger); spread over partitions
 failOnDataLoss             ``true`` (default): fail when records are gone or the topic was recreated;
                            ``false``: warn and continue from the earliest available offset
@@ -45,7 +45,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -111,6 +111,9 @@ def logevent_arrow_schema() -> pa.Schema:
 # picklable callable, so each source only says what its tasks do and keeps the offsets, limits and
 # failOnDataLoss of this module.
 TaskWork = Callable[[ReadConfig, Range], Iterator[pa.RecordBatch]]
+# Told on the driver, before a batch's tasks run, the batch's end offset (as the offset log records it)
+# and its ranges.
+PlanHook = Callable[[dict, list[Range]], None]
 
 
 class SourceOptionError(ValueError):
@@ -121,6 +124,7 @@ class SourceOptionError(ValueError):
 class SourceOptions:
     read: ReadConfig
     starting: str = "earliest"
+    starting_offsets: dict[int, int] = field(default_factory=dict)  # startingOffsets given as JSON
     max_records: int | None = None
     commit_group: str = ""
     source: str = "Kafka"  # the source's name, for messages
@@ -158,9 +162,11 @@ class SourceOptions:
         topic = need("subscribe")
         if "," in topic:
             raise SourceOptionError(f"subscribe={topic!r}: this source reads one topic per query")
-        starting = opts.get("startingoffsets", "earliest").strip().lower()
+        starting = opts.get("startingoffsets", "earliest").strip()
+        starting_offsets = starting_offsets_of(starting, topic) if starting.startswith("{") else {}
+        starting = "earliest" if starting_offsets else starting.lower()
         if starting not in ("earliest", "latest"):
-            raise SourceOptionError(f"startingOffsets={starting!r}: expected 'earliest' or 'latest'")
+            raise SourceOptionError(f"startingOffsets={starting!r}: expected 'earliest', 'latest' or JSON offsets")
         limit_raw = opts.get("maxoffsetspertrigger") or opts.get("maxrecordspertrigger")
         max_records = None
         if limit_raw:
@@ -188,8 +194,18 @@ class SourceOptions:
             bounds=TimeBounds(int(age * 1000) if age > 0 else None, int(future * 1000) if future > 0 else None),
             consumer_config=consumer_config,
         )
-        return cls(read=read, starting=starting, max_records=max_records,
+        return cls(read=read, starting=starting, starting_offsets=starting_offsets, max_records=max_records,
                    commit_group=opts.get("commitgroup", "").strip(), source=source)
+
+
+def starting_offsets_of(raw: str, topic: str) -> dict[int, int]:
+    """{partition: offset} of startingOffsets given as JSON {"<topic>": {"<partition>": offset}}."""
+    try:
+        given = json.loads(raw)[topic]
+        return {int(p): int(o) for p, o in given.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SourceOptionError(f"startingOffsets={raw!r}: expected JSON {{{topic!r}: {{\"<partition>\": "
+                                "<offset>, ...}}}") from None
 
 
 def readable_ranges(config: ReadConfig) -> dict[int, tuple[int, int]]:
@@ -239,9 +255,10 @@ def read_partition(options: SourceOptions, work: TaskWork, partition: InputParti
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    def __init__(self, options: SourceOptions, work: TaskWork):
+    def __init__(self, options: SourceOptions, work: TaskWork, on_plan: PlanHook | None = None):
         self.options = options
         self.work = work
+        self.on_plan = on_plan
         self._broker: _Broker | None = None
         self._latest: SourceOffset | None = None
         self._cap: dict[int, int] | None = None
@@ -272,7 +289,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def initialOffset(self) -> dict:
         state = self._topic_state()
         pick = 0 if self.options.starting == "earliest" else 1
-        offsets = {p: bounds[pick] for p, bounds in state.ranges.items()}
+        offsets = {p: self.options.starting_offsets.get(p, bounds[pick]) for p, bounds in state.ranges.items()}
         return SourceOffset(self.options.read.topic, state.topic_id, offsets).to_json()
 
     def getDefaultReadLimit(self) -> ReadLimit:
@@ -300,7 +317,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._cap = {p: high for p, (_, high) in self._topic_state().ranges.items()}
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
-        return plan_partitions(SourceOffset.from_json(start), SourceOffset.from_json(end))
+        planned = plan_partitions(SourceOffset.from_json(start), SourceOffset.from_json(end))
+        if self.on_plan is not None:
+            self.on_plan(end, [p.range for p in planned])
+        return planned
 
     def commit(self, end: dict) -> None:
         """Spark has processed everything up to `end`: publish it to the consumer group (if any)."""
@@ -342,13 +362,16 @@ def plan_partitions(start: SourceOffset, end: SourceOffset) -> list[KafkaRangePa
 
 
 class KafkaRangeSource(DataSource):
-    """What the job's sources share: Kafka options, offset planning and the streaming reader. A source
-    names itself, gives its schema and says, in :meth:`reading`, which options it reads and what its
-    tasks do."""
+    """A Kafka source: options, offset planning and the streaming reader. A source built on it names
+    itself, gives its schema and says, in :meth:`reading`, which options it reads and what its tasks do."""
 
     def reading(self, schema: StructType) -> tuple[SourceOptions, TaskWork]:
         """The reader's options and its tasks' work."""
         raise NotImplementedError
 
+    def on_plan(self) -> PlanHook | None:
+        """What to tell of each batch's plan on the driver (nothing by default)."""
+        return None
+
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        return KafkaStreamReader(*self.reading(schema))
+        return KafkaStreamReader(*self.reading(schema), on_plan=self.on_plan())

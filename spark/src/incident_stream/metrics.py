@@ -59,12 +59,17 @@ def progress_row(progress: dict[str, Any], run_id: str | None, records: int | No
     """One METRICS row from a StreamingQueryProgress (as parsed JSON).
 
     `records`: the Kafka records the batch processed, for a query whose source rows are not records (the
-    ingest query's source hands Spark one row per written file): the row counts and both rates then
-    report records (Spark computes each rate from its row count, so they scale alike)."""
+    job's source hands Spark partial buckets, logs_source.py): the row counts and both rates then report
+    records. Spark computes each rate from its row count, so they scale alike; a batch of records but no
+    rows (dead letters only, or no detection) has no Spark rate to scale: both are records / its duration."""
     spark_rows = int(progress.get("numInputRows") or 0)
-    scale = 1.0
-    if records is not None:
-        scale = records / spark_rows if spark_rows else 0.0
+    duration_ms = int(progress.get("batchDuration") or progress.get("durationMs", {}).get("triggerExecution", 0))
+    input_rate = float(progress.get("inputRowsPerSecond") or 0.0)
+    processed_rate = float(progress.get("processedRowsPerSecond") or 0.0)
+    if records is not None and spark_rows:
+        input_rate, processed_rate = input_rate * records / spark_rows, processed_rate * records / spark_rows
+    elif records is not None:
+        input_rate = processed_rate = records / (duration_ms / 1000) if duration_ms else 0.0
     sources = progress.get("sources") or [{}]
     source = sources[0]
     start, end, latest = (_partition_offsets(source.get(k)) for k in ("startOffset", "endOffset", "latestOffset"))
@@ -80,10 +85,9 @@ def progress_row(progress: dict[str, Any], run_id: str | None, records: int | No
         "batch_id": int(progress.get("batchId", -1)),
         "timestamp": stamp,
         "num_input_rows": spark_rows if records is None else records,
-        "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0) * scale,
-        "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0) * scale,
-        "batch_duration_ms": int(progress.get("batchDuration") or progress.get("durationMs", {}).get(
-            "triggerExecution", 0)),
+        "input_rows_per_second": input_rate,
+        "processed_rows_per_second": processed_rate,
+        "batch_duration_ms": duration_ms,
         "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states) if states else None,
         "state_memory_bytes": sum(int(s.get("memoryUsedBytes") or 0) for s in states) if states else None,
         "start_offsets": json.dumps(start) if start is not None else None,

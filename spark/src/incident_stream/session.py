@@ -8,7 +8,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from incident_contracts.settings import Settings
-from incident_stream.ingest_files import IngestFilesSource
+from incident_stream.logs_source import LogsSource
 
 # Spark's own metrics in Prometheus' text format, served by the driver UI (docs/operations.md "Metrics"):
 # the metrics system's PrometheusServlet sink at /metrics/prometheus (driver and streaming-query gauges
@@ -54,7 +54,7 @@ def python_environment() -> None:
 
 def build_session(settings: Settings, *, master: str | None = None, ui: bool = True,
                   extra: dict[str, str] | None = None) -> SparkSession:
-    """Create (or reuse) the session and register the Kafka source on it."""
+    """Create (or reuse) the session and register the job's source on it."""
     python_environment()
     builder = SparkSession.builder
     for key, value in {**spark_conf(settings, master=master, ui=ui), **(extra or {})}.items():
@@ -65,10 +65,7 @@ def build_session(settings: Settings, *, master: str | None = None, ui: bool = T
 
 
 def register_sources(spark: SparkSession) -> None:
-    from incident_stream.detection.source import DetectionPartialsSource
-
-    spark.dataSource.register(IngestFilesSource)
-    spark.dataSource.register(DetectionPartialsSource)
+    spark.dataSource.register(LogsSource)
 
 
 def ui_url(spark: SparkSession) -> str | None:

@@ -1,6 +1,6 @@
 """Partial buckets computed where the events are read, so only a few rows reach the stateful operator.
 
-Each task of the detection query aggregates its own events into partial buckets, one row per
+Each task of the job's source (logs_source.py) aggregates its own events into partial buckets, one row per
 (environment, service, bucket), before the shuffle to the environment key. Partial buckets merge exactly
 (buckets.BucketAgg.merge), so the detector's rows are the same as when it aggregates the events itself;
 what changes is where the work runs: in every reading task in parallel instead of in the one task that
@@ -10,7 +10,7 @@ owns an environment, and the shuffle moves a few hundred small rows per micro-ba
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -39,27 +39,47 @@ def decode(blob: bytes) -> BucketAgg:
     return BucketAgg.from_json(json.loads(blob))
 
 
-def partial_buckets(bucket_ms: int, slowest_kept: int) -> Callable[[Iterator[pa.RecordBatch]],
-                                                                    Iterator[pa.RecordBatch]]:
-    """The mapInArrow function: a task's events (READ_COLUMNS) in, its partial buckets (PARTIALS_SCHEMA) out."""
+@dataclass(frozen=True)
+class PartialsConfig:
+    """What a reading task needs to aggregate partial buckets (DetectionParams' share of it)."""
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        by_env: dict[str, Parts] = {}
-        newest: dict[str, int] = {}
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            frame = batch.select(list(READ_COLUMNS)).to_pandas()
-            for environment, events in frame.groupby("environment", sort=False):
-                mine = by_env.setdefault(environment, {})
-                for key, agg in aggregate_frame(events, bucket_ms, slowest_kept).items():
-                    merge_into(mine, key, agg, slowest_kept)
-                latest = int(events["t_ms"].max())
-                newest[environment] = max(newest.get(environment, latest), latest)
-        if by_env:
-            yield to_batch(by_env, newest)
+    bucket_ms: int
+    slowest_kept: int
+    message_max_chars: int
 
-    return run
+    def to_json(self) -> str:
+        return json.dumps({"bucket_ms": self.bucket_ms, "slowest_kept": self.slowest_kept,
+                           "message_max_chars": self.message_max_chars}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> PartialsConfig:
+        data = json.loads(raw)
+        return cls(int(data["bucket_ms"]), int(data["slowest_kept"]), int(data["message_max_chars"]))
+
+
+class PartialBuckets:
+    """A task's partial buckets: add its events (READ_COLUMNS, view.events_view), then take one batch."""
+
+    def __init__(self, bucket_ms: int, slowest_kept: int):
+        self.bucket_ms = bucket_ms
+        self.slowest_kept = slowest_kept
+        self._by_env: dict[str, Parts] = {}
+        self._newest: dict[str, int] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        frame = batch.select(list(READ_COLUMNS)).to_pandas()
+        for environment, events in frame.groupby("environment", sort=False):
+            mine = self._by_env.setdefault(environment, {})
+            for key, agg in aggregate_frame(events, self.bucket_ms, self.slowest_kept).items():
+                merge_into(mine, key, agg, self.slowest_kept)
+            latest = int(events["t_ms"].max())
+            self._newest[environment] = max(self._newest.get(environment, latest), latest)
+
+    def batch(self) -> pa.RecordBatch | None:
+        """PARTIALS_SCHEMA rows of everything added (None when nothing was)."""
+        return to_batch(self._by_env, self._newest) if self._by_env else None
 
 
 def to_batch(by_env: dict[str, Parts], newest: dict[str, int]) -> pa.RecordBatch:

@@ -1,5 +1,5 @@
-"""`detect_partials`: partial buckets in (what the detection source's tasks compute from the events they
-read: source.py, partials.py), the incident_updates stream out (append mode).
+"""`detect_partials`: partial buckets in (what the job source's tasks compute from the events they read:
+logs_source.py, partials.py), the incident_updates stream out (append mode).
 
 Only the partial buckets reach the stateful processor, grouped by environment. See README.md for why
 the detector is one stateful operator with event-time buckets rather than windowed aggregations.
@@ -14,7 +14,13 @@ from incident_contracts.settings import Settings
 from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.partials import PartialsConfig
 from incident_stream.detection.processor import IncidentDetectorProcessor
+
+
+def partials_config(params: DetectionParams) -> PartialsConfig:
+    """What the source's tasks need to hand detection its partial buckets."""
+    return PartialsConfig(params.bucket_ms, params.slowest_kept, params.message_max_chars)
 
 
 def params_from_settings(settings: Settings) -> DetectionParams:
@@ -29,7 +35,7 @@ def params_from_settings(settings: Settings) -> DetectionParams:
 def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionParams,
                     counters: bool = False) -> DataFrame:
     """Incident lifecycle rows for a stream (or batch) of partial buckets (PARTIALS_SCHEMA), those of the
-    ``kafka_detection_partials`` source (source.py).
+    job's ``kafka_logs`` source (logs_source.py).
     With `counters`, the detector's counters come along as rows of update_type output.COUNTER_UPDATE
     (late events per service, environment-wide silences), for the job's sink to move to metrics."""
     if partials.isStreaming:
