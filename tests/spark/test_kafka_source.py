@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -14,6 +17,7 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable
 from stream_helpers import make_event, produce, produce_events, source_reader
 
 from incident_contracts.kafka import TopicSpec, committed_offsets, end_offsets, ensure_topics
+from incident_stream.kafka_read import Range
 from incident_stream.kafka_source import KafkaStreamReader, SourceOptionError, SourceOptions
 from incident_stream.offsets import DataLossError, SourceOffset
 
@@ -175,17 +179,75 @@ def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
 
 
 def test_a_source_is_named_in_the_message_about_its_options() -> None:
-    with pytest.raises(SourceOptionError, match="the kafka_ingest_files source needs the option 'subscribe'"):
-        SourceOptions.parse({"kafka.bootstrap.servers": "h:1"}, "kafka_ingest_files")
+    with pytest.raises(SourceOptionError, match="the kafka_logs source needs the option 'subscribe'"):
+        SourceOptions.parse({"kafka.bootstrap.servers": "h:1"}, "kafka_logs")
 
 
-def test_the_ingest_source_reads_its_service_catalog_option() -> None:
+def test_the_logs_source_reads_its_service_catalog_option() -> None:
     from incident_contracts.catalog import default_catalog
     from incident_stream.enrich_arrow import ServiceLookup
-    from incident_stream.ingest_files import service_lookup
+    from incident_stream.logs_source import service_lookup
 
     lookup = ServiceLookup({"api": "1"}, {"api": "team-a"})
     assert service_lookup(json.dumps(lookup.to_dict())) == lookup
     assert service_lookup("") == ServiceLookup.of(default_catalog())  # the catalog file
     with pytest.raises(SourceOptionError, match="option serviceCatalog: expected JSON with 'tiers' and 'owners'"):
         service_lookup("{")
+
+
+def test_starting_offsets_given_as_json_are_the_partitions_first_offsets() -> None:
+    given = json.dumps({"t": {"0": 12, "1": 0}})
+    parsed = SourceOptions.parse({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "startingOffsets": given})
+    assert (parsed.starting, parsed.starting_offsets) == ("earliest", {0: 12, 1: 0})
+    latest = SourceOptions.parse({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "startingOffsets": " LATEST "})
+    assert (latest.starting, latest.starting_offsets) == ("latest", {})
+
+
+@pytest.mark.parametrize("given", ['{"other": {"0": 12}}', '{"t": {"0": "twelve"}}', '{"t": [12]}', '{"t": 12',
+                                   '{"t": {"zero": 12}}'])
+def test_bad_json_starting_offsets_name_the_expected_form(given: str) -> None:
+    expected = re.escape(f"startingOffsets={given!r}: expected JSON {{'t': {{\"<partition>\": <offset>, ...}}}}")
+    with pytest.raises(SourceOptionError, match=expected):
+        SourceOptions.parse({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "startingOffsets": given})
+
+
+def test_json_starting_offsets_start_the_named_partitions_there_and_the_others_at_their_earliest(
+        broker: str, topic: str) -> None:
+    produce_events(broker, topic, (make_event(i) for i in range(30)), partition=0)
+    produce_events(broker, topic, (make_event(i) for i in range(10)), partition=1)
+    source = reader(broker, topic, startingOffsets=json.dumps({topic: {"0": 12}}))
+    assert source.initialOffset()["offsets"] == {"0": 12, "1": 0}
+
+
+def no_work(read: Any, rng: Any) -> Any:
+    return iter(())
+
+
+def test_the_plan_hook_is_told_each_batchs_end_offset_and_ranges() -> None:
+    told: list[tuple[dict, list[Range]]] = []
+    parsed = SourceOptions.parse({"kafka.bootstrap.servers": "h:1", "subscribe": "t"})
+    source = KafkaStreamReader(parsed, no_work, on_plan=lambda end, ranges: told.append((end, ranges)))
+    start = SourceOffset("t", "id-1", {0: 10, 1: 5}).to_json()
+    end = SourceOffset("t", "id-1", {0: 30, 1: 5, 2: 7}, starts={2: 0}).to_json()
+    planned = source.partitions(start, end)
+    assert [(p.partition, p.start, p.end) for p in planned] == [(0, 10, 30), (2, 0, 7)]
+    assert told == [(end, [Range(0, 10, 30), Range(2, 0, 7)])]  # partition 1 read nothing: no range
+    assert told[0][0] is end  # the offset as Spark logs it: the sink finds the plan by it
+    task_side = pickle.loads(pickle.dumps(source))
+    assert task_side.on_plan is None and task_side.work is no_work  # tasks never plan
+
+
+def test_the_logs_source_writes_each_plan_where_its_sink_finds_it(tmp_path: Path) -> None:
+    from incident_stream.batch_staging import BatchStaging, StagingError, end_tag
+    from incident_stream.detection.partials import PARTIALS_SCHEMA
+    from incident_stream.logs_source import LogsSource
+
+    source = LogsSource({"kafka.bootstrap.servers": "h:1", "subscribe": "t", "tablesRoot": str(tmp_path / "data"),
+                         "serviceCatalog": json.dumps({"tiers": {}, "owners": {}})})
+    stream = source.streamReader(PARTIALS_SCHEMA)
+    end = SourceOffset("t", "id-1", {0: 30, 1: 8}).to_json()
+    stream.partitions(SourceOffset("t", "id-1", {0: 10, 1: 8}).to_json(), end)
+    plan = json.loads((tmp_path / "data" / "_stream_batches" / "plans" / f"{end_tag(end)}.json").read_text())
+    assert plan == {"end": end, "ranges": [[0, 10, 30]]}
+    with pytest.raises(StagingError, match="the task that read p0-10-30 left no manifest"):
+        BatchStaging(pafs.LocalFileSystem(), str(tmp_path / "data")).batch(end)

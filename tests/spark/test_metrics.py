@@ -12,7 +12,7 @@ from incident_contracts.tables import check_schema
 from incident_stream.metrics import MetricsRecorder, progress_row
 
 
-def progress(batch_id: int, rows: int, name: str = "ingest") -> dict[str, Any]:
+def progress(batch_id: int, rows: int, name: str = "logs") -> dict[str, Any]:
     return {"id": f"id-{name}", "runId": f"run-{name}", "name": name, "batchId": batch_id,
             "timestamp": "2026-12-06T05:00:00.000Z",
             "numInputRows": rows, "inputRowsPerSecond": rows / 2.0, "processedRowsPerSecond": rows / 0.5,
@@ -29,7 +29,7 @@ def test_a_row_reports_what_spark_reported() -> None:
 
 
 def test_records_replace_spark_rows_and_scale_both_rates() -> None:
-    """The ingest source hands Spark one row per file: 4 rows for 10,000 records."""
+    """The job's source hands Spark partial buckets: 4 rows for 10,000 records."""
     row = progress_row(progress(3, 4), run_id=None, records=10_000)
     assert (row["num_input_rows"], row["input_rows_per_second"], row["processed_rows_per_second"]) == (
         10_000, 5_000.0, 20_000.0)
@@ -37,14 +37,25 @@ def test_records_replace_spark_rows_and_scale_both_rates() -> None:
     assert (empty["num_input_rows"], empty["input_rows_per_second"]) == (0, 0.0)
 
 
+def test_records_of_a_batch_without_source_rows_are_rated_over_its_duration() -> None:
+    """Dead letters only, or the job without detection: Spark saw no row and reports no rate to scale."""
+    report = {**progress(5, 0), "inputRowsPerSecond": 0.0, "processedRowsPerSecond": 0.0, "batchDuration": 1_250}
+    row = progress_row(report, run_id=None, records=3_000)
+    assert (row["num_input_rows"], row["input_rows_per_second"], row["processed_rows_per_second"],
+            row["batch_duration_ms"]) == (3_000, 2_400.0, 2_400.0, 1_250)
+    no_duration = progress_row({**report, "batchDuration": 0}, run_id=None, records=3_000)
+    assert (no_duration["num_input_rows"], no_duration["input_rows_per_second"]) == (3_000, 0.0)
+    assert progress_row(report, run_id=None)["num_input_rows"] == 0  # without records: Spark's rows
+
+
 def test_the_recorder_uses_the_records_a_sink_counted_for_that_query_and_batch(tmp_path: Path) -> None:
     recorder = MetricsRecorder(TableStore(str(tmp_path / "data")))
-    recorder.count_records("ingest", 7, 9_000)
+    recorder.count_records("logs", 7, 9_000)
     assert recorder.record(progress(7, 3))
     assert recorder.record(progress(8, 2))  # no count for this batch: Spark's rows
     assert recorder.record(progress(7, 5, name="detection"))  # another query's batch 7
     assert not recorder.record(progress(7, 3))  # the same report twice is recorded once
-    assert recorder.activity["ingest"].input_rows == 9_002
+    assert recorder.activity["logs"].input_rows == 9_002
     assert recorder.activity["detection"].input_rows == 5
 
 
