@@ -21,8 +21,9 @@ kafka_source.py) and returns exactly the columns of ``incident_contracts.tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -31,7 +32,7 @@ from incident_contracts.settings import Settings
 from incident_contracts.signature import MASKS, MAX_SIGNATURE_CHARS, Mask
 from incident_contracts.tables import EVENTS
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.partials import PARTIALS_SCHEMA, partial_buckets
+from incident_stream.detection.partials import PARTIALS_SCHEMA, PartialBuckets
 from incident_stream.detection.stream import detect_partials, params_from_settings
 from incident_stream.message_fields import LATENCY_PATTERN, LEVEL_SYNONYMS, LEVELS, REQUEST_PATTERN, STATUS_PATTERN
 
@@ -222,6 +223,22 @@ def prepare(events: DataFrame, params: DetectionParams) -> DataFrame:
         F.col("tier").cast("string").alias("tier"),
         F.col("owner").cast("string").alias("owner"),
     ).where(F.col("event_time").isNotNull() & F.col("service").isNotNull() & F.col("environment").isNotNull())
+
+
+def partial_buckets(bucket_ms: int, slowest_kept: int) -> Callable[[Iterator[pa.RecordBatch]],
+                                                                    Iterator[pa.RecordBatch]]:
+    """The mapInArrow function: a task's events (the detector's input columns, :func:`prepare`) in, its
+    partial buckets (PARTIALS_SCHEMA) out, as the job source's tasks compute them (logs_source.py)."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        buckets = PartialBuckets(bucket_ms, slowest_kept)
+        for batch in batches:
+            buckets.add(batch)
+        result = buckets.batch()
+        if result is not None:
+            yield result
+
+    return run
 
 
 def detect(events: DataFrame, catalog: Catalog, settings: Settings,

@@ -118,12 +118,16 @@ def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97) 
     import pyarrow as pa
 
     from incident_stream.detection.params import DetectionParams
-    from incident_stream.detection.partials import PARTIALS_ARROW_SCHEMA, READ_COLUMNS, partial_buckets
+    from incident_stream.detection.partials import PARTIALS_ARROW_SCHEMA, READ_COLUMNS, PartialBuckets
 
     params = DetectionParams()
-    aggregate = partial_buckets(params.bucket_ms, params.slowest_kept)
     batches = []
     for task in range(tasks):
+        buckets = PartialBuckets(params.bucket_ms, params.slowest_kept)
         table = pa.Table.from_pandas(frame.iloc[task::tasks][list(READ_COLUMNS)], preserve_index=False)
-        batches += aggregate(iter(table.to_batches(max_chunksize=batch_rows)))
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            buckets.add(batch)
+        task_batch = buckets.batch()
+        if task_batch is not None:
+            batches.append(task_batch)
     return pa.Table.from_batches(batches, schema=PARTIALS_ARROW_SCHEMA).to_pandas()

@@ -1,4 +1,5 @@
-"""The detector's view computed on Arrow batches (view.py) against the Spark path (enrich + prepare)."""
+"""The detector's view of enriched events (view.py: the job source's enrich_batch, then events_view) against
+the Spark path (enrich + prepare)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from incident_contracts.catalog import default_catalog
 from incident_stream.dead_letter import events_of
 from incident_stream.detection.params import DetectionParams
-from incident_stream.detection.view import VIEW_SCHEMA, DetectorView, detector_view
+from incident_stream.detection.partials import PartialBuckets
+from incident_stream.detection.view import VIEW_SCHEMA, events_view
+from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
 from incident_stream.kafka_source import logevent_schema
 from incident_stream.signature import mask_messages, signature_id
 from log_generator import api
 
 CATALOG = default_catalog()
+LOGEVENT_ARROW = to_arrow_schema(logevent_schema(), timezone="UTC")
 
 
 def _rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,21 +44,29 @@ def test_the_arrow_view_gives_what_enrich_and_prepare_give_in_spark(spark: Any) 
     params = DetectionParams()
     from_spark = prepare(enrich(events_of(spark.createDataFrame(rows, logevent_schema())), CATALOG), params)
     expected = from_spark.drop("event_time").toPandas()
+    assert len(expected) == len(records) - 2  # prepare leaves out the rows without service or environment
 
-    batch = pa.RecordBatch.from_pylist(rows, schema=to_arrow_schema(logevent_schema(), timezone="UTC"))
-    view = detector_view(batch, DetectorView.of(CATALOG, params.message_max_chars))
+    # The job's tasks never enrich those two: decoding and the source's checks reject them (dead_letter).
+    accepted = [r for r in rows if r["service"] is not None and r["environment"] is not None]
+    batch = pa.RecordBatch.from_pylist(accepted, schema=LOGEVENT_ARROW)
+    view = events_view(enrich_batch(batch, ServiceLookup.of(CATALOG)), params.message_max_chars)
 
     assert view.schema == VIEW_SCHEMA
-    assert view.num_rows == len(records) - 2 == len(expected)  # the rows without service or environment dropped
+    assert view.num_rows == len(expected)
     got = view.to_pandas()
-    assert got["is_error"].sum() > 0 and got["latency_ms"].notna().sum() > 100
+    assert got["is_error"].sum() > 0 and got["is_warn"].sum() > 0 and got["latency_ms"].notna().sum() > 100
     assert set(got["latency_ms"].dropna().round(6)) >= {81.0, 1500.0, 0.25}  # parsed from the odd messages
+    assert got["message"].str.len().max() == params.message_max_chars  # the 405-character message cut
+    assert (got["host"] == "unknown").sum() == 1  # the odd record without a host
+    assert " order-service " not in set(got["service"]) and "order-service" in set(got["service"])
     assert set(got["tier"].dropna()) and got.loc[got.service == "not-in-catalog", "tier"].isna().all()
     pd.testing.assert_frame_equal(canonical(got), canonical(expected), check_dtype=False)
 
 
-def test_an_empty_or_all_filtered_batch_gives_an_empty_view() -> None:
-    schema = to_arrow_schema(logevent_schema(), timezone="UTC")
-    row = {f.name: None for f in logevent_schema().fields}
-    view = detector_view(pa.RecordBatch.from_pylist([row], schema=schema), DetectorView())
+def test_an_empty_batch_gives_an_empty_view_and_no_partial_buckets() -> None:
+    empty = pa.RecordBatch.from_pylist([], schema=LOGEVENT_ARROW)
+    view = events_view(enrich_batch(empty, ServiceLookup.of(CATALOG)), DetectionParams().message_max_chars)
     assert view.num_rows == 0 and view.schema == VIEW_SCHEMA
+    buckets = PartialBuckets(DetectionParams().bucket_ms, DetectionParams().slowest_kept)
+    buckets.add(view)
+    assert buckets.batch() is None
