@@ -418,8 +418,8 @@ def bad_records(now_ms: int) -> list[tuple[str, bytes | None]]:
     from incident_contracts import avro_schemas
     from incident_contracts.codec import Codec
 
-    good = event_pool(40, seed=11)
     codec = Codec()
+    good = codec.encode_many([dict(e, timestamp=now_ms) for e in event_pool(40, seed=11)])
     v1 = Codec(writer=avro_schemas.all_versions()[0])
     newest = avro_schemas.latest()
     base = codec.decode(good[0])

@@ -273,8 +273,8 @@ class UpdatesReader(threading.Thread):
 
 def detection_caught_up(checkpoint: Path, targets: dict[int, int]) -> bool:
     """True once a committed micro-batch of the detection query has read up to `targets` (partition -> offset)."""
-    commits = checkpoint / "detection" / "commits"
-    offsets = checkpoint / "detection" / "offsets"
+    commits = checkpoint / "logs" / "commits"
+    offsets = checkpoint / "logs" / "offsets"
     if not commits.is_dir():
         return False
     done = sorted((int(p.name) for p in commits.iterdir() if p.name.isdigit()), reverse=True)

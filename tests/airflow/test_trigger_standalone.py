@@ -147,7 +147,7 @@ def _driver_pids(data_dir: Path) -> list[int]:
 
 
 def _committed_batches(data_dir: Path) -> int:
-    commits = data_dir / "_checkpoints" / "incident_stream" / "ingest" / "commits"
+    commits = data_dir / "_checkpoints" / "incident_stream" / "logs" / "commits"
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
 
 

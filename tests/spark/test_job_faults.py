@@ -103,7 +103,7 @@ def _job(env: dict[str, str], log: Path, once: bool) -> subprocess.Popen:
 
 
 def _batches_committed(checkpoint: Path) -> int:
-    commits = checkpoint / "ingest" / "commits"
+    commits = checkpoint / "logs" / "commits"
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
 
 

@@ -54,7 +54,7 @@ def _job(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
 
 
 def _committed_batches(checkpoint: Path) -> int:
-    commits = checkpoint / "ingest" / "commits"
+    commits = checkpoint / "logs" / "commits"
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
 
 
@@ -72,14 +72,14 @@ def _assert_prometheus_endpoints(env: dict[str, str]) -> None:
     while True:
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for family in text_string_to_metric_families(_get(job_url)) for s in family.samples}
-        batches = samples.get(("incident_stream_batches_total", (("query", "ingest"),)), 0)
+        batches = samples.get(("incident_stream_batches_total", (("query", "logs"),)), 0)
         if batches > 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert batches > 0, samples
     lag = {labels: v for (name, labels), v in samples.items() if name == "incident_stream_consumer_lag_records"}
     assert {dict(labels)["partition"] for labels in lag} == {"0", "1"}, samples
-    assert all(dict(labels)["query"] == "ingest" for labels in lag)
+    assert all(dict(labels)["query"] == "logs" for labels in lag)
     servlet = _get(f"http://127.0.0.1:{env['SPARK_UI_PORT']}/metrics/prometheus", timeout=30)
     assert "metrics_incident_stream_driver_spark_streaming_ingest_inputRate_total_Value" in servlet
 

@@ -1,11 +1,12 @@
-"""Reading the ingest query's offset log (job.py): the offsets a micro-batch reads up to."""
+"""Reading the query's offset log (job.py): the offsets a micro-batch reads up to, and where a query starts
+that replaces the earlier job's two."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from incident_stream.job import batch_end_offsets, checkpoint_end_offsets
+from incident_stream.job import batch_end_offsets, checkpoint_end_offsets, legacy_start
 
 
 def write_offsets(checkpoint: Path, batch_id: int, offsets: dict[str, int] | None, raw: str | None = None) -> None:
@@ -36,3 +37,33 @@ def test_checkpoint_end_offsets_are_those_of_the_last_committed_batch(tmp_path: 
     (tmp_path / "commits").mkdir()
     (tmp_path / "commits" / "0").write_text("v1\n{}", encoding="utf-8")
     assert checkpoint_end_offsets(tmp_path) == {"0": 10}
+
+
+def commit(checkpoint: Path, batch_id: int) -> None:
+    (checkpoint / "commits").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "commits" / str(batch_id)).write_text("v1\n{}", encoding="utf-8")
+
+
+def test_the_log_entry_is_read_whole_when_asked_raw(tmp_path: Path) -> None:
+    write_offsets(tmp_path, 0, {"0": 10})
+    assert batch_end_offsets(tmp_path, 0, raw=True) == {"topic": "logs", "topic_id": "t1", "offsets": {"0": 10}}
+
+
+def test_a_new_query_starts_after_the_earlier_ingest_querys_last_commit(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    write_offsets(ingest, 0, {"0": 10, "1": 4})
+    write_offsets(ingest, 1, {"0": 25, "1": 9})  # planned, never committed: read again
+    commit(ingest, 0)
+    assert legacy_start(tmp_path, "logs.events") == {"startingOffsets": json.dumps({"logs.events": {"0": 10, "1": 4}})}
+
+
+def test_no_carry_over_once_the_query_has_committed_or_without_an_earlier_checkpoint(tmp_path: Path) -> None:
+    assert legacy_start(tmp_path, "t") == {}  # a fresh folder
+    ingest = tmp_path / "ingest"
+    write_offsets(ingest, 0, {"0": 10})
+    commit(ingest, 0)
+    logs = tmp_path / "logs"
+    write_offsets(logs, 0, {"0": 40})
+    assert legacy_start(tmp_path, "t") != {}  # the new query's first batch is not committed yet: same start
+    commit(logs, 0)
+    assert legacy_start(tmp_path, "t") == {}  # its own checkpoint rules from now on

@@ -236,8 +236,6 @@ def test_of_two_staged_attempts_of_a_range_one_is_committed_and_the_other_delete
     assert staged(store) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BatchSink.commit deletes the discarded attempts' files even when the "
-                                       "table already holds the batch from one of them")
 def test_a_replay_that_finds_the_committed_attempts_manifest_still_staged_keeps_its_files(tmp_path: Path,
                                                                                         monkeypatch: pytest.MonkeyPatch
                                                                                         ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import urllib.request
@@ -197,3 +198,27 @@ def test_metrics_cover_every_batch_even_when_progress_reports_arrive_late(
     assert [m["batch_id"] for m in metrics] == [0, 1, 2]
     assert [m["num_input_rows"] for m in metrics] == [500, 500, 500]
     assert [m["lag"] for m in metrics] == [1_000, 500, 0]
+
+
+def test_a_checkpoint_of_the_earlier_two_query_job_is_continued_without_writing_a_record_twice(
+        spark: Any, broker: str, topic: str, tmp_path: Path) -> None:
+    """The earlier job kept its checkpoint in `ingest/` and `detection/`: the one query starts after the last
+    batch the ingest query committed, so the records it wrote are not written again."""
+    produce_events(broker, topic, (make_event(i) for i in range(1_000)))
+    ends = end_offsets(broker, topic)
+    done = {str(p): end // 2 for p, end in ends.items()}  # the earlier job committed half of each partition
+    legacy = tmp_path / "data" / "_checkpoints" / "job" / "ingest"
+    (legacy / "offsets").mkdir(parents=True)
+    (legacy / "commits").mkdir()
+    entry = json.dumps({"topic": topic, "topicId": "", "offsets": done})
+    (legacy / "offsets" / "4").write_text(f'v1\n{{"batchWatermarkMs":0,"batchTimestampMs":1}}\n{entry}')
+    (legacy / "commits" / "4").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    data = tmp_path / "data"
+
+    summary = run_job(spark, job_settings(broker, topic, data), options(data, detection=True), handle_signals=False)
+
+    assert summary["status"] == "finished", summary
+    rows = read_table(data / "events").select(["kafka_partition", "kafka_offset"]).to_pylist()
+    expected = {(p, o) for p, end in ends.items() for o in range(end // 2, end)}
+    assert {(r["kafka_partition"], r["kafka_offset"]) for r in rows} == expected and len(rows) == len(expected)
+    assert summary["end_offsets"] == {str(p): end for p, end in ends.items()}

@@ -76,7 +76,7 @@ class IngestCheckpoint:
     """The ingest query's offset log (a batch is planned) and commit log (the batch is done)."""
 
     def __init__(self, settings):
-        self.root = settings.checkpoint_root / "incident_stream" / "ingest"
+        self.root = settings.checkpoint_root / "incident_stream" / "logs"
 
     def planned(self) -> list[int]:
         return batch_ids(self.root / "offsets")

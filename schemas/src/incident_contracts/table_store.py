@@ -249,6 +249,11 @@ class TableStore:
             files.append(data_file(relative, size, item.metadata))
         return files
 
+    def committed_paths(self, table: str) -> set[str]:
+        """The files of the table's current version, relative to the table (as DataFile.path)."""
+        dt = self.open(table)
+        return set() if dt is None else set(pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist())
+
     def delete_files(self, table: str, files: Sequence[DataFile]) -> None:
         """Remove written files no commit will name (a replayed batch's); vacuum would remove them later."""
         filesystem, base = self.filesystem()

@@ -231,13 +231,17 @@ class BatchSink:
         started = time.perf_counter()
         rows = {}
         for table in (EVENTS_TABLE, DEAD_LETTER_TABLE):
-            self.store.delete_files(table, staged.discarded.get(table, []))
-            written = staged.files.get(table, [])
+            written, discarded = staged.files.get(table, []), staged.discarded.get(table, [])
             rows[table] = sum(f.rows for f in written)
             if written and not self.store.commit_files(table, written, self.app_id, batch_id):
                 log.info("batch %d is already in %s (a replay): its new files are dropped", batch_id, table)
-                self.store.delete_files(table, written)
+                # the staged files are normally all new, but a manifest of the committed attempt may have
+                # outlived a failed clear(): delete only what the table does not name
+                live = self.store.committed_paths(table)
+                self.store.delete_files(table, [f for f in [*written, *discarded] if f.path not in live])
                 rows[table] = 0
+            else:
+                self.store.delete_files(table, discarded)
         added = self._commit_updates(batch_id, updates)
         self.staging.clear()
         with self.counters.lock:

@@ -3,7 +3,7 @@
 It is what the Spark stateful processor runs for each environment key, and it runs as is in unit
 tests and offline replays. Time is event time only:
 
-* events are aggregated into buckets as they arrive (buckets.aggregate_frame);
+* events are aggregated into buckets as they arrive (aggregate.py);
 * the clock is the newest event time seen minus `allowed_lateness_s` (or Spark's watermark, if ahead);
   every bucket that ends at or before the clock is final and is stepped, in order, through every
   service's tracker;
@@ -25,11 +25,13 @@ import zlib
 from collections.abc import Iterable
 
 import pandas as pd
+import pyarrow as pa
 
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
+from incident_stream.detection.aggregate import Reduced
 from incident_stream.detection.anomaly import ELEVATED, WARNING_RATE
-from incident_stream.detection.buckets import BucketAgg, aggregate_frame, merge_into
+from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg, merge_into
 from incident_stream.detection.floors import Floor, FloorPolicy
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
@@ -69,10 +71,13 @@ class EnvironmentDetector:
 
     # --- input ---------------------------------------------------------------------------------
     def ingest(self, frame: pd.DataFrame) -> None:
+        """Events of this environment (buckets.INPUT_COLUMNS), aggregated here (aggregate.py)."""
         if frame is None or frame.empty:
             return
-        parts = aggregate_frame(frame, self.params.bucket_ms, self.params.slowest_kept)
-        self.ingest_parts(parts.items(), int(frame["t_ms"].max()))
+        events = pa.Table.from_pandas(frame.assign(environment=self.environment)[["environment", *INPUT_COLUMNS]],
+                                      preserve_index=False)
+        parts = Reduced.of_events(events, self.params.bucket_ms, self.params.slowest_kept).parts()
+        self.ingest_parts(parts.get(self.environment, {}).items(), int(frame["t_ms"].max()))
 
     def ingest_parts(self, parts: Iterable[tuple[tuple[str, int], BucketAgg]], newest_ms: int | None) -> None:
         """Partial buckets keyed by (service, bucket), aggregated elsewhere (partials.py), and the newest

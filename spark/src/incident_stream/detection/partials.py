@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg, aggregate_frame, merge_into
+from incident_stream.detection.aggregate import Reduced
+from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg
 
 PARTIALS_ARROW_SCHEMA = pa.schema([
     pa.field("environment", pa.string(), False),
@@ -58,28 +59,30 @@ class PartialsConfig:
 
 
 class PartialBuckets:
-    """A task's partial buckets: add its events (READ_COLUMNS, view.events_view), then take one batch."""
+    """A task's partial buckets: add its events (READ_COLUMNS, view.events_view), then take one batch.
+    Each batch is reduced as it comes (aggregate.py); the reductions are combined every few batches, so a
+    task holds a few small tables whatever the size of its range."""
+
+    COMBINE_EVERY = 8
 
     def __init__(self, bucket_ms: int, slowest_kept: int):
         self.bucket_ms = bucket_ms
         self.slowest_kept = slowest_kept
-        self._by_env: dict[str, Parts] = {}
-        self._newest: dict[str, int] = {}
+        self._reduced: list[Reduced] = []
 
     def add(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        frame = batch.select(list(READ_COLUMNS)).to_pandas()
-        for environment, events in frame.groupby("environment", sort=False):
-            mine = self._by_env.setdefault(environment, {})
-            for key, agg in aggregate_frame(events, self.bucket_ms, self.slowest_kept).items():
-                merge_into(mine, key, agg, self.slowest_kept)
-            latest = int(events["t_ms"].max())
-            self._newest[environment] = max(self._newest.get(environment, latest), latest)
+        self._reduced.append(Reduced.of_events(batch, self.bucket_ms, self.slowest_kept))
+        if len(self._reduced) >= self.COMBINE_EVERY:
+            self._reduced = [Reduced.combine(self._reduced, self.slowest_kept)]
 
     def batch(self) -> pa.RecordBatch | None:
         """PARTIALS_SCHEMA rows of everything added (None when nothing was)."""
-        return to_batch(self._by_env, self._newest) if self._by_env else None
+        if not self._reduced:
+            return None
+        reduced = Reduced.combine(self._reduced, self.slowest_kept)
+        return to_batch(reduced.parts(), reduced.newest())
 
 
 def to_batch(by_env: dict[str, Parts], newest: dict[str, int]) -> pa.RecordBatch:
