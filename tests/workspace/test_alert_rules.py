@@ -1,7 +1,7 @@
 """The Prometheus alerting rules in docs/prometheus/alerts.yml: the structure Prometheus loads, and every metric an
 expression names is one the code registers (read from the real registries of log-ingest, the streaming job and
 the notifier), so a renamed metric cannot leave an alert that never fires. Also: docs/operations.md lists every
-registered metric. Static: no service starts."""
+registered metric, and a `query` label an alert matches is the job's query. Static: no service starts."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from incident_dashboard.notify.metrics import NotifierMetrics
 from incident_ingest.metrics import Metrics as IngestMetrics
+from incident_stream.job import LOGS
 from incident_stream.prometheus import JobMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,13 @@ def test_every_metric_an_alert_uses_is_registered_by_the_code(rule: dict) -> Non
     used = metric_names(rule["expr"])
     assert used, f"{rule['alert']} names no metric"
     assert used <= known, f"{rule['alert']} uses metrics no component registers: {sorted(used - known)}"
+
+
+def test_a_query_an_alert_matches_is_the_query_the_job_runs() -> None:
+    """The job labels its metrics with its query's name (job.LOGS): an alert matching another name never fires."""
+    matched = {(rule["alert"], value) for rule in rules()
+               for value in re.findall(r'\bquery\s*=~?\s*"([^"]*)"', rule["expr"])}
+    assert matched == {("StreamStalledWhileIngesting", LOGS)}
 
 
 def test_the_rules_cover_the_platforms_failure_modes() -> None:

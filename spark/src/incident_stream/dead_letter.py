@@ -1,8 +1,8 @@
 """Splitting the decoded stream: events go on to enrichment, rejected records to the dead_letter table.
 
 ``dead_letters`` is the definition on Spark frames of the Kafka source's ``logevent`` columns;
-``dead_letter_batch`` the same on Arrow, where the ingest query's tasks write the table
-(ingest_files.py). A test checks both give the same rows.
+``dead_letter_batch`` the same on Arrow, where the tasks of the job's source write the table
+(logs_source.py, ingest_files.py). A test checks both give the same rows.
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 Spark copies the output of the Python processes it starts on the driver straight to the JVM's
 ``System.err``, without a logger or a setting in between. One of them prints five lines (and blank lines)
-each time the detection query starts: pyspark's ``transform_with_state_driver_worker`` announces itself as
-"Streaming TransformWithStateInPandas Python worker". :func:`filter_jvm_stderr` points ``System.err`` at a
-pipe this process reads: those lines go to the ``incident_stream.spark`` logger at DEBUG, everything else
-is written to this process's standard error unchanged. (Under spark-submit this process's output goes
-back through the JVM's ``System.out``, so nothing loops.) Spark's own log lines are not affected (log4j's
-console appender keeps the stream it opened at start).
+each time the job's query starts with its detector (the stateful operator): pyspark's
+``transform_with_state_driver_worker`` announces itself as "Streaming TransformWithStateInPandas Python
+worker". :func:`filter_jvm_stderr` points ``System.err`` at a pipe this process reads: those lines go to
+the ``incident_stream.spark`` logger at DEBUG, everything else is written to this process's standard
+error unchanged. (Under spark-submit this process's output goes back through the JVM's ``System.out``, so
+nothing loops.) Spark's own log lines are not affected (log4j's console appender keeps the stream it
+opened at start).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Prometheus metrics of the streaming job, served by the job itself on METRICS_HOST:STREAM_METRICS_PORT.
 
 The values come from the progress report Spark gives for each micro-batch (the same reports the
-``metrics`` table is written from, metrics.py) and from the ingest sink (dead letters it committed).
+``metrics`` table is written from, metrics.py) and from the job's sink (the records and dead letters it
+committed).
 :func:`progress_values` maps one report to the gauges' values without touching any registry, so the
 mapping is testable on plain dicts; :class:`JobMetrics` holds the metric objects and their registry.
 
@@ -49,7 +50,7 @@ def partition_lag(progress: dict[str, Any]) -> dict[str, int]:
 
 def progress_values(progress: dict[str, Any], records: int | None = None) -> ProgressValues:
     """The gauges' values from one StreamingQueryProgress (as parsed JSON); `records` as in
-    metrics.progress_row (the records a batch processed when Spark's rows are files)."""
+    metrics.progress_row (the records a batch processed: Spark's rows are the source's partial buckets)."""
     row = progress_row(progress, None, records)
     stamp: dt.datetime = row["timestamp"]
     seconds = (row["batch_duration_ms"] or 0) / 1000

@@ -279,8 +279,9 @@ class EnvironmentDetector:
                   tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
                   floors: FloorPolicy | None = None) -> EnvironmentDetector:
         if data.get("v") != STATE_VERSION:
-            raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; "
-                             "start the detection query from a fresh checkpoint")
+            raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; run the job "
+                             "from a fresh checkpoint (a new application: the records it reads are written "
+                             "to the tables again)")
         d = cls(data["env"], params, graph, tiers, flapping, floors)
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.late_counts = {s: list(c) for s, c in data.get("late_by_service", {}).items()}  # older states: none
