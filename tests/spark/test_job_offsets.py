@@ -67,3 +67,22 @@ def test_no_carry_over_once_the_query_has_committed_or_without_an_earlier_checkp
     assert legacy_start(tmp_path, "t") != {}  # the new query's first batch is not committed yet: same start
     commit(logs, 0)
     assert legacy_start(tmp_path, "t") == {}  # its own checkpoint rules from now on
+
+
+def test_a_batch_in_the_events_table_but_not_in_the_old_checkpoint_is_not_read_again(tmp_path: Path) -> None:
+    """The earlier job died after committing batch 1 to the events table and before Spark recorded it: the
+    new query starts after batch 1, which the table holds, not after batch 0."""
+    from incident_contracts.table_store import TableStore
+    from incident_contracts.tables import EVENTS
+
+    ingest = tmp_path / "checkpoint" / "ingest"
+    write_offsets(ingest, 0, {"0": 10})
+    write_offsets(ingest, 1, {"0": 25})
+    commit(ingest, 0)
+    (ingest / "metadata").write_text('{"id":"old-run"}\n', encoding="utf-8")
+    store = TableStore(str(tmp_path / "data"))
+    store.create("events")
+    assert legacy_start(ingest.parent, "t", store) == {"startingOffsets": json.dumps({"t": {"0": 10}})}
+    store.append("events", EVENTS.empty_table(), "incident-stream-ingest-old-run", 1)
+    assert store.committed_version("events", "incident-stream-ingest-old-run") == 1
+    assert legacy_start(ingest.parent, "t", store) == {"startingOffsets": json.dumps({"t": {"0": 25}})}

@@ -178,13 +178,23 @@ def logs_options(catalog: Catalog, store: TableStore, detection: PartialsConfig 
     return options
 
 
-def legacy_start(checkpoint: Path, topic: str) -> dict[str, str]:
+def legacy_start(checkpoint: Path, topic: str, store: TableStore | None = None) -> dict[str, str]:
     """Where a new query starts when the checkpoint folder holds the earlier job's two queries (ingest and
-    detection) but not yet this one: after the last batch the ingest query committed, so no record is
-    written twice. Detection starts without history (its state was the detection query's)."""
+    detection) but not yet this one: after the last batch of the ingest query in the events table (its
+    checkpoint's last commit, or the batch after it when the job died between the table's commit and
+    Spark's), so no event is written twice. Detection starts without history (its state was the detection
+    query's)."""
     if last_committed_batch(checkpoint / LOGS) is not None:
         return {}
-    legacy = checkpoint_end_offsets(checkpoint / LEGACY_INGEST)
+    ingest = checkpoint / LEGACY_INGEST
+    done = last_committed_batch(ingest)
+    if done is None:
+        return {}
+    if store is not None and (ingest / "metadata").exists():
+        in_table = store.committed_version(EVENTS_TABLE, f"incident-stream-{LEGACY_INGEST}-{checkpoint_id(ingest)}")
+        if in_table is not None and in_table > done and batch_end_offsets(ingest, in_table) is not None:
+            done = in_table
+    legacy = batch_end_offsets(ingest, done)
     if not legacy:
         return {}
     log.warning("%s holds the checkpoint of the earlier two-query job: the %r query starts after its last "
@@ -311,7 +321,7 @@ class StreamJob:
         params = params_from_settings(self.settings)
         detection = partials_config(params) if self.options.detection else None
         extra = {**logs_options(self.catalog, self.store, detection),
-                 **legacy_start(self.options.checkpoint, self.settings.kafka_topic_logs)}
+                 **legacy_start(self.options.checkpoint, self.settings.kafka_topic_logs, self.store)}
 
         def query() -> StreamingQuery:
             sink.staging.clear()  # what a batch left before a crash or a restart is in no commit
