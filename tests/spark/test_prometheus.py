@@ -40,7 +40,8 @@ DETECTION = {
         "memoryUsedBytes": 204_800, "numRowsDroppedByWatermark": 0, "numShufflePartitions": 1,
         "numStateStoreInstances": 1, "customMetrics": {"rocksdbBytesCopied": 0}}],
     "sources": [{
-        "description": "DetectionPartialsSource",
+        "description": "org.apache.spark.sql.execution.datasources.v2.python."
+                       "PythonMicroBatchStreamWithAdmissionControl@51c3a0e2",
         "startOffset": {"topic": "logs.events", "offsets": {"0": 1200, "1": 1180}},
         "endOffset": {"topic": "logs.events", "offsets": {"0": 1500, "1": 1490}},
         "latestOffset": {"topic": "logs.events", "offsets": {"0": 1750, "1": 1490}},
@@ -48,14 +49,17 @@ DETECTION = {
     "sink": {"description": "ForeachBatchSink", "numOutputRows": -1},
 }
 
-# An ingest-query report: its source hands Spark one row per written file (here 2), the offsets as JSON text.
-INGEST = {
+# A report of the job's logs query (source kafka_logs, logs_source.LogsSource): its tasks hand Spark one row per
+# partial bucket (here 2) and the sink counts the records (count_records); the offsets as JSON text, no state
+# operator. Spark describes a Python data source by its Java stream object, not by the source's name.
+LOGS = {
     "id": "0a9f3e1c-7b2d-4c55-a1e8-6d3b2c1f0e99", "runId": "4e1d2c3b-5a69-4788-9a0b-1c2d3e4f5a6b",
-    "name": "ingest", "timestamp": "2026-12-07T05:00:02.500Z", "batchId": 7, "batchDuration": 500,
+    "name": "logs", "timestamp": "2026-12-07T05:00:02.500Z", "batchId": 7, "batchDuration": 500,
     "numInputRows": 2, "inputRowsPerSecond": 1.0, "processedRowsPerSecond": 4.0,
     "durationMs": {"addBatch": 420, "triggerExecution": 500},
     "stateOperators": [],
-    "sources": [{"description": "IngestFilesSource",
+    "sources": [{"description": "org.apache.spark.sql.execution.datasources.v2.python."
+                                 "PythonMicroBatchStreamWithAdmissionControl@7aeb4583",
                  "startOffset": '{"topic": "logs.events", "offsets": {"0": 0, "1": 0}}',
                  "endOffset": '{"topic": "logs.events", "offsets": {"0": 600, "1": 400}}',
                  "latestOffset": '{"topic": "logs.events", "offsets": {"0": 900, "1": 400}}',
@@ -75,15 +79,15 @@ def test_a_detection_report_maps_to_lag_per_partition_duration_rates_state_and_c
     assert values.committed_at == pytest.approx(started + 1.834)
 
 
-def test_an_ingest_report_counts_records_not_files_and_has_no_state() -> None:
-    values = progress_values(INGEST, records=1_000)  # 2 files holding 1,000 records
+def test_a_logs_report_counts_records_not_partial_bucket_rows() -> None:
+    values = progress_values(LOGS, records=1_000)  # 2 partial buckets of 1,000 records
     assert values.lag == {"0": 300, "1": 0}
     assert (values.input_rows_per_second, values.processed_rows_per_second) == (500.0, 2_000.0)
     assert values.state_rows is None
 
 
 def test_lag_is_unknown_without_offsets() -> None:
-    report = copy.deepcopy(INGEST)
+    report = copy.deepcopy(LOGS)
     del report["sources"][0]["latestOffset"]
     assert partition_lag(report) == {}
     assert partition_lag({"sources": []}) == {}
@@ -97,24 +101,24 @@ def _samples(metrics: JobMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]
 def test_the_recorder_feeds_each_new_report_once_and_an_older_one_only_counts(tmp_path: Path) -> None:
     metrics = JobMetrics()
     recorder = MetricsRecorder(TableStore(str(tmp_path / "data")), observer=metrics)
-    recorder.count_records("ingest", 7, 1_000)
-    assert recorder.record(INGEST)
-    assert not recorder.record(INGEST)  # the same report from the listener and the poll: once
-    later = dict(copy.deepcopy(INGEST), batchId=8, timestamp="2026-12-07T05:00:04.000Z", batchDuration=900)
+    recorder.count_records("logs", 7, 1_000)
+    assert recorder.record(LOGS)
+    assert not recorder.record(LOGS)  # the same report from the listener and the poll: once
+    later = dict(copy.deepcopy(LOGS), batchId=8, timestamp="2026-12-07T05:00:04.000Z", batchDuration=900)
     later["sources"][0]["latestOffset"] = '{"topic": "logs.events", "offsets": {"0": 900, "1": 450}}'
     assert recorder.record(later)
-    older = dict(copy.deepcopy(INGEST), batchId=6, timestamp="2026-12-07T05:00:01.000Z", batchDuration=50)
+    older = dict(copy.deepcopy(LOGS), batchId=6, timestamp="2026-12-07T05:00:01.000Z", batchDuration=50)
     assert recorder.record(older)  # arrives late: counted, but the gauges keep batch 8's values
     assert recorder.record(DETECTION)
     samples = _samples(metrics)
-    assert samples[("incident_stream_batches_total", (("query", "ingest"),))] == 3
+    assert samples[("incident_stream_batches_total", (("query", "logs"),))] == 3
     assert samples[("incident_stream_batches_total", (("query", "detection"),))] == 1
-    assert samples[("incident_stream_last_batch_duration_seconds", (("query", "ingest"),))] == 0.9
-    assert samples[("incident_stream_consumer_lag_records", (("partition", "1"), ("query", "ingest")))] == 50
+    assert samples[("incident_stream_last_batch_duration_seconds", (("query", "logs"),))] == 0.9
+    assert samples[("incident_stream_consumer_lag_records", (("partition", "1"), ("query", "logs")))] == 50
     assert samples[("incident_stream_consumer_lag_records", (("partition", "0"), ("query", "detection")))] == 250
     assert samples[("incident_stream_state_rows", (("query", "detection"),))] == 37
-    assert ("incident_stream_state_rows", (("query", "ingest"),)) not in samples
-    assert samples[("incident_stream_last_commit_timestamp_seconds", (("query", "ingest"),))] == pytest.approx(
+    assert ("incident_stream_state_rows", (("query", "logs"),)) not in samples
+    assert samples[("incident_stream_last_commit_timestamp_seconds", (("query", "logs"),))] == pytest.approx(
         datetime(2026, 12, 7, 5, 0, 4, tzinfo=UTC).timestamp() + 0.9)
 
 

@@ -131,3 +131,16 @@ def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97) 
         if task_batch is not None:
             batches.append(task_batch)
     return pa.Table.from_batches(batches, schema=PARTIALS_ARROW_SCHEMA).to_pandas()
+
+
+def aggregate(frame: pd.DataFrame, bucket_ms: int, slowest_kept: int, environment: str = "prod") -> dict:
+    """The partial buckets {(service, bucket): BucketAgg} of one environment's events (the detector's input
+    columns), aggregated at once as the job aggregates a batch (aggregate.Reduced)."""
+    import pyarrow as pa
+
+    from incident_stream.detection.aggregate import Reduced
+    from incident_stream.detection.view import VIEW_SCHEMA
+
+    table = pa.Table.from_pandas(frame.assign(environment=environment)[VIEW_SCHEMA.names], schema=VIEW_SCHEMA,
+                                 preserve_index=False)
+    return Reduced.of_events(table, bucket_ms, slowest_kept).parts().get(environment, {})

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
+from detection_synthetic import T0_MS, Episode, Profile, Scenario, aggregate, events, task_partials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_stream.detection.buckets import aggregate_frame
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
@@ -44,7 +43,7 @@ def test_one_row_per_environment_service_and_bucket_with_the_newest_event_time()
 @given(tasks=st.integers(1, 4), batch_rows=st.integers(1, 400), seed=st.integers(0, 1000))
 def test_partials_of_any_split_merge_to_the_buckets_of_all_events(tasks, batch_rows, seed):
     frame = _stream().sample(frac=1.0, random_state=seed).reset_index(drop=True).assign(environment="prod")
-    whole = aggregate_frame(frame, PARAMS.bucket_ms, PARAMS.slowest_kept)
+    whole = aggregate(frame, PARAMS.bucket_ms, PARAMS.slowest_kept)
     detector = EnvironmentDetector("prod", PARAMS, DependencyGraph({}))
     for task in range(tasks):
         parts, newest = parts_of(task_partials(frame.iloc[task::tasks], batch_rows=batch_rows))
@@ -56,7 +55,7 @@ def test_partials_of_any_split_merge_to_the_buckets_of_all_events(tasks, batch_r
 
 
 def test_encoding_round_trips():
-    agg = aggregate_frame(_stream(), 1000, 3)[("a", T0_MS // 1000)]
+    agg = aggregate(_stream(), 1000, 3)[("a", T0_MS // 1000)]
     assert decode(encode(agg)).to_json() == agg.to_json()
 
 

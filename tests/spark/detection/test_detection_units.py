@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from detection_synthetic import T0_MS, Profile, Scenario, events
+from detection_synthetic import T0_MS, Profile, Scenario, aggregate, events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +24,7 @@ from incident_stream.detection.anomaly import (
     window_sums,
 )
 from incident_stream.detection.baseline import Baseline
-from incident_stream.detection.buckets import BucketAgg, aggregate_frame
+from incident_stream.detection.buckets import BucketAgg
 from incident_stream.detection.incident import shorten
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
@@ -62,11 +62,11 @@ def _small_stream(seed: int = 1) -> pd.DataFrame:
 def test_buckets_do_not_depend_on_how_events_are_split(cuts, shuffle_seed):
     frame = _small_stream()
     frame = frame.sample(frac=1.0, random_state=shuffle_seed).reset_index(drop=True)  # any order
-    whole = aggregate_frame(frame, 1000, 5)
+    whole = aggregate(frame, 1000, 5)
     merged: dict = {}
     bounds = [0, *sorted(set(cuts)), len(frame)]
     for lo, hi in itertools.pairwise(bounds):
-        for key, agg in aggregate_frame(frame.iloc[lo:hi], 1000, 5).items():
+        for key, agg in aggregate(frame.iloc[lo:hi], 1000, 5).items():
             if key in merged:
                 merged[key].merge(agg, 5)
             else:
@@ -78,7 +78,7 @@ def test_buckets_do_not_depend_on_how_events_are_split(cuts, shuffle_seed):
 
 def test_bucket_contents():
     frame = _small_stream()
-    aggs = aggregate_frame(frame, 1000, 3)
+    aggs = aggregate(frame, 1000, 3)
     a0 = aggs[("a", T0_MS // 1000)]
     sel = frame[(frame.service == "a") & (frame.t_ms < T0_MS + 1000)]
     assert a0.n == len(sel) and a0.errors == int(sel.is_error.sum())
