@@ -25,6 +25,7 @@ from incident_stream.detection import histogram
 from incident_stream.detection.buckets import BucketAgg
 
 KEYS = ["environment", "service", "bucket"]
+KEEP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)  # "first" of the earliest line, even when null
 
 Parts = dict[tuple[str, int], BucketAgg]
 
@@ -44,8 +45,9 @@ class Reduced:
         t = table.column("t_ms").cast(pa.int64())
         err = pc.fill_null(table.column("is_error"), False)
         warn = pc.and_(pc.fill_null(table.column("is_warn"), False), pc.invert(err))
+        bucket = np.floor_divide(t.to_numpy(zero_copy_only=False), bucket_ms)
         keys = {"environment": table.column("environment"), "service": table.column("service"),
-                "bucket": pc.divide(t, pa.scalar(bucket_ms, pa.int64()))}
+                "bucket": pa.array(bucket, pa.int64())}
         none = pa.nulls(len(t), pa.int64())
         counts = pa.table({**keys, "n": pa.repeat(pa.scalar(1, pa.int64()), len(t)), "errors": err.cast(pa.int64()),
                            "warns": warn.cast(pa.int64()), "tier": table.column("tier"), "owner": table.column("owner"),
@@ -53,7 +55,7 @@ class Reduced:
                            "first_warn": pc.if_else(warn, t, none), "last_warn": pc.if_else(warn, t, none),
                            "newest": t})
         latency = table.column("latency_ms").cast(pa.float64())
-        has_latency = pc.fill_null(pc.greater_equal(latency, 0.0), False)
+        has_latency = pc.fill_null(pc.and_(pc.greater_equal(latency, 0.0), pc.is_finite(latency)), False)
         timed = {k: v.filter(has_latency) for k, v in keys.items()}
         measured = latency.filter(has_latency)
         bins = histogram.bin_index(measured.to_numpy(zero_copy_only=False)) if len(measured) else \
@@ -83,7 +85,8 @@ class Reduced:
         # the sample of a signature is its earliest line (ties: the smallest text): sorted first, "first" keeps it
         ordered = self.signatures.sort_by([("t", "ascending"), ("message", "ascending"), ("signature", "ascending")])
         signatures = ordered.group_by([*KEYS, "signature_id"], use_threads=False).aggregate(
-            [("count", "sum"), ("errors", "sum"), ("t", "first"), ("message", "first"), ("signature", "first")])
+            [("count", "sum"), ("errors", "sum"), ("t", "first"), ("message", "first", KEEP_NULLS),
+             ("signature", "first", KEEP_NULLS)])
         hosts = self.hosts.group_by([*KEYS, "host"], use_threads=False).aggregate([("count", "sum")])
         return Reduced(_named(counts, self.counts), _named(latency, self.latency),
                        _named(signatures, self.signatures), _named(hosts, self.hosts),
