@@ -12,7 +12,7 @@ are not started.
 1. Same backlog, two deployments. The log generator (scenario mixed, fixed seed and start time: the same
    events) produces the backlog (default 300,000 events; --quick 100,000) to A, the one-node Kafka (the
    embedded topic: 2 partitions), and to B, the tier's three brokers. `incident-stream --once` (detection on,
-   as deployed; --no-detection for the ingest query alone) runs as its own process on A with `--master
+   as deployed; --no-detection for the job without detection) runs as its own process on A with `--master
    local[2]` (the embedded stack's local[*] on 2 cores) and on B with `--master spark://...` (the driver here,
    one executor on each worker). Runs alternate (A B, then B A, ...), each from a fresh checkpoint and
    data folder. Figures per run: records / the job's own elapsed time (from the job's JSON summary: queries
@@ -577,7 +577,7 @@ def driver_api(ui_port: int, path: str) -> Any:
 def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job_pid: list[int | None],
                 repeats: int, detection: bool) -> list[dict[str, Any]]:
     from incident_contracts.kafka import TopicSpec, end_offsets, ensure_topics
-    from incident_stream.job import INGEST
+    from incident_stream.job import LOGS
 
     s = tier.settings
     bootstrap = s.kafka_bootstrap_servers
@@ -590,7 +590,7 @@ def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job
                          str(SEED), wait=False, log_name="live-generator")
     job, _, window = run_job(deployment, folder, usage, job_pid, once=False, detection=detection,
                              topic=RECOVERY_TOPIC, wait=False)
-    checkpoint = Checkpoint(folder / "checkpoint" / INGEST)
+    checkpoint = Checkpoint(folder / "checkpoint" / LOGS)
     samples: list[dict[str, Any]] = []
 
     def app_id() -> str | None:
@@ -693,11 +693,11 @@ def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job
     produced = generator_summary(work, "live-generator", code)
     end = end_offsets(bootstrap, RECOVERY_TOPIC)
     # Let the job read everything produced, then stop it (SIGTERM: after the running micro-batch).
-    from incident_stream.job import checkpoint_end_offsets
+    from incident_stream.job import LOGS, checkpoint_end_offsets
 
     deadline = time.monotonic() + 600
     while True:
-        done_to = checkpoint_end_offsets(folder / "checkpoint" / INGEST) or {}
+        done_to = checkpoint_end_offsets(folder / "checkpoint" / LOGS) or {}
         if all(int(done_to.get(str(p), 0)) >= e for p, e in end.items()):
             break
         if time.monotonic() > deadline or job.poll() is not None:
@@ -708,7 +708,7 @@ def worker_kill(tier: Any, deployment: Deployment, work: Path, usage: Usage, job
     job_pid[0] = None
     usage.close(window)
     summary = job_summary(folder, code)
-    calm, hit = batch_durations(metrics_rows(folder / "data"), INGEST, [x["batch"] for x in samples])
+    calm, hit = batch_durations(metrics_rows(folder / "data"), LOGS, [x["batch"] for x in samples])
     for sample in samples:
         sample["batch_duration_s"] = hit.get(sample["batch"])
     ranges = {p: (start[p], end[p]) for p in end}
@@ -742,7 +742,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=None, help="backlog size (default 300,000; quick 100,000)")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each deployment (default 2; quick 1)")
     parser.add_argument("--recoveries", type=int, default=None, help="kills of each kind (default 3; quick 1)")
-    parser.add_argument("--no-detection", action="store_true", help="run the ingest query alone")
+    parser.add_argument("--no-detection", action="store_true", help="run the job without detection")
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "broker", "worker"],
                         help="parts not to run")
     args = parser.parse_args()
@@ -809,7 +809,7 @@ def main() -> int:
                     raise RuntimeError(f"backlog {label}: delivered {produced['delivered']}, topic holds {held}")
             runs = throughput(deployments, work, usage, job_pid, count, repeats, detection)
             a, b = runs["A"], runs["B"]
-            detect = "detection on" if detection else "ingest query only"
+            detect = "detection on" if detection else "detection off"
             ratio = paired_ratios([r["job_rate"] for r in b], [r["job_rate"] for r in a])
             wall_ratio = paired_ratios([r["wall_rate"] for r in b], [r["wall_rate"] for r in a])
             metrics += [

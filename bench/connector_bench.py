@@ -11,9 +11,9 @@ One run, one backlog, one machine:
 2. Two driver processes, each with its own Spark session (``local[2]``, driver memory 1g, the job's
    settings) and so its own JVM, which makes each one's driver memory its own:
 
-   A. the product: the ``incident-stream`` job's ingest query (``incident_stream.job``, the Python data
-      source ``kafka_ingest_files``: decode, enrich and write the Delta tables' Parquet files in the
-      source's tasks, committed once per micro-batch by the query's sink), exactly as spark_bench.py runs it;
+   A. the product: the ``incident-stream`` job without detection (``incident_stream.job``, the Python data
+      source ``kafka_logs``: decode, enrich and write the Delta tables' Parquet files in the source's tasks,
+      committed once per micro-batch by the query's sink), exactly as spark_bench.py runs it;
    B. Spark's built-in connector: ``spark.readStream.format("kafka")`` with the jars of
       ``stack/jvm/spark-kafka`` (fetched from Maven Central when missing), the 10-byte single-object
       header stripped with ``substring`` and the body decoded by spark-avro's ``from_avro`` (older
@@ -88,6 +88,7 @@ EVENTS_WRITE_OPTIONS = {f"parquet.enable.dictionary#{column}": "false"
                         for column in ("event_id", "trace_id", "span_id", "message", "http_path", "latency_ms",
                                        "event_time", "kafka_offset")}
 # The Java consumer's fetch sizes set like the Python source's (incident_stream.kafka_read).
+BUILTIN_QUERY = "builtin"  # B's query name and checkpoint folder
 BUILTIN_FETCH = {"kafka.max.partition.fetch.bytes": str(16 << 20), "kafka.fetch.max.bytes": str(64 << 20)}
 # When a row was read, per row as the Python source's read_time. A non-deterministic expression, so Spark
 # neither folds it into a constant (current_timestamp() is one per micro-batch, written into the generated
@@ -264,12 +265,11 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
     """B over the whole topic (Trigger.AvailableNow), from a fresh checkpoint into work/data."""
     from incident_contracts.catalog import default_catalog
     from incident_contracts.table_store import TableStore
-    from incident_stream.job import INGEST
     from incident_stream.metrics import MetricsRecorder
 
     shutil.rmtree(work, ignore_errors=True)
     store = TableStore(str(work / "data"))
-    checkpoint = work / "checkpoint" / INGEST
+    checkpoint = work / "checkpoint" / BUILTIN_QUERY
     metrics = MetricsRecorder(store)
     sink = BuiltinSink(store, checkpoint)
     reader = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
@@ -284,7 +284,7 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
     spark.streams.addListener(metrics)
     query = None
     try:
-        query = (frame.writeStream.queryName(INGEST).foreachBatch(sink)
+        query = (frame.writeStream.queryName(BUILTIN_QUERY).foreachBatch(sink)
                  .option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start())
         query.awaitTermination()
         if query.exception() is not None:
@@ -297,7 +297,7 @@ def run_builtin_once(spark: Any, settings: Any, work: Path, watch: ProcessWatch)
     metrics.flush()
     wall = time.perf_counter() - started
     jvm_after, workers_after = watch.cpu_split()
-    activity = metrics.activity.get(INGEST)
+    activity = metrics.activity.get(BUILTIN_QUERY)
     if activity is None or not activity.batches:
         raise RuntimeError("the built-in connector's query reported no progress")
     busy = activity.busy_ms / 1000
@@ -645,7 +645,7 @@ def main() -> int:
         cpu_ratio = ratio_samples(per_event(b, "cpu_s"), per_event(a, "cpu_s"))
         metrics = [
             median_metric("A Python source (product) -> events Parquet", [r["rate"] for r in a], "events/s",
-                          note=f"{count:,} events, local[2], 2 partitions; the job's ingest query"),
+                          note=f"{count:,} events, local[2], 2 partitions; the job without detection"),
             median_metric("B Spark Kafka connector + from_avro -> events Parquet", [r["rate"] for r in b],
                           "events/s",
                           note="spark-sql-kafka-0-10 + spark-avro, Spark SQL enrichment, Spark's Parquet writer"),
