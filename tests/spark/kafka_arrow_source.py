@@ -37,7 +37,6 @@ from pyspark.sql.types import (
 
 from incident_contracts.tables import EVENTS as EVENTS_TABLE
 from incident_stream.enrich_arrow import ServiceLookup, enrich_batch
-from incident_stream.logs_source import service_lookup
 from incident_stream.kafka_read import Range, ReadConfig, consume_range, is_event_batch, read_range
 from incident_stream.kafka_source import (
     KafkaRangePartition,
@@ -51,6 +50,7 @@ from incident_stream.kafka_source import (
     readable_ranges,
     replace_nullable,
 )
+from incident_stream.logs_source import service_lookup
 
 SOURCE_NAME = "kafka_arrow"
 RAW, LOGEVENT, EVENTS = "raw", "logevent", "events"

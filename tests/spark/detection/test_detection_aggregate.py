@@ -10,7 +10,6 @@ import zlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 from bucket_oracle import aggregate_frame
 from detection_synthetic import T0_MS
 from hypothesis import given, settings
