@@ -90,3 +90,19 @@ def test_enrich_batch_matches_spark_on_any_fields(spark: Any, fields: list[tuple
                 "latency_ms": latency, "service": service}
                for i, (level, message, status, latency, service) in enumerate(fields)]
     _compare(spark, _source_rows(records))
+
+
+def test_the_event_date_is_strftimes_text_for_any_instant() -> None:
+    import pyarrow.compute as pc
+
+    from incident_stream.enrich_arrow import iso_date
+
+    utc = dt.UTC
+    instants = [dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=utc), dt.datetime(1970, 1, 1, tzinfo=utc),
+                dt.datetime(2000, 2, 29, 12, tzinfo=utc), dt.datetime(2026, 12, 7, 23, 59, 59, 999_999, tzinfo=utc),
+                dt.datetime(2038, 1, 19, 3, 14, 8, tzinfo=utc), None]
+    for unit in ("s", "ms", "us"):
+        stamps = pa.array(instants, pa.timestamp("us", tz="UTC")).cast(pa.timestamp(unit, tz="UTC"), safe=False)
+        assert iso_date(stamps).to_pylist() == pc.strftime(stamps, format="%Y-%m-%d").to_pylist()
+    assert iso_date(pa.array(instants, pa.timestamp("us", tz="UTC"))).to_pylist() == [
+        "1969-12-31", "1970-01-01", "2000-02-29", "2026-12-07", "2038-01-19", None]

@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from incident_contracts.tables import DEAD_LETTER
+from incident_stream.enrich_arrow import iso_date
 
 
 def rejected() -> Column:
@@ -68,6 +69,6 @@ def dead_letter_batch(rejects: pa.RecordBatch, detected_us: int | None = None) -
         "reason": rejects.column("reject_reason"),
         "detail": rejects.column("reject_detail"),
         "detected_at": detected,
-        "dl_date": pc.strftime(pc.coalesce(kafka_time, detected), format="%Y-%m-%d"),
+        "dl_date": iso_date(pc.coalesce(kafka_time, detected)),
     }
     return pa.RecordBatch.from_arrays([columns[name] for name in DEAD_LETTER.names], names=DEAD_LETTER.names)
