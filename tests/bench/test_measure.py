@@ -60,8 +60,11 @@ def test_peak_memory_counts_a_freed_spike_only_with_the_kernels_mark() -> None:
 
 
 def test_a_group_peak_is_the_highest_sum_at_one_sample() -> None:
-    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+    children = [subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
     try:
+        for child in children:  # both interpreters are up (a child still starting is smaller)
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         with PeakMemory(lambda: {"both": [c.pid for c in children], "first": [children[0].pid]},
                         interval=0.05) as memory:
             now = memory.sample()
