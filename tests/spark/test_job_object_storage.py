@@ -81,7 +81,7 @@ def _assert_prometheus_endpoints(env: dict[str, str]) -> None:
     assert {dict(labels)["partition"] for labels in lag} == {"0", "1"}, samples
     assert all(dict(labels)["query"] == "logs" for labels in lag)
     servlet = _get(f"http://127.0.0.1:{env['SPARK_UI_PORT']}/metrics/prometheus", timeout=30)
-    assert "metrics_incident_stream_driver_spark_streaming_ingest_inputRate_total_Value" in servlet
+    assert "metrics_incident_stream_driver_spark_streaming_logs_inputRate_total_Value" in servlet
 
 
 def test_a_job_on_s3_killed_mid_batch_writes_every_record_once(broker: str, topic: str, s3: Any,
