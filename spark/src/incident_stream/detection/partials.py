@@ -10,7 +10,7 @@ owns an environment, and the shuffle moves a few hundred small rows per micro-ba
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import pyarrow as pa
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -49,13 +49,12 @@ class PartialsConfig:
     message_max_chars: int
 
     def to_json(self) -> str:
-        return json.dumps({"bucket_ms": self.bucket_ms, "slowest_kept": self.slowest_kept,
-                           "message_max_chars": self.message_max_chars}, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: str) -> PartialsConfig:
         data = json.loads(raw)
-        return cls(int(data["bucket_ms"]), int(data["slowest_kept"]), int(data["message_max_chars"]))
+        return cls(**{f.name: int(data[f.name]) for f in fields(cls)})
 
 
 class PartialBuckets:
