@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,14 @@ def test_the_job_killed_repeatedly_mid_batch_loses_and_duplicates_nothing(broker
     final = _job(env, log, once=True)
     assert final.wait(timeout=600) == 0, log.read_text(errors="replace")[-3000:]
     assert _batches_committed(checkpoint) > partial
+
+    # The job's log: a progress line of its own per batch; none of Spark's per-batch warnings.
+    text = log.read_text(errors="replace")
+    assert re.search(r" INFO incident_stream: batch \d+: [\d,]+ events, [\d,]+ dead letters, [\d,]+ incident updates "
+                     r"committed in ", text), text[-3000:]
+    for noise in ("No more data to read from the socket", "Current batch is falling behind",
+                  "Python worker received parameters for UDF"):
+        assert noise not in text, noise
 
     print(f"\njob killed {KILLS} times; (re)start to first committed batch: "
           + ", ".join(f"{r:.1f}s" for r in recoveries) + f"; {produced} records")

@@ -65,3 +65,15 @@ def test_the_jvms_standard_error_passes_through_the_filter(spark, caplog: pytest
     assert [r.getMessage() for r in caplog.records if r.name == "incident_stream.spark"] == [
         f"Starting {WORKER_BANNER}."]
     assert jvm.java.lang.System.err.equals(original)
+
+
+@pytest.mark.spark
+def test_sparks_per_batch_warnings_are_raised_to_error_in_the_drivers_log4j(spark) -> None:
+    """Each of QUIET_LOGGERS has a logger configuration of its own at ERROR (not the root's level)."""
+    from incident_stream.session import QUIET_LOGGERS
+
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    loggers = log4j.LogManager.getContext(False).getConfiguration().getLoggers()
+    for name in QUIET_LOGGERS:
+        assert loggers.containsKey(name), name
+        assert loggers.get(name).getLevel().toString() == "ERROR", name

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -289,7 +290,8 @@ def log_offset(sink: BatchSink, batch_id: int, end: dict[str, Any]) -> None:
     (folder / str(batch_id)).write_text(f"v1\n{json.dumps(metadata)}\n{json.dumps(end)}")
 
 
-def test_a_planned_range_without_a_manifest_fails_the_batch_and_commits_nothing(tmp_path: Path) -> None:
+def test_a_planned_range_without_a_manifest_fails_the_batch_and_commits_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = created_store(tmp_path / "data")
     sink = batch_sink(store, tmp_path / "checkpoint" / "logs")
     end = end_of(p0=10, p1=20)
@@ -304,11 +306,15 @@ def test_a_planned_range_without_a_manifest_fails_the_batch_and_commits_nothing(
     assert (sink.counters.batches, sink.counters.events, sink.counters.incident_updates) == (0, 0, 0)
     assert ("logs", 4) not in sink.metrics._records
 
-    # Once the range's manifest is there (the replay), the same call commits the batch.
+    # Once the range's manifest is there (the replay), the same call commits the batch, and says so.
     run_task(store, Range(1, 0, 20), event_rows(range(20), partition=1))
-    sink(ArrowBatch(updates), 4)
+    with caplog.at_level(logging.INFO, logger="incident_stream"):
+        sink(ArrowBatch(updates), 4)
     assert store.read("events").num_rows == 30 and store.read("incident_updates").num_rows == 1
     assert staged(store) == []
+    progress = [r.getMessage() for r in caplog.records if r.name == "incident_stream"]
+    assert len(progress) == 1 and progress[0].startswith(
+        "batch 4: 30 events, 0 dead letters, 1 incident updates committed in "), progress
 
 
 def test_a_batch_missing_from_the_offset_log_is_refused(tmp_path: Path) -> None:
@@ -366,9 +372,12 @@ def test_empty_batches_commit_nothing(tmp_path: Path) -> None:
 def test_incident_updates_of_a_replayed_batch_are_appended_once(tmp_path: Path) -> None:
     store = TableStore(str(tmp_path / "data"))
     sink = batch_sink(store, tmp_path / "checkpoint" / "logs")
-    sink.commit(5, StagedBatch(), update_rows(["inc-1", "inc-2"]))
-    sink.commit(5, StagedBatch(), update_rows(["inc-1", "inc-2"]))  # replayed
+    first = sink.commit(5, StagedBatch(), update_rows(["inc-1", "inc-2"]))
+    replayed = sink.commit(5, StagedBatch(), update_rows(["inc-1", "inc-2"]))
     sink.commit(6, StagedBatch(), update_rows(["inc-3"]))
+    # what the batch's progress line reports: the rows each table gained, none for the replay
+    assert first == {"events": 0, "dead_letter": 0, "incident_updates": 2}
+    assert replayed == {"events": 0, "dead_letter": 0, "incident_updates": 0}
     content = store.read("incident_updates")
     assert sorted(content.column("incident_id").to_pylist()) == ["inc-1", "inc-2", "inc-3"]
     assert sink.counters.incident_updates == 3

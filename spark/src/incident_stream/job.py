@@ -65,6 +65,7 @@ from incident_stream.prometheus import JobMetrics
 log = logging.getLogger("incident_stream")
 
 LOGS = "logs"  # the query, and its checkpoint's sub-folder
+UPDATES_TABLE = "incident_updates"
 LEGACY_INGEST, LEGACY_DETECTION = "ingest", "detection"  # the earlier job's two queries
 STOP_GRACE_SECONDS = 60.0
 MAX_QUERY_RESTARTS = 3
@@ -231,13 +232,22 @@ class BatchSink:
         return self._app_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
         updates = batch.toArrow()  # runs the batch: the source's tasks write their files, the detector runs
         end = batch_end_offsets(self.checkpoint, batch_id, raw=True)
         if end is None:
             raise StagingError(f"micro-batch {batch_id} has no entry in {self.checkpoint / 'offsets'}")
-        self.commit(batch_id, self.staging.batch(end), updates)
+        ran = time.perf_counter()
+        rows = self.commit(batch_id, self.staging.batch(end), updates)
+        if any(rows.values()):  # an idle stream's empty batches say nothing
+            log.info("batch %d: %s events, %s dead letters, %s incident updates committed in %.1f s "
+                     "(tasks and detector %.1f s, commit %.2f s)", batch_id, f"{rows[EVENTS_TABLE]:,}",
+                     f"{rows[DEAD_LETTER_TABLE]:,}", f"{rows[UPDATES_TABLE]:,}", time.perf_counter() - started,
+                     ran - started, time.perf_counter() - ran)
 
-    def commit(self, batch_id: int, staged: StagedBatch, updates: pa.Table) -> None:
+    def commit(self, batch_id: int, staged: StagedBatch, updates: pa.Table) -> dict[str, int]:
+        """Commit the batch's staged files and the detector's rows; the rows each table gained (0 for a
+        table that already held the batch)."""
         started = time.perf_counter()
         rows = {}
         for table in (EVENTS_TABLE, DEAD_LETTER_TABLE):
@@ -260,6 +270,7 @@ class BatchSink:
         self.metrics.count_records(LOGS, batch_id, rows[EVENTS_TABLE] + rows[DEAD_LETTER_TABLE])
         if self.prometheus is not None and rows[DEAD_LETTER_TABLE]:
             self.prometheus.dead_letters.inc(rows[DEAD_LETTER_TABLE])
+        return {**rows, UPDATES_TABLE: added}
 
     def _commit_updates(self, batch_id: int, rows: pa.Table) -> int:
         """The detector's rows: counters (late events per service, environment-wide silences) to metrics,
@@ -277,8 +288,6 @@ class BatchSink:
             return rows.num_rows
         return 0
 
-
-UPDATES_TABLE = "incident_updates"
 
 
 class StreamJob:

@@ -40,7 +40,12 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Adaptive execution does not apply to streaming (Spark turns it off with a warning per query start);
+        # plan strings name every column of the wide event schema (Spark truncates them with a warning).
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.debug.maxToStringFields": "200",
         "spark.python.worker.reuse": "true",
+        "spark.python.daemon.module": "incident_stream.worker_daemon",
         "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
         **PROMETHEUS_CONF,
     }
@@ -60,8 +65,25 @@ def build_session(settings: Settings, *, master: str | None = None, ui: bool = T
     for key, value in {**spark_conf(settings, master=master, ui=ui), **(extra or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    quiet_spark_loggers(spark)
     register_sources(spark)
     return spark
+
+
+# Spark's loggers whose warnings say nothing an operator can act on in this job, every micro-batch or query
+# start: the TWS state server's "no more data to read from the socket" when the detector's task ends, and
+# "current batch is falling behind" (the job's own progress line says how long each batch took).
+QUIET_LOGGERS = (
+    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
+    "org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor",
+)
+
+
+def quiet_spark_loggers(spark: SparkSession) -> None:
+    """Raise QUIET_LOGGERS to ERROR in the driver's log4j (whoever started the JVM: pyspark or spark-submit)."""
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    for name in QUIET_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
 
 
 def register_sources(spark: SparkSession) -> None:

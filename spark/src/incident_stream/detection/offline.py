@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from incident_contracts.catalog import Catalog
+from incident_stream.detection.aggregate import Reduced
 from incident_stream.detection.buckets import INPUT_COLUMNS
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.floors import FloorPolicy
@@ -27,6 +29,8 @@ from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
 from incident_stream.message_fields import normalise_level, parse_latency, parse_status
 from incident_stream.signature import mask_message, signature_id
+
+EVENT_COLUMNS = ("environment", *INPUT_COLUMNS)  # the detector's input, all environments together
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class Preparer:
 
     def frame(self, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """The input frame of a batch of LogEvent dicts (timestamp in epoch ms)."""
-        columns: dict[str, list] = {c: [] for c in ("environment", *INPUT_COLUMNS)}
+        columns: dict[str, list] = {c: [] for c in EVENT_COLUMNS}
         for r in records:
             service, environment = r.get("service"), r.get("environment")
             if r.get("timestamp") is None or service is None or environment is None:
@@ -114,7 +118,7 @@ class Preparer:
 
 def frame_of(columns: Mapping[str, list]) -> pd.DataFrame:
     """A detector input frame from column lists, with the dtypes stream.py's Arrow batches give."""
-    frame = pd.DataFrame({name: columns[name] for name in ("environment", *INPUT_COLUMNS)})
+    frame = pd.DataFrame({name: columns[name] for name in EVENT_COLUMNS})
     frame["t_ms"] = frame["t_ms"].astype(np.int64)
     frame["is_error"] = frame["is_error"].astype(bool)
     frame["is_warn"] = frame["is_warn"].astype(bool)
@@ -135,17 +139,31 @@ class OfflineDetector:
 
     def feed(self, frame: pd.DataFrame, now_ms: int) -> list[dict]:
         """One micro-batch (any environments); returns the rows it produced."""
-        rows: list[dict] = []
         if frame.empty:
+            return []
+        return self.feed_events(events_table(frame), now_ms)
+
+    def feed_events(self, events: pa.Table, now_ms: int) -> list[dict]:
+        """One micro-batch as Arrow (EVENT_COLUMNS, any environments): aggregated once, each environment's
+        partial buckets handed to its detector as the processor hands them, then each of those advances."""
+        rows: list[dict] = []
+        if not events.num_rows:
             return rows
-        for environment, part in frame.groupby("environment", sort=True):
+        reduced = Reduced.of_events(events, self.params.bucket_ms, self.params.slowest_kept)
+        parts, newest = reduced.parts(), reduced.newest()
+        for environment in sorted(parts):
             detector = self.detectors.get(environment)
             if detector is None:
                 detector = self.detectors[environment] = EnvironmentDetector(
-                    str(environment), self.params, self.graph, self.tiers, self.flapping, self.floors)
-            detector.ingest(part.drop(columns="environment"))
+                    environment, self.params, self.graph, self.tiers, self.flapping, self.floors)
+            detector.ingest_parts(parts[environment].items(), newest[environment])
             rows.extend(detector.advance(now_ms=now_ms))
         return rows
+
+
+def events_table(frame: pd.DataFrame) -> pa.Table:
+    """The detector's input frame (Preparer.frame) as one Arrow table of EVENT_COLUMNS."""
+    return pa.Table.from_pandas(frame[list(EVENT_COLUMNS)], preserve_index=False)
 
 
 def replay(frame: pd.DataFrame, catalog: Catalog, params: DetectionParams | None = None,
@@ -164,14 +182,13 @@ def replay(frame: pd.DataFrame, catalog: Catalog, params: DetectionParams | None
     order = arrival or "t_ms"
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     times = frame[order].to_numpy()
-    if arrival is not None:
-        frame = frame.drop(columns=arrival)
+    events = events_table(frame)  # converted once; each micro-batch is a slice of it
     step = max(1, int(batch_s * 1000))
     rows: list[dict] = []
     lo = int(times[0])
     while lo <= int(times[-1]):
         hi = lo + step
         a, b = np.searchsorted(times, [lo, hi])
-        rows.extend(detector.feed(frame.iloc[a:b], now_ms=hi))
+        rows.extend(detector.feed_events(events.slice(a, b - a), now_ms=hi))
         lo = hi
     return rows
