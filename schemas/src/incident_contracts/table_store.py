@@ -28,10 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
@@ -40,6 +39,9 @@ from deltalake.transaction import AddAction
 
 from incident_contracts.settings import ObjectLocation, Settings
 from incident_contracts.tables import TABLES, Table
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,8 @@ class TableStore:
 
         Files are read through pyarrow's own file system: through deltalake's default (a Python file
         system) a process that scanned with threads aborts now and then at exit."""
+        import pyarrow.dataset as ds  # imported when used: it imports pandas (half a second for every process)
+
         dt = dt or self.open(table)
         if dt is None:
             return ds.dataset(TABLES[table].schema.empty_table())
@@ -228,6 +232,8 @@ class TableStore:
 
     def write_files(self, table: str, data: pa.Table) -> list[DataFile]:
         """Write rows into the table's folder as new Parquet files (one per partition value), uncommitted."""
+        import pyarrow.dataset as ds  # (see dataset())
+
         spec = TABLES[table]
         data = conform(data, spec.schema)
         if data.num_rows == 0:

@@ -22,10 +22,10 @@ from incident_contracts.settings import Settings
 from incident_contracts.table_store import TableStore
 from incident_stream.batch_staging import BatchStaging, StagedBatch
 from incident_stream.dead_letter import events_of
-from incident_stream.detection import detect_partials, scoring
+from incident_stream.detection import scoring
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import PARTIALS_SCHEMA, decode
-from incident_stream.detection.stream import partials_config
+from incident_stream.detection.stream import detect_partials, partials_config
 from incident_stream.enrich_arrow import ServiceLookup
 from incident_stream.job import JobOptions, run_job
 from incident_stream.kafka_read import Range
