@@ -133,14 +133,14 @@ def test_exactly_once_across_an_in_process_stop_and_a_batch_failing_before_its_c
     data = tmp_path / "data"
     settings = job_settings(broker, topic, data)
 
-    # 1. The queries stopped in-process mid-stream (no grace: the running batch is interrupted).
+    # 1. The query stopped in-process mid-stream (no grace: the running batch is interrupted).
     job = StreamJob(spark, settings, options(data, once=False, max_records_per_trigger=1_000))
     job.start()
     deadline = time.monotonic() + 180
     while job.counters.batches < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    for query in job.queries.values():
-        query.stop()
+    assert job.query is not None
+    job.query.stop()
     spark.streams.removeListener(job.metrics)
     assert 2_000 <= read_table(data / "events").num_rows < 6_000
 

@@ -298,16 +298,16 @@ class StreamJob:
         self.options = options
         self.catalog = catalog or default_catalog()
         self.counters = Counters()
-        self.queries: dict[str, StreamingQuery] = {}
+        self.query: StreamingQuery | None = None  # the `logs` query (its latest start)
         self.store = TableStore.at(options.data_dir, settings)
         self.prometheus = prometheus
         self.metrics = MetricsRecorder(self.store, run_id=options.run_id, observer=prometheus)
         self.stop_reason: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
-        self._builders: dict[str, Callable[[], StreamingQuery]] = {}
-        self._started_queries: list[StreamingQuery] = []  # restarted queries included
-        self._restarts: dict[str, int] = {}
+        self._build: Callable[[], StreamingQuery] | None = None
+        self._started_queries: list[StreamingQuery] = []  # restarted starts included
+        self._restarts = 0
 
     # --- building the queries ---------------------------------------------------------------------
     def _source(self, extra: dict[str, str]) -> DataFrame:
@@ -342,26 +342,23 @@ class StreamJob:
                     .option("checkpointLocation", str(checkpoint))
                     .trigger(**self._trigger()).start())
 
-        self._launch(LOGS, query)
+        self._build = query
+        self._launch()
 
-    def _launch(self, name: str, build: Callable[[], StreamingQuery]) -> None:
-        self._builders[name] = build
-        query = build()
-        self.queries[name] = query
-        self._started_queries.append(query)
+    def _launch(self) -> None:
+        assert self._build is not None
+        self.query = self._build()
+        self._started_queries.append(self.query)
 
     def _restart_if_transient(self, query: StreamingQuery) -> bool:
-        """Restart a query that failed to start its Python source process (a busy machine); True if so."""
+        """Restart the query when it failed to start its Python source process (a busy machine); True if so."""
         message = str(query.exception())
-        name = query.name
-        if not any(text in message for text in TRANSIENT_START_ERRORS) or name not in self._builders:
+        if not any(text in message for text in TRANSIENT_START_ERRORS) or self._restarts >= MAX_QUERY_RESTARTS:
             return False
-        if self._restarts.get(name, 0) >= MAX_QUERY_RESTARTS:
-            return False
-        self._restarts[name] = self._restarts.get(name, 0) + 1
-        log.warning("query %s could not start its Python source process (%s); restarting it (%d/%d)", name,
-                    message.splitlines()[0], self._restarts[name], MAX_QUERY_RESTARTS)
-        self._launch(name, self._builders[name])
+        self._restarts += 1
+        log.warning("query %s could not start its Python source process (%s); restarting it (%d/%d)", query.name,
+                    message.splitlines()[0], self._restarts, MAX_QUERY_RESTARTS)
+        self._launch()
         return True
 
     # --- running ----------------------------------------------------------------------------------
@@ -376,26 +373,25 @@ class StreamJob:
         return time.monotonic() - since
 
     def _poll_progress(self) -> None:
-        """Record each query's newest progress report now, whatever the listener's delay."""
-        for query in self.queries.values():
-            with contextlib.suppress(Exception):  # a query being torn down
-                progress = query.lastProgress
-                if progress is not None:
-                    self.metrics.record(json.loads(progress.json))
+        """Record the query's newest progress report now, whatever the listener's delay."""
+        with contextlib.suppress(Exception):  # a query being torn down
+            progress = self.query.lastProgress if self.query is not None else None
+            if progress is not None:
+                self.metrics.record(json.loads(progress.json))
 
     def wait(self) -> None:
-        """Block until the run ends: queries finished (available-now), idle, failed or asked to stop."""
+        """Block until the run ends: the query finished (available-now), idle, failed or asked to stop."""
         self._started = time.monotonic()
         while not self._stop.is_set():
             self._poll_progress()
-            failed = [q for q in self.queries.values()
-                      if q.exception() is not None and not self._restart_if_transient(q)]
-            if failed:
-                self.error = str(failed[0].exception())
-                self.request_stop(f"query {failed[0].name} failed")
+            query = self.query
+            assert query is not None, "wait() before start()"
+            if query.exception() is not None and not self._restart_if_transient(query):
+                self.error = str(query.exception())
+                self.request_stop(f"query {query.name} failed")
                 break
-            if all(not q.isActive for q in self.queries.values()):
-                self.request_stop("all data processed" if self.options.once else "queries ended")
+            if not query.isActive:
+                self.request_stop("all data processed" if self.options.once else "query ended")
                 break
             idle = self.options.idle_stop_seconds
             if idle > 0 and not self.options.once and self._idle_for() >= idle and not self._busy():
@@ -404,17 +400,18 @@ class StreamJob:
             self._stop.wait(0.5)
 
     def _busy(self) -> bool:
-        return any(q.isActive and q.status.get("isTriggerActive") for q in self.queries.values())
+        return self.query is not None and self.query.isActive and bool(self.query.status.get("isTriggerActive"))
 
     def stop(self) -> None:
-        """Stop the queries once their running batch is done, then record the metrics.
+        """Stop the query once its running batch is done, then record the metrics.
 
-        Progress reports reach the listener asynchronously: once the queries stopped, the listener is
-        removed and the reports it has not delivered yet are taken from the queries' own history, so the
-        metrics table and the summary cover every batch.
+        Progress reports reach the listener asynchronously: once the query stopped, the listener is removed
+        and the reports it has not delivered yet are taken from the query's own history (of each start), so
+        the metrics table and the summary cover every batch.
         """
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for query in self.queries.values():
+        query = self.query
+        if query is not None:
             while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
                 time.sleep(0.2)
             if query.isActive:
