@@ -14,6 +14,7 @@ from incident_airflow.runs import offset_ranges, run_dir
 from incident_airflow.spark_job import (
     STREAM_SUMMARY_FILE,
     job_arguments,
+    job_conf,
     passing_failure,
     submission_summary,
 )
@@ -126,3 +127,15 @@ def test_the_operator_waits_for_a_running_job_and_names_it_when_it_does_not_end(
     wait_for_writer(settings, wait_seconds=5, poll_seconds=0.1)
     assert time.monotonic() - started < 1
     assert TableStore.from_settings(settings).root == str((tmp_path / "data").resolve())
+
+
+def test_the_driver_is_given_the_jobs_log_configuration() -> None:
+    """spark-submit starts the driver JVM before the job's session exists: the operator names the file."""
+    conf = job_conf(Settings(_env_file=None))  # type: ignore[call-arg]
+    option = conf["spark.driver.extraJavaOptions"]
+    assert option.startswith("-Dlog4j2.configurationFile=")
+    path = Path(option.split("=", 1)[1])
+    assert path.is_file() and "rootLogger.level = warn" in path.read_text()
+    from incident_stream.session import LOG4J2_FILE  # the one the job's own session names
+
+    assert path.resolve() == LOG4J2_FILE.resolve()

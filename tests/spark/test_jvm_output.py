@@ -77,3 +77,11 @@ def test_sparks_per_batch_warnings_are_raised_to_error_in_the_drivers_log4j(spar
     for name in QUIET_LOGGERS:
         assert loggers.containsKey(name), name
         assert loggers.get(name).getLevel().toString() == "ERROR", name
+
+
+@pytest.mark.spark
+def test_the_driver_jvm_started_with_the_jobs_log_configuration(spark) -> None:
+    from incident_stream.session import LOG4J2_FILE
+
+    configured = spark.sparkContext._jvm.java.lang.System.getProperty("log4j2.configurationFile")
+    assert configured == str(LOG4J2_FILE) and LOG4J2_FILE.is_file()

@@ -39,6 +39,7 @@ from incident_contracts.writer_lock import Holder, current_writer
 log = logging.getLogger(__name__)
 
 SPARK_APPLICATION = Path("spark") / "submit_stream.py"
+DRIVER_LOG4J2 = Path("spark") / "src" / "incident_stream" / "log4j2.properties"  # the job's driver log configuration
 CHECKPOINT_NAME = "incident_stream"
 STREAM_SUMMARY_FILE = "stream_summary.json"  # the job's summary, in the run folder (incident_contracts.stream_summary)
 IDLE_STOP_SECONDS = 6.0  # the pipeline's stop rule: no new record for this long
@@ -109,7 +110,8 @@ def job_conf(settings: Settings) -> dict[str, str]:
             "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
             "spark.ui.showConsoleProgress": "false",
             # Spark's own INFO lines would bury what the job says in the task log.
-            "spark.log.level": "WARN"}
+            "spark.log.level": "WARN",
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={project_root() / DRIVER_LOG4J2}"}
 
 
 def wait_for_writer(settings: Settings, wait_seconds: float = LOCK_WAIT_SECONDS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -23,6 +24,9 @@ PROMETHEUS_CONF = {
     "spark.metrics.namespace": "${spark.app.name}",
     "spark.sql.streaming.metricsEnabled": "true",
 }
+
+
+LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")  # the driver's log configuration
 
 
 def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True) -> dict[str, str]:
@@ -46,7 +50,7 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.debug.maxToStringFields": "200",
         "spark.python.worker.reuse": "true",
         "spark.python.daemon.module": "incident_stream.worker_daemon",
-        "spark.driver.extraJavaOptions": "-XX:+UseG1GC",
+        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dlog4j2.configurationFile={LOG4J2_FILE}",
         **PROMETHEUS_CONF,
     }
 
