@@ -70,7 +70,7 @@ def build_session(settings: Settings, *, master: str | None = None, ui: bool = T
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     quiet_spark_loggers(spark)
-    register_sources(spark)
+    spark.dataSource.register(LogsSource)
     return spark
 
 
@@ -88,10 +88,6 @@ def quiet_spark_loggers(spark: SparkSession) -> None:
     log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
     for name in QUIET_LOGGERS:
         log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
-
-
-def register_sources(spark: SparkSession) -> None:
-    spark.dataSource.register(LogsSource)
 
 
 def ui_url(spark: SparkSession) -> str | None:
