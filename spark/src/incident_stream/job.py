@@ -386,10 +386,13 @@ class StreamJob:
             self._poll_progress()
             query = self.query
             assert query is not None, "wait() before start()"
-            if query.exception() is not None and not self._restart_if_transient(query):
-                self.error = str(query.exception())
-                self.request_stop(f"query {query.name} failed")
-                break
+            if query.exception() is not None:
+                if not self._restart_if_transient(query):
+                    self.error = str(query.exception())
+                    self.request_stop(f"query {query.name} failed")
+                    break
+                self._stop.wait(0.5)
+                continue  # the restarted query is looked at on the next turn
             if not query.isActive:
                 self.request_stop("all data processed" if self.options.once else "query ended")
                 break
