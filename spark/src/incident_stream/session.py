@@ -44,7 +44,7 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Adaptive execution does not apply to streaming (Spark turns it off with a warning per query start);
+        # Adaptive execution does not apply to streaming (left on, Spark warns at each query's analysis);
         # plan strings name every column of the wide event schema (Spark truncates them with a warning).
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.debug.maxToStringFields": "200",

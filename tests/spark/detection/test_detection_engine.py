@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from engine_input import ingest
 
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
@@ -26,7 +27,7 @@ def run(scenario: Scenario, *, deps: dict | None = None, flapping: frozenset[str
     rows: list[dict] = []
     edges = np.arange(T0_MS, T0_MS + int(scenario.duration_s * 1000) + 1, int(batch_s * 1000))
     for lo, hi in zip(edges, [*edges[1:], np.iinfo(np.int64).max], strict=False):
-        det.ingest(frame.iloc[np.searchsorted(times, lo):np.searchsorted(times, hi)])
+        ingest(det, frame.iloc[np.searchsorted(times, lo):np.searchsorted(times, hi)])
         rows += det.advance(now_ms=int(hi))
         if roundtrip:
             det = EnvironmentDetector.from_bytes(det.to_bytes(), PARAMS, graph, tiers, flapping)
@@ -166,7 +167,7 @@ def test_reprocessing_gives_the_same_rows_whatever_the_batching():
     b = run(scenario, deps=DEPS, frame=frame, batch_s=7.0, roundtrip=True)
     shuffled = frame.sample(frac=1.0, random_state=1)  # one batch, in any order
     det = EnvironmentDetector("prod", PARAMS, DependencyGraph(DEPS))
-    det.ingest(shuffled)
+    ingest(det, shuffled)
     c = det.advance(now_ms=0)
     strip = [{k: v for k, v in r.items() if k != "update_time"} for r in a]
     assert a and strip == [{k: v for k, v in r.items() if k != "update_time"} for r in b]
@@ -177,10 +178,10 @@ def test_events_later_than_the_horizon_are_counted_and_left_out():
     scenario = Scenario({"db": FLEET["db"]}, 120)
     frame = events(scenario)
     det = EnvironmentDetector("prod", PARAMS.with_overrides(late_horizon_s=30), DependencyGraph({}))
-    det.ingest(frame[frame.t_ms < T0_MS + 60_000])
+    ingest(det, frame[frame.t_ms < T0_MS + 60_000])
     det.advance(now_ms=0)
     late = frame[frame.t_ms < T0_MS + 10_000]  # about 50 s behind the clock: beyond the 30 s horizon
-    det.ingest(late)
+    ingest(det, late)
     assert det.advance(now_ms=0) == []
     assert det.late_events == len(late)
     assert det.late_counts == {"db": [0, len(late)]}
@@ -212,7 +213,7 @@ def opened_when(scenario: Scenario, params: DetectionParams) -> tuple[float, dic
     times = frame["t_ms"].to_numpy()
     det = EnvironmentDetector("prod", params, DependencyGraph(DEPS))
     for end_ms in range(T0_MS + 1000, T0_MS + int(scenario.duration_s * 1000) + 1, 1000):
-        det.ingest(frame.iloc[np.searchsorted(times, end_ms - 1000):np.searchsorted(times, end_ms)])
+        ingest(det, frame.iloc[np.searchsorted(times, end_ms - 1000):np.searchsorted(times, end_ms)])
         rows = opened(det.advance(now_ms=end_ms))
         if rows:
             return rel_s(end_ms), rows[0]

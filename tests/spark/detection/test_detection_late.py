@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
+from engine_input import ingest
 
 from incident_contracts.catalog import default_catalog
 from incident_contracts.tables import INCIDENT_UPDATES
@@ -92,10 +93,10 @@ def test_late_counts_survive_the_state_round_trip():
     params = DetectionParams()
     frame = events(Scenario({"db": Profile(20)}, 60), seed=1).drop(columns="environment")
     det = EnvironmentDetector("prod", params, DependencyGraph({}))
-    det.ingest(frame[frame.t_ms >= T0_MS + 30_000])
+    ingest(det, frame[frame.t_ms >= T0_MS + 30_000])
     det.advance(now_ms=0)
     early = frame[frame.t_ms < T0_MS + 10_000]
-    det.ingest(early)
+    ingest(det, early)
     before = {k: list(v) for k, v in det.late_counts.items()}
     assert before == {"db": [len(early), 0]}
     again = EnvironmentDetector.from_bytes(det.to_bytes(), params, DependencyGraph({}))
@@ -110,12 +111,12 @@ def test_late_and_left_out_events_and_environment_silences_are_counted_per_servi
     frame = events(Scenario({"db": Profile(20), "api": Profile(10)}, 120), seed=2).drop(columns="environment")
     det = EnvironmentDetector("prod", params, DependencyGraph({}))
     in_window = (frame.t_ms >= T0_MS + 95_000) & (frame.t_ms < T0_MS + 105_000)
-    det.ingest(frame[(frame.t_ms >= T0_MS + 60_000) & ~in_window])
+    ingest(det, frame[(frame.t_ms >= T0_MS + 60_000) & ~in_window])
     det.advance(now_ms=0)  # the clock is now at 118 s
     assert det.drain_counters() == []
     within = frame[in_window]  # 13 to 23 s late: counted at arrival
     beyond = frame[frame.t_ms < T0_MS + 10_000]  # over 100 s late: beyond the 30 s horizon
-    det.ingest(pd.concat([within, beyond]))
+    ingest(det, pd.concat([within, beyond]))
     blob = det.to_bytes()  # undrained counts are state: a replayed micro-batch reports them again
     expected = sorted([(c, s, int(n)) for c, part in ((LATE_COUNTED, within), (LATE_EXCLUDED, beyond))
                        for s, n in part.groupby("service").size().items()])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, aggregate, events, task_partials
+from engine_input import ingest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,7 +69,7 @@ def test_detector_on_partials_writes_the_rows_it_writes_on_events():
     on_partials = EnvironmentDetector("prod", PARAMS, graph)
     for lo in range(0, 240_000, 4_000):
         chunk = frame[(frame.t_ms >= T0_MS + lo) & (frame.t_ms < T0_MS + lo + 4_000)]
-        on_events.ingest(chunk)
+        ingest(on_events, chunk)
         parts, newest = parts_of(task_partials(chunk))
         on_partials.ingest_parts(parts, newest)
     expected, got = on_events.advance(now_ms=0), on_partials.advance(now_ms=0)

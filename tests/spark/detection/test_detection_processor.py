@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events, task_partials
+from engine_input import ingest
 from pyspark.sql.streaming.tws_tester import TwsTester
 
 from incident_contracts.tables import INCIDENT_UPDATES
@@ -34,7 +35,7 @@ def test_processor_matches_the_engine_keeps_state_and_resolves_on_the_watermark(
     assert set(produced.update_type) == {"opened", "updated"}
 
     engine = EnvironmentDetector("prod", PARAMS, DependencyGraph(DEPS), TIERS)
-    engine.ingest(frame)
+    ingest(engine, frame)
     expected = engine.advance(now_ms=0)
     assert produced["incident_id"].tolist() == [r["incident_id"] for r in expected]
     assert produced["update_type"].tolist() == [r["update_type"] for r in expected]

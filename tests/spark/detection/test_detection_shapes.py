@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from detection_shapes import ShapeResult, run_all, shapes
 from detection_synthetic import T0_MS, Episode, Profile, Scenario, events
+from engine_input import ingest
 
 from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.linking import DependencyGraph
@@ -93,7 +94,7 @@ def test_severity_reasons_speak_in_rates_ratios_and_minutes(results):
 def test_fresh_detector_pages_a_gross_failure_in_twenty_seconds_of_traffic():
     scenario = Scenario({"api": Profile(50, 0.004, tier="1")}, 20.0, [Episode("api", 3, 20, error_rate=0.6)])
     det = EnvironmentDetector("prod", DetectionParams(), DependencyGraph({}))
-    det.ingest(events(scenario))
+    ingest(det, events(scenario))
     rows = det.advance(now_ms=T0_MS + 20_000)
     assert [r["update_type"] for r in rows][:1] == ["opened"]
     assert (rows[0]["opened_at"] - T0_MS) / 1000 <= 8
@@ -102,6 +103,6 @@ def test_fresh_detector_pages_a_gross_failure_in_twenty_seconds_of_traffic():
 def test_baseline_never_learns_a_window_beyond_the_floor():
     scenario = Scenario({"api": Profile(50, 0.35, tier="2")}, 150.0)
     det = EnvironmentDetector("prod", DetectionParams(), DependencyGraph({}))
-    det.ingest(events(scenario))
+    ingest(det, events(scenario))
     det.advance(now_ms=T0_MS + 150_000)
     assert det.services["api"].baseline.error_rate() < 0.05  # still the prior, not the 35% it saw

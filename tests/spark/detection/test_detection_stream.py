@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from detection_synthetic import Episode, Profile, Scenario, events
+from engine_input import ingest
 from enrich_oracle import detect
 
 from incident_contracts.catalog import default_catalog
@@ -46,7 +47,7 @@ def test_detect_on_spark_matches_the_detector_on_the_same_events(spark: Any) -> 
 
     engine = EnvironmentDetector("prod", params, DependencyGraph({s.name: s.depends_on for s in CATALOG.services}),
                                  {s.name: s.tier for s in CATALOG.services})
-    engine.ingest(frame)
+    ingest(engine, frame)
     expected = engine.advance(now_ms=0)
     assert {r["service"] for r in expected if r["update_type"] == "opened"} == {"order-service", "postgres-primary"}
     key = ["incident_id", "update_type", "update_seq", "event_count", "error_count", "severity"]

@@ -1,9 +1,10 @@
-"""The detector of one environment: events in, incident_updates rows out. Pure Python and pandas.
+"""The detector of one environment: partial buckets in, incident_updates rows out. Pure Python.
 
 It is what the Spark stateful processor runs for each environment key, and it runs as is in unit
 tests and offline replays. Time is event time only:
 
-* events are aggregated into buckets as they arrive (aggregate.py);
+* events arrive aggregated into partial buckets (aggregate.py, by the job's reading tasks or by
+  offline.OfflineDetector) and are merged into the buckets still open (`ingest_parts`);
 * the clock is the newest event time seen minus `allowed_lateness_s` (or Spark's watermark, if ahead);
   every bucket that ends at or before the clock is final and is stepped, in order, through every
   service's tracker;
@@ -24,14 +25,10 @@ import json
 import zlib
 from collections.abc import Iterable
 
-import pandas as pd
-import pyarrow as pa
-
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
-from incident_stream.detection.aggregate import Reduced
 from incident_stream.detection.anomaly import ELEVATED, WARNING_RATE
-from incident_stream.detection.buckets import INPUT_COLUMNS, BucketAgg, merge_into
+from incident_stream.detection.buckets import BucketAgg, merge_into
 from incident_stream.detection.floors import Floor, FloorPolicy
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
@@ -70,15 +67,6 @@ class EnvironmentDetector:
         self.silent_environment_buckets = 0  # buckets in which the whole environment fell silent (not persisted)
 
     # --- input ---------------------------------------------------------------------------------
-    def ingest(self, frame: pd.DataFrame) -> None:
-        """Events of this environment (buckets.INPUT_COLUMNS), aggregated here (aggregate.py)."""
-        if frame is None or frame.empty:
-            return
-        events = pa.Table.from_pandas(frame.assign(environment=self.environment)[["environment", *INPUT_COLUMNS]],
-                                      preserve_index=False)
-        parts = Reduced.of_events(events, self.params.bucket_ms, self.params.slowest_kept).parts()
-        self.ingest_parts(parts.get(self.environment, {}).items(), int(frame["t_ms"].max()))
-
     def ingest_parts(self, parts: Iterable[tuple[tuple[str, int], BucketAgg]], newest_ms: int | None) -> None:
         """Partial buckets keyed by (service, bucket), aggregated elsewhere (partials.py), and the newest
         event time they cover. Partials of a bucket that is already final go into the oldest bucket still
