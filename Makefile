@@ -10,13 +10,13 @@ UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.setup-stamp
 KAFKA_JARS := .jars/kafka/.verified
 DELTA_SPARK_JARS := .jars/delta-spark/.verified
-SETUP := $(STAMP) $(KAFKA_JARS)
+SETUP := $(STAMP) $(KAFKA_JARS) class-data
 WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml)
 
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help setup test-tools up down status logs demo test test-fast lint format clean stream trigger-dag bench
+.PHONY: help setup class-data test-tools up down status logs demo test test-fast lint format clean stream trigger-dag bench
 
 help: ## List the targets
 	@echo "Incident intelligence - make targets"
@@ -43,6 +43,11 @@ $(DELTA_SPARK_JARS): stack/jvm/delta-spark/pom.xml stack/jvm/delta-spark/jars.sh
 	@command -v mvn >/dev/null || { echo "error: Apache Maven (mvn) is required to fetch the Delta Lake jars from Maven Central: install it, e.g. apt-get install maven"; exit 1; }
 	@$(BIN)/python -m incident_stack.jars fetch delta-spark
 	@touch $(DELTA_SPARK_JARS)
+
+# Spark's JVMs start from a class-data archive of the classes they load (incident_contracts.class_data): built
+# once per Java runtime and PySpark (about a minute), checked in a moment otherwise. Spark runs without it.
+class-data: $(STAMP)
+	@$(BIN)/python -m incident_stream.class_data || echo "warning: Spark's JVMs start without the class-data archive (see above)"
 
 setup: $(SETUP) ## Install everything into .venv from uv.lock and the Kafka jars into .jars (run automatically by the other targets)
 

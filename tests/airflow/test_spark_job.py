@@ -129,10 +129,22 @@ def test_the_operator_waits_for_a_running_job_and_names_it_when_it_does_not_end(
     assert TableStore.from_settings(settings).root == str((tmp_path / "data").resolve())
 
 
+def test_the_driver_and_executors_start_from_the_class_data_archive_when_it_is_built() -> None:
+    from incident_contracts.class_data import archive_path
+
+    archive = archive_path()
+    assert archive is not None and archive.is_file(), f"no class-data archive at {archive}: `make setup` builds it"
+    conf = job_conf(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"].split()
+    assert f"-XX:SharedArchiveFile={archive}" in conf["spark.executor.extraJavaOptions"].split()
+    off = job_conf(Settings(_env_file=None, spark_class_data=False))  # type: ignore[call-arg]
+    assert "SharedArchiveFile" not in off["spark.driver.extraJavaOptions"] and "spark.executor.extraJavaOptions" not in off
+
+
 def test_the_driver_is_given_the_jobs_log_configuration() -> None:
     """spark-submit starts the driver JVM before the job's session exists: the operator names the file."""
     conf = job_conf(Settings(_env_file=None))  # type: ignore[call-arg]
-    option = conf["spark.driver.extraJavaOptions"]
+    option = conf["spark.driver.extraJavaOptions"].split()[0]
     assert option.startswith("-Dlog4j2.configurationFile=")
     path = Path(option.split("=", 1)[1])
     assert path.is_file() and "rootLogger.level = warn" in path.read_text()

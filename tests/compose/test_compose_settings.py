@@ -30,6 +30,7 @@ PROCESS_VARIABLES = {
     "ENV_FILE": "optional: another .env; containers take their settings from the environment",
     "CATALOG_FILE": "optional: another service catalog; the packaged one is used by default",
     "PATH": "the image's own",
+    "JAVA_HOME": "the Java runtime Spark runs on (the class-data archive is made for it)",
 }
 # Addresses that exist only on the compose network: project code must get them from the settings.
 COMPOSE_ADDRESSES = ("kafka:29092", "schema-registry:8081", "spark://spark-master", "//airflow-api-server")

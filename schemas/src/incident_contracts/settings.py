@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     spark_ui_port: Port = 4040
     spark_driver_memory: str = "1g"
+    # Start Spark's JVMs from the class-data archive `make setup` builds (incident_contracts.class_data).
+    spark_class_data: bool = True
     # The job's only shuffle is the detection operator, keyed by environment: more partitions than
     # environments only add per-partition state-store and Python-worker work to every micro-batch.
     spark_shuffle_partitions: Annotated[int, Field(ge=1, le=10_000)] = 1

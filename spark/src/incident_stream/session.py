@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from incident_contracts.class_data import java_options
 from incident_contracts.settings import Settings
 from incident_stream.logs_source import LogsSource
 
@@ -26,11 +27,13 @@ PROMETHEUS_CONF = {
 }
 
 
+CHECKPOINT_FILE_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")  # the driver's log configuration
 
 
 def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True) -> dict[str, str]:
     """Spark configuration of the job (also what `spark-submit --conf` could pass)."""
+    class_data = java_options(settings)
     return {
         "spark.master": master or settings.spark_master,
         "spark.app.name": "incident-stream",
@@ -43,6 +46,9 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # The FileContext-based default resolves links with a `readlink` process per checkpoint file (Hadoop
+        # without its native library); the FileSystem-based manager renames the same way without them.
+        "spark.sql.streaming.checkpointFileManagerClass": CHECKPOINT_FILE_MANAGER,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Adaptive execution does not apply to streaming (left on, Spark warns at each query's analysis);
         # plan strings name every column of the wide event schema (Spark truncates them with a warning).
@@ -50,7 +56,8 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.debug.maxToStringFields": "200",
         "spark.python.worker.reuse": "true",
         "spark.python.daemon.module": "incident_stream.worker_daemon",
-        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dlog4j2.configurationFile={LOG4J2_FILE}",
+        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dlog4j2.configurationFile={LOG4J2_FILE} {class_data}".strip(),
+        **({"spark.executor.extraJavaOptions": class_data} if class_data else {}),
         **PROMETHEUS_CONF,
     }
 

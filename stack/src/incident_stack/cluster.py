@@ -67,6 +67,7 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # The health endpoint reads the components' heartbeats from the database: on a loaded 2-core host it can take
 # several seconds to answer, which is slow, not down.
 AIRFLOW_HEALTH_TIMEOUT = 10.0
+ORPHANED_TASKS_CHECK_SECONDS = 30
 
 
 def _ports(value: str) -> tuple[int, ...]:
@@ -348,6 +349,10 @@ def airflow_cluster_env(settings: Settings, layout: ClusterLayout, database: Pos
         "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
         "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+        # A scheduler started after a crash resets the dead one's running tasks at once only if the dead one's
+        # last heartbeat is older than scheduler_health_check_threshold (30 s); otherwise it waits for this
+        # periodic check (300 s by default), and an interrupted run sits still for minutes.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHANED_TASKS_CHECK_SECONDS),
         # The Spark driver (spark-submit from a task) binds where the workers and executors are: 127.0.0.1.
         "SPARK_LOCAL_IP": HOST,
     }
