@@ -138,7 +138,8 @@ def test_the_driver_and_executors_start_from_the_class_data_archive_when_it_is_b
     assert f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"].split()
     assert f"-XX:SharedArchiveFile={archive}" in conf["spark.executor.extraJavaOptions"].split()
     off = job_conf(Settings(_env_file=None, spark_class_data=False))  # type: ignore[call-arg]
-    assert "SharedArchiveFile" not in off["spark.driver.extraJavaOptions"] and "spark.executor.extraJavaOptions" not in off
+    assert "SharedArchiveFile" not in off["spark.driver.extraJavaOptions"]
+    assert "spark.executor.extraJavaOptions" not in off
 
 
 def test_the_driver_is_given_the_jobs_log_configuration() -> None:
