@@ -151,16 +151,20 @@ def _committed_batches(data_dir: Path) -> int:
     return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
 
 
-@pytest.mark.timeout(900)
-def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(standalone, capsys):
-    """Fault (c): SIGKILL the Spark driver mid-run; the task's retry resumes from the checkpoint, nothing is
-    lost or written twice, and the failed try's error is what the run report would name.
+# One pipeline run with a Spark job, started twice: on a loaded 2-core machine a job submission can take minutes.
+@pytest.mark.timeout(1200)
+def test_a_run_whose_driver_is_killed_is_retried_from_the_checkpoint_reports_and_starts_triage(standalone, capsys):
+    """One run through the REST API, as `make trigger-dag` starts it, carries fault (c) and the reporting:
 
-    It runs before the module's other run: a scenario's event time starts before the trigger, so after
-    another run its first minutes would be late for detection and could open no incident to check."""
+    - a second run triggered meanwhile is told it waits, and stays queued while the first runs;
+    - the Spark driver is SIGKILLed mid-run: the task's retry resumes from the checkpoint, nothing is lost or
+      written twice, and the failed try's error is what the run report names;
+    - the run ends SUCCESS with its note written through the API, the last-run status line says so, and the
+      published incidents asset starts the triage DAG."""
     from pipeline_checks import assert_exactly_once, assert_no_duplicate_updates
 
     from incident_airflow.api_client import AirflowApi
+    from incident_airflow.last_run import describe_last_run
     from incident_airflow.runs import run_dir, run_key
     from incident_airflow.trigger import failure_line, main, report_finished, wait_for_run
 
@@ -168,8 +172,24 @@ def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(s
     data_dir = Path(standalone.data_dir)
     before = _committed_batches(data_dir)
     assert main(["--scenario", "bad_deploy", "--rate", "400", "--duration", "40", "--seed", "9"]) == 0
-    run_id = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", capsys.readouterr().out).group(1)
+    out = capsys.readouterr().out
+    run_id = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
+    assert f"http://127.0.0.1:{standalone.airflow_port}/dags/incident_processing_pipeline/runs/manual__" in out
 
+    # A second run triggered meanwhile is told it waits, and stays queued while the first runs
+    # (max_active_runs=1: two streaming jobs never meet on the checkpoint).
+    assert main(["--scenario", "none", "--duration", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: run {run_id} is " in out and "waits for it to finish" in out
+    second = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
+    assert _wait_for_state(api, run_id, {"running", "success", "failed"}, timeout=180) == "running"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert _state(api, second) == "queued"
+        time.sleep(1)
+    api.delete_run(PIPELINE, second)
+
+    # Fault (c): the driver killed once its job has committed two micro-batches.
     deadline = time.monotonic() + 420
     while _committed_batches(data_dir) < before + 2 and time.monotonic() < deadline:
         if _state(api, run_id) not in ("queued", "running"):  # ended before the fault: say how
@@ -185,7 +205,11 @@ def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(s
         os.kill(pid, signal.SIGKILL)
 
     code = report_finished(api, wait_for_run(api, run_id, timeout=720))
-    assert code == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "process_stream: running" in out and "reconcile: success" in out
+    assert "finished: SUCCESS" in out
+    assert "reconciled: nothing lost, nothing duplicated" in out  # the note, written through the API
     tries = {t["task_id"]: t["try_number"] for t in api.task_instances(PIPELINE, run_id)}
     assert tries["process_stream"] == 2  # the first try died with its driver, the retry finished the run
     first_try = failure_line(api.task_log(PIPELINE, run_id, "process_stream", 1))
@@ -197,44 +221,10 @@ def test_a_killed_driver_is_retried_by_airflow_and_resumes_from_the_checkpoint(s
     assert assert_exactly_once(data_dir, standalone.kafka_topic_logs, ranges) == produced["generator"]["delivered"]
     assert assert_no_duplicate_updates(data_dir) > 0
 
-# One pipeline run with a Spark job: on a loaded 2-core machine a job submission can take minutes.
-@pytest.mark.timeout(900)
-def test_triggered_run_succeeds_and_reports(standalone, capsys):
-    from incident_airflow.api_client import AirflowApi
-    from incident_airflow.last_run import describe_last_run
-    from incident_airflow.trigger import main, report_finished, wait_for_run
-
-    api = AirflowApi.for_embedded(standalone)
-    assert main(["--scenario", "memory_leak", "--rate", "200", "--duration", "8", "--seed", "5"]) == 0
-    out = capsys.readouterr().out
-    first = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
-    assert f"http://127.0.0.1:{standalone.airflow_port}/dags/incident_processing_pipeline/runs/manual__" in out
-
-    # A second run triggered meanwhile is told it waits, and stays queued while the first runs
-    # (max_active_runs=1: two streaming jobs never meet on the checkpoint).
-    assert main(["--scenario", "none", "--duration", "5"]) == 0
-    out = capsys.readouterr().out
-    assert f"note: run {first} is " in out and "waits for it to finish" in out
-    second = re.search(r"Triggered incident_processing_pipeline run (manual__\S+) ", out).group(1)
-    assert _wait_for_state(api, first, {"running", "success", "failed"}, timeout=180) == "running"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert _state(api, second) == "queued"
-        time.sleep(1)
-    api.delete_run(PIPELINE, second)
-
-    code = report_finished(api, wait_for_run(api, first, timeout=720))
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "process_stream: running" in out and "reconcile: success" in out
-    assert "finished: SUCCESS" in out
-    assert "reconciled: nothing lost, nothing duplicated" in out  # the note, written through the API
-
     status = describe_last_run(standalone)
-    assert first in status and "success" in status and "reconciled" in status
-
+    assert run_id in status and "success" in status and "reconciled" in status
     run = api.dag_runs(PIPELINE, limit=1)[0]
-    assert run["dag_run_id"] == first and run["state"] == "success"
+    assert run["dag_run_id"] == run_id and run["state"] == "success"
     assert run["note"].startswith("**Run manual__")
 
     # The published incidents asset schedules the triage DAG.
@@ -247,7 +237,6 @@ def test_triggered_run_succeeds_and_reports(standalone, capsys):
         time.sleep(3)
     assert triage_runs and triage_runs[0]["run_type"] == "asset_triggered"
     assert triage_runs[0]["state"] == "success"
-
 
 
 def test_no_secret_reaches_a_log_a_task_log_or_any_other_file(standalone, gemini):

@@ -457,7 +457,7 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
         url=lambda s: layout.master_ui,
         command=lambda s: master_command(HOST, layout.master_port, layout.master_ui_port),
         healthy=lambda s: (master_state(layout.master_ui) or {}).get("status") == "ALIVE",
-        extra_env=lambda s: daemon_env(HOST), start_timeout=120, detail=master_detail,
+        extra_env=lambda s: daemon_env(HOST, s), start_timeout=120, detail=master_detail,
     )
     for index, ui_port in enumerate(layout.worker_ui_ports, 1):
         work_dir = runtime / "spark" / f"worker-{index}"
@@ -470,7 +470,7 @@ def cluster_services(settings: Settings, layout: ClusterLayout) -> dict[str, Ser
                                                                     layout.worker_memory, w),
             healthy=lambda s, p=ui_port: worker_alive(master_state(layout.master_ui), p),
             prepare=lambda s, w=work_dir: w.mkdir(parents=True, exist_ok=True),
-            extra_env=lambda s: daemon_env(HOST), requires=("spark-master",), start_timeout=120,
+            extra_env=lambda s: daemon_env(HOST, s), requires=("spark-master",), start_timeout=120,
             secrets=("tables",),  # its executors write the tables
         )
 

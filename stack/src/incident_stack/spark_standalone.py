@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from incident_contracts.class_data import java_options
+from incident_contracts.settings import Settings
+
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 DAEMON_MEMORY = "512m"  # heap of the master and worker daemons themselves (executors are separate JVMs)
@@ -49,9 +52,14 @@ def worker_command(host: str, master_url: str, ui_port: int, cores: int, memory:
             "--memory", memory, "--webui-port", str(ui_port), "--work-dir", str(work_dir), master_url]
 
 
-def daemon_env(host: str) -> dict[str, str]:
-    """Environment of a master or worker: its distribution, its address, its own small heap."""
-    return {"SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": host, "SPARK_DAEMON_MEMORY": DAEMON_MEMORY}
+def daemon_env(host: str, settings: Settings) -> dict[str, str]:
+    """Environment of a master or worker: its distribution, its address, its own small heap, and the
+    class-data archive of Spark's JVMs when it is built (incident_contracts.class_data)."""
+    env = {"SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": host, "SPARK_DAEMON_MEMORY": DAEMON_MEMORY}
+    class_data = java_options(settings)
+    if class_data:
+        env["SPARK_DAEMON_JAVA_OPTS"] = class_data
+    return env
 
 
 def get_json(url: str, timeout: float = 3.0) -> Any:
