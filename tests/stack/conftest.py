@@ -9,11 +9,13 @@ Fault tests build on it; each test module gets its own tier.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,50 @@ def _child_env(env: dict[str, str]) -> dict[str, str]:
             if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME", "KAFKA_", "SPARK_", "CLUSTER_",
                                  "DATA_DIR", "RUNTIME_DIR", "CHECKPOINT_DIR"))}
     return {**keep, **env}
+
+
+class CliRun:
+    """A CLI process running in the background; its output (stdout and stderr) collected as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]):
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of `pattern` in the output, waiting for it up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.output)
+            if found:
+                return found
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self._reader.join(timeout=5)
+                found = re.search(pattern, self.output)
+                if found:
+                    return found
+                raise AssertionError(f"no {pattern!r} in the output (exit {self.process.returncode}):\n{self.output}")
+            time.sleep(0.2)
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the process to end (killed after `timeout`); its exit code."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self._reader.join(timeout=10)
+        return code
 
 
 @dataclass
@@ -86,6 +132,13 @@ class ClusterUnderTest:
     def cli(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "incident_stack.cli", "cluster", *args], env=_child_env(self.env),
                               capture_output=True, text=True, timeout=timeout)
+
+    def cli_background(self, *args: str) -> CliRun:
+        """A CLI command left running (e.g. `trigger --wait` while a test injects faults)."""
+        process = subprocess.Popen([sys.executable, "-m", "incident_stack.cli", "cluster", *args],
+                                   env={**_child_env(self.env), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        return CliRun(process)
 
     def log_tails(self, lines: int = 20) -> str:
         parts = []

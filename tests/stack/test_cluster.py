@@ -2,15 +2,17 @@
 
 The tests share one start of the tier (``cluster up``, a minute and more) and run in this order:
 
-1. One pipeline run through the tier's Airflow with nothing but settings changed (three-broker bootstrap
-   list, SPARK_MASTER=spark://...); its records are checked in the tables independently of the
-   reconciliation, and its executors are found on both workers.
-2. (a) ``kill -9`` the Kafka broker that leads the busiest partition while the generator produces: the
-   idempotent producer (acks=all) loses and duplicates nothing, another replica takes over the partition,
-   and the restarted broker rejoins the in-sync replicas. (b) In the same run, ``kill -9`` one Spark worker
-   (its process group: the worker daemon, its executor and the executor's Python workers) while a
-   micro-batch is in flight: the tasks it ran are run again on the other worker, the same application
-   finishes the batch, and the restarted worker gets a new executor.
+1. Every process of the tier runs and answers on its own port, the topic is laid out for three brokers, and
+   the pipeline's settings differ from the embedded stack's only in addresses and folders.
+2. One pipeline run through the tier's Airflow, triggered and followed as `make cluster-trigger-dag WAIT=1`
+   does (with nothing but settings changed: three-broker bootstrap list, SPARK_MASTER=spark://...), with
+   two faults on the way: (a) ``kill -9`` the Kafka broker that leads the busiest partition while the
+   generator produces: the idempotent producer (acks=all) loses and duplicates nothing, another replica
+   takes over the partition, and the restarted broker rejoins the in-sync replicas. (b) ``kill -9`` one
+   Spark worker (its process group: the worker daemon, its executor and the executor's Python workers)
+   while a micro-batch is in flight: the tasks it ran are run again on the other worker, the same
+   application finishes the batch, and the restarted worker gets a new executor. The run's records are
+   checked in the tables independently of the reconciliation, and its executors are found on both workers.
 3. (d) ``kill -9`` every process of the tier at once while a micro-batch of a run's streaming job is in
    flight (every process crashes; unlike a power cut, the operating system's page cache survives), start
    the tier again with ``cluster up``: the interrupted run is taken up again by Airflow (or fails), and a
@@ -37,7 +39,6 @@ from incident_stack.supervisor import port_taken
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
-RUN = {"scenario": "mixed", "rate": 500, "duration": 20, "seed": 7}
 # Scenarios that open incidents (so the duplicate-update check has updates to look at). The generator of the
 # (a)+(b) run produces for long after the broker fault; the streaming job starts about when it ends.
 RUN_AB = {"scenario": "bad_deploy", "rate": 300, "duration": 40, "seed": 11}
@@ -52,9 +53,9 @@ def _status_lines(cluster) -> tuple[dict[str, str], str]:
     return {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}, result.stdout
 
 
-# Start (about a minute and a half cold), one run (a few minutes on a busy 2-core machine).
-@pytest.mark.timeout(1800)
-def test_cluster_runs_the_pipeline_on_both_workers(cluster) -> None:
+# Start: about a minute and a half cold on a busy 2-core machine.
+@pytest.mark.timeout(1200)
+def test_every_process_answers_on_its_own_port_with_the_topic_on_three_brokers(cluster) -> None:
     settings = cluster.settings
     names = cluster.names()
     assert len(cluster.names("kafka")) == 3 and len(cluster.names("spark-worker")) == 2
@@ -91,43 +92,19 @@ def test_cluster_runs_the_pipeline_on_both_workers(cluster) -> None:
     assert topic.under_replicated == [], topic.describe()
     assert f"{settings.kafka_topic_logs}: 6 partitions, replication factor 3, min.insync.replicas=2" in text
 
-    # One run through the tier's Airflow, as `make cluster-trigger-dag WAIT=1` runs it.
-    before = datetime.now().astimezone()
-    result = cluster.cli("trigger", *(f"--{k}={v}" for k, v in RUN.items()), "--wait", timeout=1500)
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{cluster.log_tails()}"
-    assert "finished: SUCCESS" in result.stdout
-    assert "reconciled: nothing lost, nothing duplicated" in result.stdout
-    run_id = re.search(r"Triggered incident_processing_pipeline run (\S+) ", result.stdout).group(1)
-
-    # Every record the run produced is in events or dead_letter exactly once (read here, not by reconcile).
-    _, ranges = cluster.run_ranges(run_id)
-    assert len(ranges) == 6 and sum(end - start for start, end in ranges.values()) == RUN["rate"] * RUN["duration"]
-    assert cluster.missing_or_duplicated(run_id) == []
-    assert sum(len(v) for v in cluster.offsets_held(settings.kafka_topic_logs, ranges).values()) == sum(
-        end - start for start, end in ranges.values())
-
-    # The job's executors ran on both workers (the master's and workers' JSON APIs).
-    apps = cluster.stream_apps_since(before)
-    assert apps, "the master lists no application of the streaming job"
-    placements = cluster.cluster.executors([a["id"] for a in apps])
-    alive = {w["id"] for w in cluster.cluster.spark_state()["workers"] if w["state"] == "ALIVE"}
-    assert len(alive) == 2
-    assert {p.worker_id for p in placements} == alive, placements
-    assert "executors on 2 of 2 workers" in result.stdout
-    rows, text = _status_lines(cluster)
-    assert "Last Spark job: app-" in text and "executors on 2 of 2 workers" in text
-
 
 # One run of 40 s with both faults, on a busy 2-core machine: several minutes.
 @pytest.mark.timeout(1500)
-def test_broker_leader_then_spark_worker_killed_mid_run(cluster) -> None:
+def test_a_run_on_both_workers_survives_its_broker_leader_then_a_spark_worker_killed(cluster) -> None:
     settings = cluster.settings
     topic = settings.kafka_topic_logs
     before = faults.topic_end_offsets(cluster)
     data = settings.data_dir
     since = datetime.now().astimezone()
     t0 = time.monotonic()
-    run_id = cluster.start_run(RUN_AB)
+    # Triggered and followed as `make cluster-trigger-dag WAIT=1` does, while the faults are injected.
+    trigger = cluster.cli_background("trigger", *(f"--{k}={v}" for k, v in RUN_AB.items()), "--wait")
+    run_id = trigger.wait_for(r"Triggered incident_processing_pipeline run (\S+) ", timeout=300).group(1)
     faults.say(f"fault (a)+(b): run {run_id} triggered ({RUN_AB})")
     watch = faults.KafkaWatch(settings.kafka_bootstrap_servers, topic)
     try:
@@ -136,8 +113,12 @@ def test_broker_leader_then_spark_worker_killed_mid_run(cluster) -> None:
         watch.close()
     worker = faults.kill_worker_mid_batch(cluster, since)
 
-    run = cluster.wait_for_run(run_id, timeout=900)
+    code = trigger.finish(timeout=1200)
+    run = cluster.wait_for_run(run_id, timeout=60)
     assert run["state"] == "success", faults.failure_report(cluster, run_id)
+    assert code == 0, trigger.output
+    assert "finished: SUCCESS" in trigger.output
+    assert "reconciled: nothing lost, nothing duplicated" in trigger.output
     faults.say(f"fault (a)+(b): the run's tasks, seconds after the trigger: {faults.timeline(cluster, run_id, since)}")
     tries = faults.tries(cluster, run_id)
     took = time.monotonic() - t0
@@ -156,6 +137,20 @@ def test_broker_leader_then_spark_worker_killed_mid_run(cluster) -> None:
     assert assert_exactly_once(data, topic, ranges) == expected
     updates = assert_no_duplicate_updates(data)
     assert updates > 0, "the bad_deploy scenario opened no incident"
+    topic_name, run_ranges = cluster.run_ranges(run_id)
+    assert topic_name == topic and len(run_ranges) == 6 and cluster.missing_or_duplicated(run_id) == []
+
+    # The job's executors ran on both workers (the master's and workers' JSON APIs): the worker killed
+    # mid-batch came back as a new worker, and the job's application had an executor on it too.
+    apps = cluster.stream_apps_since(since)
+    assert apps, "the master lists no application of the streaming job"
+    placements = cluster.cluster.executors([a["id"] for a in apps])
+    alive = {w["id"] for w in cluster.cluster.spark_state()["workers"] if w["state"] == "ALIVE"}
+    assert len(alive) == 2
+    assert {p.worker_id for p in placements} == alive, placements
+    assert "executors on 2 of 2 workers" in trigger.output
+    _, text = _status_lines(cluster)
+    assert "Last Spark job: app-" in text and "executors on 2 of 2 workers" in text
     faults.say(f"fault (a)+(b): run {run_id} SUCCESS in {took:.0f} s (tries: "
         f"{', '.join(f'{t} {n}' for t, (_, n) in tries.items())}); generator delivered {generator['delivered']} "
         f"of {generator['events_sent']}, failed {generator['failed']}; records in Kafka {sum(in_kafka.values())} "
