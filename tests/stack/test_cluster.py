@@ -141,13 +141,14 @@ def test_a_run_on_both_workers_survives_its_broker_leader_then_a_spark_worker_ki
     assert topic_name == topic and len(run_ranges) == 6 and cluster.missing_or_duplicated(run_id) == []
 
     # The job's executors ran on both workers (the master's and workers' JSON APIs): the worker killed
-    # mid-batch came back as a new worker, and the job's application had an executor on it too.
+    # mid-batch came back under a new worker id, and the job's application had an executor on it too (the
+    # executor it had on the killed one is listed as well, finished).
     apps = cluster.stream_apps_since(since)
     assert apps, "the master lists no application of the streaming job"
     placements = cluster.cluster.executors([a["id"] for a in apps])
     alive = {w["id"] for w in cluster.cluster.spark_state()["workers"] if w["state"] == "ALIVE"}
     assert len(alive) == 2
-    assert {p.worker_id for p in placements} == alive, placements
+    assert alive <= {p.worker_id for p in placements}, placements
     assert "executors on 2 of 2 workers" in trigger.output
     _, text = _status_lines(cluster)
     assert "Last Spark job: app-" in text and "executors on 2 of 2 workers" in text
