@@ -34,8 +34,14 @@ def build(force: bool = False) -> int:
     started = time.monotonic()
     print("class-data archive: building (a short Spark run, about a minute)...", flush=True)
     try:
-        run = subprocess.run([sys.executable, "-m", "incident_stream.class_data_training", str(partial)],
-                             capture_output=True, text=True, timeout=TRAINING_TIMEOUT_SECONDS)
+        try:
+            run = subprocess.run([sys.executable, "-m", "incident_stream.class_data_training", str(partial)],
+                                 capture_output=True, text=True, timeout=TRAINING_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            print(f"class-data archive: the training run took more than {TRAINING_TIMEOUT_SECONDS} s and was "
+                  "stopped (a very busy machine?); Spark starts without it. Run `make setup` again later.",
+                  file=sys.stderr)
+            return 1
         if run.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
             print(f"class-data archive: the training run failed (exit {run.returncode}); Spark starts without "
                   f"it. Its output:\n{(run.stdout + run.stderr)[-3000:]}", file=sys.stderr)

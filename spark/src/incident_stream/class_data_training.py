@@ -122,6 +122,5 @@ def train(archive: Path) -> None:
         process.wait(timeout=JVM_EXIT_TIMEOUT_SECONDS)
 
 
-
 if __name__ == "__main__":
     train(Path(sys.argv[1]))
