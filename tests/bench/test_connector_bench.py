@@ -128,6 +128,7 @@ def spark_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, dict
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_spark_from_avro_path_routes_bad_records_like_the_codec(spark_run: tuple[int, dict, dict]) -> None:
     now, decoded, _ = spark_run
@@ -151,6 +152,7 @@ def test_spark_from_avro_path_routes_bad_records_like_the_codec(spark_run: tuple
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_builtin_sink_commits_sparks_files_once_per_batch(spark_run: tuple[int, dict, dict]) -> None:
     now, decoded, sink = spark_run

@@ -97,6 +97,7 @@ def _not_blank(path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 def test_every_page_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
     url, demo = server
     incident_id = demo.incident_for("db_pool_exhaustion").incident_id
@@ -229,6 +230,7 @@ INJECTED = ("[...document.querySelectorAll('img, a, script, iframe, link, source
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 def test_untrusted_text_is_shown_as_text_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
     """Payloads in service names, titles, hosts, log lines, reasons, the analysis and the ?id= link render as
     text: the browser fetches nothing from them and the DOM holds no element they would create (about 20 s)."""

@@ -224,6 +224,7 @@ def _rows(table: pa.Table, name: str) -> list[dict]:
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_spark_reads_every_table_with_the_rows_and_types_pyarrow_reads(spark_read) -> None:
     store, _, out, report = spark_read
@@ -242,6 +243,7 @@ def test_spark_reads_every_table_with_the_rows_and_types_pyarrow_reads(spark_rea
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_spark_reads_an_older_version_and_prunes_partitions(spark_read) -> None:
     store, before, out, report = spark_read
@@ -256,6 +258,7 @@ def test_spark_reads_an_older_version_and_prunes_partitions(spark_read) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_the_default_connector_still_cannot_load_a_snapshot_on_this_spark(spark_read) -> None:
     """Why the reader sets STRICT: when a Delta release reads on this Spark through its default connector,

@@ -54,7 +54,8 @@ def describe_apps(cluster: Cluster, apps: list[dict[str, Any]], heading: str) ->
     if not apps:
         return [f"{heading}: none on {cluster.layout.master_ui}"]
     placements = cluster.executors([a["id"] for a in apps])
-    workers = {p.worker_id for p in placements}
+    # A worker restarted meanwhile registers under a new id on the same web UI: count the tier's workers.
+    workers = {p.worker_ui for p in placements}
     ids = ", ".join(f"{a['id']} ({a.get('state', '?')}, started {_ago(a.get('starttime'))})" for a in apps)
     lines = [f"{heading}: {ids}",
              f"  executors on {len(workers)} of {cluster.layout.workers} workers (the workers' JSON API):"]

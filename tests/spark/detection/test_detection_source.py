@@ -97,6 +97,7 @@ def test_the_source_needs_the_tables_root() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 def test_partials_from_the_source_give_the_rows_of_detect_on_events_batch_and_stream(
         spark: Any, broker: str, topic: str, tmp_path: Path) -> None:
     start_ms = int(time.time() * 1000) - 400_000
@@ -135,6 +136,7 @@ def test_partials_from_the_source_give_the_rows_of_detect_on_events_batch_and_st
 
 
 @pytest.mark.integration
+@pytest.mark.beside
 def test_without_the_detection_option_the_tasks_hand_over_nothing_but_write_the_files(
         spark: Any, broker: str, topic: str, tmp_path: Path) -> None:
     start_ms = int(time.time() * 1000) - 60_000
