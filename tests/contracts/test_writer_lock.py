@@ -1,8 +1,9 @@
 """One streaming job at a time (incident_contracts.writer_lock), on folders: file locks, their holders,
-and a holder killed with SIGKILL releasing them."""
+a holder killed with SIGKILL releasing them, and a holder whose launcher died keeping them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -120,3 +121,47 @@ def test_the_locks_of_a_job_killed_with_sigkill_are_free_at_once(tmp_path: Path)
     with writer_lock(checkpoint, store, "next-run") as me:
         assert current_writer(checkpoint, store) == me
     assert time.monotonic() - started < 1.0
+
+
+LAUNCHER = """
+import subprocess, sys, time
+job = subprocess.Popen([sys.executable, "-c", *sys.argv[1:]], stdout=subprocess.PIPE, text=True,
+                       start_new_session=True)
+print(job.pid, job.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_job_whose_launcher_died_keeps_its_locks_and_the_retry_is_refused(tmp_path: Path) -> None:
+    """Before, the Airflow task took the lock, not the job: a spark-submit orphaned by a killed task went on
+    writing while the task's retry started a second job. The job holds the locks itself, so they outlive
+    whatever launched it."""
+    checkpoint, store = tmp_path / "checkpoint", TableStore(str(tmp_path / "data"))
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, HOLDER, str(checkpoint), store.root],
+                                stdout=subprocess.PIPE, text=True)
+    job_pid = 0
+    try:
+        assert launcher.stdout is not None
+        pid, state = launcher.stdout.readline().split()
+        job_pid = int(pid)
+        assert state == "held"
+        os.kill(launcher.pid, signal.SIGKILL)  # the task dies; its job goes on
+        launcher.wait(timeout=10)
+        os.kill(job_pid, 0)  # still running
+        holder = current_writer(checkpoint, store)
+        assert holder is not None and holder.pid == job_pid
+        with pytest.raises(WriterBusy, match=rf"run doomed-run \(pid {job_pid} "), \
+                writer_lock(checkpoint, store, "retry"):
+            pass
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(timeout=10)
+        if job_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while current_writer(checkpoint, store) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the orphan is reaped by init, not by this process
+    with writer_lock(checkpoint, store, "retry"):
+        pass
