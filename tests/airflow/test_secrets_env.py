@@ -1,4 +1,5 @@
-"""Secrets reach only what needs them: spark-submit's environment, and the API client's repr."""
+"""Secrets reach only what needs them: spark-submit's environment, the API client's repr, and the embedded
+Airflow's admin password (generated before Airflow starts, so Airflow never prints it into its log)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from airflow.exceptions import AirflowException
 
 from incident_airflow.api_client import AirflowApi
+from incident_airflow.environment import admin_password, airflow_env, passwords_file
 from incident_airflow.spark_job import StreamJobOperator, job_env
 from incident_contracts.settings import load_settings
 
@@ -78,3 +80,36 @@ def test_the_api_clients_repr_hides_its_password() -> None:
     assert "s3cret-admin-password" not in repr(api) and "s3cret-admin-password" not in str(api)
     assert "admin" in repr(api) and "8070" in repr(api)
     assert api.password == "s3cret-admin-password"
+
+
+def _airflow_start_output(password_file: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> str:
+    """What Airflow's simple auth manager writes when it starts (the embedded Airflow's log) for that file."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+    monkeypatch.setattr(SimpleAuthManager, "get_generated_password_file", staticmethod(lambda: str(password_file)))
+    capsys.readouterr()
+    SimpleAuthManager().init()
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_the_admin_password_is_generated_before_airflow_starts_so_airflow_never_logs_it(
+        isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings()
+    airflow_env(settings)  # what the stack does before starting Airflow (embedded and cluster tier)
+    password = admin_password(settings)
+    assert password and len(password) >= 16
+    assert stat.S_IMODE(passwords_file(settings).stat().st_mode) == 0o600
+    airflow_env(settings)
+    assert admin_password(settings) == password  # kept across starts
+    assert password not in _airflow_start_output(passwords_file(settings), monkeypatch, capsys)
+    assert admin_password(settings) == password  # Airflow uses it as it is
+    # Without it, Airflow generates one at its first start and prints it: what the log held before.
+    fresh = isolated_env / "fresh" / "passwords.json"
+    fresh.parent.mkdir()
+    printed = _airflow_start_output(fresh, monkeypatch, capsys)
+    generated = json.loads(fresh.read_text())["admin"]
+    assert generated in printed

@@ -6,8 +6,11 @@ creates them by hand and they always match the broker and Spark master the rest 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import string
 import sys
 from pathlib import Path
 
@@ -36,10 +39,45 @@ def airflow_home(settings: Settings) -> Path:
     return settings.runtime_dir / "airflow"
 
 
+def passwords_file(settings: Settings) -> Path:
+    """Airflow's simple auth manager's passwords file (its default place under AIRFLOW_HOME)."""
+    return airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+
+
+def ensure_admin_password(settings: Settings) -> None:
+    """Generate the `admin` user's password into Airflow's passwords file (mode 600) unless it holds one.
+
+    Airflow generates a missing password itself at its first start, and prints it on its standard output:
+    into the service's log file. A password already in the file is not printed."""
+    if admin_password(settings):
+        return
+    path = passwords_file(settings)
+    try:
+        known = json.loads(path.read_text() or "{}")
+    except FileNotFoundError:
+        known = {}
+    except ValueError:
+        return  # not Airflow's JSON: left for Airflow to report, never overwritten
+    if not isinstance(known, dict):
+        return
+    password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({**known, "admin": password}, handle)
+    try:
+        os.replace(staged, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
-    """Variables that configure the embedded Airflow (added to the project's own settings variables)."""
+    """Variables that configure the embedded Airflow (added to the project's own settings variables); the
+    admin password is generated beforehand (:func:`ensure_admin_password`), so Airflow never logs it."""
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
+    ensure_admin_password(settings)
     bin_dir = str(Path(sys.executable).parent)
     return {
         "AIRFLOW_HOME": str(home),
@@ -70,8 +108,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 def admin_password(settings: Settings) -> str | None:
     """The generated password of the `admin` user, once Airflow has started."""
-    path = airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
     try:
-        return json.loads(path.read_text()).get("admin")
-    except (OSError, ValueError):
+        return json.loads(passwords_file(settings).read_text()).get("admin")
+    except (OSError, ValueError, AttributeError):
         return None
