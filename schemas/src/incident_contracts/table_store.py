@@ -11,10 +11,11 @@ Writers commit through ``TableStore.commit_files`` (files written by the job's t
 query's checkpoint id and its micro-batch id): the table records them in the same atomic commit as
 the files, so a replay of a batch the table already holds is recognised and committed no second time.
 
-Durability on a local file system: data files are fsynced by whoever wrote them (``fsync_file``), and
-a commit's log entry and the log folder are fsynced before ``commit_files``/``append`` return, so what
-the streaming checkpoint records as done survives a power cut. On object storage a write is durable
-once the PUT succeeds, and commits use the store's conditional put (``conditional_put=etag``).
+Durability on a local file system: ``commit_files``/``append`` fsync the data files they commit and the
+folders they were created in before the commit, then the commit's log entry, the log folder and the
+table folder before they return, so what the streaming checkpoint records as done survives a power cut.
+On object storage a write is durable once the PUT succeeds, and commits use the store's conditional put
+(``conditional_put=etag``).
 """
 
 from __future__ import annotations
