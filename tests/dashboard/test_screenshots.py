@@ -233,7 +233,8 @@ INJECTED = ("[...document.querySelectorAll('img, a, script, iframe, link, source
 @pytest.mark.beside
 def test_untrusted_text_is_shown_as_text_in_a_real_browser(server: tuple[str, DemoSummary]) -> None:
     """Payloads in service names, titles, hosts, log lines, reasons, the analysis and the ?id= link render as
-    text: the browser fetches nothing from them and the DOM holds no element they would create (about 20 s)."""
+    text on the incident, Incidents, Overview and Pipeline pages: the browser fetches nothing from them and
+    the DOM holds no element they would create (about 30 s)."""
     url, demo = server
     receiver = _Receiver()
     try:
@@ -259,6 +260,16 @@ def test_untrusted_text_is_shown_as_text_in_a_real_browser(server: tuple[str, De
 
             browser.open(f"{url}/incidents")
             browser.wait_for("document.body.innerText.includes('Click a row to open the incident')", timeout=120)
+            assert browser.evaluate(INJECTED.format(marker=marker)) == []
+
+            # The planted events' service and host reach the Overview's charts and tables, and the Pipeline
+            # page's list of services missing from the catalog (running text).
+            browser.open(f"{url}/")
+            browser.wait_for("document.body.innerText.includes('Pipeline freshness')", timeout=120)
+            assert browser.evaluate(INJECTED.format(marker=marker)) == []
+            browser.open(f"{url}/pipeline")
+            browser.wait_for("document.body.innerText.includes('Discovered services')", timeout=120)
+            assert "![service-md-img](" in browser.text()
             assert browser.evaluate(INJECTED.format(marker=marker)) == []
             time.sleep(0.5)  # each page was stable for 1.5 s: anything it asked for has arrived by now
         assert receiver.paths == []
