@@ -65,3 +65,19 @@ def test_the_flapping_service_and_normal_traffic_open_nothing(scenario: str) -> 
     truths, detected, rows = _run(scenario)
     assert [t.expect_incident for t in truths] == ([False] if scenario == "flapping" else [])
     assert rows == [] and detected == []
+
+
+@pytest.mark.parametrize("scenario", ["bad_deploy", "db_pool_exhaustion", "disk_full", "tls_expired"])
+def test_a_fresh_job_pages_a_gross_failure_within_its_first_minute(scenario: str) -> None:
+    """A 60-second run from an empty detector (no service has a baseline): the injected failure, which
+    starts 12 s in, is paged on the absolute floors before the run ends, and nothing else is."""
+    events, truth = api.generate(scenario, rate=100, duration_s=60, seed=3, start_ms=START_MS)
+    rows = replay(Preparer(CATALOG).frame(events), CATALOG)
+    truths = scoring.truths_from_manifest(truth.to_dict())
+    detected = scoring.detected_from_updates(rows)
+    result = scoring.score(detected, truths)
+    assert result.found == 1 and result.true_positives == result.detected, [(d.service, d.opened_at_ms)
+                                                                            for d in detected]
+    assert min(d.opened_at_ms for d in detected) - START_MS <= 60_000
+    first = min((r for r in rows if r["update_type"] == "opened"), key=lambda r: r["opened_at"])
+    assert any("no healthy baseline yet" in reason for reason in first["severity_reasons"]), first

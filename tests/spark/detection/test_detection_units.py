@@ -162,6 +162,29 @@ def test_severity_levels_and_reasons():
     assert level == "P2"
 
 
+def test_severity_escalates_with_the_size_share_and_duration_of_the_failure():
+    # a service missing from the catalog (default tier 2) at 22% errors, 21x its 1.04% baseline
+    discovered = dict(tier=2, discovered=True, error_rate=0.22, baseline_error_rate=0.0104)
+    level, reasons = assess(_facts(**discovered, duration_s=300))
+    assert level == "P3"  # 1 (tier) + 1 (share >= 5%) + 1 (>= 10x baseline): not the lowest, P4
+    assert reasons[0] == "discovered service (not in the catalog): treated as tier 2"
+    assert "error rate 22% = 21x baseline 1.0% for 5 min" in reasons
+    level, reasons = assess(_facts(**discovered, duration_s=900))
+    assert level == "P2" and "error rate 22% = 21x baseline 1.0% for 15 min" in reasons  # duration: one more
+    assert "anomalous for 15 min" in reasons
+    # the size of the departure: the same rate only 4x its baseline misses the departure point
+    assert assess(_facts(tier=2, error_rate=0.22, baseline_error_rate=0.055, duration_s=900))[0] == "P3"
+    # the share of traffic failing: half of the requests instead of a fifth
+    assert assess(_facts(**{**discovered, "error_rate": 0.55}, duration_s=300))[0] == "P2"
+    # the blast radius: one dependent service failing with it
+    level, reasons = assess(_facts(**discovered, duration_s=300, dependents_in_incident=("gateway",)))
+    assert level == "P2" and "1 dependent service(s) failing with it: gateway" in reasons
+    # an hour counts twice: a tier-3 service at 6% (12x) is P3 after 15 minutes, P2 after an hour
+    assert assess(_facts(tier=3, error_rate=0.06, baseline_error_rate=0.005, duration_s=900))[0] == "P3"
+    level, reasons = assess(_facts(tier=3, error_rate=0.06, baseline_error_rate=0.005, duration_s=3600))
+    assert level == "P2" and "anomalous for 60 min" in reasons
+
+
 def test_parse_tier():
     assert [parse_tier(v) for v in (1, "2", "tier-3", "T1", None, "gold")] == [1, 2, 3, 1, None, None]
 

@@ -3,7 +3,7 @@
 Severity follows both what the service is (its tier) and what the failure does: how much of the
 service's traffic it hits, how far it departs from normal, how long it has lasted and how many other
 services are failing with it. Points add up from independent facts; each fact that adds points is
-written as a reason ("error rate 22% = 21x baseline 1.05% for 15 min"):
+written as a reason ("error rate 22% = 21x baseline 1.0% for 15 min"):
 
 | fact                                                                  | points    |
 |-----------------------------------------------------------------------|-----------|
