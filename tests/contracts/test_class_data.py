@@ -61,3 +61,25 @@ def test_no_java_or_no_pyspark_means_no_archive(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(class_data, "spark_jars", lambda: None)
     assert class_data.fingerprint() is None and class_data.archive_path(tmp_path) is None
     assert class_data.java_options(Settings(_env_file=None)) == ""  # type: ignore[call-arg]
+
+
+def test_spark_conf_gives_the_archive_to_driver_and_executors_only_when_there_is_one(
+        installation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(class_data, "project_root", lambda: tmp_path)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert class_data.spark_java_conf(settings, "-Dlog=x") == {"spark.driver.extraJavaOptions": "-Dlog=x"}
+
+    archive = class_data.archive_path(tmp_path)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"archive")
+    options = class_data.java_options(settings)
+    assert class_data.spark_java_conf(settings, "-Dlog=x") == {
+        "spark.driver.extraJavaOptions": f"-Dlog=x {options}", "spark.executor.extraJavaOptions": options}
+
+
+def test_pyspark_folder_is_the_installed_distribution() -> None:
+    import pyspark
+
+    folder = class_data.pyspark_folder()
+    assert folder == Path(pyspark.__file__).resolve().parent
+    assert class_data.spark_jars() == folder / "jars" and (folder / "bin" / "spark-class").is_file()

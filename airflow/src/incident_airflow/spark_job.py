@@ -30,7 +30,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk.exceptions import AirflowException
 
 from incident_airflow.runs import offset_ranges, run_dir, run_key
-from incident_contracts.class_data import java_options
+from incident_contracts.class_data import spark_java_conf
 from incident_contracts.settings import Settings, inherited_env, project_root, settings_env
 from incident_contracts.spark_start import transient_start_error
 from incident_contracts.stream_summary import SummaryMissing, SummaryUnreadable, read_summary
@@ -107,15 +107,12 @@ def producer_state(ti: Any, producer_task_id: str) -> str | None:
 
 
 def job_conf(settings: Settings) -> dict[str, str]:
-    class_data = java_options(settings)
     return {"spark.ui.port": str(settings.spark_ui_port),
             "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
             "spark.ui.showConsoleProgress": "false",
             # Spark's own INFO lines would bury what the job says in the task log.
             "spark.log.level": "WARN",
-            "spark.driver.extraJavaOptions":
-                f"-Dlog4j2.configurationFile={project_root() / DRIVER_LOG4J2} {class_data}".strip(),
-            **({"spark.executor.extraJavaOptions": class_data} if class_data else {})}
+            **spark_java_conf(settings, f"-Dlog4j2.configurationFile={project_root() / DRIVER_LOG4J2}")}
 
 
 def wait_for_writer(settings: Settings, wait_seconds: float = LOCK_WAIT_SECONDS,

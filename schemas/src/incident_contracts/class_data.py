@@ -27,13 +27,20 @@ ARCHIVE_PREFIX = "spark-"
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
-def spark_jars() -> Path | None:
-    """PySpark's jars folder (without importing pyspark), or None when PySpark is not installed."""
+def pyspark_folder() -> Path | None:
+    """The installed PySpark package's folder (without importing pyspark), or None when it is not installed.
+    A full PySpark is a Spark distribution: jars/ and bin/spark-class are in it."""
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.submodule_search_locations:
         return None
-    jars = Path(next(iter(spec.submodule_search_locations))) / "jars"
-    return jars if jars.is_dir() else None
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def spark_jars() -> Path | None:
+    """PySpark's jars folder, or None when PySpark is not installed."""
+    folder = pyspark_folder()
+    jars = folder / "jars" if folder is not None else None
+    return jars if jars is not None and jars.is_dir() else None
 
 
 def java_binary() -> Path | None:
@@ -75,3 +82,13 @@ def java_options(settings: Settings) -> str:
     if path is None or not path.is_file():
         return ""
     return f"-XX:SharedArchiveFile={path} {QUIET}"
+
+
+def spark_java_conf(settings: Settings, driver_options: str) -> dict[str, str]:
+    """Spark's JVM options: the driver's `driver_options`, and the archive's for the driver and the executors
+    when there is one (an executor entry only then: an empty one would replace a cluster's defaults)."""
+    class_data = java_options(settings)
+    conf = {"spark.driver.extraJavaOptions": f"{driver_options} {class_data}".strip()}
+    if class_data:
+        conf["spark.executor.extraJavaOptions"] = class_data
+    return conf

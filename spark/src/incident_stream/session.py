@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from incident_contracts.class_data import java_options
+from incident_contracts.class_data import spark_java_conf
 from incident_contracts.settings import Settings
 from incident_stream.logs_source import LogsSource
 
@@ -33,7 +33,6 @@ LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")  # the driver's log 
 
 def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True) -> dict[str, str]:
     """Spark configuration of the job (also what `spark-submit --conf` could pass)."""
-    class_data = java_options(settings)
     return {
         "spark.master": master or settings.spark_master,
         "spark.app.name": "incident-stream",
@@ -56,8 +55,7 @@ def spark_conf(settings: Settings, *, master: str | None = None, ui: bool = True
         "spark.sql.debug.maxToStringFields": "200",
         "spark.python.worker.reuse": "true",
         "spark.python.daemon.module": "incident_stream.worker_daemon",
-        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dlog4j2.configurationFile={LOG4J2_FILE} {class_data}".strip(),
-        **({"spark.executor.extraJavaOptions": class_data} if class_data else {}),
+        **spark_java_conf(settings, f"-XX:+UseG1GC -Dlog4j2.configurationFile={LOG4J2_FILE}"),
         **PROMETHEUS_CONF,
     }
 

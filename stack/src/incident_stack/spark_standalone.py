@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from incident_contracts.class_data import java_options
+from incident_contracts.class_data import java_options, pyspark_folder
 from incident_contracts.settings import Settings
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -31,11 +31,9 @@ class SparkUnavailable(RuntimeError):
 
 def spark_home() -> Path:
     """The PySpark package folder, which is a Spark distribution (jars/, bin/spark-class)."""
-    try:
-        import pyspark
-    except ImportError:
-        raise SparkUnavailable("PySpark is not installed in this environment; run `make setup`") from None
-    home = Path(pyspark.__file__).resolve().parent
+    home = pyspark_folder()
+    if home is None:
+        raise SparkUnavailable("PySpark is not installed in this environment; run `make setup`")
     if not (home / "bin" / "spark-class").is_file():
         raise SparkUnavailable(f"{home} has no bin/spark-class: the installed PySpark is not a full distribution "
                                "(pyspark-client?); run `make setup`")
