@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import start_http_server
 
+from incident_contracts.metrics_endpoint import MetricsEndpoint
 from incident_stream.metrics import _partition_offsets, progress_row
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class JobMetrics:
         self.batches = Counter("incident_stream_batches", "Micro-batches completed", ["query"], registry=r)
         self.dead_letters = Counter("incident_stream_dead_letters",
                                     "Records written to the dead_letter table", registry=r)
-        self._server: Any = None
+        self._endpoint = MetricsEndpoint(r, "the job", "STREAM_METRICS_PORT", "running without it", log)
 
     def observe(self, progress: dict[str, Any], records: int | None = None, *, newest: bool = True) -> None:
         """Count a completed batch; set the gauges when it is the query's newest report (a late,
@@ -106,19 +106,7 @@ class JobMetrics:
     def serve(self, host: str, port: int) -> bool:
         """Serve /metrics on host:port (0: not at all); False, with a warning, when the port cannot be
         had: the job runs on without its endpoint."""
-        if not port:
-            return False
-        try:
-            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            log.warning("the job's Prometheus endpoint could not listen on %s:%d (STREAM_METRICS_PORT): %s; "
-                        "running without it", host, port, exc)
-            return False
-        log.info("Prometheus metrics of the job on http://%s:%d/metrics", host, port)
-        return True
+        return self._endpoint.serve(host, port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._endpoint.close()

@@ -8,10 +8,10 @@ and the notifier's own cycles (docs/operations.md "Metrics").
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import start_http_server
+
+from incident_contracts.metrics_endpoint import MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +59,12 @@ class NotifierMetrics:
         self.cycle_failures = Counter("incident_notifier_cycle_failures",
                                       "Cycles that failed before sending (e.g. the tables could not be read)",
                                       registry=r)
-        self._server: Any = None
+        self._endpoint = MetricsEndpoint(r, "the notifier", "NOTIFY_METRICS_PORT", "notifying without it", log)
 
     def serve(self, host: str, port: int) -> bool:
         """Serve /metrics on host:port (0: not at all); False, with a warning, when the port cannot be had:
         notifications go on without the endpoint."""
-        if not port:
-            return False
-        try:
-            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            log.warning("the notifier's Prometheus endpoint could not listen on %s:%d (NOTIFY_METRICS_PORT): %s; "
-                        "notifying without it", host, port, exc)
-            return False
-        log.info("Prometheus metrics of the notifier on http://%s:%d/metrics", host, port)
-        return True
+        return self._endpoint.serve(host, port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._endpoint.close()
