@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -350,3 +351,41 @@ def test_pipeline_page_shows_failed_deliveries_and_the_last_error(demo_env: Any,
     assert metrics["Failed deliveries"] == "1" and metrics["Messages sent"] == "0"
     warning = next(w.value for w in app.warning if "Last failure" in w.value)
     assert "answered HTTP 500" in re.sub(r"\\(.)", r"\1", warning)
+
+
+def test_new_table_versions_are_read_by_their_new_files_and_compaction_by_a_full_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake import DeltaTable
+
+    from incident_dashboard.notify import notifier as module
+
+    settings = _settings(tmp_path)
+    store = TableStore.from_settings(settings)
+    read_files: list[int] = []  # files read by each incremental read
+    real = module.ds.FileSystemDataset
+
+    def counting(fragments, *args, **kwargs):
+        read_files.append(len(fragments))
+        return real(fragments, *args, **kwargs)
+
+    monkeypatch.setattr(module, "ds", SimpleNamespace(FileSystemDataset=counting))  # the notifier's use only
+
+    def everything() -> list[tuple]:
+        return sorted(store.read("incident_updates", columns=["incident_id", "update_seq"]).to_pandas()
+                      .itertuples(index=False, name=None))
+
+    def seen(notifier: Notifier) -> list[tuple]:
+        return sorted(notifier.updates()[["incident_id", "update_seq"]].itertuples(index=False, name=None))
+
+    _write(settings, [_row("INC-1", 1, "P2"), _row("INC-2", 1, "P3")])
+    notifier = Notifier(settings, routes=[])
+    assert seen(notifier) == everything() and read_files == []
+    _write(settings, [_row("INC-1", 2, "P1", minutes=1)])
+    _write(settings, [_row("INC-3", 1, "P2", minutes=2)])
+    assert seen(notifier) == everything() == [("INC-1", 1), ("INC-1", 2), ("INC-2", 1), ("INC-3", 1)]
+    assert read_files == [2]  # the two files of the two new commits, not the first one again
+    assert seen(notifier) == everything() and read_files == [2]  # same version: nothing read
+
+    DeltaTable(str(settings.data_dir / "incident_updates")).optimize.compact()  # files replaced: a full read
+    _write(settings, [_row("INC-1", 3, "P1", "resolved", minutes=3)])
+    assert seen(notifier) == everything() and len(everything()) == 5 and read_files == [2]

@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from incident_contracts.settings import Settings
 from incident_contracts.table_store import TableStore
@@ -83,6 +84,19 @@ def post_json(url: str, body: dict[str, Any], timeout: float) -> int:
         return exc.code
 
 
+UPDATE_COLUMNS = ["incident_id", "update_seq", "update_time", "status", "severity", "service", "environment",
+                  "owner", "tier", "title", "trigger", "opened_at", "resolved_at"]
+
+
+@dataclass(frozen=True)
+class UpdatesSnapshot:
+    """The incident_updates rows read at one table version, and the data files they came from."""
+
+    version: int
+    paths: frozenset[str]
+    frame: pd.DataFrame
+
+
 class Notifier:
     def __init__(self, settings: Settings, store: TableStore | None = None, routes: Sequence[Route] | None = None,
                  *, sleep: Callable[[float], None] = time.sleep,
@@ -94,7 +108,7 @@ class Notifier:
         self.sleep = sleep
         self.rca_source = rca or self._stored_rca
         self.actions = ActionLog(self.store)
-        self._updates: tuple[int, pd.DataFrame] | None = None
+        self._updates: UpdatesSnapshot | None = None
         self.last_cycle_at: datetime | None = None
         self.last_error: str | None = None
         self.done: set[tuple[str, str, str]] = set()
@@ -135,14 +149,26 @@ class Notifier:
 
     # --- one cycle --------------------------------------------------------------------------
     def updates(self) -> pd.DataFrame:
+        """The incident_updates rows of the table's latest version. A new version that only added files
+        (the job's commits) costs a read of those files; one that removed files (compaction) a full read."""
         dt = self.store.open("incident_updates")
         if dt is None:
             return TABLES["incident_updates"].schema.empty_table().to_pandas()
-        if self._updates is None or self._updates[0] != dt.version():
-            columns = ["incident_id", "update_seq", "update_time", "status", "severity", "service", "environment",
-                       "owner", "tier", "title", "trigger", "opened_at", "resolved_at"]
-            self._updates = (dt.version(), self.store.dataset("incident_updates", dt).to_table(columns).to_pandas())
-        return self._updates[1]
+        version = dt.version()
+        if self._updates is not None and self._updates.version == version:
+            return self._updates.frame
+        dataset = self.store.dataset("incident_updates", dt)
+        fragments = {fragment.path: fragment for fragment in dataset.get_fragments()}
+        known = self._updates
+        if known is not None and known.paths <= fragments.keys():
+            fresh = [fragment for path, fragment in fragments.items() if path not in known.paths]
+            added = ds.FileSystemDataset(fresh, dataset.schema, dataset.format, dataset.filesystem)
+            frame = pd.concat([known.frame, added.to_table(UPDATE_COLUMNS).to_pandas()], ignore_index=True) \
+                if fresh else known.frame
+        else:
+            frame = dataset.to_table(UPDATE_COLUMNS).to_pandas()
+        self._updates = UpdatesSnapshot(version, frozenset(fragments), frame)
+        return frame
 
     def transitions(self, now: datetime) -> list[Transition]:
         updates = self.updates()
