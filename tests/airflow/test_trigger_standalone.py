@@ -4,7 +4,7 @@ Covers what `make trigger-dag`, `make status` and `make demo` rely on: the gener
 login, Param validation at trigger time, a second run queued behind the first, parallel tasks on the
 LocalExecutor, the run's note written through the API, the last-run status line, and the triage DAG
 started by the run's asset event. Airflow runs with a Gemini key (a local fake Gemini) and object-storage
-credentials set, and no file it, its tasks or the streaming job write may contain them.
+credentials set, and no file it, its tasks or the streaming job write may contain them or its admin password.
 """
 
 from __future__ import annotations
@@ -242,13 +242,19 @@ def test_a_run_whose_driver_is_killed_is_retried_from_the_checkpoint_reports_and
 def test_no_secret_reaches_a_log_a_task_log_or_any_other_file(standalone, gemini):
     """After the runs above (generator, streaming job, reconciliation, triage with Gemini), every file under
     the module's folder - Airflow's own and task logs, the job's logs and summaries, run folders, tables - is
-    free of the Gemini key and the object-storage credentials."""
+    free of the Gemini key, the object-storage credentials and Airflow's admin password."""
     assert gemini.requests, "triage never called Gemini: the key was not in use, so the search proves nothing"
     assert {request.api_key for request in gemini.requests} == {gemini.key}
-    secrets = [gemini.key.encode(), *(value.encode() for value in PLANTED.values())]
+    from incident_airflow.environment import admin_password, passwords_file
+
+    password = admin_password(standalone)  # the API client signed in with it for the runs above
+    assert password
+    secrets = [gemini.key.encode(), password.encode(), *(value.encode() for value in PLANTED.values())]
     base = Path(standalone.runtime_dir).parent
     files = {}  # path: content; the running Airflow may rename or remove a file meanwhile
     for path in base.rglob("*"):
+        if path == passwords_file(standalone):  # where the password is kept (mode 600), and the only place
+            continue
         if not path.is_symlink():
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 files[path] = path.read_bytes()
