@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from incident_contracts.quiet import QuietSchedule, check_timezone, parse_clock, parse_days, window_spans
+
 Kind = Literal["http", "database", "cache", "queue", "worker"]
 Runtime = Literal["jvm", "python", "go", "node", "native"]
 _ENDPOINT = re.compile(r"^((GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) )?/\S*$")
@@ -62,6 +64,41 @@ DEFAULT_FLOORS: dict[int, Floor] = {
 }
 
 
+class QuietWindow(BaseModel):
+    """A weekly window in which a service is expected to be silent (incident_contracts.quiet): on each of
+    `days` from `from` to `to`, local time; a `to` at or before `from` ends on the next day."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    days: tuple[int, ...] = Field(default=tuple(range(7)), description="'mon-fri', 'sat,sun', 'daily'; 0 = Monday")
+    start: int = Field(default=0, alias="from", description="minutes after midnight ('HH:MM' in the file)")
+    end: int = Field(default=24 * 60, alias="to", description="minutes after midnight ('HH:MM', up to '24:00')")
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> tuple[int, ...]:
+        return parse_days(value)  # type: ignore[arg-type]
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: object) -> int:
+        return parse_clock(value)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _end(cls, value: object) -> int:
+        return parse_clock(value, end=True)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietWindow:
+        if self.start == self.end:
+            clock = f"{self.start // 60:02d}:{self.start % 60:02d}"
+            raise ValueError(f"window from {clock} to {clock} is empty; leave out `from` and `to` for whole days")
+        return self
+
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        return window_spans(self.days, self.start, self.end)
+
+
 class ServiceSpec(BaseModel):
     """One service. Traffic fields drive the generator; the rest is catalog metadata."""
 
@@ -82,6 +119,13 @@ class ServiceSpec(BaseModel):
     runtime: Runtime = Field(default="python", description="language runtime: shapes stack traces and GC lines")
     flapping: bool = Field(default=False, description="noisy but harmless: must never page")
     floor: Floor | None = Field(default=None, description="own absolute limits instead of its tier's floors")
+    silence: bool | None = Field(default=None, description="false: its volume is no health signal, never "
+                                 "judged for silence (a batch job that logs only when it runs); unset: the "
+                                 "catalog's `silence`")
+    quiet: list[QuietWindow] | None = Field(default=None, description="weekly windows in which silence is "
+                                            "expected; unset: the catalog's `quiet`; [] for none")
+    timezone: str | None = Field(default=None, description="IANA time zone of its quiet windows; unset: the "
+                                 "catalog's `timezone`")
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form data for generators/runbooks")
 
     @field_validator("endpoints")
@@ -93,6 +137,11 @@ class ServiceSpec(BaseModel):
                                  "PATCH, DELETE, HEAD or OPTIONS)")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
 
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -101,6 +150,15 @@ class Catalog(BaseModel):
     services: list[ServiceSpec] = Field(min_length=1)
     # absolute limits per tier (1-3); a tier left out keeps its default (DEFAULT_FLOORS)
     floors: dict[int, Floor] = Field(default_factory=lambda: dict(DEFAULT_FLOORS))
+    # when silence is expected, for every service that does not say otherwise (docs/detection.md)
+    silence: bool = Field(default=True, description="false: no service is judged for silence")
+    quiet: list[QuietWindow] = Field(default_factory=list, description="weekly quiet windows of every service")
+    timezone: str = Field(default="UTC", description="IANA time zone of the quiet windows")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return check_timezone(value)
 
     @field_validator("floors")
     @classmethod
@@ -161,6 +219,20 @@ class Catalog(BaseModel):
         if spec is None:
             return None
         return spec.floor or self.tier_floor(spec.tier)
+
+    def silence_judged(self, name: str) -> bool:
+        """Whether a service's volume is a health signal (its own `silence`, else the catalog's); services
+        not in the catalog take the catalog's."""
+        spec = self.get(name)
+        return self.silence if spec is None or spec.silence is None else spec.silence
+
+    def quiet_schedule(self, name: str) -> QuietSchedule:
+        """A service's quiet windows (its own `quiet`, else the catalog's) in its time zone (its own
+        `timezone`, else the catalog's); services not in the catalog take the catalog's."""
+        spec = self.get(name)
+        windows = self.quiet if spec is None or spec.quiet is None else spec.quiet
+        timezone = self.timezone if spec is None or spec.timezone is None else spec.timezone
+        return QuietSchedule(tuple(span for w in windows for span in w.spans()), timezone)
 
     def dependencies_of(self, name: str, transitive: bool = False) -> list[str]:
         """Services `name` calls (directly, or all the way down)."""

@@ -33,6 +33,7 @@ from incident_stream.detection.floors import Floor, FloorPolicy
 from incident_stream.detection.incident import Incident
 from incident_stream.detection.linking import DependencyGraph, Span, link
 from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.quiet import SilencePolicy
 from incident_stream.detection.tracker import OPENED, RESOLVED, ServiceTracker
 
 STATE_VERSION = 1
@@ -40,19 +41,21 @@ STATE_VERSION = 1
 # counters the detector reports (drain_counters)
 LATE_COUNTED = "late_counted"  # events later than the allowed lateness, counted at their arrival
 LATE_EXCLUDED = "late_excluded"  # events more than late_horizon_s late: left out of detection
+CLOCK_AHEAD = "clock_ahead"  # events dated after their arrival (a host clock ahead): taken at their arrival
 ENVIRONMENT_SILENT = "environment_silent"  # buckets in which the whole environment fell silent
 
 
 class EnvironmentDetector:
     def __init__(self, environment: str, params: DetectionParams, graph: DependencyGraph,
                  tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
-                 floors: FloorPolicy | None = None) -> None:
+                 floors: FloorPolicy | None = None, silence: SilencePolicy | None = None) -> None:
         self.environment = environment
         self.params = params
         self.graph = graph
         self.tiers = tiers or {}
         self.flapping = frozenset(flapping)
         self.floors = floors or FloorPolicy()
+        self.silence = silence or SilencePolicy()  # when each service is expected to be silent
         self.services: dict[str, ServiceTracker] = {}
         self.pending: dict[tuple[str, int], BucketAgg] = {}
         self.next_bucket: int | None = None  # first bucket not final yet
@@ -150,9 +153,11 @@ class EnvironmentDetector:
         for service in sorted(self.services):
             agg = self.pending.pop((service, k), None)
             aggs[service] = agg.finalize() if agg is not None else BucketAgg()
-        silences = self._silences(k, aggs)
+        quiet = {s for s in aggs if self.silence.expected(s, k * self.params.bucket_ms)}
+        silences = self._silences(k, aggs, quiet)
         for service, agg in aggs.items():
-            for kind, inc in self.services[service].step(k, agg, self._floor(service, agg), silences.get(service)):
+            for kind, inc in self.services[service].step(k, agg, self._floor(service, agg), silences.get(service),
+                                                         service in quiet):
                 transitions[inc.incident_id] = kind
                 if kind == RESOLVED:
                     self.recent.append({"id": inc.incident_id, "service": inc.service,
@@ -163,15 +168,17 @@ class EnvironmentDetector:
         self._forget(k)
         return rows
 
-    def _silences(self, k: int, aggs: dict[str, BucketAgg]) -> dict[str, object]:
+    def _silences(self, k: int, aggs: dict[str, BucketAgg], quiet: set[str]) -> dict[str, object]:
         """Each service's silence verdict for this bucket, or none at all when so many of the services
         whose volume can be judged fall silent together (`silence_environment_share`, two or more) that
         the environment's logs stopped arriving: a pipeline problem, not one incident per service.
         A service whose events arrived late within `late_horizon_s` is not judged: its volume per bucket
-        is then its delivery pattern (a shipper that sends in batches), not its traffic."""
+        is then its delivery pattern (a shipper that sends in batches), not its traffic. Nor is a service
+        of which silence is expected in this bucket (`quiet`: a known quiet period, or `silence: false`),
+        and it does not count among the judged services."""
         horizon = self.params.late_horizon_ms // self.params.bucket_ms
         verdicts = {s: v for s, v in ((s, self.services[s].silence_preview(a)) for s, a in aggs.items()
-                                      if k - self.late_last.get(s, k - horizon - 1) > horizon)
+                                      if s not in quiet and k - self.late_last.get(s, k - horizon - 1) > horizon)
                     if v is not None}
         silent = sum(1 for v in verdicts.values() if v.level >= ELEVATED)
         if silent >= 2 and silent >= self.params.silence_environment_share * len(verdicts):
@@ -265,12 +272,12 @@ class EnvironmentDetector:
     @classmethod
     def from_json(cls, data: dict, params: DetectionParams, graph: DependencyGraph,
                   tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
-                  floors: FloorPolicy | None = None) -> EnvironmentDetector:
+                  floors: FloorPolicy | None = None, silence: SilencePolicy | None = None) -> EnvironmentDetector:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"detector state version {data.get('v')!r} is not {STATE_VERSION}; run the job "
                              "from a fresh checkpoint (a new application: the records it reads are written "
                              "to the tables again)")
-        d = cls(data["env"], params, graph, tiers, flapping, floors)
+        d = cls(data["env"], params, graph, tiers, flapping, floors, silence)
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.late_counts = {s: list(c) for s, c in data.get("late_by_service", {}).items()}  # older states: none
         d.late_last = dict(data.get("late_last", {}))
@@ -284,5 +291,5 @@ class EnvironmentDetector:
     @classmethod
     def from_bytes(cls, blob: bytes, params: DetectionParams, graph: DependencyGraph,
                    tiers: dict[str, int] | None = None, flapping: frozenset[str] = frozenset(),
-                   floors: FloorPolicy | None = None) -> EnvironmentDetector:
-        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers, flapping, floors)
+                   floors: FloorPolicy | None = None, silence: SilencePolicy | None = None) -> EnvironmentDetector:
+        return cls.from_json(json.loads(zlib.decompress(blob)), params, graph, tiers, flapping, floors, silence)

@@ -27,6 +27,7 @@ from incident_stream.detection.engine import EnvironmentDetector
 from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
+from incident_stream.detection.quiet import SilencePolicy
 from incident_stream.message_fields import normalise_level, parse_latency, parse_status
 from incident_stream.signature import mask_message, signature_id
 
@@ -135,6 +136,7 @@ class OfflineDetector:
         self.tiers = {s.name: s.tier for s in catalog.services}
         self.flapping = frozenset(s.name for s in catalog.services if s.flapping)
         self.floors = FloorPolicy.of_catalog(catalog)
+        self.silence = SilencePolicy.of_catalog(catalog)
         self.detectors: dict[str, EnvironmentDetector] = {}
 
     def feed(self, frame: pd.DataFrame, now_ms: int) -> list[dict]:
@@ -155,7 +157,7 @@ class OfflineDetector:
             detector = self.detectors.get(environment)
             if detector is None:
                 detector = self.detectors[environment] = EnvironmentDetector(
-                    environment, self.params, self.graph, self.tiers, self.flapping, self.floors)
+                    environment, self.params, self.graph, self.tiers, self.flapping, self.floors, self.silence)
             detector.ingest_parts(parts[environment].items(), newest[environment])
             rows.extend(detector.advance(now_ms=now_ms))
         return rows

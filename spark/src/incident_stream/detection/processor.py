@@ -24,6 +24,7 @@ from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.output import counter_rows, rows_to_frame
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import parts_of
+from incident_stream.detection.quiet import SilencePolicy
 
 STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 
@@ -31,8 +32,9 @@ STATE_SCHEMA = StructType([StructField("blob", BinaryType(), True)])
 class IncidentDetectorProcessor(StatefulProcessor):
     def __init__(self, params: DetectionParams, depends_on: dict[str, list[str]], tiers: dict[str, int],
                  flapping: frozenset[str] = frozenset(), floors: FloorPolicy | None = None,
-                 counters: bool = False) -> None:
+                 counters: bool = False, silence: SilencePolicy | None = None) -> None:
         self.params = params
+        self.silence = silence or SilencePolicy()  # known quiet periods, services never judged for silence
         self.counters = counters  # also emit counter rows (output.counter_rows) for the job's sink
         self.floors = floors or FloorPolicy()
         self.depends_on = {k: list(v) for k, v in depends_on.items()}
@@ -63,8 +65,9 @@ class IncidentDetectorProcessor(StatefulProcessor):
     def _load(self, environment: str) -> EnvironmentDetector:
         if self.state.exists():
             return EnvironmentDetector.from_bytes(self.state.get()[0], self.params, self.graph, self.tiers,
-                                                  self.flapping, self.floors)
-        return EnvironmentDetector(environment, self.params, self.graph, self.tiers, self.flapping, self.floors)
+                                                  self.flapping, self.floors, self.silence)
+        return EnvironmentDetector(environment, self.params, self.graph, self.tiers, self.flapping, self.floors,
+                                   self.silence)
 
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()

@@ -16,6 +16,7 @@ from incident_stream.detection.output import incident_updates_schema
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.partials import PartialsConfig
 from incident_stream.detection.processor import IncidentDetectorProcessor
+from incident_stream.detection.quiet import SilencePolicy
 
 
 def partials_config(params: DetectionParams) -> PartialsConfig:
@@ -49,6 +50,7 @@ def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionPara
         flapping=frozenset(s.name for s in catalog.services if s.flapping),
         floors=FloorPolicy.of_catalog(catalog),
         counters=counters,
+        silence=SilencePolicy.of_catalog(catalog),
     )
     return partials.groupBy("environment").transformWithStateInPandas(
         statefulProcessor=processor,

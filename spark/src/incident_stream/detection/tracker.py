@@ -20,6 +20,13 @@
 Absolute floors (floors.py) are the exception to "learn first, page later": a window that breaches its
 service's floor may open an incident during the warm-up, and a window over a floor is never learned.
 
+Volume (the silence test) is judged by the engine (silence_preview) only where silence is not expected
+(quiet.SilencePolicy): a bucket in one of the service's known quiet periods (`quiet=True` to `step`) is
+not judged, and the usual volume does not learn from it, nor forget during it: the usual volume is the
+service's volume when its volume is a health signal, so a weekend of silence by design neither teaches
+it that zero is normal nor makes Monday's traffic look like a surge. Just after a quiet period, only
+the buckets since its end are judged (the period's empty buckets would look like a silence).
+
 The baseline learns from every bucket during the warm-up (so a service that is bursty by nature
 learns its burstiness); after it, only from buckets that are normal and outside any candidate run or
 incident, with a delay, and with the noise contribution of a bucket capped (see baseline.py), which
@@ -68,21 +75,24 @@ class ServiceTracker:
         self.streak_start: int | None = None  # first bucket of the current elevated-or-worse streak
         self.episodes: list[list[int]] = []  # [start, end] buckets of recent anomalous episodes
         self.volume = [0.0, 0.0]  # decayed events and decayed buckets: the service's usual volume
+        self.since_quiet = params.max_window  # buckets since the last one in a quiet period (up to max_window)
 
     # --- one bucket ------------------------------------------------------------------------------
     def step(self, bucket: int, agg: BucketAgg, floor: Floor | None = None,
-             silence: Silence | None = None) -> list[tuple[str, Incident]]:
+             silence: Silence | None = None, quiet: bool = False) -> list[tuple[str, Incident]]:
         """One final bucket. `silence`: silence_preview's verdict on it, when the environment as a whole
-        is not silent (None: volume is not judged this bucket)."""
+        is not silent (None: volume is not judged this bucket). `quiet`: silence is expected of the service
+        in this bucket (a known quiet period, or `silence: false`): its usual volume does not learn it."""
         p = self.params
         self.ring.append(agg)
         ev = evaluate(list(self.ring), self.baseline, p, floor)
         silent_incident = self.incident is not None and SILENCE in self.incident.triggers
         if silence is not None and (silence.level == ANOMALOUS or (silence.level == ELEVATED and silent_incident)):
             ev.raise_to(silence.level, SILENCE, silence.score)  # elevated volume only holds an open silence
-        if not silent_incident and (silence is None or silence.level != ANOMALOUS):
+        if not quiet and not silent_incident and (silence is None or silence.level != ANOMALOUS):
             a = self.baseline.alpha  # a near-silent bucket is never learned as the usual volume
             self.volume = [a * self.volume[0] + agg.n, a * self.volume[1] + 1]
+        self.since_quiet = 0 if quiet else min(self.since_quiet + 1, p.max_window)
         self.baseline.tick(agg.n)
         if ev.level >= ELEVATED:
             self.streak_start = bucket if self.streak_start is None else self.streak_start
@@ -121,13 +131,15 @@ class ServiceTracker:
         return self.volume[0] / self.volume[1]
 
     def silence_preview(self, agg: BucketAgg) -> Silence | None:
-        """The silence test on the ring as it will be once `agg` joins it; None when volume cannot be
-        judged (not warm, or too few events due in every window)."""
+        """The silence test on the ring as it will be once `agg` joins it, leaving out the buckets up to
+        the last one in a quiet period; None when volume cannot be judged (not warm, or too few events
+        due in every window)."""
         per_bucket = self.usual_volume()
         if per_bucket is None or per_bucket * self.params.buckets(self.params.silence_min_window_s) \
                 < self.params.silence_min_expected:
             return None
-        ring = [*list(self.ring)[-(self.params.max_window - 1):], agg] if self.params.max_window > 1 else [agg]
+        kept = min(self.since_quiet, self.params.max_window - 1, len(self.ring))
+        ring = [*list(self.ring)[len(self.ring) - kept:], agg]
         return silence_test(ring, per_bucket, self.params)
 
     def skip(self, buckets: int) -> None:
@@ -213,7 +225,7 @@ class ServiceTracker:
         return {"first": self.first_bucket, "ring": [a.to_json() for a in self.ring],
                 "base": self.baseline.to_json(), "inc": self.incident.to_json() if self.incident else None,
                 "run": [self.run_start, self.run_len], "streak": self.streak_start, "eps": self.episodes,
-                "vol": self.volume}
+                "vol": self.volume, "sq": self.since_quiet}
 
     @classmethod
     def from_json(cls, service: str, environment: str, data: dict, params: DetectionParams,
@@ -226,6 +238,7 @@ class ServiceTracker:
         t.streak_start = data["streak"]
         t.episodes = [list(e) for e in data["eps"]]
         t.volume = list(data.get("vol", [0.0, 0.0]))  # state from before volume was learned: learn it anew
+        t.since_quiet = data.get("sq", params.max_window)  # state from before quiet periods: none
         return t
 
 
