@@ -17,6 +17,8 @@ separate check, each a synthetic event stream (detection_synthetic) of a small f
 | cascade_three_hops     | db fails, then orders, then gateway (db <- orders <- gateway)    | db as origin (P1)       |
 | deploy_during_surge    | gateway traffic x4; orders' deploy fails 30% in the middle       | orders (P1-P2)          |
 | discovered_service     | ledger (not in the catalog) climbs from 1% to 22% errors         | ledger (P2-P3)          |
+| quiet_by_schedule      | db stops in its catalog quiet window (daily 14:20-14:25 UTC) and | nothing (silence was    |
+|                        | comes back at its end; export (`silence: false`) stops for good  | expected)               |
 
 Services not named under "must page" must not page. Severity is judged on the most severe row of the
 incidents matching the expected page on its service. Detection latency is the event time from the
@@ -71,6 +73,7 @@ class Shape:
     scenario: Scenario
     expect: list[Expect] = field(default_factory=list)
     catalog_services: tuple[str, ...] | None = None  # None: every profile is in the catalog
+    catalog_fields: dict[str, dict] = field(default_factory=dict)  # service -> more catalog fields of it
     depends_on: dict[str, list[str]] = field(default_factory=lambda: dict(DEPENDS_ON))
 
 
@@ -79,6 +82,7 @@ def shapes() -> list[Shape]:
     surge_fleet = fleet()
     new_fleet = {**fleet(), "checkout": Profile(30, 0.6, 40, 160, tier="1", start_s=120)}
     discovered_fleet = {**fleet(), "ledger": Profile(30, 0.01, 20, 80, tier=None)}
+    quiet_fleet = {**fleet(), "export": Profile(20, 0.004, 50, 200, tier="2")}
     chronic_fleet = {**fleet(), "search": Profile(40, 0.35, 28, 110, hosts=("s-1", "s-2", "s-3", "s-4"),
                                                       tier="2")}
     return [
@@ -117,6 +121,14 @@ def shapes() -> list[Shape]:
               Scenario(discovered_fleet, DURATION_S, [Episode("ledger", ONSET_S, END_S, error_rate=0.22)]),
               [Expect("ledger", ONSET_S, END_S, p2p3)],
               catalog_services=tuple(fleet())),
+        Shape("quiet_by_schedule", "db stops sending in its scheduled quiet window (T0 is a Monday, 14:13:20 UTC) "
+              "and resumes at its end; export, a batch job whose volume is no health signal, finishes its run",
+              Scenario(quiet_fleet, DURATION_S, [Episode("db", ONSET_S, END_S, rate_factor=0.0),
+                                                 Episode("export", ONSET_S, DURATION_S, rate_factor=0.0)]), [],
+              depends_on={**DEPENDS_ON, "export": []},
+              catalog_fields={"db": {"quiet": [{"days": "mon-fri", "from": "14:20", "to": "14:25"}],
+                                     "timezone": "UTC"},
+                              "export": {"silence": False}}),
     ]
 
 
@@ -125,7 +137,8 @@ def catalog_of(shape: Shape) -> Catalog:
     return Catalog(environment=shape.scenario.environment, services=[
         ServiceSpec(name=n, tier=int(shape.scenario.profiles[n].tier or 3), owner="team",
                     hosts=list(shape.scenario.profiles[n].hosts),
-                    depends_on=[d for d in shape.depends_on.get(n, []) if d in names])
+                    depends_on=[d for d in shape.depends_on.get(n, []) if d in names],
+                    **shape.catalog_fields.get(n, {}))
         for n in names])
 
 

@@ -44,6 +44,10 @@ def test_a_service_going_silent_opens_a_silence_incident_and_a_silent_environmen
     assert results["environment_silent"].detected == 0  # the pipeline stopped: not one incident per service
 
 
+def test_a_service_quiet_by_schedule_and_a_batch_job_that_stops_page_nothing(results):
+    assert results["quiet_by_schedule"].rows == []
+
+
 def test_surges_alone_page_nothing(results):
     assert results["traffic_surge"].detected == 0
     assert [r["service"] for r in results["deploy_during_surge"].rows if r["update_type"] == "opened"] == ["orders"]
