@@ -32,10 +32,10 @@ latency part at all.
 Evaluation shapes (offline, after the latency part, or alone with --shapes-only): the failure shapes of
 tests/spark/detection/detection_shapes.py, which the detector was not built on (slow burn, a new service
 failing from its start, a traffic surge, chronic errors, one host of several failing, latency only, a
-service going silent, a three-hop cascade, a deploy during a surge, a service missing from the catalog),
-each run through the offline detector and scored: precision, recall, pages where none was expected,
-severity in the expected band, and detection latency (event time from the injected start to the
-`opened` row) per shape.
+service going silent, a three-hop cascade, a deploy during a surge, a service missing from the catalog, a
+service quiet by schedule), each run through the offline detector and scored: precision, recall, pages
+where none was expected, severity in the expected band, and detection latency (event time from the
+injected start to the `opened` row) per shape.
 """
 
 from __future__ import annotations
