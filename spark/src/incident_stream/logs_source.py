@@ -37,6 +37,7 @@ import json
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql.types import StructType
 
 from incident_contracts.catalog import CatalogError, default_catalog
@@ -80,7 +81,8 @@ def read_range_once(read: ReadConfig, rng: Range, tables: TableStore, services: 
             events = enrich_batch(batch, services)
             files.add_events(events)
             if partials is not None:
-                partials.add(events_view(events, detection.message_max_chars))  # type: ignore[union-attr]
+                partials.add(events_view(events, detection.message_max_chars,  # type: ignore[union-attr]
+                                         arrival_of(batch), detection.arrival_tolerance_ms))  # type: ignore[union-attr]
         BatchStaging.of(tables).write_task(rng, files.close())
     except BaseException:
         files.remove()
@@ -88,6 +90,12 @@ def read_range_once(read: ReadConfig, rng: Range, tables: TableStore, services: 
     buckets = partials.batch() if partials is not None else None
     if buckets is not None:
         yield buckets
+
+
+def arrival_of(batch: pa.RecordBatch) -> pa.Array:
+    """When each record reached the pipeline: its Kafka timestamp (set by the pipeline's producers, the same
+    on every read of the record), or the time it was read when it has none."""
+    return pc.coalesce(batch.column("kafka_timestamp"), batch.column("read_time"))
 
 
 def service_lookup(raw: str) -> ServiceLookup:

@@ -112,19 +112,25 @@ def _reshape_traffic(rng: np.random.Generator, t: np.ndarray, prof: Profile,
     return t, len(t)
 
 
-def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97) -> pd.DataFrame:
+def task_partials(frame: pd.DataFrame, *, tasks: int = 1, batch_rows: int = 97,
+                  arrival: pd.Series | None = None) -> pd.DataFrame:
     """What the reading tasks hand the stateful processor for `frame` (stream.py): the partial buckets of
-    `tasks` tasks, each reading every tasks-th event in Arrow batches of `batch_rows`."""
+    `tasks` tasks, each reading every tasks-th event in Arrow batches of `batch_rows`. With `arrival` (epoch
+    ms per event, the records' Kafka timestamps), times are taken no later than that, as the view takes them."""
     import pyarrow as pa
 
     from incident_stream.detection.params import DetectionParams
     from incident_stream.detection.partials import PARTIALS_ARROW_SCHEMA, READ_COLUMNS, PartialBuckets
+    from incident_stream.detection.view import no_later_than_arrival
 
     params = DetectionParams()
     batches = []
     for task in range(tasks):
         buckets = PartialBuckets(params.bucket_ms, params.slowest_kept)
         table = pa.Table.from_pandas(frame.iloc[task::tasks][list(READ_COLUMNS)], preserve_index=False)
+        if arrival is not None:
+            table = no_later_than_arrival(table, pa.array(arrival.iloc[task::tasks].to_numpy(), pa.int64()),
+                                          params.arrival_tolerance_ms)
         for batch in table.to_batches(max_chunksize=batch_rows):
             buckets.add(batch)
         task_batch = buckets.batch()
@@ -141,6 +147,7 @@ def aggregate(frame: pd.DataFrame, bucket_ms: int, slowest_kept: int, environmen
     from incident_stream.detection.aggregate import Reduced
     from incident_stream.detection.view import VIEW_SCHEMA
 
+    frame = frame if "ahead" in frame else frame.assign(ahead=False)
     table = pa.Table.from_pandas(frame.assign(environment=environment)[VIEW_SCHEMA.names], schema=VIEW_SCHEMA,
                                  preserve_index=False)
     return Reduced.of_events(table, bucket_ms, slowest_kept).parts().get(environment, {})

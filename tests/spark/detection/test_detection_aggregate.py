@@ -34,6 +34,7 @@ def _signature_id(signature: str) -> str:
 
 
 def _table(frame: pd.DataFrame) -> pa.Table:
+    frame = frame if "ahead" in frame else frame.assign(ahead=False)
     return pa.Table.from_pandas(frame[VIEW_SCHEMA.names], schema=VIEW_SCHEMA, preserve_index=False)
 
 

@@ -14,7 +14,13 @@ from engine_input import ingest
 
 from incident_contracts.catalog import default_catalog
 from incident_contracts.tables import INCIDENT_UPDATES
-from incident_stream.detection.engine import ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED, EnvironmentDetector
+from incident_stream.detection.engine import (
+    CLOCK_AHEAD,
+    ENVIRONMENT_SILENT,
+    LATE_COUNTED,
+    LATE_EXCLUDED,
+    EnvironmentDetector,
+)
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.offline import OfflineDetector, replay
 from incident_stream.detection.output import COUNTER_UPDATE
@@ -157,16 +163,20 @@ def test_a_whole_environment_falling_silent_pages_nothing_and_is_counted():
     assert silent and silent[0] >= 30  # most of the 70 s silence, bucket by bucket
 
 
-def _through_the_processor(frame: pd.DataFrame, params: DetectionParams) -> pd.DataFrame:
+def _through_the_processor(frame: pd.DataFrame, params: DetectionParams,
+                           spark_drops_late_rows: bool = False) -> pd.DataFrame:
     """The Spark path without a cluster: 2-second micro-batches cut on arrival, each service read by its own
-    task (records are keyed by service), Spark's watermark (newest event time of the earlier batches less
-    the delay stream.py sets) applied by TwsTester, which drops rows behind it as Spark does."""
+    task (records are keyed by service) through the detector's view (its times no later than their arrival),
+    Spark's watermark (newest event time of the earlier batches less the delay stream.py sets) given to
+    TwsTester. The job leaves Spark no column to drop late rows on (stream.py; the Spark test below checks
+    it); `spark_drops_late_rows`: as the job did before, TwsTester drops the rows behind the watermark."""
     from pyspark.sql.streaming.tws_tester import TwsTester
 
     from incident_stream.detection.processor import IncidentDetectorProcessor
 
     tester = TwsTester(IncidentDetectorProcessor(params, {}, {}, counters=True), timeMode="EventTime",
-                       eventTimeExtractor=lambda row: int(row["newest_ms"]))
+                       eventTimeExtractor=(lambda row: int(row["newest_ms"])) if spark_drops_late_rows
+                       else (lambda row: 2**62))
     outputs, newest = [], None
     arrival = frame["arrival"].to_numpy()
     for lo in range(int(arrival.min()), int(arrival.max()) + 1, 2_000):
@@ -175,8 +185,8 @@ def _through_the_processor(frame: pd.DataFrame, params: DetectionParams) -> pd.D
             outputs.append(tester.setWatermark(newest - params.watermark_delay_ms))
         if batch.empty:
             continue
-        parts = pd.concat([task_partials(part.drop(columns="arrival")) for _, part in batch.groupby("service")],
-                          ignore_index=True)
+        parts = pd.concat([task_partials(part.drop(columns="arrival"), arrival=part["arrival"])
+                           for _, part in batch.groupby("service")], ignore_index=True)
         outputs.append(tester.testInPandas("prod", parts))
         newest = max(newest or 0, int(parts["newest_ms"].max()))
     outputs = [o for o in outputs if len(o)]
@@ -207,7 +217,8 @@ def test_late_rows_pass_sparks_watermark_and_page_through_the_processor():
 def test_with_the_watermark_at_the_allowed_lateness_spark_drops_the_late_rows_unseen():
     """What the job did before: Spark's watermark, 2 s behind the newest event, dropped every row of db's
     task before the detector saw it: no incident, and nothing counted."""
-    out = _through_the_processor(_db_clock_behind(), DetectionParams().with_overrides(late_horizon_s=0))
+    out = _through_the_processor(_db_clock_behind(), DetectionParams().with_overrides(late_horizon_s=0),
+                                 spark_drops_late_rows=True)
     assert out[(out.service == "db") & (out.update_type == "opened")].empty
     assert not (out.service == "db").any()
 
@@ -224,3 +235,103 @@ def test_a_batch_of_counter_rows_only_crosses_sparks_arrow_conversion(spark):
     rows = spark.createDataFrame(frame, schema=incident_updates_schema()).collect()
     assert [(r.service, r.event_count, r.severity_reasons, r.affected_hosts) for r in rows] == [
         ("db", 12, None, None), ("", 3, None, None)]
+
+
+# --- events beyond the late horizon, read by a task of their own, on Spark ---------------------------------------
+
+def _api_ahead_then_db_beyond_the_horizon() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """api's events, then (in a later micro-batch, read by their own task) db's events 800 s behind them."""
+    frame = events(Scenario({"api": Profile(20), "db": Profile(20)}, 30), seed=1)
+    api = frame[frame.service == "api"].copy()
+    api["t_ms"] += 800_000
+    return api, frame[frame.service == "db"].copy()
+
+
+def _counters(rows) -> dict[tuple[str, str], int]:
+    frame = pd.DataFrame(rows)
+    counted = frame[frame.update_type == COUNTER_UPDATE]
+    return {(c, s): int(n) for (c, s), n in counted.groupby(["trigger", "service"])["event_count"].sum().items()}
+
+
+def test_events_beyond_the_horizon_in_a_task_of_their_own_are_counted_offline():
+    api, db = _api_ahead_then_db_beyond_the_horizon()
+    frame = pd.concat([api.assign(arrival=api.t_ms), db.assign(arrival=api.t_ms.max() + 1_000)])
+    detector = OfflineDetector(CATALOG)
+    replay(frame, CATALOG, arrival="arrival", detector=detector)
+    assert detector.detectors["prod"].drain_counters() == [(LATE_EXCLUDED, "db", len(db))]
+
+
+@pytest.mark.integration
+def test_events_beyond_the_horizon_in_a_task_of_their_own_are_counted_on_spark_as_offline(spark, tmp_path):
+    """The job's plan (stream.detect_partials) on a real stream of partial buckets: the db task's rows, all of
+    them beyond the late horizon, reach the detector, which counts every event as left out (Spark used to drop
+    them behind its watermark, uncounted)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from incident_stream.detection.partials import PARTIALS_ARROW_SCHEMA, PARTIALS_SCHEMA
+    from incident_stream.detection.stream import detect_partials
+
+    api, db = _api_ahead_then_db_beyond_the_horizon()
+    source = tmp_path / "partials"
+    source.mkdir()
+    stream = spark.readStream.schema(PARTIALS_SCHEMA).option("maxFilesPerTrigger", 1).parquet(str(source))
+    rows: list[dict] = []
+    query = (detect_partials(stream, CATALOG, DetectionParams(), counters=True).writeStream
+             .option("checkpointLocation", str(tmp_path / "checkpoint"))
+             .foreachBatch(lambda batch, _: rows.extend(batch.toPandas().to_dict("records"))).start())
+    try:
+        for i, part in enumerate((api, db)):
+            table = pa.Table.from_pandas(task_partials(part), schema=PARTIALS_ARROW_SCHEMA, preserve_index=False)
+            pq.write_table(table, source / f"{i}.parquet")
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    assert _counters(rows) == {(LATE_EXCLUDED, "db"): len(db)}
+
+
+# --- a host clock ahead of the pipeline ------------------------------------------------------------------------
+
+AHEAD_MS = 720_000  # 12 minutes: more than the late horizon, less than STREAM_MAX_FUTURE_SECONDS
+
+
+def _host_clock_ahead() -> pd.DataFrame:
+    """search on four hosts, s-4's clock 12 min ahead, s-4 failing at 50% errors (300-410 s); db, on an honest
+    clock, failing at 70% later (500-590 s). `arrival` is each event's true time plus 50 ms."""
+    scenario = Scenario({"search": Profile(120, 0.005, 20, 80, hosts=HOSTS),
+                         "db": Profile(30, 0.002, 3, 15, hosts=("pg-1",))}, 700,
+                        [Episode("search", FAIL_S, FAIL_END_S, error_rate=0.5, hosts=(SKEWED,)),
+                         Episode("db", 500, 590, error_rate=0.7)])
+    frame = events(scenario, seed=7)
+    frame["arrival"] = frame["t_ms"] + 50
+    frame.loc[frame["host"] == SKEWED, "t_ms"] += AHEAD_MS
+    return frame
+
+
+def _assert_both_page_at_their_true_onset(opened_rows: list[dict]) -> None:
+    at = {r["service"]: (r["opened_at"] - T0_MS) / 1000 for r in opened_rows}
+    assert set(at) == {"search", "db"}
+    assert FAIL_S - 5 <= at["search"] <= FAIL_S + 10 and 495 <= at["db"] <= 510
+
+
+def test_a_host_clock_12_minutes_ahead_is_taken_at_arrival_offline():
+    """An event cannot be logged after it reached the pipeline: s-4's times are taken as its arrival (plus the
+    tolerance), each such event counted per service; its failure pages at the true onset and db's failure
+    still pages (the fast clock used to carry the environment's clock 12 min ahead: db's events were all left
+    out)."""
+    frame = _host_clock_ahead()
+    detector = OfflineDetector(CATALOG)
+    rows = replay(frame, CATALOG, arrival="arrival", detector=detector)
+    _assert_both_page_at_their_true_onset(opened(rows))
+    search = next(r for r in opened(rows) if r["service"] == "search")
+    assert SKEWED in search["affected_hosts"]
+    assert detector.detectors["prod"].drain_counters() == [(CLOCK_AHEAD, "search", int((frame.host == SKEWED).sum()))]
+
+
+def test_a_host_clock_12_minutes_ahead_is_taken_at_arrival_through_the_processor():
+    frame = _host_clock_ahead()
+    out = _through_the_processor(frame, DetectionParams())
+    _assert_both_page_at_their_true_onset(
+        [{"service": r.service, "opened_at": r.opened_at.value // 1_000_000} for r in
+         out[out.update_type == "opened"].itertuples()])
+    assert _counters(out.to_dict("records")) == {(CLOCK_AHEAD, "search"): int((frame.host == SKEWED).sum())}

@@ -25,6 +25,7 @@ from incident_stream.detection import histogram
 from incident_stream.detection.buckets import BucketAgg
 
 KEYS = ["environment", "service", "bucket"]
+AHEAD = "ahead"  # optional input column: the event's time was moved back to its arrival (view.py)
 KEEP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)  # "first" of the earliest line, even when null
 
 Parts = dict[tuple[str, int], BucketAgg]
@@ -32,7 +33,8 @@ Parts = dict[tuple[str, int], BucketAgg]
 
 @dataclass
 class Reduced:
-    counts: pa.Table  # KEYS, n, errors, warns, tier, owner, first_err, last_err, first_warn, last_warn, newest
+    counts: pa.Table  # KEYS, n, errors, warns, tier, owner, first_err, last_err, first_warn, last_warn, newest,
+    # ahead
     latency: pa.Table  # KEYS, bin, count
     signatures: pa.Table  # KEYS, signature_id, count, errors, t, message, signature (sample: the earliest)
     hosts: pa.Table  # KEYS, host, count
@@ -40,7 +42,7 @@ class Reduced:
 
     @classmethod
     def of_events(cls, events: pa.Table | pa.RecordBatch, bucket_ms: int, slowest_kept: int) -> Reduced:
-        """Reduce events (columns: environment and buckets.INPUT_COLUMNS)."""
+        """Reduce events (columns: environment and buckets.INPUT_COLUMNS, optionally AHEAD)."""
         table = events if isinstance(events, pa.Table) else pa.Table.from_batches([events])
         t = table.column("t_ms").cast(pa.int64())
         err = pc.fill_null(table.column("is_error"), False)
@@ -49,11 +51,13 @@ class Reduced:
         keys = {"environment": table.column("environment"), "service": table.column("service"),
                 "bucket": pa.array(bucket, pa.int64())}
         none = pa.nulls(len(t), pa.int64())
+        ahead = pc.fill_null(table.column(AHEAD), False) if AHEAD in table.column_names else \
+            pa.repeat(pa.scalar(False), len(t))
         counts = pa.table({**keys, "n": pa.repeat(pa.scalar(1, pa.int64()), len(t)), "errors": err.cast(pa.int64()),
                            "warns": warn.cast(pa.int64()), "tier": table.column("tier"), "owner": table.column("owner"),
                            "first_err": pc.if_else(err, t, none), "last_err": pc.if_else(err, t, none),
                            "first_warn": pc.if_else(warn, t, none), "last_warn": pc.if_else(warn, t, none),
-                           "newest": t})
+                           "newest": t, AHEAD: ahead.cast(pa.int64())})
         latency = table.column("latency_ms").cast(pa.float64())
         has_latency = pc.fill_null(pc.and_(pc.greater_equal(latency, 0.0), pc.is_finite(latency)), False)
         timed = {k: v.filter(has_latency) for k, v in keys.items()}
@@ -80,7 +84,7 @@ class Reduced:
         counts = self.counts.group_by(KEYS, use_threads=False).aggregate(
             [("n", "sum"), ("errors", "sum"), ("warns", "sum"), ("tier", "max"), ("owner", "max"),
              ("first_err", "min"), ("last_err", "max"), ("first_warn", "min"), ("last_warn", "max"),
-             ("newest", "max")])
+             ("newest", "max"), (AHEAD, "sum")])
         latency = self.latency.group_by([*KEYS, "bin"], use_threads=False).aggregate([("count", "sum")])
         # the sample of a signature is its earliest line (ties: the smallest text): sorted first, "first" keeps it
         ordered = self.signatures.sort_by([("t", "ascending"), ("message", "ascending"), ("signature", "ascending")])
@@ -114,7 +118,7 @@ class Reduced:
             out.setdefault(env, {})[(service, bucket)] = BucketAgg(
                 n=c["n"][i], errors=c["errors"][i], warns=c["warns"][i], tier=c["tier"][i], owner=c["owner"][i],
                 first_err=c["first_err"][i], last_err=c["last_err"][i], first_warn=c["first_warn"][i],
-                last_warn=c["last_warn"][i])
+                last_warn=c["last_warn"][i], ahead=c[AHEAD][i])
         lat = self.latency.to_pydict()
         for env, service, bucket, index, count in zip(lat["environment"], lat["service"], lat["bucket"], lat["bin"],
                                                       lat["count"], strict=True):

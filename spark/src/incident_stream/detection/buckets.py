@@ -41,6 +41,7 @@ class BucketAgg:
     last_warn: int | None = None
     tier: str | None = None
     owner: str | None = None
+    ahead: int = 0  # events whose time was taken at their arrival (a host clock ahead; view.py)
 
     @property
     def lat_n(self) -> int:
@@ -69,6 +70,7 @@ class BucketAgg:
         self.last_warn = _max_opt(self.last_warn, other.last_warn)
         self.tier = _max_opt(self.tier, other.tier)
         self.owner = _max_opt(self.owner, other.owner)
+        self.ahead += other.ahead
 
     def finalize(self) -> BucketAgg:
         """Cap the per-bucket detail lists (deterministic: by count, then by name)."""
@@ -83,15 +85,16 @@ class BucketAgg:
     def to_json(self) -> list:
         return [self.n, self.errors, self.warns, histogram.to_sparse(self.lat),
                 [[k, *v] for k, v in sorted(self.sigs.items())], [[k, v] for k, v in sorted(self.hosts.items())],
-                self.slow, self.first_err, self.last_err, self.first_warn, self.last_warn, self.tier, self.owner]
+                self.slow, self.first_err, self.last_err, self.first_warn, self.last_warn, self.tier, self.owner,
+                self.ahead]
 
     @classmethod
     def from_json(cls, data: list) -> BucketAgg:
-        n, errors, warns, lat, sigs, hosts, slow, first_err, last_err, first_warn, last_warn, tier, owner = data
+        n, errors, warns, lat, sigs, hosts, slow, first_err, last_err, first_warn, last_warn, tier, owner = data[:13]
         return cls(n=n, errors=errors, warns=warns, lat=histogram.from_sparse(lat),
                    sigs={s[0]: list(s[1:]) for s in sigs}, hosts={h: c for h, c in hosts},
                    slow=[list(s) for s in slow], first_err=first_err, last_err=last_err, first_warn=first_warn,
-                   last_warn=last_warn, tier=tier, owner=owner)
+                   last_warn=last_warn, tier=tier, owner=owner, ahead=data[13] if len(data) > 13 else 0)
 
 
 def merge_into(into: dict[tuple[str, int], BucketAgg], key: tuple[str, int], agg: BucketAgg,

@@ -10,7 +10,8 @@ tests and offline replays. Time is event time only:
   service's tracker;
 * events for a bucket that is already final (a host whose clock is behind, a shipper that sends in
   batches) are counted at their arrival, in the oldest bucket still open, when they are at most
-  `late_horizon_s` behind; older ones are left out. Both are counted per service (`late_counts`);
+  `late_horizon_s` behind; older ones are left out. Both are counted per service (`late_counts`), as
+  are the events whose time the view took at their arrival (a host clock ahead: `ahead_counts`);
 * after each bucket, incidents are linked along dependencies, severities are assessed and rows are
   written for what changed.
 
@@ -64,6 +65,7 @@ class EnvironmentDetector:
         # per service: [events counted at arrival (later than the allowed lateness), events left out]
         self.late_counts: dict[str, list[int]] = {}
         self.late_last: dict[str, int] = {}  # service -> the last bucket that took late events of it
+        self.ahead_counts: dict[str, int] = {}  # per service: events taken at their arrival (CLOCK_AHEAD)
         # counters not yet reported (drain_counters): (counter, service or "" for the environment) -> amount
         self.counter_deltas: dict[tuple[str, str], int] = {}
         self.recent: list[dict] = []  # resolved incidents still linkable: {id, service, start, end}
@@ -79,6 +81,9 @@ class EnvironmentDetector:
         if self.next_bucket is not None:
             horizon = self.next_bucket - self.params.late_horizon_ms // self.params.bucket_ms
         for key, agg in parts:
+            if agg.ahead:
+                self.ahead_counts[key[0]] = self.ahead_counts.get(key[0], 0) + agg.ahead
+                self._count(CLOCK_AHEAD, key[0], agg.ahead)
             if self.next_bucket is not None and key[1] < self.next_bucket:
                 counts = self.late_counts.setdefault(key[0], [0, 0])
                 if key[1] < horizon:
@@ -100,9 +105,9 @@ class EnvironmentDetector:
         self.counter_deltas[key] = self.counter_deltas.get(key, 0) + amount
 
     def drain_counters(self) -> list[tuple[str, str, int]]:
-        """What was counted since the last call, as (counter, service, amount), sorted: LATE_COUNTED and
-        LATE_EXCLUDED events per service, ENVIRONMENT_SILENT buckets (service "") in which the whole
-        environment fell silent (no service judged). The state keeps undrained counts, so a replayed
+        """What was counted since the last call, as (counter, service, amount), sorted: LATE_COUNTED,
+        LATE_EXCLUDED and CLOCK_AHEAD events per service, ENVIRONMENT_SILENT buckets (service "") in which
+        the whole environment fell silent (no service judged). The state keeps undrained counts, so a replayed
         micro-batch reports the same amounts."""
         out = [(c, s, n) for (c, s), n in sorted(self.counter_deltas.items()) if n]
         self.counter_deltas = {}
@@ -260,6 +265,7 @@ class EnvironmentDetector:
         return {
             "v": STATE_VERSION, "env": self.environment, "next": self.next_bucket, "max": self.max_event_ms,
             "late": self.late_events, "late_by_service": self.late_counts, "late_last": self.late_last,
+            "ahead_by_service": self.ahead_counts,
             "deltas": [[c, s, n] for (c, s), n in sorted(self.counter_deltas.items())],
             "recent": self.recent,
             "pending": [[s, b, a.to_json()] for (s, b), a in sorted(self.pending.items())],
@@ -281,6 +287,7 @@ class EnvironmentDetector:
         d.next_bucket, d.max_event_ms, d.late_events = data["next"], data["max"], data["late"]
         d.late_counts = {s: list(c) for s, c in data.get("late_by_service", {}).items()}  # older states: none
         d.late_last = dict(data.get("late_last", {}))
+        d.ahead_counts = dict(data.get("ahead_by_service", {}))
         d.counter_deltas = {(c, s): n for c, s, n in data.get("deltas", [])}
         d.recent = data["recent"]
         d.pending = {(s, b): BucketAgg.from_json(a) for s, b, a in data["pending"]}

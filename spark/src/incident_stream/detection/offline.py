@@ -28,6 +28,7 @@ from incident_stream.detection.floors import FloorPolicy
 from incident_stream.detection.linking import DependencyGraph
 from incident_stream.detection.params import DetectionParams
 from incident_stream.detection.quiet import SilencePolicy
+from incident_stream.detection.view import no_later_than_arrival
 from incident_stream.message_fields import normalise_level, parse_latency, parse_status
 from incident_stream.signature import mask_message, signature_id
 
@@ -175,7 +176,8 @@ def replay(frame: pd.DataFrame, catalog: Catalog, params: DetectionParams | None
     `update_time` of each row is the end of its micro-batch (event time), standing in for the
     processing time the streaming job would record. With `arrival` (the name of a column of epoch
     milliseconds: when each event reached the pipeline), the micro-batches are cut on that column
-    instead, so events arrive as they did (late ones late); the column is not passed to the detector.
+    instead, so events arrive as they did (late ones late), and an event dated after its arrival (plus
+    `arrival_tolerance_s`) is taken at its arrival, as the streaming job's view takes it (view.py).
     `detector`: run this one (to read its counters afterwards).
     """
     detector = detector or OfflineDetector(catalog, params)
@@ -185,6 +187,8 @@ def replay(frame: pd.DataFrame, catalog: Catalog, params: DetectionParams | None
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     times = frame[order].to_numpy()
     events = events_table(frame)  # converted once; each micro-batch is a slice of it
+    if arrival:
+        events = no_later_than_arrival(events, pa.array(times, pa.int64()), detector.params.arrival_tolerance_ms)
     step = max(1, int(batch_s * 1000))
     rows: list[dict] = []
     lo = int(times[0])

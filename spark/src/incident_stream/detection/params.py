@@ -15,6 +15,9 @@ class DetectionParams:
     late_horizon_s: float = 600.0  # events later than that (a host clock behind, a shipper that batches) are
     # counted in the oldest bucket still open, at their arrival, when at most this far behind the clock;
     # older ones are left out and counted per service (a replay of old logs into a live environment)
+    arrival_tolerance_s: float = 1.0  # an event dated later than its arrival (Kafka timestamp) plus this is a
+    # host clock ahead: it is taken at its arrival plus this, and counted per service (view.py). Keep it at or
+    # below allowed_lateness_s, so such events never make the others late
     # --- baseline --------------------------------------------------------------------------
     baseline_half_life_s: float = 600.0  # exponential forgetting of the per-service baseline
     baseline_guard_s: float = 120.0  # normal buckets are learned this late (dropped if an incident opens)
@@ -76,6 +79,8 @@ class DetectionParams:
             problems.append("allowed_lateness_s must be >= 0")
         if self.late_horizon_s < 0:
             problems.append("late_horizon_s must be >= 0")
+        if self.arrival_tolerance_s < 0:
+            problems.append("arrival_tolerance_s must be >= 0")
         if not self.windows_buckets or min(self.windows_buckets) < 1:
             problems.append("windows_buckets needs at least one window of >= 1 bucket")
         if self.hold_score > self.open_score:
@@ -110,10 +115,15 @@ class DetectionParams:
         return round(self.late_horizon_s * 1000)
 
     @property
+    def arrival_tolerance_ms(self) -> int:
+        return round(self.arrival_tolerance_s * 1000)
+
+    @property
     def watermark_delay_ms(self) -> int:
-        """Spark's watermark delay on the partial buckets: Spark drops rows behind the watermark, so it
-        trails the newest event by the late horizon, not by the allowed lateness."""
-        return max(self.lateness_ms, self.late_horizon_ms)
+        """Spark's watermark delay on the partial buckets. Spark drops no row behind it (stream.py leaves it
+        no column to judge them by: the detector decides what is too late, and counts it), so it is only
+        the clock of an environment that sends nothing: the newest event time less the allowed lateness."""
+        return self.lateness_ms
 
     @property
     def watermark_shift_ms(self) -> int:

@@ -47,6 +47,7 @@ class PartialsConfig:
     bucket_ms: int
     slowest_kept: int
     message_max_chars: int
+    arrival_tolerance_ms: int  # times later than the record's Kafka timestamp plus this are a clock ahead
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

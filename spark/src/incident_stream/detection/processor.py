@@ -6,8 +6,10 @@ as pandas chunks; the detector state (buckets in progress, per-service baselines
 compressed value per environment.
 An event-time timer at the next bucket boundary lets an environment that stopped sending events
 still close its buckets (and resolve incidents) as the watermark moves on other environments. Spark's
-watermark trails the newest event by `late_horizon_s` (so Spark keeps late rows for the detector to
-count at arrival); the processor shifts it by `watermark_shift_ms` to get the detector's clock back.
+watermark trails the newest event by `watermark_delay_ms` (the allowed lateness); the processor shifts it
+by `watermark_shift_ms` (none with the defaults) to get the detector's clock. Spark drops no late row
+before the processor (stream.py drops the watermark's column), so the detector decides, and counts, what
+is too late.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ class IncidentDetectorProcessor(StatefulProcessor):
     def _advance(self, detector: EnvironmentDetector, timerValues) -> Iterator[pd.DataFrame]:
         watermark = timerValues.getCurrentWatermarkInMs()
         now_ms = timerValues.getCurrentProcessingTimeInMs()
-        # Spark's watermark trails by the late horizon; shifted, it is the newest event time less the
-        # allowed lateness, the clock of an environment that sends nothing while others do
+        # shifted, Spark's watermark is the newest event time less the allowed lateness, the clock of an
+        # environment that sends nothing while others do
         clock = watermark + self.params.watermark_shift_ms if watermark > 0 else None
         rows = detector.advance(now_ms=now_ms, watermark_ms=clock)
         counted = detector.drain_counters()

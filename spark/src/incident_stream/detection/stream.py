@@ -21,7 +21,7 @@ from incident_stream.detection.quiet import SilencePolicy
 
 def partials_config(params: DetectionParams) -> PartialsConfig:
     """What the source's tasks need to hand detection its partial buckets."""
-    return PartialsConfig(params.bucket_ms, params.slowest_kept, params.message_max_chars)
+    return PartialsConfig(params.bucket_ms, params.slowest_kept, params.message_max_chars, params.arrival_tolerance_ms)
 
 
 def params_from_settings(settings: Settings) -> DetectionParams:
@@ -40,9 +40,11 @@ def detect_partials(partials: DataFrame, catalog: Catalog, params: DetectionPara
     With `counters`, the detector's counters come along as rows of update_type output.COUNTER_UPDATE
     (late events per service, environment-wide silences), for the job's sink to move to metrics."""
     if partials.isStreaming:
-        # Spark drops rows behind its watermark before the processor sees them: the watermark trails by the
-        # late horizon, so late partial buckets reach the detector, which counts them at their arrival
-        partials = partials.withWatermark("event_time", f"{params.watermark_delay_ms} milliseconds")
+        # Spark's watermark (newest event time less the allowed lateness) closes the buckets of environments
+        # that send nothing. Its column is dropped before the stateful operator: Spark then has no column to
+        # drop late rows by, so every partial bucket reaches the detector, which counts late events at their
+        # arrival or, beyond the late horizon, as left out (docs/detection.md, "Late data")
+        partials = partials.withWatermark("event_time", f"{params.watermark_delay_ms} milliseconds").drop("event_time")
     processor = IncidentDetectorProcessor(
         params,
         depends_on={s.name: list(s.depends_on) for s in catalog.services},
