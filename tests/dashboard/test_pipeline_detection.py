@@ -40,6 +40,7 @@ def test_late_events_silences_and_discovered_services_are_shown(demo_env: DemoSu
         _counter("late_counted", "prod/search-service", 1200, 5),
         _counter("late_counted", "prod/search-service", 455, 6),
         _counter("late_excluded", "prod/payment-service", 37, 6), _counter("environment_silent", "staging", 42, 6),
+        _counter("clock_ahead", "prod/payment-service", 812, 6),
     ], schema=contract.METRICS))
     # an incident on a service the catalog does not know (null tier), its name a Markdown link attempt
     template = store.read("incident_updates").slice(0, 1).to_pylist()[0]
@@ -52,12 +53,13 @@ def test_late_events_silences_and_discovered_services_are_shown(demo_env: DemoSu
     late = next(d.value for d in app.dataframe if "late_counted" in d.value.columns).set_index("service")
     assert late.loc["search-service", "late_counted"] == 1655 and late.loc["search-service", "late_excluded"] == 0
     assert late.loc["payment-service", "late_excluded"] == 37
+    assert late.loc["payment-service", "clock_ahead"] == 812 and late.loc["search-service", "clock_ahead"] == 0
     warnings = "\n".join(w.value for w in app.warning)
     assert "37 events were left out of detection" in warnings
     errors = "\n".join(e.value for e in app.error)
     assert "Environment staging fell silent" in errors and "42 s" in errors
     # the Spark charts ignore the counter rows: the batch count is that of the demo's metrics rows
-    demo_batches = store.read("metrics").num_rows - 4
+    demo_batches = store.read("metrics").num_rows - 5
     assert any(f"{demo_batches:,} micro-batches recorded" in c.value for c in app.caption)
 
     discovered = next(d.value for d in app.dataframe if list(d.value.columns) == ["service", "events", "incidents"])

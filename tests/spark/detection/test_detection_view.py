@@ -54,6 +54,7 @@ def test_the_arrow_view_gives_what_enrich_and_prepare_give_in_spark(spark: Any) 
     assert view.schema == VIEW_SCHEMA
     assert view.num_rows == len(expected)
     got = view.to_pandas()
+    assert not got.pop("ahead").any()  # no arrival given: every time kept
     assert got["is_error"].sum() > 0 and got["is_warn"].sum() > 0 and got["latency_ms"].notna().sum() > 100
     assert set(got["latency_ms"].dropna().round(6)) >= {81.0, 1500.0, 0.25}  # parsed from the odd messages
     assert got["message"].str.len().max() == params.message_max_chars  # the 405-character message cut
@@ -70,3 +71,33 @@ def test_an_empty_batch_gives_an_empty_view_and_no_partial_buckets() -> None:
     buckets = PartialBuckets(DetectionParams().bucket_ms, DetectionParams().slowest_kept)
     buckets.add(view)
     assert buckets.batch() is None
+
+
+def test_times_after_the_records_arrival_are_taken_at_it_and_flagged() -> None:
+    """The view as the job's tasks take it (logs_source.arrival_of: the Kafka timestamp, else the read time):
+    an event dated more than the tolerance after its record's arrival (a host clock 12 min ahead) is taken at
+    the arrival plus the tolerance and flagged; the others keep their time."""
+    import datetime as dt
+
+    from incident_stream.logs_source import arrival_of
+
+    records, _truth = api.generate("mixed", rate=10, count=40, seed=3, start_ms=START_MS)
+    rows = _rows(list(records))
+    arrival = [r["kafka_timestamp"] for r in rows]
+    for i, row in enumerate(rows):
+        row["read_time"] = row["kafka_timestamp"]
+        if i % 4 == 0:  # dated 12 min after its arrival
+            row["timestamp"] = row["timestamp"] + dt.timedelta(minutes=12)
+        if i % 3 == 0:  # no Kafka timestamp: the read time is the arrival
+            row["kafka_timestamp"] = None
+    batch = pa.RecordBatch.from_pylist(rows, schema=LOGEVENT_ARROW)
+    params = DetectionParams()
+    view = events_view(enrich_batch(batch, ServiceLookup.of(CATALOG)), params.message_max_chars,
+                       arrival_of(batch), params.arrival_tolerance_ms).to_pandas()
+    tolerance = params.arrival_tolerance_ms
+    for i, (t_ms, ahead) in enumerate(zip(view["t_ms"], view["ahead"], strict=True)):
+        arrived = int(arrival[i].timestamp() * 1000)
+        if i % 4 == 0:
+            assert ahead and t_ms == arrived + tolerance
+        else:
+            assert not ahead and t_ms == arrived

@@ -16,6 +16,7 @@ from incident_dashboard.ui.safe_text import md, md_code
 from incident_rca.service import store_for
 
 LATE_COUNTED, LATE_EXCLUDED, ENVIRONMENT_SILENT = "late_counted", "late_excluded", "environment_silent"
+CLOCK_AHEAD = "clock_ahead"  # events dated after their arrival, taken at their arrival
 
 
 def render() -> None:
@@ -145,8 +146,9 @@ def _spark() -> None:
 
 
 def _detection() -> None:
-    """What detection did not see as it arrived: late events (counted at arrival, or left out) per
-    service, whole environments that fell silent, and services that are not in the catalog."""
+    """What detection did not see as it arrived: late events (counted at arrival, or left out) and events
+    dated ahead of their arrival per service, whole environments that fell silent, and services that are not
+    in the catalog."""
     repo = common.repository()
     with st.container(border=True):
         st.markdown("### :material/radar: Detection input")
@@ -155,7 +157,7 @@ def _detection() -> None:
             st.caption("Every event reached detection in time so far; no environment fell silent.")
         else:
             _silences(counters[counters["counter"] == ENVIRONMENT_SILENT])
-            _late(counters[counters["counter"].isin([LATE_COUNTED, LATE_EXCLUDED])])
+            _late(counters[counters["counter"].isin([LATE_COUNTED, LATE_EXCLUDED, CLOCK_AHEAD])])
         _discovered(repo.services_seen() if repo.status("events").exists or repo.status("incident_updates").exists
                     else pd.DataFrame())
 
@@ -173,7 +175,7 @@ def _late(late: pd.DataFrame) -> None:
         return
     table = late.pivot_table(index=["environment", "service"], columns="counter", values="total", aggfunc="sum",
                              fill_value=0).reset_index()
-    for column in (LATE_COUNTED, LATE_EXCLUDED):
+    for column in (LATE_COUNTED, LATE_EXCLUDED, CLOCK_AHEAD):
         if column not in table.columns:
             table[column] = 0
     excluded = int(table[LATE_EXCLUDED].sum())
@@ -181,12 +183,15 @@ def _late(late: pd.DataFrame) -> None:
         st.warning(f"**{excluded:,} events were left out of detection**: they arrived more than the detector's "
                    "late horizon behind its clock (a host clock far behind, or old logs sent to a live "
                    "environment).", icon=":material/schedule:")
-    st.markdown("Events later than the allowed lateness, per service: *counted at arrival* were judged in the "
-                "second they arrived (a host clock behind, a shipper sending in batches); *left out* were not "
-                "judged at all.")
-    st.dataframe(table[["environment", "service", LATE_COUNTED, LATE_EXCLUDED]], hide_index=True, width="stretch",
+    st.markdown("Events not judged in their own second, per service: *counted at arrival* were later than the "
+                "allowed lateness and judged in the second they arrived (a host clock behind, a shipper sending "
+                "in batches); *left out* were not judged at all; *clock ahead* were dated after they reached the "
+                "pipeline (a host clock ahead) and judged at their arrival.")
+    st.dataframe(table[["environment", "service", LATE_COUNTED, LATE_EXCLUDED, CLOCK_AHEAD]], hide_index=True,
+                 width="stretch",
                  column_config={LATE_COUNTED: st.column_config.NumberColumn("counted at arrival", format="%d"),
-                                LATE_EXCLUDED: st.column_config.NumberColumn("left out", format="%d")})
+                                LATE_EXCLUDED: st.column_config.NumberColumn("left out", format="%d"),
+                                CLOCK_AHEAD: st.column_config.NumberColumn("clock ahead", format="%d")})
 
 
 def _discovered(seen: pd.DataFrame) -> None:
