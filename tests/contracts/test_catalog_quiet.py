@@ -120,14 +120,14 @@ def _oracle(windows, t_ms: int) -> bool:
     return False
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(WINDOW, max_size=4).filter(lambda ws: all(s != e for _, s, e in ws)), INSTANT)
 def test_membership_matches_the_day_by_day_reading_of_the_windows(windows, t_ms) -> None:
     schedule = QuietSchedule(tuple(span for d, s, e in windows for span in window_spans(d, s, e)))
     assert schedule.contains(t_ms) == _oracle(windows, t_ms)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(WINDOW.filter(lambda w: w[1] != w[2]), INSTANT, st.integers(-3, 3))
 def test_membership_repeats_every_week_and_follows_the_time_zone_offset(window, t_ms, weeks) -> None:
     days, start, end = window
@@ -138,7 +138,7 @@ def test_membership_repeats_every_week_and_follows_the_time_zone_offset(window, 
     assert QuietSchedule(spans, "Etc/GMT-3").contains(t_ms) == utc.contains(t_ms + 3 * 3600 * 1000)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(WINDOW.filter(lambda w: w[1] != w[2]), INSTANT)
 def test_a_window_covers_its_length_once_a_day_it_names(window, t_ms) -> None:
     days, start, end = window
