@@ -226,10 +226,10 @@ class Catalog(BaseModel):
         spec = self.get(name)
         return self.silence if spec is None or spec.silence is None else spec.silence
 
-    def quiet_schedule(self, name: str) -> QuietSchedule:
+    def quiet_schedule(self, name: str | None = None) -> QuietSchedule:
         """A service's quiet windows (its own `quiet`, else the catalog's) in its time zone (its own
-        `timezone`, else the catalog's); services not in the catalog take the catalog's."""
-        spec = self.get(name)
+        `timezone`, else the catalog's); services not in the catalog, and `name` None, take the catalog's."""
+        spec = self.get(name) if name is not None else None
         windows = self.quiet if spec is None or spec.quiet is None else spec.quiet
         timezone = self.timezone if spec is None or spec.timezone is None else spec.timezone
         return QuietSchedule(tuple(span for w in windows for span in w.spans()), timezone)

@@ -29,9 +29,9 @@ class SilencePolicy:
 
     @classmethod
     def of_catalog(cls, catalog: Catalog) -> SilencePolicy:
-        default = QuietSchedule(tuple(span for w in catalog.quiet for span in w.spans()), catalog.timezone)
-        return cls(default, catalog.silence, {s.name: catalog.quiet_schedule(s.name) for s in catalog.services},
-                   {s.name: catalog.silence_judged(s.name) for s in catalog.services})
+        names = [s.name for s in catalog.services]
+        return cls(catalog.quiet_schedule(), catalog.silence, {n: catalog.quiet_schedule(n) for n in names},
+                   {n: catalog.silence_judged(n) for n in names})
 
     def expected(self, service: str, t_ms: int) -> bool:
         """Whether silence is expected of `service` at event time `t_ms` (epoch ms): its volume is not
