@@ -8,15 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from incident_contracts.catalog import CatalogError, load_catalog
+from incident_contracts.detector_counters import CLOCK_AHEAD, ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED
 from incident_dashboard.data.kafka_status import snapshot
 from incident_dashboard.notify.notifier import delivery_status
 from incident_dashboard.ui import charts, common
 from incident_dashboard.ui.common import fmt_age
 from incident_dashboard.ui.safe_text import md, md_code
 from incident_rca.service import store_for
-
-LATE_COUNTED, LATE_EXCLUDED, ENVIRONMENT_SILENT = "late_counted", "late_excluded", "environment_silent"
-CLOCK_AHEAD = "clock_ahead"  # events dated after their arrival, taken at their arrival
 
 
 def render() -> None:

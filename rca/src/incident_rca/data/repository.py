@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from incident_contracts import tables as contract
+from incident_contracts.detector_counters import COUNTER_QUERY_PREFIX
 from incident_contracts.settings import Settings, get_settings
 from incident_contracts.table_store import TableStore
 from incident_rca.data.database import Database
@@ -125,8 +126,7 @@ def _signatures_hour(source: str) -> str:
         FROM {source} GROUP BY ALL"""
 
 
-COUNTER_PREFIX = "counter:"  # metrics rows of the detector's counters (incident_stream.detection.output)
-NOT_COUNTER = f"query_name NOT LIKE '{COUNTER_PREFIX}%'"
+NOT_COUNTER = f"query_name NOT LIKE '{COUNTER_QUERY_PREFIX}%'"
 
 CURRENT_INCIDENTS = """
     CREATE OR REPLACE TABLE incidents_current AS
@@ -514,7 +514,7 @@ class Repository:
             frame = self.db.df(f"""
                 SELECT split_part(query_id, '/', 1) AS environment,
                        nullif(substr(query_id, length(split_part(query_id, '/', 1)) + 2), '') AS service,
-                       substr(query_name, {len(COUNTER_PREFIX) + 1}) AS counter,
+                       substr(query_name, {len(COUNTER_QUERY_PREFIX) + 1}) AS counter,
                        sum(num_input_rows)::BIGINT AS total, max(timestamp) AS last_seen
                 FROM metrics WHERE NOT ({NOT_COUNTER}) GROUP BY ALL ORDER BY environment, service, counter""")
             return frame

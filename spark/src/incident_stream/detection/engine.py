@@ -26,6 +26,7 @@ import json
 import zlib
 from collections.abc import Iterable
 
+from incident_contracts.detector_counters import CLOCK_AHEAD, ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
 from incident_stream.detection.anomaly import ELEVATED, WARNING_RATE
@@ -40,10 +41,6 @@ from incident_stream.detection.tracker import OPENED, RESOLVED, ServiceTracker
 STATE_VERSION = 1
 
 # counters the detector reports (drain_counters)
-LATE_COUNTED = "late_counted"  # events later than the allowed lateness, counted at their arrival
-LATE_EXCLUDED = "late_excluded"  # events more than late_horizon_s late: left out of detection
-CLOCK_AHEAD = "clock_ahead"  # events dated after their arrival (a host clock ahead): taken at their arrival
-ENVIRONMENT_SILENT = "environment_silent"  # buckets in which the whole environment fell silent
 
 
 class EnvironmentDetector:

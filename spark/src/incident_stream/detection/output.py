@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow as pa
 from pyspark.sql import types as T
 
+from incident_contracts.detector_counters import COUNTER_QUERY_PREFIX
 from incident_contracts.tables import INCIDENT_UPDATES
 
 TIMESTAMP_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if pa.types.is_timestamp(f.type))
@@ -56,7 +57,6 @@ def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
 # its incident rows, in the same shape, so they commit exactly once with them; the job's sink moves them
 # to the metrics table (counter_metric_rows) and never writes them to incident_updates.
 COUNTER_UPDATE = "detector_counter"
-COUNTER_QUERY_PREFIX = "counter:"  # metrics.query_name of a counter row: "counter:<counter>"
 
 
 def counter_rows(environment: str, counters: list[tuple[str, str, int]], now_ms: int) -> list[dict]:
