@@ -31,6 +31,7 @@ def fuzz(target: str, seeds: Iterable[bytes], corpus: Path) -> str:
     """Fuzz `target` for SECONDS from `seeds`; fail with atheris's report (the crashing input included) if it
     found a failure. Returns atheris's output."""
     corpus.mkdir(parents=True, exist_ok=True)
+    seeds = list(seeds)
     for index, seed in enumerate(seeds):
         (corpus / f"seed-{index}").write_bytes(seed)
     run = subprocess.run([sys.executable, str(TESTS / "fuzz_targets.py"), target, f"-max_total_time={SECONDS}",
@@ -38,6 +39,9 @@ def fuzz(target: str, seeds: Iterable[bytes], corpus: Path) -> str:
                          capture_output=True, text=True, timeout=SECONDS + 120, cwd=corpus.parent)
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"fuzz target {target} failed:\n{output[-6000:]}"
+    # How many inputs a run gets through depends on the machine's load, not on the target: the check is that
+    # every seed was run (INITED) and the fuzzer went on to mutated inputs after them.
     done = re.search(r"Done (\d+) runs", output)
-    assert done and int(done.group(1)) > 100, f"fuzz target {target} hardly ran:\n{output[-3000:]}"
+    assert "INITED" in output and done and int(done.group(1)) > len(seeds), \
+        f"fuzz target {target} never got past its {len(seeds)} seeds:\n{output[-3000:]}"
     return output

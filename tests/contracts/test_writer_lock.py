@@ -120,7 +120,7 @@ def test_the_locks_of_a_job_killed_with_sigkill_are_free_at_once(tmp_path: Path)
     assert current_writer(checkpoint, store) is None  # the holder's record is still on disk, its lock is not
     with writer_lock(checkpoint, store, "next-run") as me:
         assert current_writer(checkpoint, store) == me
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # taken at once, not after a lease or retry delay
 
 
 LAUNCHER = """

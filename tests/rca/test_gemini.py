@@ -117,12 +117,12 @@ def test_missing_key_when_gemini_is_asked_for(demo_env: DemoSummary) -> None:
 
 
 def test_timeout(demo_env: DemoSummary, fake: FakeGemini) -> None:
-    fake.mode, fake.delay = "timeout", 4.0
+    fake.mode, fake.delay = "timeout", 30.0
     started = time.monotonic()
     with pytest.raises(AnalysisError) as caught:
         analyze(_p1(demo_env), settings=_settings(fake, timeout=1.0))
     assert caught.value.kind == "timeout" and "GEMINI_TIMEOUT_SECONDS" in caught.value.hint
-    assert time.monotonic() - started < 3.5
+    assert time.monotonic() - started < 15  # gave up long before the server's answer at 30 s
     assert len(fake.requests) == 1  # not asked again after the timeout
 
 
