@@ -137,8 +137,8 @@ def test_the_spark_processor_carries_the_quiet_schedule() -> None:
                                               silence=SilencePolicy.of_catalog(catalog))
         tester = TwsTester(processor, timeMode="EventTime", eventTimeExtractor=lambda row: int(row["newest_ms"]))
         triggers = []
-        for lo in range(0, 900_000, 10_000):
-            chunk = frame[(frame.t_ms >= T0_MS + lo) & (frame.t_ms < T0_MS + lo + 10_000)].reset_index(drop=True)
+        for lo in range(0, 900_000, 30_000):
+            chunk = frame[(frame.t_ms >= T0_MS + lo) & (frame.t_ms < T0_MS + lo + 30_000)].reset_index(drop=True)
             result = tester.testInPandas("prod", task_partials(chunk, tasks=2))
             triggers += result.loc[result.update_type == "opened", "trigger"].tolist() if len(result) else []
         return triggers
