@@ -1,6 +1,7 @@
 """Incident detection: latency on the running streaming job, and quality against the generator's ground truth.
 
     .venv/bin/python bench/detection_bench.py [--quick] [--json OUT.json]
+    .venv/bin/python bench/detection_bench.py --latency-only [--rate 5000] [--rate 20000]   # the latency runs alone
 
 Latency (the real path: embedded broker -> `incident-stream` job -> Delta Lake tables):
   1. Starts the embedded broker and the streaming job (`incident-stream`, continuous mode, 1 s trigger,
@@ -561,7 +562,13 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (job log, tables) for a look")
     parser.add_argument("--shapes-only", action="store_true",
                         help="only the evaluation shapes (offline, no broker or job; about a minute)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the detection latency runs on the real job (no quality runs, no shapes)")
+    parser.add_argument("--rate", type=float, action="append",
+                        help="with --latency-only: only this rate of the full run's (5000, 20000); repeatable")
     args = parser.parse_args()
+    if args.rate and not args.latency_only:
+        parser.error("--rate goes with --latency-only")
     if args.shapes_only:
         began = time.monotonic()
         shapes = shapes_eval()
@@ -574,6 +581,11 @@ def main() -> int:
         n_injections, injection_s, seeds, minutes, quality_rate = len(INJECTIONS), 24.0, [11, 12, 13], 30.0, 500.0
     detect_wait_s = 20.0
     runs = [(QUICK_RATE, None, None)] if args.quick else LATENCY_RUNS
+    if args.rate:
+        unknown = set(args.rate) - {rate for rate, _, _ in runs}
+        if unknown:
+            parser.error(f"--rate {sorted(unknown)}: the runs are at {[rate for rate, _, _ in runs]} ev/s")
+        runs = [run for run in runs if run[0] in args.rate]
     started = time.monotonic()
 
     def log(text: str) -> None:
@@ -587,8 +599,8 @@ def main() -> int:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=os.nice, initargs=(10,))
     try:
-        quality = pool.submit(quality_all, seeds, minutes, quality_rate, not args.quick)
-        if not args.quick:
+        quality = None if args.latency_only else pool.submit(quality_all, seeds, minutes, quality_rate, not args.quick)
+        if quality is not None and not args.quick:
             log(f"  quality: {len(seeds)} seeded mixed runs of {minutes:.0f} simulated minutes at "
                 f"{quality_rate:,.0f} ev/s")
             quality.result()
@@ -598,9 +610,10 @@ def main() -> int:
             done, context = latency_run(work / f"rate-{rate:.0f}", injections, injection_s, detect_wait_s, quality,
                                         log, rate=rate, keep_up_wait_s=60.0 if args.quick else KEEP_UP_WAIT_S)
             latency.append((rate, target, done, context))
-        results: list[QualityResult] = quality.result()
-        log("  evaluation shapes (offline)")
-        shapes = pool.submit(shapes_eval).result()
+        if quality is not None:
+            results: list[QualityResult] = quality.result()
+            log("  evaluation shapes (offline)")
+            shapes = pool.submit(shapes_eval).result()
     finally:
         pool.shutdown(cancel_futures=True)
         if args.keep:
@@ -608,6 +621,15 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
+    metrics = [metric for rate, target, injections, context in latency
+               for metric in latency_metrics(rate, target, injections, context, detect_wait_s + injection_s, log)]
+    run_facts = {"quick": args.quick, "injection_s": injection_s, "trigger_s": TRIGGER_S, "cpus": os.cpu_count(),
+                 "latency_runs": [{"rate": rate, "injections": len(inj), **context}
+                                  for rate, _, inj, context in latency]}
+    if quality is None:
+        emit("detection-latency", metrics, args.json, load_average=os.getloadavg(),
+             total_s=round(time.monotonic() - started, 1), **run_facts)
+        return 0
     for r in results:
         log(f"  quality seed {r.seed}: {r.events:,} events, {r.found}/{r.expected} found, {r.true_positives}/"
             f"{r.detected} true, missed {r.missed}, false positives {r.false_positives} ({r.seconds:.0f} s)")
@@ -619,8 +641,6 @@ def main() -> int:
     run_note = (f"{len(seeds)} seeded mixed run(s) x {minutes:.0f} min simulated, {quality_rate:,.0f} ev/s, "
                 f"{events:,} events; offline engine"
                 + ("; signatures of problem lines only" if args.quick else ""))
-    metrics = [metric for rate, target, injections, context in latency
-               for metric in latency_metrics(rate, target, injections, context, detect_wait_s + injection_s, log)]
     metrics += [
         Metric("precision", tp / detected_q if detected_q else 0.0, "ratio", target=0.95, note=run_note),
         Metric("recall", found / expected if expected else 0.0, "ratio", target=0.95,
@@ -630,11 +650,8 @@ def main() -> int:
         Metric("incidents from normal traffic", sum(r.fp_normal for r in results), "incidents", target=0, op="<="),
         *shape_metrics(shapes),
     ]
-    emit("detection", metrics, args.json, quick=args.quick, injection_s=injection_s,
-         latency_runs=[{"rate": rate, "injections": len(inj), **context} for rate, _, inj, context in latency],
-         trigger_s=TRIGGER_S, quality_seeds=seeds, quality_minutes=minutes,
-         quality_rate=quality_rate, cpus=os.cpu_count(), load_average=os.getloadavg(),
-         total_s=round(time.monotonic() - started, 1), shapes=shapes)
+    emit("detection", metrics, args.json, quality_seeds=seeds, quality_minutes=minutes, quality_rate=quality_rate,
+         load_average=os.getloadavg(), total_s=round(time.monotonic() - started, 1), shapes=shapes, **run_facts)
     return 0  # a missed target is the table's to report; a non-zero exit means the benchmark itself failed
 
 
