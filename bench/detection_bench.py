@@ -369,7 +369,7 @@ def latency_run(work: Path, injections: list[Injection], injection_s: float, det
                "KAFKA_TOPIC_LOGS": topic, "DATA_DIR": str(data_dir), "RUNTIME_DIR": str(work / "runtime"),
                "CHECKPOINT_DIR": str(checkpoint), "SPARK_MASTER": "local[2]",
                "SPARK_UI_PORT": str(free_port()), "STREAM_TRIGGER_SECONDS": f"{TRIGGER_S:g}",
-               "STREAM_STARTING_OFFSETS": "earliest", "LOG_LEVEL": "WARNING",
+               "STREAM_STARTING_OFFSETS": "earliest", "LOG_LEVEL": "INFO",
                "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
         command = [str(Path(sys.executable).parent / "incident-stream"), "--run-id", "detection-bench",
                    "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
