@@ -22,7 +22,7 @@ import pytest
 from incident_contracts.table_store import TableStore
 from incident_contracts.writer_lock import LeaseLock, WriterBusy, current_writer, writer_lock
 
-pytestmark = [pytest.mark.integration, pytest.mark.beside, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ROWS = 500
 

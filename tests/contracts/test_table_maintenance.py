@@ -203,7 +203,6 @@ def test_cli_prints_a_json_report(store, settings):
 
 
 @pytest.mark.integration
-@pytest.mark.beside
 def test_maintenance_while_a_writer_appends_loses_and_duplicates_nothing(store, settings):
     """The streaming job's protocol in a thread (write a batch's files, commit them with the application id and
     batch id) while maintenance runs again and again; late rows dated 40 days ago make every retention pass
@@ -264,7 +263,6 @@ def test_maintenance_while_a_writer_appends_loses_and_duplicates_nothing(store, 
 
 
 @pytest.mark.integration
-@pytest.mark.beside
 def test_maintenance_on_object_storage(s3, isolated_env, monkeypatch):
     bucket = s3.new_bucket()
     for name, value in s3.env(f"s3://{bucket}/lake").items():
@@ -293,7 +291,6 @@ sys.exit(0 if maintain(load_settings(), ["events", "metrics"]).ok else 1)
 
 
 @pytest.mark.integration
-@pytest.mark.beside
 @pytest.mark.timeout(300)
 def test_maintenance_killed_at_random_moments_loses_and_duplicates_nothing(store, settings):
     """The folder-swap compaction moved a live partition aside where renameat2 was missing, and a crash

@@ -370,7 +370,6 @@ spark.stop()
 
 
 @pytest.mark.integration
-@pytest.mark.beside
 @pytest.mark.timeout(600)
 def test_spark_reads_the_converted_millisecond_files_as_pyarrow_does(settings, tmp_path):
     """Spark's Delta reader (delta-spark, the jar set stack/jvm/delta-spark) on the tables converted in place:

@@ -28,7 +28,7 @@ from stream_helpers import make_event, produce_events
 
 from incident_contracts.kafka import end_offsets
 
-pytestmark = [pytest.mark.integration, pytest.mark.beside, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
