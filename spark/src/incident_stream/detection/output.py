@@ -15,6 +15,7 @@ TIMESTAMP_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if pa.types.is_timest
 OBJECT_COLUMNS = tuple(f.name for f in INCIDENT_UPDATES if not (pa.types.is_integer(f.type)
                                                                  or pa.types.is_floating(f.type)
                                                                  or pa.types.is_timestamp(f.type)))
+INTEGER_COLUMNS = frozenset(f.name for f in INCIDENT_UPDATES if pa.types.is_integer(f.type))
 
 
 def spark_type(arrow_type: pa.DataType) -> T.DataType:
@@ -40,13 +41,19 @@ def incident_updates_schema() -> T.StructType:
 
 
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Detector rows (timestamps in epoch ms) as a frame with the contract's columns, in order."""
-    frame = pd.DataFrame(rows, columns=INCIDENT_UPDATES.names)
-    for column in OBJECT_COLUMNS:
-        values = frame[column].astype(object)
-        frame[column] = values.where(values.notna(), None)
-    for column in TIMESTAMP_COLUMNS:
-        frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
+    """Detector rows (timestamps in epoch ms) as a frame with the contract's columns, in order. Built column
+    by column (a frame of dicts then fixed up column by column cost tens of milliseconds per micro-batch)."""
+    columns = {}
+    for name in INCIDENT_UPDATES.names:
+        values = [row.get(name) for row in rows]
+        if name in TIMESTAMP_COLUMNS:
+            columns[name] = pd.to_datetime(pd.Series(values, dtype="float64"), unit="ms", utc=True)
+        elif name in OBJECT_COLUMNS:
+            columns[name] = pd.Series([None if isinstance(v, float) and v != v else v for v in values], dtype=object)
+        else:  # numbers: a missing one is NaN
+            columns[name] = pd.Series(values, dtype="int64" if name in INTEGER_COLUMNS and None not in values
+                                      else "float64")
+    frame = pd.DataFrame(columns)
     frame["update_seq"] = frame["update_seq"].astype("int32")
     for column in ("event_count", "error_count"):
         frame[column] = frame[column].astype("int64")
