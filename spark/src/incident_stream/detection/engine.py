@@ -26,6 +26,7 @@ import json
 import zlib
 from collections.abc import Iterable
 
+# the counters the detector reports (drain_counters)
 from incident_contracts.detector_counters import CLOCK_AHEAD, ENVIRONMENT_SILENT, LATE_COUNTED, LATE_EXCLUDED
 from incident_contracts.tables import UpdateType
 from incident_stream.detection import severity
@@ -39,8 +40,6 @@ from incident_stream.detection.quiet import SilencePolicy
 from incident_stream.detection.tracker import OPENED, RESOLVED, ServiceTracker
 
 STATE_VERSION = 1
-
-# counters the detector reports (drain_counters)
 
 
 class EnvironmentDetector:
